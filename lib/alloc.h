@@ -1,0 +1,28 @@
+/*
+ * alloc: the one allocation wrapper of libconsuma.
+ *
+ * Out-of-memory policy: every allocation goes through cz_*; they return NULL
+ * on failure and callers propagate an error (never abort). Tests make
+ * allocations fail on purpose with alloc_fail_after() (curl's torture mode).
+ * All functions are thread safe.
+ */
+#ifndef CONSUMA_ALLOC_H
+#define CONSUMA_ALLOC_H
+
+#include <stddef.h>
+
+void *cz_malloc(size_t n);
+void *cz_calloc(size_t count, size_t size);
+void *cz_realloc(void *p, size_t n);
+/* A copy of s (NULL when s is NULL or memory ran out); free with cz_free. */
+char *cz_strdup(const char *s);
+/* A NUL-terminated copy of the first n bytes of s. */
+char *cz_strndup(const char *s, size_t n);
+/* cz_free(NULL) is a no-op. */
+void cz_free(void *p);
+
+/* Test hook: the n+1-th allocation from now on, and every one after it,
+ * fails. n < 0 switches failures off (the default). */
+void alloc_fail_after(long n);
+
+#endif

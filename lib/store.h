@@ -1,0 +1,144 @@
+/*
+ * store: the SQLite database, the durable queue and the record of every
+ * request. One struct store is one connection; it belongs to one thread at
+ * a time (open one per thread). Many processes may open the same file.
+ *
+ *  - WAL mode; migrations from sql/ (compiled in) applied at open, under an
+ *    exclusive lock, idempotently, safe when many processes start at once.
+ *  - Every write runs in BEGIN IMMEDIATE. A busy handler retries in
+ *    microseconds (not SQLite's multi-millisecond sleeps) for up to
+ *    STORE_BUSY_TIMEOUT_MS, so SQLITE_BUSY does not reach a client while
+ *    writers contend.
+ *  - The job insert commits with synchronous=FULL: when store_insert_job
+ *    returns STORE_OK the job is on disk.
+ *
+ * The deliverer's SQL (claims, leases, attempts, heartbeats) lives in
+ * queue.c, which uses store_db() and the transaction helpers below.
+ */
+#ifndef CONSUMA_STORE_H
+#define CONSUMA_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sqlite3.h>
+#include <json-c/json.h>
+
+#define STORE_BUSY_TIMEOUT_MS 10000
+
+struct store;
+
+enum store_err {
+	STORE_OK = 0,
+	STORE_NOMEM,
+	STORE_BUSY,      /* the busy handler gave up */
+	STORE_IO,        /* SQLite failed: see store_errmsg */
+	STORE_NOTFOUND,  /* no such row */
+	STORE_CONFLICT,  /* idempotency key reused with a different body */
+	STORE_MIGRATION, /* a migration failed or the schema is newer than us */
+	STORE_FULL,      /* an intake bound refused the job: see store_job_result */
+};
+
+const char *store_strerror(enum store_err err);
+
+/* Opens (creating if needed) the database at path and applies migrations.
+ * Returns NULL on failure with *err set (and, when errmsg is not NULL, a
+ * message written into it). */
+struct store *store_open(const char *path, enum store_err *err, char *errmsg, size_t errlen);
+/* store_close(NULL) is a no-op. Finalizes every prepared statement. */
+void store_close(struct store *s);
+/* The last SQLite error message of this connection. */
+const char *store_errmsg(struct store *s);
+/* The raw handle, for queue.c and tests. */
+sqlite3 *store_db(struct store *s);
+
+/* Transaction helpers: BEGIN IMMEDIATE / COMMIT / ROLLBACK. */
+enum store_err store_begin(struct store *s);
+enum store_err store_commit(struct store *s);
+void store_rollback(struct store *s);
+/* Maps a SQLite result code to a store_err (SQLITE_OK/DONE/ROW -> STORE_OK). */
+enum store_err store_from_sqlite(int rc);
+
+/* A finished /sync request. */
+struct sync_record {
+	const char *id;          /* UUIDv7 */
+	const char *input_data;
+	int64_t iterations;
+	const char *result;      /* 64 hex */
+	double duration_ms;
+	int64_t created_at;      /* epoch ms */
+	int64_t completed_at;
+	const char *client_addr;
+};
+enum store_err store_insert_sync(struct store *s, const struct sync_record *r);
+
+/* A new async job. */
+struct job_insert {
+	const char *id;              /* UUIDv7, used unless the key matched */
+	const char *input_data;
+	int64_t iterations;
+	const char *callback_url;
+	const char *callback_host;   /* lowercased */
+	const char *client_addr;
+	const char *idempotency_key; /* NULL when the header was absent */
+	const char *body_hash;       /* sha256 hex of the body, for the key check */
+	int64_t created_at;          /* epoch ms */
+	int64_t idempotency_ttl_ms;  /* a key older than this is forgotten */
+	/* Intake bounds, checked in the same transaction (0: no bound). */
+	int64_t max_queue_size;
+	int64_t max_client_pending;  /* the client's share of the queue */
+	int64_t max_host_pending;    /* unfinished jobs per callback host */
+};
+
+enum job_refusal {
+	JOB_ACCEPTED = 0,
+	JOB_QUEUE_FULL,   /* queue_depth >= max_queue_size */
+	JOB_CLIENT_SHARE, /* the client holds its share */
+	JOB_HOST_PENDING, /* the callback host has too many unfinished jobs */
+};
+
+struct job_result {
+	char id[37];             /* the job's id: new, or the first one's for a repeated key */
+	char status[16];         /* its work status */
+	bool replayed;           /* true when the idempotency key matched */
+	enum job_refusal refusal; /* why, on STORE_FULL */
+	int64_t queue_depth;     /* depth seen by the check */
+};
+
+/* Inserts the job durably (synchronous=FULL), or finds the earlier job for
+ * the same (client_addr, idempotency_key) within the TTL. STORE_CONFLICT
+ * when the key matched with a different body_hash; STORE_FULL when a bound
+ * refused it (res->refusal says which). */
+enum store_err store_insert_job(struct store *s, const struct job_insert *job,
+				struct job_result *res);
+
+/* The full record of one request, as the API shows it (see README), with
+ * "delivery_trace": one object per attempt. *out is a new json_object the
+ * caller puts. STORE_NOTFOUND for an unknown id. */
+enum store_err store_get_request(struct store *s, const char *id, json_object **out);
+
+struct list_query {
+	const char *mode;   /* "sync", "async" or NULL */
+	const char *status; /* a status or NULL */
+	int64_t limit;      /* 1..200 */
+	int64_t offset;     /* >= 0 */
+};
+/* A json array of {"id","mode","status","duration_ms","created_at"}, newest first. */
+enum store_err store_list_requests(struct store *s, const struct list_query *q,
+				   json_object **out);
+
+struct store_health {
+	int64_t queue_depth;      /* unfinished async jobs (O(1) counter) */
+	bool deliverer_seen;      /* any heartbeat row at all */
+	int64_t deliverer_beat_ms;/* newest beat_at */
+	int64_t deliverer_pid;
+	int64_t deliverer_started_at;
+	int64_t busy_workers;     /* summed over live deliverers */
+	int64_t workers;
+	int64_t inflight;
+	int64_t deliverers_alive; /* heartbeats newer than the stale bound */
+};
+/* Reads the health figures in one read transaction; stale_ms decides which
+ * heartbeats count as alive. */
+enum store_err store_health(struct store *s, int64_t stale_ms, struct store_health *h);
+
+#endif

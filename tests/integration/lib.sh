@@ -1,0 +1,91 @@
+# tests/integration/lib.sh: shared helpers for the integration tests.
+# Source it first thing:   . "$(dirname "$0")/lib.sh"
+#
+# Every test gets its own temporary directory ($T) and stops exactly the
+# processes it started, by pid, on any exit. Assertions count; t_done prints
+# "N passed, N failed" and exits non-zero when anything failed.
+set -uo pipefail
+
+SRC=${CONSUMA_SRC_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BUILD=${CONSUMA_BUILD_DIR:-$SRC/build-test}
+T=$(mktemp -d "${TMPDIR:-/tmp}/consuma-test.XXXXXX")
+T_PASSED=0
+T_FAILED=0
+T_PIDS=()
+T_STACKS=()
+
+t_cleanup() {
+	local d p
+	for d in "${T_STACKS[@]}"; do
+		"$SRC/tools/stack.sh" down --dir "$d" >/dev/null 2>&1 || true
+	done
+	for p in "${T_PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${T_PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+	done
+	if [ "${T_KEEP:-0}" = 1 ] || [ "$T_FAILED" -gt 0 ]; then
+		echo "# kept $T for inspection" >&2
+	else
+		rm -rf "$T"
+	fi
+}
+trap t_cleanup EXIT
+
+# t_track PID: stop PID when the test exits.
+t_track() { T_PIDS+=("$1"); }
+
+ok() { T_PASSED=$((T_PASSED + 1)); echo "ok - $*"; }
+not_ok() { T_FAILED=$((T_FAILED + 1)); echo "not ok - $*"; }
+
+# assert_eq WHAT EXPECTED ACTUAL
+assert_eq() {
+	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1: expected [$2], got [$3]"; fi
+}
+# assert_match WHAT REGEX ACTUAL
+assert_match() {
+	if [[ "$3" =~ $2 ]]; then ok "$1"; else not_ok "$1: [$3] does not match /$2/"; fi
+}
+# assert_cmd WHAT CMD...: passes when CMD exits 0
+assert_cmd() {
+	local what=$1; shift
+	if "$@"; then ok "$what"; else not_ok "$what (command failed: $*)"; fi
+}
+
+t_done() {
+	echo "$T_PASSED passed, $T_FAILED failed"
+	[ "$T_FAILED" -eq 0 ] && [ "$T_PASSED" -gt 0 ]
+	exit $?
+}
+
+# free_port: a TCP port on 127.0.0.1 that nobody listens on right now.
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# stack_up DIR [stack.sh up options...]: starts a stack, sets BASE to its URL.
+stack_up() {
+	local dir=$1; shift
+	local port
+	port=$(free_port)
+	T_STACKS+=("$dir")
+	BASE=$("$SRC/tools/stack.sh" up --dir "$dir" --port "$port" "$@") || {
+		not_ok "stack.sh up failed"; cat "$dir"/*.log >&2 2>/dev/null; t_done; }
+	BASE=$(echo "$BASE" | tail -n 1)
+}
+
+# http METHOD URL [curl args...]: sets HTTP_CODE, HTTP_BODY, HTTP_HEADERS.
+http() {
+	local method=$1 url=$2; shift 2
+	local out="$T/.http.body" hdr="$T/.http.headers"
+	HTTP_CODE=$(curl -s -m 30 -X "$method" -o "$out" -D "$hdr" -w '%{http_code}' "$@" "$url") || HTTP_CODE=000
+	HTTP_BODY=$(cat "$out" 2>/dev/null)
+	HTTP_HEADERS=$(cat "$hdr" 2>/dev/null)
+}
+
+# json_get JSON EXPR: python3 expression over the parsed value `j`.
+json_get() {
+	python3 -c 'import json,sys; j=json.loads(sys.argv[1]); v=eval(sys.argv[2]); print(v if not isinstance(v,(dict,list,bool)) and v is not None else json.dumps(v))' "$1" "$2"
+}
