@@ -1,0 +1,79 @@
+/*
+ * ssrf: the address policy for callback destinations, and the guard that
+ * pins a libcurl connection to an address that was checked.
+ *
+ * The policy is one table of IPv4 and IPv6 prefixes (IANA special-purpose
+ * registries, cloud metadata, everything outside 2000::/3 ...) plus the
+ * operator's CONSUMA_CALLBACK_DENY_CIDRS and CONSUMA_CALLBACK_ALLOW_CIDRS.
+ * IPv4 embedded in IPv6 is judged by the embedded address.
+ * allow_private relaxes only the address classes, never the URL rules.
+ *
+ * A policy is built once and read-only after: thread safe.
+ */
+#ifndef CONSUMA_SSRF_H
+#define CONSUMA_SSRF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <curl/curl.h>
+#include "config.h"
+#include "url.h"
+
+#define SSRF_REASON_MAX 256
+#define SSRF_MAX_ADDRS  16
+
+struct ssrf_policy;
+
+enum ssrf_verdict {
+	SSRF_ALLOW = 0,
+	SSRF_DENY_URL,     /* the URL itself was refused (url.h) */
+	SSRF_DENY_ADDRESS, /* an address is in a denied class */
+	SSRF_DENY_RESOLVE, /* nothing resolved, or the lookup timed out */
+	SSRF_NOMEM,
+};
+
+/* Resolver hook, injectable for tests: fills up to max addresses for host,
+ * returns how many (0 when nothing resolved), within timeout_ms. */
+typedef int (*ssrf_resolver)(const char *host, int timeout_ms, struct sockaddr_storage *addrs,
+			     int max, void *arg);
+
+/* The default resolver: getaddrinfo in a bounded time. */
+int ssrf_resolve_system(const char *host, int timeout_ms, struct sockaddr_storage *addrs, int max,
+			void *arg);
+
+/* Builds the policy from cfg (allow_private, deny/allow CIDR lists, DNS
+ * timeout). NULL on failure (bad CIDR: why says which). Free with
+ * ssrf_policy_free (NULL is a no-op). */
+struct ssrf_policy *ssrf_policy_new(const struct config *cfg, char *why, size_t whylen);
+void ssrf_policy_free(struct ssrf_policy *p);
+/* Replaces the resolver (tests); NULL restores the system one. */
+void ssrf_policy_set_resolver(struct ssrf_policy *p, ssrf_resolver fn, void *arg);
+
+/* Classifies one address: SSRF_ALLOW, or SSRF_DENY_ADDRESS with the class
+ * ("loopback", "private (RFC 1918)", ...) in why. */
+enum ssrf_verdict ssrf_check_addr(const struct ssrf_policy *p, const struct sockaddr *sa,
+				  char *why, size_t whylen);
+
+/* A checked destination: what to pin the connection to. */
+struct ssrf_target {
+	struct url_parts url;
+	int naddrs;
+	struct sockaddr_storage addrs[SSRF_MAX_ADDRS];
+};
+
+/* Parses url, resolves its host and checks every address. On SSRF_ALLOW
+ * fills *t. Otherwise why reads like "destination refused: 127.0.0.1 is
+ * loopback" or "callback_url: userinfo is not allowed". */
+enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
+				 struct ssrf_target *t, char *why, size_t whylen);
+
+/* Prepares an easy handle for a delivery to t: CURLOPT_RESOLVE pinned to
+ * the checked addresses, an open-socket callback that checks the peer
+ * again before connect, protocols http/https only, no redirects, no proxy.
+ * The slist it creates is returned in *resolve_list; free it with
+ * curl_slist_free_all after the transfer. */
+CURLcode ssrf_curl_setup(const struct ssrf_policy *p, CURL *h, const struct ssrf_target *t,
+			 struct curl_slist **resolve_list);
+
+#endif
