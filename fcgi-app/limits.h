@@ -1,0 +1,44 @@
+/*
+ * limits: admission control of consuma-fcgi, called by the router before a
+ * request reaches its handler: the per-client rate limit shared by every
+ * consuma-fcgi process of the host (lib/ratelimit.h), the client address
+ * (X-Forwarded-For only from trusted proxies), and the Retry-After estimate
+ * for a full queue. One struct limits per process; not thread safe (the
+ * FastCGI loop is single threaded).
+ */
+#ifndef CONSUMA_LIMITS_H
+#define CONSUMA_LIMITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+#include "store.h"
+
+struct limits;
+
+enum limits_verdict {
+	LIMITS_PASS = 0,
+	LIMITS_RATE_LIMITED, /* answer 429 with Retry-After: *retry_after_s */
+};
+
+/* Sets up admission control from cfg (maps the shared rate-limit zone).
+ * NULL on failure with why filled. limits_close(NULL) is a no-op. */
+struct limits *limits_open(const struct config *cfg, char *why, size_t whylen);
+void limits_close(struct limits *l);
+
+/* The address to account the request to: remote_addr, or the right-most
+ * X-Forwarded-For entry not in CONSUMA_TRUSTED_PROXIES when remote_addr is a
+ * trusted proxy. xff may be NULL. */
+void limits_client_addr(const struct limits *l, const char *remote_addr, const char *xff,
+			char *out, size_t outlen);
+
+/* Counts one request of client on route ("sync", "async", "requests",
+ * "healthz"; healthz is never limited). */
+enum limits_verdict limits_admit(struct limits *l, const char *client, const char *route,
+				 int64_t *retry_after_s);
+
+/* Retry-After (1..60 s) for a POST /async refused because the queue is full,
+ * from the backlog and the recent drain rate. */
+int64_t limits_queue_retry_after(struct limits *l, struct store *s, int64_t queue_depth);
+
+#endif
