@@ -31,8 +31,7 @@ void buf_init(struct buf *b, size_t max);
 enum buf_err buf_append(struct buf *b, const void *data, size_t len);
 enum buf_err buf_puts(struct buf *b, const char *s);
 enum buf_err buf_putc(struct buf *b, char c);
-enum buf_err buf_printf(struct buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+enum buf_err buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s (len bytes) as a quoted JSON string, escaping as RFC 8259 says. */
 enum buf_err buf_json_string(struct buf *b, const char *s, size_t len);
 /* The contents as a C string; "" before the first append. */

@@ -20,14 +20,14 @@
 
 struct config {
 	/* -- the nine of ORIGIN.md -- */
-	int64_t default_iterations;   /* CONSUMA_DEFAULT_ITERATIONS */
-	int64_t max_workers;          /* CONSUMA_MAX_WORKERS (0: number of CPUs) */
-	int64_t max_queue_size;       /* CONSUMA_MAX_QUEUE_SIZE */
-	int64_t callback_timeout;     /* CONSUMA_CALLBACK_TIMEOUT, seconds */
-	int64_t callback_max_retries; /* CONSUMA_CALLBACK_MAX_RETRIES, attempts in all */
-	int64_t rate_limit_requests;  /* CONSUMA_RATE_LIMIT_REQUESTS (0: off) */
-	int64_t rate_limit_window;    /* CONSUMA_RATE_LIMIT_WINDOW, seconds */
-	bool allow_private_callbacks; /* CONSUMA_ALLOW_PRIVATE_CALLBACKS */
+	int64_t default_iterations;          /* CONSUMA_DEFAULT_ITERATIONS */
+	int64_t max_workers;                 /* CONSUMA_MAX_WORKERS (0: number of CPUs) */
+	int64_t max_queue_size;              /* CONSUMA_MAX_QUEUE_SIZE */
+	int64_t callback_timeout;            /* CONSUMA_CALLBACK_TIMEOUT, seconds */
+	int64_t callback_max_retries;        /* CONSUMA_CALLBACK_MAX_RETRIES, attempts in all */
+	int64_t rate_limit_requests;         /* CONSUMA_RATE_LIMIT_REQUESTS (0: off) */
+	int64_t rate_limit_window;           /* CONSUMA_RATE_LIMIT_WINDOW, seconds */
+	bool allow_private_callbacks;        /* CONSUMA_ALLOW_PRIVATE_CALLBACKS */
 	char database_path[CONFIG_PATH_MAX]; /* CONSUMA_DATABASE_PATH */
 
 	/* -- intake -- */
@@ -59,10 +59,10 @@ struct config {
 	int64_t max_pending_per_host;               /* CONSUMA_MAX_PENDING_PER_HOST */
 
 	/* -- storm survival -- */
-	double max_queue_share;                     /* CONSUMA_MAX_QUEUE_SHARE, 0..1 */
-	char trusted_proxies[CONFIG_LIST_MAX];      /* CONSUMA_TRUSTED_PROXIES */
-	char rate_limit_zone[CONFIG_PATH_MAX];      /* CONSUMA_RATE_LIMIT_ZONE ("": <db>.ratelimit) */
-	int64_t rate_limit_zone_entries;            /* CONSUMA_RATE_LIMIT_ZONE_ENTRIES */
+	double max_queue_share;                /* CONSUMA_MAX_QUEUE_SHARE, 0..1 */
+	char trusted_proxies[CONFIG_LIST_MAX]; /* CONSUMA_TRUSTED_PROXIES */
+	char rate_limit_zone[CONFIG_PATH_MAX]; /* CONSUMA_RATE_LIMIT_ZONE ("": <db>.ratelimit) */
+	int64_t rate_limit_zone_entries;       /* CONSUMA_RATE_LIMIT_ZONE_ENTRIES */
 
 	/* -- operations -- */
 	int log_level; /* CONSUMA_LOG_LEVEL (enum log_level) */
@@ -86,8 +86,8 @@ void config_rate_limit_zone(const struct config *c, char *out, size_t outlen);
 /* Writes every variable as NAME=value lines (the secret masked) to out,
  * for --help and the README's table; one call per line via the callback. */
 void config_describe(void (*line)(const char *name, const char *type_and_range,
-				  const char *default_value, const char *help, void *arg),
-		     void *arg);
+                                  const char *default_value, const char *help, void *arg),
+                     void *arg);
 
 /* Checks a comma-separated list of CIDRs ("10.0.0.0/8, ::1/128, 1.2.3.4");
  * exposed for the tests. Returns true when every entry parses. */

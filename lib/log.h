@@ -23,7 +23,7 @@ int log_level_parse(const char *s);
 
 /* Writes "level=L prog=P pid=N event=EVENT " followed by fmt. */
 void log_event(enum log_level level, const char *event, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* s quoted and escaped for a log value, cut at 256 input bytes (then "...");
  * the result lives in a thread-local ring of 8 buffers: use it within the

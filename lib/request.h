@@ -35,11 +35,11 @@ enum request_err {
 };
 
 struct job_request {
-	char *input_data;    /* NUL-terminated UTF-8 (cz_malloc'd) */
-	size_t input_bytes;  /* strlen(input_data) */
-	size_t input_chars;  /* code points */
-	int64_t iterations;  /* the default when the field was absent */
-	char *callback_url;  /* async only, else NULL (cz_malloc'd) */
+	char *input_data;   /* NUL-terminated UTF-8 (cz_malloc'd) */
+	size_t input_bytes; /* strlen(input_data) */
+	size_t input_chars; /* code points */
+	int64_t iterations; /* the default when the field was absent */
+	char *callback_url; /* async only, else NULL (cz_malloc'd) */
 };
 
 struct request_error {
@@ -54,8 +54,8 @@ const char *request_strerror(enum request_err err);
  * filled and owned by the caller (request_free). On any error, out is zeroed
  * and err says why; nothing needs freeing. */
 enum request_err request_parse(const char *body, size_t len, enum request_mode mode,
-			       const struct config *cfg, struct job_request *out,
-			       struct request_error *err);
+                               const struct config *cfg, struct job_request *out,
+                               struct request_error *err);
 
 /* Frees what request_parse allocated; request_free(NULL) is a no-op. */
 void request_free(struct job_request *r);

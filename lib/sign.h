@@ -32,6 +32,6 @@ void sign_key_free(struct sign_key *k);
 
 /* Writes "v1,<base64>" for (msg_id, timestamp seconds, body) into out. */
 enum sign_err sign_webhook(const struct sign_key *k, const char *msg_id, int64_t timestamp,
-			   const char *body, size_t body_len, char *out, size_t outlen);
+                           const char *body, size_t body_len, char *out, size_t outlen);
 
 #endif

@@ -36,11 +36,11 @@ enum ssrf_verdict {
 /* Resolver hook, injectable for tests: fills up to max addresses for host,
  * returns how many (0 when nothing resolved), within timeout_ms. */
 typedef int (*ssrf_resolver)(const char *host, int timeout_ms, struct sockaddr_storage *addrs,
-			     int max, void *arg);
+                             int max, void *arg);
 
 /* The default resolver: getaddrinfo in a bounded time. */
 int ssrf_resolve_system(const char *host, int timeout_ms, struct sockaddr_storage *addrs, int max,
-			void *arg);
+                        void *arg);
 
 /* Builds the policy from cfg (allow_private, deny/allow CIDR lists, DNS
  * timeout). NULL on failure (bad CIDR: why says which). Free with
@@ -52,8 +52,8 @@ void ssrf_policy_set_resolver(struct ssrf_policy *p, ssrf_resolver fn, void *arg
 
 /* Classifies one address: SSRF_ALLOW, or SSRF_DENY_ADDRESS with the class
  * ("loopback", "private (RFC 1918)", ...) in why. */
-enum ssrf_verdict ssrf_check_addr(const struct ssrf_policy *p, const struct sockaddr *sa,
-				  char *why, size_t whylen);
+enum ssrf_verdict ssrf_check_addr(const struct ssrf_policy *p, const struct sockaddr *sa, char *why,
+                                  size_t whylen);
 
 /* A checked destination: what to pin the connection to. */
 struct ssrf_target {
@@ -66,7 +66,7 @@ struct ssrf_target {
  * fills *t. Otherwise why reads like "destination refused: 127.0.0.1 is
  * loopback" or "callback_url: userinfo is not allowed". */
 enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
-				 struct ssrf_target *t, char *why, size_t whylen);
+                                 struct ssrf_target *t, char *why, size_t whylen);
 
 /* Prepares an easy handle for a delivery to t: CURLOPT_RESOLVE pinned to
  * the checked addresses, an open-socket callback that checks the peer
@@ -74,6 +74,6 @@ enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
  * The slist it creates is returned in *resolve_list; free it with
  * curl_slist_free_all after the transfer. */
 CURLcode ssrf_curl_setup(const struct ssrf_policy *p, CURL *h, const struct ssrf_target *t,
-			 struct curl_slist **resolve_list);
+                         struct curl_slist **resolve_list);
 
 #endif

@@ -60,12 +60,12 @@ enum store_err store_from_sqlite(int rc);
 
 /* A finished /sync request. */
 struct sync_record {
-	const char *id;          /* UUIDv7 */
+	const char *id; /* UUIDv7 */
 	const char *input_data;
 	int64_t iterations;
-	const char *result;      /* 64 hex */
+	const char *result; /* 64 hex */
 	double duration_ms;
-	int64_t created_at;      /* epoch ms */
+	int64_t created_at; /* epoch ms */
 	int64_t completed_at;
 	const char *client_addr;
 };
@@ -73,11 +73,11 @@ enum store_err store_insert_sync(struct store *s, const struct sync_record *r);
 
 /* A new async job. */
 struct job_insert {
-	const char *id;              /* UUIDv7, used unless the key matched */
+	const char *id; /* UUIDv7, used unless the key matched */
 	const char *input_data;
 	int64_t iterations;
 	const char *callback_url;
-	const char *callback_host;   /* lowercased */
+	const char *callback_host; /* lowercased */
 	const char *client_addr;
 	const char *idempotency_key; /* NULL when the header was absent */
 	const char *body_hash;       /* sha256 hex of the body, for the key check */
@@ -85,8 +85,8 @@ struct job_insert {
 	int64_t idempotency_ttl_ms;  /* a key older than this is forgotten */
 	/* Intake bounds, checked in the same transaction (0: no bound). */
 	int64_t max_queue_size;
-	int64_t max_client_pending;  /* the client's share of the queue */
-	int64_t max_host_pending;    /* unfinished jobs per callback host */
+	int64_t max_client_pending; /* the client's share of the queue */
+	int64_t max_host_pending;   /* unfinished jobs per callback host */
 };
 
 enum job_refusal {
@@ -97,11 +97,11 @@ enum job_refusal {
 };
 
 struct job_result {
-	char id[37];             /* the job's id: new, or the first one's for a repeated key */
-	char status[16];         /* its work status */
-	bool replayed;           /* true when the idempotency key matched */
+	char id[37];              /* the job's id: new, or the first one's for a repeated key */
+	char status[16];          /* its work status */
+	bool replayed;            /* true when the idempotency key matched */
 	enum job_refusal refusal; /* why, on STORE_FULL */
-	int64_t queue_depth;     /* depth seen by the check */
+	int64_t queue_depth;      /* depth seen by the check */
 };
 
 /* Inserts the job durably (synchronous=FULL), or finds the earlier job for
@@ -109,7 +109,7 @@ struct job_result {
  * when the key matched with a different body_hash; STORE_FULL when a bound
  * refused it (res->refusal says which). */
 enum store_err store_insert_job(struct store *s, const struct job_insert *job,
-				struct job_result *res);
+                                struct job_result *res);
 
 /* The full record of one request, as the API shows it (see README), with
  * "delivery_trace": one object per attempt. *out is a new json_object the
@@ -123,16 +123,15 @@ struct list_query {
 	int64_t offset;     /* >= 0 */
 };
 /* A json array of {"id","mode","status","duration_ms","created_at"}, newest first. */
-enum store_err store_list_requests(struct store *s, const struct list_query *q,
-				   json_object **out);
+enum store_err store_list_requests(struct store *s, const struct list_query *q, json_object **out);
 
 struct store_health {
-	int64_t queue_depth;      /* unfinished async jobs (O(1) counter) */
-	bool deliverer_seen;      /* any heartbeat row at all */
-	int64_t deliverer_beat_ms;/* newest beat_at */
+	int64_t queue_depth;       /* unfinished async jobs (O(1) counter) */
+	bool deliverer_seen;       /* any heartbeat row at all */
+	int64_t deliverer_beat_ms; /* newest beat_at */
 	int64_t deliverer_pid;
 	int64_t deliverer_started_at;
-	int64_t busy_workers;     /* summed over live deliverers */
+	int64_t busy_workers; /* summed over live deliverers */
 	int64_t workers;
 	int64_t inflight;
 	int64_t deliverers_alive; /* heartbeats newer than the stale bound */

@@ -22,13 +22,13 @@
 enum url_err {
 	URL_OK = 0,
 	URL_TOO_LONG,
-	URL_BAD_CHAR,     /* whitespace, backslash, control or non-ASCII byte */
+	URL_BAD_CHAR, /* whitespace, backslash, control or non-ASCII byte */
 	URL_BAD_SCHEME,
 	URL_USERINFO,
 	URL_BAD_HOST,
 	URL_BAD_PORT,
-	URL_BAD_IPV4,     /* a non-canonical IPv4 literal */
-	URL_MALFORMED,    /* curl_url refused it */
+	URL_BAD_IPV4,  /* a non-canonical IPv4 literal */
+	URL_MALFORMED, /* curl_url refused it */
 	URL_NOMEM,
 };
 

@@ -1,0 +1,76 @@
+/*
+ * alloc: the allocation wrapper (see alloc.h). The failure injection is one
+ * atomic countdown shared by all threads: cheap enough to leave in release
+ * builds, so the same binary that ships is the one tests torture.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include "alloc.h"
+
+static atomic_long fail_countdown = -1;
+
+static int should_fail(void)
+{
+	long n = atomic_load_explicit(&fail_countdown, memory_order_relaxed);
+
+	if (n < 0)
+		return 0;
+	if (n == 0)
+		return 1;
+	/* Decrement once; a lost race only shifts which call fails. */
+	atomic_fetch_sub_explicit(&fail_countdown, 1, memory_order_relaxed);
+	return 0;
+}
+
+void alloc_fail_after(long n)
+{
+	atomic_store(&fail_countdown, n < 0 ? -1 : n);
+}
+
+void *cz_malloc(size_t n)
+{
+	if (should_fail())
+		return NULL;
+	return malloc(n == 0 ? 1 : n);
+}
+
+void *cz_calloc(size_t count, size_t size)
+{
+	if (should_fail())
+		return NULL;
+	return calloc(count == 0 ? 1 : count, size == 0 ? 1 : size);
+}
+
+void *cz_realloc(void *p, size_t n)
+{
+	if (should_fail())
+		return NULL;
+	return realloc(p, n == 0 ? 1 : n);
+}
+
+char *cz_strndup(const char *s, size_t n)
+{
+	char *copy;
+
+	if (s == NULL)
+		return NULL;
+	copy = cz_malloc(n + 1);
+	if (copy == NULL)
+		return NULL;
+	memcpy(copy, s, n);
+	copy[n] = '\0';
+	return copy;
+}
+
+char *cz_strdup(const char *s)
+{
+	if (s == NULL)
+		return NULL;
+	return cz_strndup(s, strlen(s));
+}
+
+void cz_free(void *p)
+{
+	free(p);
+}

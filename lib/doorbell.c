@@ -1,0 +1,81 @@
+/*
+ * doorbell: one empty datagram on a unix socket wakes the deliverer (see
+ * doorbell.h). SOCK_DGRAM keeps each ring a single message, and a full
+ * socket queue (EAGAIN) means the deliverer has wake-ups pending already,
+ * so dropping the ring is correct.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include "doorbell.h"
+
+static int make_addr(const char *path, struct sockaddr_un *sun)
+{
+	size_t n = strlen(path);
+
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (n == 0 || n >= sizeof(sun->sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(sun->sun_path, path, n + 1);
+	return 0;
+}
+
+void doorbell_ring(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	if (path == NULL || make_addr(path, &sun) != 0)
+		return;
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	(void)sendto(fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sun, sizeof(sun));
+	close(fd);
+}
+
+int doorbell_listen(const char *path)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int fd;
+
+	if (make_addr(path, &sun) != 0)
+		return -1;
+	/* Replace a stale socket file left by a crash; never remove anything else. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			errno = EEXIST;
+			return -1;
+		}
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+int doorbell_drain(int fd)
+{
+	char b[16];
+	int n = 0;
+
+	while (recv(fd, b, sizeof(b), MSG_DONTWAIT) >= 0)
+		n++;
+	return n;
+}
