@@ -374,7 +374,10 @@ enum config_err config_load(struct config *c, char *err, size_t errlen)
 		}
 	}
 	if (c->database_path[0] == '\0') {
-		snprintf(err, errlen, "CONSUMA_DATABASE_PATH: must not be empty");
+		snprintf(
+		    err, errlen,
+		    "CONSUMA_DATABASE_PATH: must not be empty; accepted: a path of 1..%zu bytes",
+		    sizeof(c->database_path) - 1);
 		return CONFIG_INVALID;
 	}
 	if (c->default_iterations > c->max_iterations) {
