@@ -1,0 +1,731 @@
+/*
+ * ssrf: the address policy for callback destinations and the libcurl guard
+ * that pins a delivery to addresses that were checked.
+ *
+ * Policy (one table, longest prefix wins, see rules[] below). The verdict
+ * for one address is decided in this order; the first step that applies
+ * decides:
+ *
+ *   1. CONSUMA_CALLBACK_DENY_CIDRS    deny   (the operator's deny beats all)
+ *   2. CONSUMA_CALLBACK_ALLOW_CIDRS   allow  (known partners; beats every
+ *                                             built-in rule, metadata too)
+ *   3. the longest matching rule of the table:
+ *      K_GLOBAL    allow (public unicast: 0.0.0.0/0 and 2000::/3 fallbacks)
+ *      K_PRIVATE   deny, unless allow_private (loopback, RFC 1918, CGNAT,
+ *                  unique-local, site-local, benchmarking)
+ *      K_FIXED     deny always (unspecified, link-local, multicast,
+ *                  broadcast, reserved, documentation, IETF assignments,
+ *                  everything outside 2000::/3)
+ *      K_METADATA  deny always: cloud metadata endpoints, listed even where
+ *                  a class already covers them so that allow_private does
+ *                  not open them (169.254.169.254 under allow_private ...)
+ *      K_EMBED     deny always: IPv4-mapped, IPv4-compatible, 6to4, Teredo
+ *                  (a real destination never needs these spellings; the
+ *                  reason names the embedded IPv4)
+ *      K_NAT64     judged by the embedded IPv4 (last 32 bits), through
+ *                  steps 1..3 again
+ *
+ * allow_private (CONSUMA_ALLOW_PRIVATE_CALLBACKS) relaxes K_PRIVATE only.
+ *
+ * Resolution (ssrf_resolve_system): getaddrinfo runs in a detached thread;
+ * the caller waits on a condition variable for at most timeout_ms. A lookup
+ * that outlives its caller finishes on its own and frees its state (the
+ * state is reference counted: caller and thread each hold one reference).
+ * The number of such threads is bounded by RESOLVE_MAX_THREADS; beyond it a
+ * lookup fails at once rather than piling up threads behind a dead DNS.
+ *
+ * The guard (ssrf_curl_setup): CURLOPT_RESOLVE feeds curl the checked
+ * addresses, so curl does no lookup of its own, and the open-socket
+ * callback re-checks every address curl is about to connect to, so even an
+ * address that reached curl another way is refused before connect().
+ */
+#include "ssrf.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "buf.h"
+#include "log.h"
+
+enum kind { K_GLOBAL, K_PRIVATE, K_FIXED, K_METADATA, K_EMBED, K_NAT64 };
+
+struct prefix {
+	int family; /* AF_INET or AF_INET6 */
+	int bits;
+	unsigned char addr[16];
+};
+
+struct rule_src {
+	const char *cidr;
+	enum kind kind;
+	const char *name;
+};
+
+/* The built-in policy: IANA IPv4 and IPv6 special-purpose address
+ * registries, plus cloud metadata endpoints. Longest prefix wins. */
+static const struct rule_src rules[] = {
+    /* IPv4 */
+    {"0.0.0.0/0", K_GLOBAL, "public"},
+    {"0.0.0.0/8", K_FIXED, "'this network' (0.0.0.0/8)"},
+    {"10.0.0.0/8", K_PRIVATE, "private (RFC 1918)"},
+    {"100.64.0.0/10", K_PRIVATE, "shared address space (CGNAT, 100.64.0.0/10)"},
+    {"127.0.0.0/8", K_PRIVATE, "loopback"},
+    {"169.254.0.0/16", K_FIXED, "link-local (169.254.0.0/16)"},
+    {"172.16.0.0/12", K_PRIVATE, "private (RFC 1918)"},
+    {"192.0.0.0/24", K_FIXED, "IETF protocol assignments (192.0.0.0/24)"},
+    {"192.0.2.0/24", K_FIXED, "documentation (192.0.2.0/24)"},
+    {"192.88.99.0/24", K_FIXED, "6to4 relay anycast (192.88.99.0/24, deprecated)"},
+    {"192.168.0.0/16", K_PRIVATE, "private (RFC 1918)"},
+    {"198.18.0.0/15", K_PRIVATE, "benchmarking (198.18.0.0/15)"},
+    {"198.51.100.0/24", K_FIXED, "documentation (198.51.100.0/24)"},
+    {"203.0.113.0/24", K_FIXED, "documentation (203.0.113.0/24)"},
+    {"224.0.0.0/4", K_FIXED, "multicast"},
+    {"240.0.0.0/4", K_FIXED, "reserved (240.0.0.0/4)"},
+    {"255.255.255.255/32", K_FIXED, "broadcast"},
+    /* IPv4 cloud metadata */
+    {"169.254.169.254/32", K_METADATA, "cloud metadata (AWS, GCP, Azure, OCI instance metadata)"},
+    {"169.254.170.2/32", K_METADATA, "cloud metadata (AWS ECS task metadata)"},
+    {"169.254.0.23/32", K_METADATA, "cloud metadata (Tencent Cloud)"},
+    {"168.63.129.16/32", K_METADATA, "cloud metadata (Azure WireServer)"},
+    {"100.100.100.200/32", K_METADATA, "cloud metadata (Alibaba Cloud)"},
+    {"192.0.0.192/32", K_METADATA, "cloud metadata (Oracle Cloud Classic)"},
+    /* IPv6 */
+    {"::/0", K_FIXED, "not global unicast (outside 2000::/3)"},
+    {"2000::/3", K_GLOBAL, "public"},
+    {"::/128", K_FIXED, "unspecified"},
+    {"::1/128", K_PRIVATE, "loopback"},
+    {"::ffff:0:0/96", K_EMBED, "IPv4-mapped (::ffff:0:0/96)"},
+    {"::/96", K_EMBED, "IPv4-compatible (::/96, deprecated)"},
+    {"64:ff9b::/96", K_NAT64, "NAT64 (64:ff9b::/96)"},
+    {"64:ff9b:1::/48", K_NAT64, "local-use NAT64 (64:ff9b:1::/48)"},
+    {"100::/64", K_FIXED, "discard-only (100::/64)"},
+    {"2001::/23", K_FIXED, "IETF protocol assignments (2001::/23)"},
+    {"2001::/32", K_EMBED, "Teredo (2001::/32)"},
+    {"2001:2::/48", K_PRIVATE, "benchmarking (2001:2::/48)"},
+    {"2001:db8::/32", K_FIXED, "documentation (2001:db8::/32)"},
+    {"2002::/16", K_EMBED, "6to4 (2002::/16)"},
+    {"3fff::/20", K_FIXED, "documentation (3fff::/20)"},
+    {"fc00::/7", K_PRIVATE, "unique-local (fc00::/7)"},
+    {"fe80::/10", K_FIXED, "link-local (fe80::/10)"},
+    {"fec0::/10", K_PRIVATE, "site-local (fec0::/10, deprecated)"},
+    {"ff00::/8", K_FIXED, "multicast"},
+    /* IPv6 cloud metadata */
+    {"fd00:ec2::254/128", K_METADATA, "cloud metadata (AWS instance metadata, IPv6)"},
+    {"fd20:ce::254/128", K_METADATA, "cloud metadata (GCP metadata server, IPv6)"},
+};
+
+#define NRULES (sizeof(rules) / sizeof(rules[0]))
+
+/* Lookups still running after their caller gave up, at most. */
+#define RESOLVE_MAX_THREADS 64
+
+struct ssrf_policy {
+	bool allow_private;
+	int dns_timeout_ms;
+	struct prefix builtin[NRULES];
+	struct prefix *deny;
+	size_t ndeny;
+	struct prefix *allow;
+	size_t nallow;
+	ssrf_resolver resolve;
+	void *resolve_arg;
+};
+
+static void say(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void say(char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why == NULL || whylen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+}
+
+/* Parses "addr" or "addr/bits" (n bytes) into *out, clearing host bits. */
+static bool prefix_parse(const char *s, size_t n, struct prefix *out)
+{
+	char addr[64];
+	const char *slash = memchr(s, '/', n);
+	size_t alen = slash != NULL ? (size_t)(slash - s) : n;
+	int maxbits, bits;
+
+	if (alen == 0 || alen >= sizeof(addr))
+		return false;
+	memcpy(addr, s, alen);
+	addr[alen] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, addr, out->addr) == 1) {
+		out->family = AF_INET;
+		maxbits = 32;
+	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
+		out->family = AF_INET6;
+		maxbits = 128;
+	} else {
+		return false;
+	}
+	bits = maxbits;
+	if (slash != NULL) {
+		size_t i, nlen = n - alen - 1;
+
+		if (nlen == 0 || nlen > 3)
+			return false;
+		bits = 0;
+		for (i = 0; i < nlen; i++) {
+			char c = slash[1 + i];
+			if (c < '0' || c > '9')
+				return false;
+			bits = bits * 10 + (c - '0');
+		}
+		if (bits > maxbits)
+			return false;
+	}
+	out->bits = bits;
+	for (int i = 0; i < 16; i++) {
+		int keep = bits - i * 8;
+		if (keep <= 0)
+			out->addr[i] = 0;
+		else if (keep < 8)
+			out->addr[i] &= (unsigned char)(0xff << (8 - keep));
+	}
+	return true;
+}
+
+static bool prefix_match(const struct prefix *p, int family, const unsigned char *a)
+{
+	int full = p->bits / 8, rest = p->bits % 8;
+
+	if (p->family != family)
+		return false;
+	if (memcmp(p->addr, a, (size_t)full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return (a[full] & (unsigned char)(0xff << (8 - rest))) == p->addr[full];
+}
+
+static bool list_match(const struct prefix *l, size_t n, int family, const unsigned char *a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (prefix_match(&l[i], family, a))
+			return true;
+	return false;
+}
+
+/* Parses a comma/space separated CIDR list (config.c's grammar) into a
+ * fresh array. false on a bad entry (why names it) or out of memory. */
+static bool list_parse(const char *s, const char *name, struct prefix **out, size_t *nout,
+                       char *why, size_t whylen)
+{
+	size_t cap = 0, n = 0;
+	struct prefix *l = NULL;
+	const char *p;
+
+	for (p = s; *p != '\0'; p++)
+		if (*p == ',' || *p == ' ')
+			cap++;
+	cap++;
+	l = cz_calloc(cap, sizeof(*l));
+	if (l == NULL) {
+		say(why, whylen, "out of memory");
+		return false;
+	}
+	p = s;
+	while (*p != '\0') {
+		const char *end;
+
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		end = p;
+		while (*end != '\0' && *end != ',' && *end != ' ')
+			end++;
+		if (n >= cap || !prefix_parse(p, (size_t)(end - p), &l[n])) {
+			say(why, whylen, "%s: '%.*s' is not a CIDR", name,
+			    (int)((end - p) > 64 ? 64 : (end - p)), p);
+			cz_free(l);
+			return false;
+		}
+		n++;
+		p = end;
+	}
+	*out = l;
+	*nout = n;
+	return true;
+}
+
+struct ssrf_policy *ssrf_policy_new(const struct config *cfg, char *why, size_t whylen)
+{
+	struct ssrf_policy *p = cz_calloc(1, sizeof(*p));
+
+	if (p == NULL) {
+		say(why, whylen, "out of memory");
+		return NULL;
+	}
+	p->allow_private = cfg->allow_private_callbacks;
+	p->dns_timeout_ms = (int)cfg->dns_timeout_ms;
+	p->resolve = ssrf_resolve_system;
+	p->resolve_arg = NULL;
+	for (size_t i = 0; i < NRULES; i++) {
+		if (!prefix_parse(rules[i].cidr, strlen(rules[i].cidr), &p->builtin[i])) {
+			say(why, whylen, "ssrf: built-in rule %s does not parse", rules[i].cidr);
+			goto fail;
+		}
+	}
+	if (!list_parse(cfg->callback_deny_cidrs, "CONSUMA_CALLBACK_DENY_CIDRS", &p->deny,
+	                &p->ndeny, why, whylen))
+		goto fail;
+	if (!list_parse(cfg->callback_allow_cidrs, "CONSUMA_CALLBACK_ALLOW_CIDRS", &p->allow,
+	                &p->nallow, why, whylen))
+		goto fail;
+	return p;
+fail:
+	ssrf_policy_free(p);
+	return NULL;
+}
+
+void ssrf_policy_free(struct ssrf_policy *p)
+{
+	if (p == NULL)
+		return;
+	cz_free(p->deny);
+	cz_free(p->allow);
+	cz_free(p);
+}
+
+void ssrf_policy_set_resolver(struct ssrf_policy *p, ssrf_resolver fn, void *arg)
+{
+	if (fn == NULL) {
+		p->resolve = ssrf_resolve_system;
+		p->resolve_arg = NULL;
+	} else {
+		p->resolve = fn;
+		p->resolve_arg = arg;
+	}
+}
+
+static void addr_text(int family, const unsigned char *a, char *out, size_t outlen)
+{
+	if (inet_ntop(family, a, out, (socklen_t)outlen) == NULL)
+		snprintf(out, outlen, "?");
+}
+
+/* The verdict for one raw address; the class goes to why on a deny. */
+static enum ssrf_verdict judge(const struct ssrf_policy *p, int family, const unsigned char *a,
+                               char *why, size_t whylen)
+{
+	const struct prefix *best = NULL;
+	size_t bi = 0;
+	unsigned char v4[4];
+	char text[INET_ADDRSTRLEN];
+	char inner[SSRF_REASON_MAX];
+
+	if (list_match(p->deny, p->ndeny, family, a)) {
+		say(why, whylen, "denied by CONSUMA_CALLBACK_DENY_CIDRS");
+		return SSRF_DENY_ADDRESS;
+	}
+	if (list_match(p->allow, p->nallow, family, a))
+		return SSRF_ALLOW;
+	for (size_t i = 0; i < NRULES; i++) {
+		const struct prefix *r = &p->builtin[i];
+		if (prefix_match(r, family, a) && (best == NULL || r->bits > best->bits)) {
+			best = r;
+			bi = i;
+		}
+	}
+	if (best == NULL) { /* cannot happen: both families have a /0 rule */
+		say(why, whylen, "unclassified");
+		return SSRF_DENY_ADDRESS;
+	}
+	switch (rules[bi].kind) {
+	case K_GLOBAL:
+		return SSRF_ALLOW;
+	case K_PRIVATE:
+		if (p->allow_private)
+			return SSRF_ALLOW;
+		say(why, whylen, "%s", rules[bi].name);
+		return SSRF_DENY_ADDRESS;
+	case K_FIXED:
+	case K_METADATA:
+		say(why, whylen, "%s", rules[bi].name);
+		return SSRF_DENY_ADDRESS;
+	case K_EMBED:
+		if (a[0] == 0x20 && a[1] == 0x02) { /* 6to4: bits 16..47 */
+			memcpy(v4, a + 2, 4);
+		} else if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0) {
+			for (int i = 0; i < 4; i++) /* Teredo: the client, inverted */
+				v4[i] = (unsigned char)~a[12 + i];
+		} else {
+			memcpy(v4, a + 12, 4);
+		}
+		addr_text(AF_INET, v4, text, sizeof(text));
+		say(why, whylen, "%s embedding %s; embedded IPv4 forms are refused", rules[bi].name,
+		    text);
+		return SSRF_DENY_ADDRESS;
+	case K_NAT64:
+		memcpy(v4, a + 12, 4);
+		if (judge(p, AF_INET, v4, inner, sizeof(inner)) == SSRF_ALLOW)
+			return SSRF_ALLOW;
+		addr_text(AF_INET, v4, text, sizeof(text));
+		say(why, whylen, "%s embedding %s, which is %s", rules[bi].name, text, inner);
+		return SSRF_DENY_ADDRESS;
+	}
+	say(why, whylen, "unclassified");
+	return SSRF_DENY_ADDRESS;
+}
+
+enum ssrf_verdict ssrf_check_addr(const struct ssrf_policy *p, const struct sockaddr *sa, char *why,
+                                  size_t whylen)
+{
+	if (why != NULL && whylen > 0)
+		why[0] = '\0';
+	if (sa == NULL) {
+		say(why, whylen, "no address");
+		return SSRF_DENY_ADDRESS;
+	}
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
+		return judge(p, AF_INET, (const unsigned char *)&s4->sin_addr, why, whylen);
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+		return judge(p, AF_INET6, (const unsigned char *)&s6->sin6_addr, why, whylen);
+	}
+	say(why, whylen, "not an IP address (family %d)", (int)sa->sa_family);
+	return SSRF_DENY_ADDRESS;
+}
+
+/* Text of a sockaddr's address ("127.0.0.1", "::1"). */
+static void sa_text(const struct sockaddr *sa, char *out, size_t outlen)
+{
+	if (sa->sa_family == AF_INET)
+		addr_text(AF_INET,
+		          (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)
+		              ->sin_addr,
+		          out, outlen);
+	else if (sa->sa_family == AF_INET6)
+		addr_text(AF_INET6,
+		          (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)sa)
+		              ->sin6_addr,
+		          out, outlen);
+	else
+		snprintf(out, outlen, "?");
+}
+
+/* ---- resolution --------------------------------------------------------- */
+
+static atomic_int resolve_threads; /* process-wide: lookups running in threads */
+
+struct lookup {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int refs;
+	bool done;
+	int rc;
+	struct addrinfo *res;
+	char host[URL_HOST_MAX];
+};
+
+static void lookup_unref(struct lookup *l)
+{
+	bool last;
+
+	pthread_mutex_lock(&l->mu);
+	last = --l->refs == 0;
+	pthread_mutex_unlock(&l->mu);
+	if (!last)
+		return;
+	if (l->res != NULL)
+		freeaddrinfo(l->res);
+	pthread_cond_destroy(&l->cv);
+	pthread_mutex_destroy(&l->mu);
+	cz_free(l);
+}
+
+static void *lookup_main(void *arg)
+{
+	struct lookup *l = arg;
+	struct addrinfo hints, *res = NULL;
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(l->host, NULL, &hints, &res);
+	pthread_mutex_lock(&l->mu);
+	l->rc = rc;
+	l->res = rc == 0 ? res : NULL;
+	l->done = true;
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	lookup_unref(l);
+	atomic_fetch_sub(&resolve_threads, 1);
+	return NULL;
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return memcmp(&((const struct sockaddr_in *)(const void *)a)->sin_addr,
+		              &((const struct sockaddr_in *)(const void *)b)->sin_addr,
+		              sizeof(struct in_addr)) == 0;
+	return memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+	              &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr,
+	              sizeof(struct in6_addr)) == 0;
+}
+
+int ssrf_resolve_system(const char *host, int timeout_ms, struct sockaddr_storage *addrs, int max,
+                        void *arg)
+{
+	struct lookup *l;
+	pthread_attr_t attr;
+	pthread_t tid;
+	pthread_condattr_t ca;
+	struct timespec deadline;
+	int n = 0, rc = 0;
+
+	(void)arg;
+	if (host == NULL || strlen(host) >= URL_HOST_MAX || max <= 0)
+		return 0;
+	if (atomic_fetch_add(&resolve_threads, 1) >= RESOLVE_MAX_THREADS) {
+		atomic_fetch_sub(&resolve_threads, 1);
+		log_event(L_WARN, "ssrf.resolve_busy", "host=%s threads=%d", log_q(host),
+		          RESOLVE_MAX_THREADS);
+		return 0;
+	}
+	l = cz_calloc(1, sizeof(*l));
+	if (l == NULL) {
+		atomic_fetch_sub(&resolve_threads, 1);
+		return 0;
+	}
+	memcpy(l->host, host, strlen(host) + 1);
+	l->refs = 2;
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->cv, &ca);
+	pthread_condattr_destroy(&ca);
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&tid, &attr, lookup_main, l) != 0) {
+		pthread_attr_destroy(&attr);
+		l->refs = 1;
+		lookup_unref(l);
+		atomic_fetch_sub(&resolve_threads, 1);
+		return 0;
+	}
+	pthread_attr_destroy(&attr);
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&l->mu);
+	while (!l->done && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&l->cv, &l->mu, &deadline);
+	if (l->done && l->rc == 0) {
+		for (struct addrinfo *ai = l->res; ai != NULL && n < max; ai = ai->ai_next) {
+			struct sockaddr_storage ss;
+			bool dup = false;
+
+			if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+			    ai->ai_addrlen > sizeof(ss))
+				continue;
+			memset(&ss, 0, sizeof(ss));
+			memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+			for (int i = 0; i < n && !dup; i++)
+				dup = same_addr(&addrs[i], &ss);
+			if (!dup)
+				addrs[n++] = ss;
+		}
+	}
+	pthread_mutex_unlock(&l->mu);
+	lookup_unref(l);
+	return n;
+}
+
+/* ---- checking a URL ----------------------------------------------------- */
+
+static void set_port(struct sockaddr_storage *ss, int port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)(void *)ss)->sin_port = htons((uint16_t)port);
+	else if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)(void *)ss)->sin6_port = htons((uint16_t)port);
+}
+
+/* Fills one sockaddr from an IP literal host. */
+static bool literal_addr(const char *host, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)(void *)ss)->sin_addr) == 1) {
+		ss->ss_family = AF_INET;
+		return true;
+	}
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)(void *)ss)->sin6_addr) == 1) {
+		ss->ss_family = AF_INET6;
+		return true;
+	}
+	return false;
+}
+
+enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
+                                 struct ssrf_target *t, char *why, size_t whylen)
+{
+	struct sockaddr_storage got[SSRF_MAX_ADDRS];
+	char cls[SSRF_REASON_MAX], text[INET6_ADDRSTRLEN];
+	enum url_err ue;
+	int n = 0;
+
+	if (why != NULL && whylen > 0)
+		why[0] = '\0';
+	memset(t, 0, sizeof(*t));
+	ue = url_parse(url, &t->url, why, whylen);
+	if (ue == URL_NOMEM)
+		return SSRF_NOMEM;
+	if (ue != URL_OK)
+		return SSRF_DENY_URL;
+
+	if (t->url.host_is_ip) {
+		if (!literal_addr(t->url.host, &got[0])) {
+			say(why, whylen, "callback_url: bad IP literal");
+			return SSRF_DENY_URL;
+		}
+		n = 1;
+	} else {
+		int raw =
+		    p->resolve(t->url.host, p->dns_timeout_ms, got, SSRF_MAX_ADDRS, p->resolve_arg);
+		if (raw > SSRF_MAX_ADDRS)
+			raw = SSRF_MAX_ADDRS;
+		/* Keep IP addresses only, once each (a test resolver may repeat). */
+		for (int i = 0; i < raw; i++) {
+			bool dup = false;
+			if (got[i].ss_family != AF_INET && got[i].ss_family != AF_INET6)
+				continue;
+			for (int j = 0; j < n && !dup; j++)
+				dup = same_addr(&got[j], &got[i]);
+			if (!dup)
+				got[n++] = got[i];
+		}
+	}
+	if (n <= 0) {
+		say(why, whylen, "destination refused: %s did not resolve (within %d ms)",
+		    t->url.host, p->dns_timeout_ms);
+		return SSRF_DENY_RESOLVE;
+	}
+	for (int i = 0; i < n; i++) {
+		set_port(&got[i], t->url.port);
+		if (ssrf_check_addr(p, (const struct sockaddr *)&got[i], cls, sizeof(cls)) !=
+		    SSRF_ALLOW) {
+			sa_text((const struct sockaddr *)&got[i], text, sizeof(text));
+			say(why, whylen, "destination refused: %s is %s", text, cls);
+			return SSRF_DENY_ADDRESS;
+		}
+	}
+	t->naddrs = n;
+	memcpy(t->addrs, got, (size_t)n * sizeof(got[0]));
+	return SSRF_ALLOW;
+}
+
+/* ---- the libcurl guard --------------------------------------------------- */
+
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	const struct ssrf_policy *p = clientp;
+	char cls[SSRF_REASON_MAX], text[INET6_ADDRSTRLEN];
+	int fd;
+
+	if (purpose != CURLSOCKTYPE_IPCXN || a == NULL)
+		return CURL_SOCKET_BAD;
+	if (ssrf_check_addr(p, &a->addr, cls, sizeof(cls)) != SSRF_ALLOW) {
+		sa_text(&a->addr, text, sizeof(text));
+		log_event(L_WARN, "ssrf.connect_refused", "address=%s class=%s", log_q(text),
+		          log_q(cls));
+		return CURL_SOCKET_BAD;
+	}
+	fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+CURLcode ssrf_curl_setup(const struct ssrf_policy *p, CURL *h, const struct ssrf_target *t,
+                         struct curl_slist **resolve_list)
+{
+	struct curl_slist *list = NULL;
+	struct buf b;
+	CURLcode rc = CURLE_OK;
+
+	*resolve_list = NULL;
+	buf_init(&b, 4096);
+	if (!t->url.host_is_ip) {
+		char text[INET6_ADDRSTRLEN];
+
+		buf_printf(&b, "%s:%d:", t->url.host, t->url.port);
+		for (int i = 0; i < t->naddrs; i++) {
+			sa_text((const struct sockaddr *)&t->addrs[i], text, sizeof(text));
+			if (t->addrs[i].ss_family == AF_INET6)
+				buf_printf(&b, "%s[%s]", i ? "," : "", text);
+			else
+				buf_printf(&b, "%s%s", i ? "," : "", text);
+		}
+		if (b.err != BUF_OK || t->naddrs <= 0) {
+			rc = b.err == BUF_NOMEM ? CURLE_OUT_OF_MEMORY : CURLE_BAD_FUNCTION_ARGUMENT;
+			goto out;
+		}
+		list = curl_slist_append(NULL, buf_str(&b));
+		if (list == NULL) {
+			rc = CURLE_OUT_OF_MEMORY;
+			goto out;
+		}
+		rc = curl_easy_setopt(h, CURLOPT_RESOLVE, list);
+		if (rc != CURLE_OK)
+			goto out;
+	}
+	rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, (void *)p);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_MAXREDIRS, 0L);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_PROXY, "");
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+out:
+	buf_free(&b);
+	if (rc != CURLE_OK) {
+		if (list != NULL) {
+			curl_easy_setopt(h, CURLOPT_RESOLVE, NULL);
+			curl_slist_free_all(list);
+		}
+		return rc;
+	}
+	*resolve_list = list;
+	return CURLE_OK;
+}
