@@ -1,0 +1,906 @@
+/*
+ * test_store: the SQLite store against real database files in a temporary
+ * directory: open and migrations (twice, from four processes at once, a newer
+ * schema refused), four processes inserting 5,000 durable jobs each with no
+ * SQLITE_BUSY surfacing, a lock held elsewhere waited out, idempotency
+ * (replay, conflict, expiry), intake bounds and their counters, the
+ * synchronous=FULL switch around the job insert, and the JSON of get, list
+ * and health.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ids.h"
+#include "migrations.h"
+#include "store.h"
+
+#define CHILDREN       4
+#define ROWS_PER_CHILD 5000
+
+static char tmpdir[256];
+static int dbcount;
+
+static int newest(void)
+{
+	int v = 0;
+	for (size_t i = 0; i < consuma_migrations_count; i++)
+		if (consuma_migrations[i].version > v)
+			v = consuma_migrations[i].version;
+	return v;
+}
+
+/* A fresh database path in the temporary directory. */
+static void fresh_path(char *out, size_t n)
+{
+	snprintf(out, n, "%s/db%d.sqlite", tmpdir, ++dbcount);
+}
+
+static struct store *open_ok(const char *path)
+{
+	enum store_err err = STORE_IO;
+	char msg[256] = "";
+	struct store *s = store_open(path, &err, msg, sizeof msg);
+	if (!s)
+		fprintf(stderr, "store_open: %s: %s\n", store_strerror(err), msg);
+	assert_non_null(s);
+	assert_int_equal(err, STORE_OK);
+	return s;
+}
+
+static int64_t query_int(struct store *s, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int64_t v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static const char *query_text(struct store *s, const char *sql, char *out, size_t n)
+{
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return out;
+}
+
+static void exec_ok(struct store *s, const char *sql)
+{
+	char *emsg = NULL;
+	int rc = sqlite3_exec(store_db(s), sql, NULL, NULL, &emsg);
+	if (rc != SQLITE_OK)
+		fprintf(stderr, "%s: %s\n", sql, emsg);
+	sqlite3_free(emsg);
+	assert_int_equal(rc, SQLITE_OK);
+}
+
+static struct job_insert job_template(const char *id)
+{
+	struct job_insert j = {
+	    .id = id,
+	    .input_data = "hello",
+	    .iterations = 10,
+	    .callback_url = "http://example.com/cb",
+	    .callback_host = "example.com",
+	    .client_addr = "192.0.2.1",
+	    .idempotency_key = NULL,
+	    .body_hash = "aa",
+	    .created_at = 1000000,
+	    .idempotency_ttl_ms = 60000,
+	};
+	return j;
+}
+
+static enum store_err insert_new(struct store *s, struct job_insert *j, struct job_result *r,
+                                 char id[IDS_UUID_LEN + 1])
+{
+	ids_uuidv7(id);
+	j->id = id;
+	return store_insert_job(s, j, r);
+}
+
+/* ---- fork helpers --------------------------------------------------------- */
+
+/* Starts n children that wait on a pipe until release() so they start
+ * together; each runs fn(path, i) and exits with its return value. */
+static void run_children(int n, const char *path, int (*fn)(const char *, int), int exit_codes[])
+{
+	int gate[2];
+	pid_t pids[CHILDREN];
+	assert_true(n <= CHILDREN);
+	assert_int_equal(pipe(gate), 0);
+	for (int i = 0; i < n; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0) {
+			char c;
+			close(gate[1]);
+			ssize_t r = read(gate[0], &c, 1); /* EOF when the parent closes */
+			(void)r;
+			_exit(fn(path, i));
+		}
+	}
+	close(gate[0]);
+	close(gate[1]);
+	for (int i = 0; i < n; i++) {
+		int status = 0;
+		assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+		exit_codes[i] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	}
+}
+
+/* ---- open and migrations ---------------------------------------------------- */
+
+static void test_open_close(void **state)
+{
+	(void)state;
+	char path[320], buf[32];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	assert_string_equal(query_text(s, "PRAGMA journal_mode", buf, sizeof buf), "wal");
+	assert_int_equal(query_int(s, "PRAGMA foreign_keys"), 1);
+	assert_int_equal(query_int(s, "PRAGMA synchronous"), 1); /* NORMAL */
+	assert_int_equal(query_int(s, "PRAGMA user_version"), newest());
+	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name='queue_depth'"), 0);
+	assert_string_equal(store_errmsg(s), "not an error");
+	store_close(s);
+	store_close(NULL);
+	assert_null(store_db(NULL));
+
+	/* A path that cannot be created fails with a message naming it. */
+	enum store_err err = STORE_OK;
+	char msg[256] = "";
+	snprintf(path, sizeof path, "%s/no/such/dir/x.db", tmpdir);
+	assert_null(store_open(path, &err, msg, sizeof msg));
+	assert_int_equal(err, STORE_IO);
+	assert_non_null(strstr(msg, "no/such/dir"));
+}
+
+static void test_migrations_twice(void **state)
+{
+	(void)state;
+	char path[320];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	int64_t tables = query_int(s, "SELECT count(*) FROM sqlite_schema");
+	store_close(s);
+	s = open_ok(path);
+	assert_int_equal(query_int(s, "PRAGMA user_version"), newest());
+	assert_int_equal(query_int(s, "SELECT count(*) FROM sqlite_schema"), tables);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM counters"), 1);
+	store_close(s);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+	(void)state;
+	char path[320], sql[64], msg[256] = "";
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %d", newest() + 1);
+	exec_ok(s, sql);
+	store_close(s);
+	enum store_err err = STORE_OK;
+	assert_null(store_open(path, &err, msg, sizeof msg));
+	assert_int_equal(err, STORE_MIGRATION);
+	assert_non_null(strstr(msg, "newer"));
+}
+
+static int child_open(const char *path, int i)
+{
+	(void)i;
+	enum store_err err;
+	char msg[256];
+	struct store *s = store_open(path, &err, msg, sizeof msg);
+	if (!s) {
+		fprintf(stderr, "child open: %s\n", msg);
+		return 1;
+	}
+	store_close(s);
+	return 0;
+}
+
+static void test_migrations_concurrent(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 5; round++) {
+		char path[320];
+		int codes[CHILDREN];
+		fresh_path(path, sizeof path);
+		run_children(CHILDREN, path, child_open, codes);
+		for (int i = 0; i < CHILDREN; i++)
+			assert_int_equal(codes[i], 0);
+		struct store *s = open_ok(path);
+		assert_int_equal(query_int(s, "PRAGMA user_version"), newest());
+		assert_int_equal(query_int(s, "SELECT count(*) FROM counters"), 1);
+		store_close(s);
+	}
+}
+
+/* ---- concurrency ------------------------------------------------------------ */
+
+/* Exit code: 0 all rows inserted, 2 a SQLITE_BUSY surfaced, 1 other error. */
+static int child_insert(const char *path, int i)
+{
+	enum store_err err;
+	char msg[256], id[IDS_UUID_LEN + 1], client[32];
+	struct store *s = store_open(path, &err, msg, sizeof msg);
+	if (!s) {
+		fprintf(stderr, "child open: %s\n", msg);
+		return 1;
+	}
+	snprintf(client, sizeof client, "198.51.100.%d", i);
+	struct job_insert j = job_template(NULL);
+	j.client_addr = client;
+	int rc = 0;
+	for (int n = 0; n < ROWS_PER_CHILD && rc == 0; n++) {
+		struct job_result r;
+		j.created_at = ids_now_ms();
+		err = insert_new(s, &j, &r, id);
+		if (err != STORE_OK) {
+			fprintf(stderr, "child %d row %d: %s: %s\n", i, n, store_strerror(err),
+			        store_errmsg(s));
+			rc = err == STORE_BUSY ? 2 : 1;
+		}
+	}
+	store_close(s);
+	return rc;
+}
+
+static void test_concurrent_inserts(void **state)
+{
+	(void)state;
+	char path[320];
+	int codes[CHILDREN];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	store_close(s);
+	int64_t t0 = ids_mono_ms();
+	run_children(CHILDREN, path, child_insert, codes);
+	int64_t ms = ids_mono_ms() - t0;
+	for (int i = 0; i < CHILDREN; i++)
+		assert_int_equal(codes[i], 0);
+	s = open_ok(path);
+	int64_t total = CHILDREN * ROWS_PER_CHILD;
+	assert_int_equal(query_int(s, "SELECT count(*) FROM requests"), total);
+	assert_int_equal(query_int(s, "SELECT count(DISTINCT id) FROM requests"), total);
+	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name='queue_depth'"),
+	                 total);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM client_pending WHERE n = 5000"),
+	                 CHILDREN);
+	store_close(s);
+	/* Information only: the bench scripts own speed. */
+	fprintf(stderr, "# %d processes x %d durable job inserts: %" PRId64 " ms (%.0f/s)\n",
+	        CHILDREN, ROWS_PER_CHILD, ms, ms > 0 ? (double)total * 1000.0 / (double)ms : 0.0);
+}
+
+/* Holds the write lock for 300 ms, then commits. */
+static int child_hold_lock(const char *path, int i)
+{
+	(void)i;
+	enum store_err err;
+	char msg[256];
+	struct store *s = store_open(path, &err, msg, sizeof msg);
+	if (!s)
+		return 1;
+	if (store_begin(s) != STORE_OK)
+		return 1;
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = 300 * 1000000L};
+	nanosleep(&ts, NULL);
+	int rc = store_commit(s) == STORE_OK ? 0 : 1;
+	store_close(s);
+	return rc;
+}
+
+static void test_busy_waits(void **state)
+{
+	(void)state;
+	char path[320], id[IDS_UUID_LEN + 1];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(child_hold_lock(path, 0));
+	/* Wait until the child holds the lock: BEGIN IMMEDIATE fails at once
+	 * without a busy handler. */
+	sqlite3 *probe = NULL;
+	assert_int_equal(sqlite3_open_v2(path, &probe, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	bool locked = false;
+	for (int i = 0; i < 200 && !locked; i++) {
+		int rc = sqlite3_exec(probe, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			sqlite3_exec(probe, "ROLLBACK", NULL, NULL, NULL);
+		else
+			locked = true;
+		if (!locked) {
+			struct timespec ts = {.tv_sec = 0, .tv_nsec = 5 * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+	}
+	sqlite3_close(probe);
+	assert_true(locked);
+
+	struct job_insert j = job_template(NULL);
+	struct job_result r;
+	int64_t t0 = ids_mono_ms();
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	assert_true(ids_mono_ms() - t0 >= 50); /* it did wait for the lock */
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	store_close(s);
+}
+
+/* ---- the job insert ---------------------------------------------------------- */
+
+struct trace_log {
+	char lines[16][64];
+	int n;
+};
+
+static int trace_cb(unsigned type, void *ctx, void *p, void *x)
+{
+	(void)type;
+	(void)p;
+	struct trace_log *t = ctx;
+	if (t->n < 16)
+		snprintf(t->lines[t->n++], sizeof t->lines[0], "%s", (const char *)x);
+	return 0;
+}
+
+static int trace_find(const struct trace_log *t, const char *what)
+{
+	for (int i = 0; i < t->n; i++)
+		if (strcmp(t->lines[i], what) == 0)
+			return i;
+	return -1;
+}
+
+static void test_insert_job_durable(void **state)
+{
+	(void)state;
+	char path[320], id[IDS_UUID_LEN + 1];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	struct trace_log t = {.n = 0};
+	sqlite3_trace_v2(store_db(s), SQLITE_TRACE_STMT, trace_cb, &t);
+	struct job_insert j = job_template(NULL);
+	struct job_result r;
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	sqlite3_trace_v2(store_db(s), 0, NULL, NULL);
+	/* FULL before the transaction, NORMAL again after its commit. */
+	int full = trace_find(&t, "PRAGMA synchronous = FULL");
+	int begin = trace_find(&t, "BEGIN IMMEDIATE");
+	int commit = trace_find(&t, "COMMIT");
+	int normal = trace_find(&t, "PRAGMA synchronous = NORMAL");
+	assert_true(full >= 0 && full < begin && begin < commit && commit < normal);
+	assert_int_equal(query_int(s, "PRAGMA synchronous"), 1);
+
+	assert_string_equal(r.id, id);
+	assert_string_equal(r.status, "queued");
+	assert_false(r.replayed);
+	assert_int_equal(r.refusal, JOB_ACCEPTED);
+	char sql[400];
+	snprintf(sql, sizeof sql,
+	         "SELECT count(*) FROM requests WHERE id='%s' AND mode='async' AND "
+	         "status='queued' AND callback_status='pending' AND next_attempt_at=%d "
+	         "AND finished_at IS NULL AND attempts=0",
+	         id, 1000000);
+	assert_int_equal(query_int(s, sql), 1);
+
+	/* Inside a caller's transaction it cannot commit durably: refused. */
+	assert_int_equal(store_begin(s), STORE_OK);
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_IO);
+	store_rollback(s);
+	assert_int_equal(query_int(s, "PRAGMA synchronous"), 1);
+	store_close(s);
+}
+
+static void test_idempotency(void **state)
+{
+	(void)state;
+	char path[320], id1[IDS_UUID_LEN + 1], id2[IDS_UUID_LEN + 1];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	struct job_insert j = job_template(NULL);
+	struct job_result r;
+	j.idempotency_key = "key-1";
+	j.body_hash = "hash-a";
+	assert_int_equal(insert_new(s, &j, &r, id1), STORE_OK);
+	assert_false(r.replayed);
+
+	/* Replay within the TTL: the first id and status, no second row. */
+	j.created_at += 59999;
+	assert_int_equal(insert_new(s, &j, &r, id2), STORE_OK);
+	assert_true(r.replayed);
+	assert_string_equal(r.id, id1);
+	assert_string_equal(r.status, "queued");
+	assert_int_equal(query_int(s, "SELECT count(*) FROM requests"), 1);
+	exec_ok(s, "UPDATE requests SET status='completed'");
+	assert_int_equal(insert_new(s, &j, &r, id2), STORE_OK);
+	assert_string_equal(r.status, "completed");
+
+	/* A replay is answered even when the queue is full. */
+	j.max_queue_size = 1;
+	assert_int_equal(insert_new(s, &j, &r, id2), STORE_OK);
+	assert_true(r.replayed);
+	j.max_queue_size = 0;
+
+	/* Same key, different body: conflict, nothing inserted. */
+	j.body_hash = "hash-b";
+	assert_int_equal(insert_new(s, &j, &r, id2), STORE_CONFLICT);
+	assert_string_equal(r.id, id1);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM requests"), 1);
+
+	/* Same key from another client: its own job. */
+	j.client_addr = "192.0.2.99";
+	assert_int_equal(insert_new(s, &j, &r, id2), STORE_OK);
+	assert_false(r.replayed);
+	assert_string_equal(r.id, id2);
+	j.client_addr = "192.0.2.1";
+
+	/* Past the TTL the key is forgotten: a new job with the key, even with
+	 * another body, and the old row no longer holds it. */
+	j.created_at = 1000000 + 60000;
+	assert_int_equal(insert_new(s, &j, &r, id2), STORE_OK);
+	assert_false(r.replayed);
+	assert_string_equal(r.id, id2);
+	char sql[200];
+	snprintf(sql, sizeof sql, "SELECT idempotency_key IS NULL FROM requests WHERE id='%s'",
+	         id1);
+	assert_int_equal(query_int(s, sql), 1);
+	snprintf(sql, sizeof sql, "SELECT idempotency_key = 'key-1' FROM requests WHERE id='%s'",
+	         id2);
+	assert_int_equal(query_int(s, sql), 1);
+	/* ...and the new row is the one replayed from now on. */
+	char id3[IDS_UUID_LEN + 1];
+	assert_int_equal(insert_new(s, &j, &r, id3), STORE_OK);
+	assert_true(r.replayed);
+	assert_string_equal(r.id, id2);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM requests"), 3);
+	store_close(s);
+}
+
+struct bound_case {
+	const char *name;
+	int64_t max_queue, max_client, max_host;
+	int fill_same_client_host; /* jobs inserted first from 192.0.2.1 to example.com */
+	int fill_other;            /* jobs from other clients to other hosts */
+	const char *client, *host; /* of the refused job */
+	enum store_err want;
+	enum job_refusal refusal;
+};
+
+static const struct bound_case bound_cases[] = {
+    {"no bounds", 0, 0, 0, 5, 5, "192.0.2.1", "example.com", STORE_OK, JOB_ACCEPTED},
+    {"queue below", 11, 0, 0, 5, 5, "192.0.2.1", "example.com", STORE_OK, JOB_ACCEPTED},
+    {"queue full", 10, 0, 0, 5, 5, "192.0.2.7", "other.test", STORE_FULL, JOB_QUEUE_FULL},
+    {"client share", 100, 5, 0, 5, 5, "192.0.2.1", "new.test", STORE_FULL, JOB_CLIENT_SHARE},
+    {"client below", 100, 6, 0, 5, 5, "192.0.2.1", "new.test", STORE_OK, JOB_ACCEPTED},
+    {"other client", 100, 5, 0, 5, 5, "192.0.2.50", "new.test", STORE_OK, JOB_ACCEPTED},
+    {"host pending", 100, 0, 5, 5, 5, "192.0.2.50", "example.com", STORE_FULL, JOB_HOST_PENDING},
+    {"host below", 100, 0, 6, 5, 5, "192.0.2.50", "example.com", STORE_OK, JOB_ACCEPTED},
+    {"queue before client", 10, 5, 5, 5, 5, "192.0.2.1", "example.com", STORE_FULL, JOB_QUEUE_FULL},
+    {"client before host", 100, 5, 5, 5, 5, "192.0.2.1", "example.com", STORE_FULL,
+     JOB_CLIENT_SHARE},
+};
+
+static void test_bounds(void **state)
+{
+	(void)state;
+	for (size_t c = 0; c < sizeof bound_cases / sizeof bound_cases[0]; c++) {
+		const struct bound_case *bc = &bound_cases[c];
+		char path[320], id[IDS_UUID_LEN + 1], other[32];
+		fresh_path(path, sizeof path);
+		struct store *s = open_ok(path);
+		struct job_insert j = job_template(NULL);
+		struct job_result r;
+		for (int i = 0; i < bc->fill_same_client_host; i++)
+			assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+		for (int i = 0; i < bc->fill_other; i++) {
+			snprintf(other, sizeof other, "203.0.113.%d", i);
+			j.client_addr = other;
+			j.callback_host = other;
+			assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+		}
+		j.client_addr = bc->client;
+		j.callback_host = bc->host;
+		j.max_queue_size = bc->max_queue;
+		j.max_client_pending = bc->max_client;
+		j.max_host_pending = bc->max_host;
+		enum store_err err = insert_new(s, &j, &r, id);
+		if (err != bc->want || r.refusal != bc->refusal)
+			fail_msg("case %s: got %s/%d", bc->name, store_strerror(err), r.refusal);
+		assert_int_equal(r.queue_depth, bc->fill_same_client_host + bc->fill_other);
+		int64_t rows = bc->fill_same_client_host + bc->fill_other + (err == STORE_OK);
+		assert_int_equal(query_int(s, "SELECT count(*) FROM requests"), rows);
+
+		if (err == STORE_FULL) {
+			/* Finishing one job of the bound's kind frees one place. */
+			exec_ok(s,
+			        "UPDATE requests SET finished_at = 2000000, status = 'completed', "
+			        "callback_status = 'delivered' WHERE seq = (SELECT min(seq) "
+			        "FROM requests WHERE client_addr = '192.0.2.1')");
+			assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+			assert_int_equal(r.refusal, JOB_ACCEPTED);
+		}
+		store_close(s);
+	}
+}
+
+static void test_counters(void **state)
+{
+	(void)state;
+	char path[320], id[IDS_UUID_LEN + 1];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	struct job_insert j = job_template(NULL);
+	struct job_result r;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name='queue_depth'"), 3);
+	assert_int_equal(query_int(s, "SELECT n FROM client_pending WHERE client='192.0.2.1'"), 3);
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='example.com'"), 3);
+	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE seq = 1");
+	exec_ok(s, "UPDATE requests SET finished_at = 2 WHERE seq = 1"); /* no double count */
+	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name='queue_depth'"), 2);
+	assert_int_equal(query_int(s, "SELECT n FROM client_pending WHERE client='192.0.2.1'"), 2);
+	exec_ok(s, "UPDATE requests SET finished_at = 1");
+	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name='queue_depth'"), 0);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM client_pending"), 0);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
+	/* Sync records never count. */
+	struct sync_record rec = {
+	    "0190a0a0-0000-7000-8000-000000000001", "x", 1, "ab", 1.5, 5, 6, "192.0.2.1"};
+	assert_int_equal(store_insert_sync(s, &rec), STORE_OK);
+	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name='queue_depth'"), 0);
+	/* A duplicate id is an error, not a crash, and the message says why. */
+	assert_int_equal(store_insert_sync(s, &rec), STORE_IO);
+	assert_non_null(strstr(store_errmsg(s), "UNIQUE"));
+	store_close(s);
+}
+
+/* ---- reads ----------------------------------------------------------------- */
+
+static json_object *field(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+	if (!json_object_object_get_ex(o, key, &v))
+		fail_msg("missing field %s in %s", key, json_object_to_json_string(o));
+	return v;
+}
+
+static void assert_str_field(json_object *o, const char *key, const char *want)
+{
+	json_object *v = field(o, key);
+	assert_true(json_object_is_type(v, json_type_string));
+	assert_string_equal(json_object_get_string(v), want);
+}
+
+static void assert_null_field(json_object *o, const char *key)
+{
+	if (field(o, key) != NULL)
+		fail_msg("%s is not null", key);
+}
+
+#define SYNC_ID  "0190a0a0-0000-7000-8000-0000000000a1"
+#define ASYNC_ID "0190a0a0-0000-7000-8000-0000000000b2"
+
+static struct store *populated(void)
+{
+	char path[320];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	struct sync_record rec = {SYNC_ID,       "abc",         3,          "deadbeef", 2.5,
+	                          1700000000000, 1700000000002, "192.0.2.1"};
+	assert_int_equal(store_insert_sync(s, &rec), STORE_OK);
+	struct job_insert j = job_template(ASYNC_ID);
+	struct job_result r;
+	j.created_at = 1700000001000;
+	assert_int_equal(store_insert_job(s, &j, &r), STORE_OK);
+	return s;
+}
+
+static void test_get_request(void **state)
+{
+	(void)state;
+	struct store *s = populated();
+	json_object *o = NULL;
+
+	assert_int_equal(store_get_request(s, SYNC_ID, &o), STORE_OK);
+	assert_str_field(o, "id", SYNC_ID);
+	assert_str_field(o, "mode", "sync");
+	assert_str_field(o, "status", "completed");
+	assert_str_field(o, "result", "deadbeef");
+	assert_str_field(o, "input_data", "abc");
+	assert_str_field(o, "created_at", "2023-11-14T22:13:20.000Z");
+	assert_str_field(o, "completed_at", "2023-11-14T22:13:20.002Z");
+	assert_int_equal(json_object_get_int64(field(o, "iterations")), 3);
+	assert_true(json_object_get_double(field(o, "duration_ms")) == 2.5);
+	static const char *const sync_nulls[] = {"callback_status", "callback_url", "attempts",
+	                                         "next_attempt_at", "last_error"};
+	for (size_t i = 0; i < sizeof sync_nulls / sizeof sync_nulls[0]; i++)
+		assert_null_field(o, sync_nulls[i]);
+	assert_true(json_object_is_type(field(o, "delivery_trace"), json_type_array));
+	assert_int_equal(json_object_array_length(field(o, "delivery_trace")), 0);
+	json_object_put(o);
+
+	/* Two attempts, written out of order: the trace lists them by number. */
+	exec_ok(s, "INSERT INTO attempts (request_seq, number, state, started_at, duration_ms, "
+	           "http_status, error_class, error_message, next_attempt_at) VALUES "
+	           "(2, 2, 'done', 1700000003000, 12.5, 200, NULL, NULL, NULL), "
+	           "(2, 1, 'done', 1700000002000, 30.0, 503, 'http_status', 'HTTP 503', "
+	           "1700000003000)");
+	exec_ok(s, "UPDATE requests SET status='completed', callback_status='delivered', "
+	           "result='ff', duration_ms=4.0, started_at=1700000001500, "
+	           "completed_at=1700000001900, finished_at=1700000003100, attempts=2, "
+	           "last_error='HTTP 503' WHERE seq=2");
+	assert_int_equal(store_get_request(s, ASYNC_ID, &o), STORE_OK);
+	assert_str_field(o, "mode", "async");
+	assert_str_field(o, "status", "completed");
+	assert_str_field(o, "callback_status", "delivered");
+	assert_str_field(o, "callback_url", "http://example.com/cb");
+	assert_str_field(o, "finished_at", "2023-11-14T22:13:23.100Z");
+	assert_str_field(o, "last_error", "HTTP 503");
+	assert_int_equal(json_object_get_int64(field(o, "attempts")), 2);
+	assert_null_field(o, "next_attempt_at"); /* finished: nothing is due */
+	json_object *trace = field(o, "delivery_trace");
+	assert_int_equal(json_object_array_length(trace), 2);
+	json_object *a1 = json_object_array_get_idx(trace, 0);
+	json_object *a2 = json_object_array_get_idx(trace, 1);
+	assert_int_equal(json_object_get_int(field(a1, "attempt")), 1);
+	assert_str_field(a1, "state", "done");
+	assert_str_field(a1, "started_at", "2023-11-14T22:13:22.000Z");
+	assert_int_equal(json_object_get_int(field(a1, "http_status")), 503);
+	assert_str_field(a1, "error", "http_status");
+	assert_str_field(a1, "error_message", "HTTP 503");
+	assert_str_field(a1, "next_attempt_at", "2023-11-14T22:13:23.000Z");
+	assert_int_equal(json_object_get_int(field(a2, "attempt")), 2);
+	assert_null_field(a2, "error");
+	assert_null_field(a2, "next_attempt_at");
+	assert_true(json_object_get_double(field(a2, "duration_ms")) == 12.5);
+	json_object_put(o);
+
+	/* An unfinished job shows when it is due. */
+	exec_ok(s, "UPDATE requests SET finished_at=NULL, next_attempt_at=1700000009000 "
+	           "WHERE seq=2");
+	assert_int_equal(store_get_request(s, ASYNC_ID, &o), STORE_OK);
+	assert_str_field(o, "next_attempt_at", "2023-11-14T22:13:29.000Z");
+	json_object_put(o);
+
+	o = (json_object *)1;
+	assert_int_equal(store_get_request(s, "0190a0a0-0000-7000-8000-00000000ffff", &o),
+	                 STORE_NOTFOUND);
+	assert_null(o);
+	assert_true(sqlite3_get_autocommit(store_db(s)));
+	store_close(s);
+}
+
+struct list_case {
+	const char *mode, *status;
+	int64_t limit, offset;
+	const char *want; /* ids' last characters, newest first */
+};
+
+static void test_list_requests(void **state)
+{
+	(void)state;
+	char path[320];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	/* Rows a..f; b and c share a created_at (seq breaks the tie). */
+	static const struct {
+		char tag;
+		bool async;
+		int64_t created;
+		const char *status, *cb;
+	} rows[] = {
+	    {'a', false, 100, "completed", NULL},      {'b', true, 200, "queued", "pending"},
+	    {'c', true, 200, "completed", "retrying"}, {'d', true, 300, "completed", "failed"},
+	    {'e', false, 400, "completed", NULL},      {'f', true, 500, "completed", "delivered"},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		char id[IDS_UUID_LEN + 1];
+		snprintf(id, sizeof id, "0190a0a0-0000-7000-8000-00000000000%c", rows[i].tag);
+		if (rows[i].async) {
+			struct job_insert j = job_template(id);
+			struct job_result r;
+			j.created_at = rows[i].created;
+			assert_int_equal(store_insert_job(s, &j, &r), STORE_OK);
+			char sql[200];
+			snprintf(
+			    sql, sizeof sql,
+			    "UPDATE requests SET status='%s', callback_status='%s' WHERE id='%s'",
+			    rows[i].status, rows[i].cb, id);
+			exec_ok(s, sql);
+		} else {
+			struct sync_record rec = {
+			    id,         "x", 1, "00", 1.0, rows[i].created, rows[i].created + 1,
+			    "192.0.2.1"};
+			assert_int_equal(store_insert_sync(s, &rec), STORE_OK);
+		}
+	}
+	static const struct list_case cases[] = {
+	    {NULL, NULL, 50, 0, "fedcba"},
+	    {NULL, NULL, 2, 0, "fe"},
+	    {NULL, NULL, 2, 2, "dc"},
+	    {NULL, NULL, 50, 6, ""},
+	    {NULL, NULL, 0, 0, "f"},         /* limit clamped to 1 */
+	    {NULL, NULL, 500, -3, "fedcba"}, /* clamped to 200 and 0 */
+	    {"sync", NULL, 50, 0, "ea"},
+	    {"async", NULL, 50, 0, "fdcb"},
+	    {NULL, "completed", 50, 0, "fedca"},
+	    {NULL, "queued", 50, 0, "b"},
+	    {NULL, "pending", 50, 0, "b"},
+	    {NULL, "retrying", 50, 0, "c"},
+	    {NULL, "delivered", 50, 0, "f"},
+	    {NULL, "failed", 50, 0, "d"},
+	    {"sync", "completed", 50, 0, "ea"},
+	    {"sync", "delivered", 50, 0, ""},
+	    {"async", "completed", 1, 1, "d"},
+	    {NULL, "running", 50, 0, ""},
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		const struct list_case *lc = &cases[c];
+		struct list_query q = {lc->mode, lc->status, lc->limit, lc->offset};
+		json_object *list = NULL;
+		char got[16] = "";
+		assert_int_equal(store_list_requests(s, &q, &list), STORE_OK);
+		size_t n = json_object_array_length(list);
+		for (size_t i = 0; i < n && i < sizeof got - 1; i++) {
+			json_object *item = json_object_array_get_idx(list, i);
+			const char *id = json_object_get_string(field(item, "id"));
+			got[i] = id[strlen(id) - 1];
+			got[i + 1] = '\0';
+			assert_int_equal(json_object_object_length(item), 6);
+			const char *mode = json_object_get_string(field(item, "mode"));
+			assert_true(strcmp(mode, "sync") == 0 || strcmp(mode, "async") == 0);
+			field(item, "status");
+			field(item, "duration_ms");
+			if (strcmp(mode, "sync") == 0)
+				assert_null_field(item, "callback_status");
+			assert_int_equal(strlen(json_object_get_string(field(item, "created_at"))),
+			                 IDS_RFC3339_LEN);
+		}
+		if (strcmp(got, lc->want) != 0)
+			fail_msg("case %zu (mode %s status %s limit %" PRId64 " offset %" PRId64
+			         "): got \"%s\" want \"%s\"",
+			         c, lc->mode ? lc->mode : "-", lc->status ? lc->status : "-",
+			         lc->limit, lc->offset, got, lc->want);
+		json_object_put(list);
+	}
+	store_close(s);
+}
+
+static void test_health(void **state)
+{
+	(void)state;
+	struct store *s = populated();
+	struct store_health h;
+	assert_int_equal(store_health(s, 10000, &h), STORE_OK);
+	assert_int_equal(h.queue_depth, 1);
+	assert_false(h.deliverer_seen);
+	assert_int_equal(h.deliverers_alive, 0);
+
+	int64_t now = ids_now_ms();
+	char sql[400];
+	snprintf(sql, sizeof sql,
+	         "INSERT INTO heartbeats VALUES ('old', 11, 1, %" PRId64 ", 4, 4, 9), "
+	         "('new', 22, 2, %" PRId64 ", 1, 2, 3), ('mid', 33, 3, %" PRId64 ", 1, 3, 1)",
+	         now - 60000, now, now - 1000);
+	exec_ok(s, sql);
+	assert_int_equal(store_health(s, 10000, &h), STORE_OK);
+	assert_true(h.deliverer_seen);
+	assert_int_equal(h.deliverer_pid, 22);
+	assert_int_equal(h.deliverer_started_at, 2);
+	assert_int_equal(h.deliverer_beat_ms, now);
+	assert_int_equal(h.deliverers_alive, 2);
+	assert_int_equal(h.busy_workers, 2);
+	assert_int_equal(h.workers, 5);
+	assert_int_equal(h.inflight, 4);
+	assert_true(sqlite3_get_autocommit(store_db(s)));
+	store_close(s);
+}
+
+static void test_errors(void **state)
+{
+	(void)state;
+	static const struct {
+		int rc;
+		enum store_err want;
+	} map[] = {
+	    {SQLITE_OK, STORE_OK},
+	    {SQLITE_ROW, STORE_OK},
+	    {SQLITE_DONE, STORE_OK},
+	    {SQLITE_BUSY, STORE_BUSY},
+	    {SQLITE_BUSY_SNAPSHOT, STORE_BUSY},
+	    {SQLITE_LOCKED, STORE_BUSY},
+	    {SQLITE_NOMEM, STORE_NOMEM},
+	    {SQLITE_IOERR_FSYNC, STORE_IO},
+	    {SQLITE_CONSTRAINT, STORE_IO},
+	    {SQLITE_CORRUPT, STORE_IO},
+	};
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+		assert_int_equal(store_from_sqlite(map[i].rc), map[i].want);
+	for (int e = STORE_OK; e <= STORE_FULL; e++) {
+		assert_non_null(store_strerror(e));
+		assert_string_not_equal(store_strerror(e), "unknown store error");
+	}
+	assert_string_equal(store_strerror((enum store_err)99), "unknown store error");
+	assert_string_equal(store_errmsg(NULL), "no database connection");
+
+	/* A failed commit leaves no transaction open. */
+	char path[320];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	assert_int_equal(store_begin(s), STORE_OK);
+	assert_int_equal(store_begin(s), STORE_IO); /* nested BEGIN */
+	assert_non_null(strstr(store_errmsg(s), "within a transaction"));
+	store_rollback(s);
+	assert_true(sqlite3_get_autocommit(store_db(s)));
+	store_rollback(s); /* no-op outside a transaction */
+	assert_int_equal(store_commit(s), STORE_IO);
+	assert_true(sqlite3_get_autocommit(store_db(s)));
+	store_close(s);
+}
+
+/* ---- fixture ----------------------------------------------------------------- */
+
+static int make_tmpdir(void **state)
+{
+	(void)state;
+	const char *base = getenv("TMPDIR");
+	snprintf(tmpdir, sizeof tmpdir, "%s/consuma-store.XXXXXX", base && *base ? base : "/tmp");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int remove_tmpdir(void **state)
+{
+	(void)state;
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+	char p[400];
+	for (int i = 1; i <= dbcount; i++)
+		for (size_t k = 0; k < sizeof suffixes / sizeof suffixes[0]; k++) {
+			snprintf(p, sizeof p, "%s/db%d.sqlite%s", tmpdir, i, suffixes[k]);
+			unlink(p);
+		}
+	return rmdir(tmpdir) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_open_close),
+	    cmocka_unit_test(test_migrations_twice),
+	    cmocka_unit_test(test_newer_schema_refused),
+	    cmocka_unit_test(test_migrations_concurrent),
+	    cmocka_unit_test(test_insert_job_durable),
+	    cmocka_unit_test(test_idempotency),
+	    cmocka_unit_test(test_bounds),
+	    cmocka_unit_test(test_counters),
+	    cmocka_unit_test(test_get_request),
+	    cmocka_unit_test(test_list_requests),
+	    cmocka_unit_test(test_health),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_busy_waits),
+	    cmocka_unit_test(test_concurrent_inserts),
+	};
+	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+}
