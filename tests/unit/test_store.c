@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "ids.h"
 #include "migrations.h"
 #include "store.h"
@@ -170,6 +171,15 @@ static void test_open_close(void **state)
 	assert_null(store_open(path, &err, msg, sizeof msg));
 	assert_int_equal(err, STORE_IO);
 	assert_non_null(strstr(msg, "no/such/dir"));
+
+	/* Out of memory: NULL and STORE_NOMEM, nothing leaked. */
+	fresh_path(path, sizeof path);
+	alloc_fail_after(0);
+	s = store_open(path, &err, msg, sizeof msg);
+	alloc_fail_after(-1);
+	assert_null(s);
+	assert_int_equal(err, STORE_NOMEM);
+	assert_string_equal(msg, "out of memory");
 }
 
 static void test_migrations_twice(void **state)
@@ -337,6 +347,15 @@ static void test_busy_waits(void **state)
 	sqlite3_close(probe);
 	assert_true(locked);
 
+	/* Readers do not wait for the writer (WAL). */
+	struct list_query q = {NULL, NULL, 10, 0};
+	json_object *list = NULL;
+	struct store_health h;
+	assert_int_equal(store_list_requests(s, &q, &list), STORE_OK);
+	json_object_put(list);
+	assert_int_equal(store_health(s, 1000, &h), STORE_OK);
+
+	/* The writer waits the lock out instead of failing. */
 	struct job_insert j = job_template(NULL);
 	struct job_result r;
 	int64_t t0 = ids_mono_ms();
