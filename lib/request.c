@@ -86,7 +86,6 @@ static const struct field fields[F_COUNT] = {
 
 /* A field's value as found in the parsed object (strings point into it). */
 struct value {
-	bool present;
 	const char *s;
 	size_t bytes;
 	size_t chars;
@@ -349,7 +348,6 @@ static enum request_err check_field(const struct field *f, enum request_mode mod
 			v->i = f->cfg_default(cfg);
 		return REQUEST_OK;
 	}
-	v->present = true;
 
 	if (f->type == FT_INT) {
 		if (!json_object_is_type(o, json_type_int))

@@ -12,11 +12,16 @@
  *   callback_url  (async only) string, 1..2048 bytes; its syntax and
  *                 address policy are checked by url.h / ssrf.h, not here
  *
- * Unknown fields are ignored. Thread safe (no shared state).
+ * Unknown fields are ignored; of duplicate keys the last one wins (as in
+ * JSON.parse). The body must be strict RFC 8259 JSON, a single object, at
+ * most 32 levels deep: request.c refuses what json-c alone would let
+ * through (NUL bytes, raw control characters in strings, single quotes,
+ * NaN/Infinity, lone \uD800-\uDFFF escapes). Thread safe (no shared state).
  */
 #ifndef CONSUMA_REQUEST_H
 #define CONSUMA_REQUEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "config.h"
@@ -43,7 +48,7 @@ struct job_request {
 };
 
 struct request_error {
-	int http_status;                 /* 413, 422 or 500 */
+	int http_status;                 /* 413, 422 or 500 (0 on success) */
 	char field[32];                  /* "input_data", "iterations", "callback_url", "body" */
 	char detail[REQUEST_DETAIL_MAX]; /* "<field>: <what is wrong>" */
 };
