@@ -9,9 +9,10 @@
  *      tolerates even with JSON_TOKENER_STRICT but RFC 8259 forbids: NUL
  *      bytes, unescaped control characters in strings, bytes outside
  *      strings that no JSON token uses (single quotes, comments, NaN,
- *      Infinity, a BOM), and \uD800-\uDFFF escapes that do not form a
+ *      Infinity, a BOM), \uD800-\uDFFF escapes that do not form a
  *      pair, which json-c would silently turn into U+FFFD and so hash
- *      something the client never sent;
+ *      something the client never sent, and \u0000 in an object key, which
+ *      json-c cuts at the NUL (so "input_data\u0000x" would be input_data);
  *   3. json-c in strict mode with a nesting limit (REQUEST_MAX_DEPTH, so a
  *      10,000-deep body is an error, not a deep recursion), the whole body
  *      consumed up to trailing whitespace.
@@ -246,11 +247,22 @@ static int hex4(const char *s, size_t n, unsigned *out)
 	return 0;
 }
 
+/* Whether the string that closed just before body[i] is an object key.
+ * json-c cuts keys at an embedded NUL, so "input_data\u0000x" would
+ * otherwise alias input_data. */
+static bool key_follows(const char *body, size_t len, size_t i)
+{
+	while (i < len && json_blank((unsigned char)body[i]))
+		i++;
+	return i < len && body[i] == ':';
+}
+
 /* Gate 2 (see the top of the file): one pass over the raw body. */
 static enum request_err scan_body(const char *body, size_t len, struct request_error *err)
 {
 	bool in_string = false;
-	bool want_low = false; /* the last escape was a high surrogate */
+	bool want_low = false;   /* the last escape was a high surrogate */
+	bool nul_escape = false; /* this string holds a \u0000 */
 	size_t high_at = 0;
 
 	for (size_t i = 0; i < len; i++) {
@@ -279,6 +291,11 @@ static enum request_err scan_body(const char *body, size_t len, struct request_e
 			goto lone;
 		if (c == '"') {
 			in_string = false;
+			if (nul_escape && key_follows(body, len, i + 1))
+				return fail(err, REQUEST_INVALID, "body",
+				            "an object key contains \\u0000 (before offset %zu)",
+				            i);
+			nul_escape = false;
 		} else if (c == '\\' && i + 1 < len) {
 			if (body[i + 1] != 'u' || hex4(body + i + 2, len - i - 2, &u) != 0) {
 				i++; /* a one-character escape, or a bad one json-c refuses */
@@ -295,6 +312,8 @@ static enum request_err scan_body(const char *body, size_t len, struct request_e
 			want_low = high;
 			if (high)
 				high_at = i;
+			if (u == 0)
+				nul_escape = true;
 			i += 5;
 		}
 	}
