@@ -386,7 +386,7 @@ static const struct good good[] = {
        "http://example.com/cb"),
     OK("duplicate key: the last wins",
        "{\"input_data\":\"a\",\"iterations\":\"x\",\"iterations\":3}", S, "a", 1, 1, 3, NULL),
-    OK("\\u0000 in an unknown value", "{\"input_data\":\"a\",\"z\":\"\\u0000\"}", S, "a", 1, 1, -1,
+    OK("\\u0000 in an unknown value", "{\"z\":\"\\u0000\",\"input_data\":\"a\"}", S, "a", 1, 1, -1,
        NULL),
     OK("escaped key name", "{\"input\\u005fdata\":\"a\"}", S, "a", 1, 1, -1, NULL),
     OKGEN("10000 x e-acute (20000 bytes)", e_acute, 10000, S, 20000, 10000, -1, NULL),
