@@ -1,0 +1,25 @@
+/*
+ * app: the state one consuma-fcgi process holds for its whole life (the
+ * loaded configuration, its database connection, admission control, its
+ * start time). It holds nothing between requests beyond these: every request
+ * reads and writes the database. Filled once by main.c, then only read by
+ * the handlers. One per process; the FastCGI loop is single threaded.
+ */
+#ifndef CONSUMA_FCGI_APP_H
+#define CONSUMA_FCGI_APP_H
+
+#include <stdint.h>
+#include "config.h"
+#include "limits.h"
+#include "store.h"
+
+struct app {
+	struct config cfg;
+	struct store *store;
+	struct limits *limits;
+	char doorbell_path[CONFIG_PATH_MAX];
+	int64_t started_mono_ms; /* for uptime_seconds */
+	int64_t started_wall_ms;
+};
+
+#endif

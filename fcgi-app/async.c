@@ -1,0 +1,204 @@
+/*
+ * async: POST /async (see async.h).
+ *
+ * Order of checks: body (413/422), callback URL syntax (400), Idempotency-Key
+ * (422), then one store transaction that enforces the intake bounds and the
+ * key. The answers to a refused job:
+ *   queue full                 503 + Retry-After (the service is saturated)
+ *   client holds its share     429 + Retry-After (this client is sending too
+ *                              much; others are still served)
+ *   callback host saturated    429 + Retry-After, naming the host
+ *   key reused, other body     422
+ * The doorbell is rung only after the response has been flushed, so the
+ * client's 202 never waits on the deliverer.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "alloc.h"
+#include "async.h"
+#include "request.h"
+#include "store.h"
+#include "url.h"
+#include "work.h"
+
+#define KEY_MAX 255
+
+bool async_idempotency_key_valid(const char *key)
+{
+	size_t n = 0;
+
+	if (key == NULL)
+		return false;
+	for (; key[n] != '\0'; n++) {
+		unsigned char c = (unsigned char)key[n];
+
+		if (c < 0x20 || c > 0x7e || n >= KEY_MAX)
+			return false;
+	}
+	return n >= 1;
+}
+
+static int64_t client_share(const struct config *cfg)
+{
+	double share = floor(cfg->max_queue_share * (double)cfg->max_queue_size);
+
+	if (cfg->max_queue_size <= 0)
+		return 0;
+	if (share < 1.0)
+		return 1;
+	return (int64_t)share;
+}
+
+static void refused(struct http_exchange *x, const struct job_result *res,
+                    const struct url_parts *parts)
+{
+	struct app *app = x->app;
+	int64_t retry = limits_queue_retry_after(app->limits, app->store, res->queue_depth);
+
+	if (retry < 1)
+		retry = 1;
+	http_header(x, "Retry-After", "%lld", (long long)retry);
+	switch (res->refusal) {
+	case JOB_QUEUE_FULL:
+		http_error(x, 503,
+		           "queue is full (%lld jobs waiting, bound %lld); retry after %lld s",
+		           (long long)res->queue_depth, (long long)app->cfg.max_queue_size,
+		           (long long)retry);
+		return;
+	case JOB_CLIENT_SHARE:
+		http_error(x, 429,
+		           "client %s holds its share of the queue (%lld unfinished jobs); retry "
+		           "after %lld s",
+		           x->client, (long long)client_share(&app->cfg), (long long)retry);
+		return;
+	case JOB_HOST_PENDING:
+		http_error(x, 429,
+		           "callback_url: host %s has too many unfinished jobs (bound %lld); retry "
+		           "after %lld s",
+		           parts->host, (long long)app->cfg.max_pending_per_host, (long long)retry);
+		return;
+	case JOB_ACCEPTED:
+		break;
+	}
+	http_internal_error(x, "store_insert_job", "STORE_FULL without a refusal");
+}
+
+void async_handle(struct http_exchange *x, const char *tail)
+{
+	struct app *app = x->app;
+	size_t cap = (size_t)app->cfg.max_body_bytes;
+	struct job_request job = {0};
+	struct request_error perr = {0};
+	struct url_parts parts;
+	struct job_insert ins = {0};
+	struct job_result res;
+	enum http_body_err berr;
+	enum request_err rerr;
+	enum url_err uerr;
+	enum work_err werr;
+	enum store_err serr;
+	char why[256] = "";
+	char body_hash[WORK_HEX_LEN + 1];
+	char *body = NULL;
+	size_t len = 0;
+	const char *key;
+	json_object *o = NULL;
+
+	(void)tail;
+	memset(&parts, 0, sizeof(parts));
+	memset(&res, 0, sizeof(res));
+	ids_uuidv7(x->request_id);
+	berr = http_read_body(x, cap, &body, &len);
+	if (berr != HTTP_BODY_OK) {
+		http_fail_body(x, berr, cap);
+		goto out;
+	}
+	rerr = request_parse(body, len, REQUEST_ASYNC, &app->cfg, &job, &perr);
+	if (rerr == REQUEST_NOMEM) {
+		http_internal_error(x, "request_parse", "out of memory");
+		goto out;
+	}
+	if (rerr != REQUEST_OK) {
+		http_error(x, perr.http_status != 0 ? perr.http_status : 422, "%s", perr.detail);
+		goto out;
+	}
+	uerr = url_parse(job.callback_url, &parts, why, sizeof(why));
+	if (uerr == URL_NOMEM) {
+		http_internal_error(x, "url_parse", "out of memory");
+		goto out;
+	}
+	if (uerr != URL_OK) {
+		http_error(x, 400, "callback_url: %s", why[0] != '\0' ? why : url_strerror(uerr));
+		goto out;
+	}
+	key = http_param(x, "HTTP_IDEMPOTENCY_KEY");
+	if (key != NULL && !async_idempotency_key_valid(key)) {
+		http_error(x, 422, "Idempotency-Key: must be 1..%d printable ASCII characters",
+		           KEY_MAX);
+		goto out;
+	}
+	werr = work_sha256_iter(body, len, 1, body_hash);
+	if (werr != WORK_OK) {
+		http_internal_error(x, "body_hash", work_strerror(werr));
+		goto out;
+	}
+
+	ins.id = x->request_id;
+	ins.input_data = job.input_data;
+	ins.iterations = job.iterations;
+	ins.callback_url = job.callback_url;
+	ins.callback_host = parts.host;
+	ins.client_addr = x->client;
+	ins.idempotency_key = key;
+	ins.body_hash = body_hash;
+	ins.created_at = ids_now_ms();
+	ins.idempotency_ttl_ms = app->cfg.idempotency_ttl * 1000;
+	ins.max_queue_size = app->cfg.max_queue_size;
+	ins.max_client_pending = client_share(&app->cfg);
+	ins.max_host_pending = app->cfg.max_pending_per_host;
+	serr = store_insert_job(app->store, &ins, &res);
+	if (serr == STORE_CONFLICT) {
+		http_error(x, 422,
+		           "Idempotency-Key: already used with a different body (request_id %s)",
+		           res.id[0] != '\0' ? res.id : "-");
+		goto out;
+	}
+	if (serr == STORE_FULL) {
+		refused(x, &res, &parts);
+		goto out;
+	}
+	if (serr != STORE_OK) {
+		http_store_failed(x, serr, "store_insert_job");
+		goto out;
+	}
+	if (res.replayed) {
+		res.id[sizeof(res.id) - 1] = '\0';
+		memcpy(x->request_id, res.id, sizeof(x->request_id));
+	}
+
+	o = json_object_new_object();
+	if (o == NULL) {
+		http_internal_error(x, "response", "out of memory");
+		goto out;
+	}
+	json_object_object_add(o, "request_id", json_object_new_string(x->request_id));
+	json_object_object_add(o, "status",
+	                       json_object_new_string(res.replayed ? res.status : "accepted"));
+	json_object_object_add(
+	    o, "message",
+	    json_object_new_string(res.replayed
+	                               ? "replayed: this Idempotency-Key was already used; "
+	                                 "this is the first request's id and current status"
+	                               : "accepted; the result will be POSTed to callback_url"));
+	http_header(x, "Location", "/requests/%s", x->request_id);
+	if (res.replayed)
+		http_header(x, "Idempotency-Replayed", "true");
+	/* committed: wake the deliverer even if the client has gone */
+	x->ring_doorbell = !res.replayed;
+	http_send_json(x, 202, o);
+out:
+	json_object_put(o);
+	request_free(&job);
+	cz_free(body);
+}

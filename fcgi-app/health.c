@@ -1,0 +1,86 @@
+/*
+ * health: GET /healthz (see health.h).
+ *
+ *   ok        the database answers, and the deliverer is alive or has never
+ *             run (a stack without a deliverer yet is not broken: "unknown")
+ *   degraded  the database fails, or a deliverer used to beat and its
+ *             newest heartbeat is older than CONSUMA_HEARTBEAT_STALE_SECONDS
+ *             (accepted jobs would wait): 503 with the same body
+ */
+#include <stdio.h>
+#include "health.h"
+#include "ids.h"
+#include "store.h"
+
+static json_object *time_or_null(int64_t ms)
+{
+	char s[IDS_RFC3339_LEN + 1];
+
+	if (ms <= 0)
+		return NULL;
+	ids_rfc3339(ms, s);
+	return json_object_new_string(s);
+}
+
+static json_object *deliverer_section(const struct store_health *h, bool db_ok)
+{
+	json_object *d = json_object_new_object();
+	const char *status = "unknown";
+	bool seen = db_ok && h->deliverer_seen;
+
+	if (d == NULL)
+		return NULL;
+	if (seen)
+		status = h->deliverers_alive > 0 ? "alive" : "stale";
+	json_object_object_add(d, "status", json_object_new_string(status));
+	json_object_object_add(d, "pid", seen ? json_object_new_int64(h->deliverer_pid) : NULL);
+	json_object_object_add(d, "started_at",
+	                       seen ? time_or_null(h->deliverer_started_at) : NULL);
+	json_object_object_add(d, "last_heartbeat",
+	                       seen ? time_or_null(h->deliverer_beat_ms) : NULL);
+	json_object_object_add(d, "workers", json_object_new_int64(seen ? h->workers : 0));
+	json_object_object_add(d, "busy_workers",
+	                       json_object_new_int64(seen ? h->busy_workers : 0));
+	json_object_object_add(d, "inflight", json_object_new_int64(seen ? h->inflight : 0));
+	return d;
+}
+
+void health_handle(struct http_exchange *x, const char *tail)
+{
+	struct app *app = x->app;
+	struct store_health h = {0};
+	enum store_err err;
+	bool db_ok;
+	bool degraded;
+	char up[32];
+	double uptime_s;
+	json_object *o;
+
+	(void)tail;
+	err = store_health(app->store, app->cfg.heartbeat_stale_seconds * 1000, &h);
+	db_ok = err == STORE_OK;
+	degraded = !db_ok || (h.deliverer_seen && h.deliverers_alive == 0);
+	uptime_s = (double)(ids_mono_ms() - app->started_mono_ms) / 1000.0;
+	snprintf(up, sizeof(up), "%.3f", uptime_s);
+
+	o = json_object_new_object();
+	if (o == NULL) {
+		http_internal_error(x, "health", "out of memory");
+		return;
+	}
+	json_object_object_add(o, "status", json_object_new_string(degraded ? "degraded" : "ok"));
+	json_object_object_add(o, "queue_depth",
+	                       db_ok ? json_object_new_int64(h.queue_depth) : NULL);
+	json_object_object_add(o, "active_workers",
+	                       json_object_new_int64(db_ok ? h.busy_workers : 0));
+	json_object_object_add(o, "db_connected", json_object_new_boolean(db_ok));
+	json_object_object_add(o, "uptime_seconds", json_object_new_double_s(uptime_s, up));
+	json_object_object_add(o, "version", json_object_new_string(CONSUMA_VERSION));
+	json_object_object_add(o, "deliverer", deliverer_section(&h, db_ok));
+	if (!db_ok)
+		json_object_object_add(o, "detail", json_object_new_string(store_strerror(err)));
+	if (degraded)
+		http_header(x, "Retry-After", "5");
+	http_send_json(x, degraded ? 503 : 200, o);
+	json_object_put(o);
+}

@@ -1,0 +1,338 @@
+/*
+ * http: the exchange, response helpers and bounded body reading (see http.h).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "alloc.h"
+#include "http.h"
+#include "log.h"
+
+/* The longest decimal CONTENT_LENGTH we parse; anything longer is over any
+ * cap we can have and is refused as too large. */
+#define LENGTH_DIGITS_MAX 18
+
+const char *http_body_strerror(enum http_body_err err)
+{
+	switch (err) {
+	case HTTP_BODY_OK:
+		return "ok";
+	case HTTP_BODY_TOO_LARGE:
+		return "body too large";
+	case HTTP_BODY_BAD_LENGTH:
+		return "invalid Content-Length";
+	case HTTP_BODY_TRUNCATED:
+		return "body shorter than Content-Length";
+	case HTTP_BODY_NOMEM:
+		return "out of memory";
+	}
+	return "unknown error";
+}
+
+const char *http_reason(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 202:
+		return "Accepted";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Content Too Large";
+	case 422:
+		return "Unprocessable Content";
+	case 429:
+		return "Too Many Requests";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Unknown";
+	}
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+long http_percent_decode(const char *in, size_t n, char *out, size_t outlen, bool plus_is_space)
+{
+	size_t i = 0;
+	size_t o = 0;
+
+	if (outlen == 0)
+		return -1;
+	while (i < n) {
+		char c = in[i];
+
+		if (c == '%') {
+			int hi;
+			int lo;
+
+			if (n - i < 3)
+				return -1;
+			hi = hexval(in[i + 1]);
+			lo = hexval(in[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			c = (char)(hi * 16 + lo);
+			i += 3;
+		} else {
+			if (c == '+' && plus_is_space)
+				c = ' ';
+			i++;
+		}
+		if (c == '\0' || o + 1 >= outlen)
+			return -1;
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return (long)o;
+}
+
+bool http_exchange_init(struct http_exchange *x, struct app *app, FCGX_Request *fr)
+{
+	const char *uri;
+	const char *q;
+	size_t n;
+	char joined[HTTP_PATH_MAX];
+
+	memset(x, 0, sizeof(*x));
+	x->app = app;
+	x->fr = fr;
+	x->route = "-";
+	x->start_ns = ids_mono_ns();
+	buf_init(&x->headers, HTTP_HEADERS_MAX);
+	x->method = http_param(x, "REQUEST_METHOD");
+	if (x->method == NULL)
+		x->method = "";
+	x->query = http_param(x, "QUERY_STRING");
+	if (x->query == NULL)
+		x->query = "";
+
+	/* REQUEST_URI is the raw request target in lighttpd and nginx alike;
+	 * SCRIPT_NAME + PATH_INFO is the fallback for servers that lack it. */
+	uri = http_param(x, "REQUEST_URI");
+	if (uri != NULL && uri[0] != '\0') {
+		q = strchr(uri, '?');
+		n = q != NULL ? (size_t)(q - uri) : strlen(uri);
+	} else {
+		const char *sn = http_param(x, "SCRIPT_NAME");
+		const char *pi = http_param(x, "PATH_INFO");
+		int w = snprintf(joined, sizeof(joined), "%s%s", sn != NULL ? sn : "",
+		                 pi != NULL ? pi : "");
+
+		if (w < 0 || (size_t)w >= sizeof(joined))
+			return false;
+		/* these are already decoded by the server: copy as they are */
+		memcpy(x->path, joined, (size_t)w + 1);
+		return true;
+	}
+	return http_percent_decode(uri, n, x->path, sizeof(x->path), false) >= 0;
+}
+
+void http_exchange_done(struct http_exchange *x)
+{
+	buf_free(&x->headers);
+}
+
+const char *http_param(const struct http_exchange *x, const char *name)
+{
+	return FCGX_GetParam(name, x->fr->envp);
+}
+
+void http_header(struct http_exchange *x, const char *name, const char *fmt, ...)
+{
+	char value[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(value, sizeof(value), fmt, ap);
+	va_end(ap);
+	buf_printf(&x->headers, "%s: %s\r\n", name, value);
+}
+
+static bool send_raw(struct http_exchange *x, int status, const char *body, size_t len)
+{
+	struct buf head;
+	bool ok = false;
+
+	if (x->status != 0)
+		return true;
+	x->status = status;
+	/* formatted here, not with FCGX_FPrintF: libfcgi's own printf knows no
+	 * %zu and silently stops at it */
+	buf_init(&head, HTTP_HEADERS_MAX + 256);
+	buf_printf(&head,
+	           "Status: %d %s\r\n"
+	           "Content-Type: application/json\r\n"
+	           "Content-Length: %zu\r\n"
+	           "Cache-Control: no-store\r\n"
+	           "%s\r\n",
+	           status, http_reason(status), len, buf_str(&x->headers));
+	if (head.err != BUF_OK)
+		goto out;
+	if (FCGX_PutStr(buf_str(&head), (int)head.len, x->fr->out) < 0)
+		goto out;
+	if (len > 0 && FCGX_PutStr(body, (int)len, x->fr->out) < 0)
+		goto out;
+	ok = true;
+out:
+	buf_free(&head);
+	return ok;
+}
+
+bool http_send_json(struct http_exchange *x, int status, json_object *body)
+{
+	size_t len = 0;
+	const char *s = json_object_to_json_string_length(
+	    body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+
+	if (s == NULL) {
+		static const char oom[] = "{\"detail\":\"internal error\"}";
+
+		return send_raw(x, 500, oom, sizeof(oom) - 1);
+	}
+	return send_raw(x, status, s, len);
+}
+
+void http_error(struct http_exchange *x, int status, const char *fmt, ...)
+{
+	char detail[1024];
+	struct buf b;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	buf_init(&b, sizeof(detail) * 6 + 32);
+	buf_puts(&b, "{\"detail\":");
+	buf_json_string(&b, detail, strlen(detail));
+	buf_putc(&b, '}');
+	if (b.err != BUF_OK) {
+		static const char oom[] = "{\"detail\":\"internal error\"}";
+
+		send_raw(x, 500, oom, sizeof(oom) - 1);
+	} else {
+		send_raw(x, status, buf_str(&b), b.len);
+	}
+	buf_free(&b);
+}
+
+void http_internal_error(struct http_exchange *x, const char *what, const char *cause)
+{
+	log_event(L_ERROR, "request.error", "route=%s request_id=%s what=%s cause=%s", x->route,
+	          x->request_id[0] != '\0' ? x->request_id : "-", what, log_q(cause));
+	http_error(x, 500, "internal error (request_id %s)",
+	           x->request_id[0] != '\0' ? x->request_id : "-");
+}
+
+void http_store_failed(struct http_exchange *x, enum store_err err, const char *what)
+{
+	if (err == STORE_BUSY) {
+		http_header(x, "Retry-After", "1");
+		http_error(x, 503, "database: busy; retry later");
+		return;
+	}
+	http_internal_error(x, what, store_errmsg(x->app->store));
+}
+
+/* Parses CONTENT_LENGTH strictly: decimal digits only, no sign, no spaces.
+ * Absent or empty means 0 (no body). */
+static enum http_body_err content_length(const char *s, size_t cap, size_t *out)
+{
+	size_t n = 0;
+	size_t digits = 0;
+
+	*out = 0;
+	if (s == NULL || s[0] == '\0')
+		return HTTP_BODY_OK;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return HTTP_BODY_BAD_LENGTH;
+		if (++digits > LENGTH_DIGITS_MAX)
+			return HTTP_BODY_TOO_LARGE;
+		n = n * 10 + (size_t)(*s - '0');
+	}
+	if (n > cap)
+		return HTTP_BODY_TOO_LARGE;
+	*out = n;
+	return HTTP_BODY_OK;
+}
+
+enum http_body_err http_read_body(struct http_exchange *x, size_t cap, char **body, size_t *len)
+{
+	enum http_body_err rc;
+	size_t want = 0;
+	size_t got = 0;
+	char *b = NULL;
+
+	*body = NULL;
+	*len = 0;
+	rc = content_length(http_param(x, "CONTENT_LENGTH"), cap, &want);
+	if (rc != HTTP_BODY_OK)
+		goto out;
+	b = cz_malloc(want + 1);
+	if (b == NULL) {
+		rc = HTTP_BODY_NOMEM;
+		goto out;
+	}
+	while (got < want) {
+		size_t chunk = want - got;
+		int r;
+
+		if (chunk > (1u << 20))
+			chunk = 1u << 20;
+		r = FCGX_GetStr(b + got, (int)chunk, x->fr->in);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	if (got < want) {
+		rc = HTTP_BODY_TRUNCATED;
+		goto out;
+	}
+	b[got] = '\0';
+	*body = b;
+	*len = got;
+	b = NULL;
+out:
+	cz_free(b);
+	return rc;
+}
+
+void http_fail_body(struct http_exchange *x, enum http_body_err err, size_t cap)
+{
+	switch (err) {
+	case HTTP_BODY_OK:
+		return;
+	case HTTP_BODY_TOO_LARGE:
+		http_error(x, 413, "body: larger than %zu bytes", cap);
+		return;
+	case HTTP_BODY_BAD_LENGTH:
+		http_error(x, 400, "Content-Length: not a decimal number");
+		return;
+	case HTTP_BODY_TRUNCATED:
+		http_error(x, 400, "body: shorter than Content-Length");
+		return;
+	case HTTP_BODY_NOMEM:
+		http_internal_error(x, "read_body", "out of memory");
+		return;
+	}
+}

@@ -1,0 +1,99 @@
+/*
+ * http: one HTTP exchange as consuma-fcgi sees it through FastCGI, and the
+ * helpers every handler answers with. A response is a "Status:" header
+ * (FastCGI's way of setting the status line), Content-Type:
+ * application/json, Content-Length, any extra headers the handler added, and
+ * a JSON body. Errors are always {"detail": "<field>: <what was wrong>"}.
+ *
+ * The body is read bounded: a CONTENT_LENGTH over the cap is refused (413)
+ * before a byte of it is read, so a client cannot make a process buffer more
+ * than CONSUMA_MAX_BODY_BYTES.
+ *
+ * One exchange belongs to the one thread of the FastCGI loop; nothing here
+ * is shared.
+ */
+#ifndef CONSUMA_FCGI_HTTP_H
+#define CONSUMA_FCGI_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <fcgiapp.h>
+#include <json-c/json.h>
+#include "app.h"
+#include "buf.h"
+#include "ids.h"
+
+#define HTTP_PATH_MAX    2048
+#define HTTP_CLIENT_MAX  64
+#define HTTP_HEADERS_MAX 4096
+
+struct http_exchange {
+	struct app *app;
+	FCGX_Request *fr;
+	const char *method;                /* REQUEST_METHOD, never NULL */
+	char path[HTTP_PATH_MAX];          /* percent-decoded path, no query */
+	const char *query;                 /* raw QUERY_STRING, never NULL */
+	char client[HTTP_CLIENT_MAX];      /* the address the request counts against */
+	const char *route;                 /* route name for logs, "-" until routed */
+	char request_id[IDS_UUID_LEN + 1]; /* "" until a handler names one */
+	int status;                        /* the status sent, 0 before */
+	bool ring_doorbell;                /* ring after the response is flushed */
+	struct buf headers;                /* extra header lines, CRLF terminated */
+	int64_t start_ns;                  /* monotonic, for duration_ms */
+};
+
+enum http_body_err {
+	HTTP_BODY_OK = 0,
+	HTTP_BODY_TOO_LARGE,  /* CONTENT_LENGTH over the cap: 413, nothing read */
+	HTTP_BODY_BAD_LENGTH, /* CONTENT_LENGTH is not a decimal number: 400 */
+	HTTP_BODY_TRUNCATED,  /* fewer bytes arrived than announced: 400 */
+	HTTP_BODY_NOMEM,      /* 500 */
+};
+
+const char *http_body_strerror(enum http_body_err err);
+
+/* Prepares x for the request fr: method, decoded path (false when the path
+ * does not decode: answer 404), query. Call http_exchange_done afterwards
+ * either way. */
+bool http_exchange_init(struct http_exchange *x, struct app *app, FCGX_Request *fr);
+/* Frees what the exchange holds. */
+void http_exchange_done(struct http_exchange *x);
+
+/* A FastCGI parameter (CGI variable) of the request, or NULL. The string
+ * belongs to libfcgi and lives until the request is finished. */
+const char *http_param(const struct http_exchange *x, const char *name);
+
+/* Adds "Name: value" to the response headers. Values are formatted from
+ * trusted data only (ids, numbers, method lists). */
+void http_header(struct http_exchange *x, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Sends status, headers and body (a JSON object; not consumed). Only the
+ * first call of an exchange sends anything; returns false on a write error. */
+bool http_send_json(struct http_exchange *x, int status, json_object *body);
+/* Sends {"detail": <fmt...>} with status. */
+void http_error(struct http_exchange *x, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sends 500 and logs what (and the request id, when there is one). */
+void http_internal_error(struct http_exchange *x, const char *what, const char *cause);
+/* Answers a store failure: STORE_BUSY (the busy handler's patience ran
+ * out) is a 503 with Retry-After the client may retry; anything else 500,
+ * logged with what and SQLite's message. */
+void http_store_failed(struct http_exchange *x, enum store_err err, const char *what);
+/* The standard reason phrase for status ("Unknown" for others). */
+const char *http_reason(int status);
+
+/* Reads the request body (CONTENT_LENGTH bytes) into *body, at most cap
+ * bytes. On HTTP_BODY_OK *body is NUL-terminated, owned by the caller
+ * (cz_free) and *len is its length; on error *body is NULL. */
+enum http_body_err http_read_body(struct http_exchange *x, size_t cap, char **body, size_t *len);
+/* Answers the error err with the right status and detail. */
+void http_fail_body(struct http_exchange *x, enum http_body_err err, size_t cap);
+
+/* Percent-decodes in (n bytes) into out (outlen bytes, NUL-terminated);
+ * '+' becomes a space when plus_is_space (query strings). Returns the
+ * decoded length, or -1 on a malformed escape, a decoded NUL or no room. */
+long http_percent_decode(const char *in, size_t n, char *out, size_t outlen, bool plus_is_space);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * sync: POST /sync (see sync.h). The work runs inline in this process, which
+ * is why /sync has its own FastCGI pool: a storm of slow /sync requests
+ * holds only the sync pool's processes.
+ */
+#include <stdio.h>
+#include "alloc.h"
+#include "request.h"
+#include "store.h"
+#include "sync.h"
+#include "work.h"
+
+void sync_handle(struct http_exchange *x, const char *tail)
+{
+	struct app *app = x->app;
+	size_t cap = (size_t)app->cfg.max_body_bytes;
+	struct job_request job = {0};
+	struct request_error perr = {0};
+	struct sync_record rec = {0};
+	enum http_body_err berr;
+	enum request_err rerr;
+	enum work_err werr;
+	enum store_err serr;
+	char hex[WORK_HEX_LEN + 1];
+	char dur[32];
+	char *body = NULL;
+	size_t len = 0;
+	int64_t created;
+	int64_t t0;
+	double duration_ms;
+	json_object *o = NULL;
+
+	(void)tail;
+	ids_uuidv7(x->request_id);
+	created = ids_now_ms();
+	berr = http_read_body(x, cap, &body, &len);
+	if (berr != HTTP_BODY_OK) {
+		http_fail_body(x, berr, cap);
+		goto out;
+	}
+	rerr = request_parse(body, len, REQUEST_SYNC, &app->cfg, &job, &perr);
+	if (rerr == REQUEST_NOMEM) {
+		http_internal_error(x, "request_parse", "out of memory");
+		goto out;
+	}
+	if (rerr != REQUEST_OK) {
+		http_error(x, perr.http_status != 0 ? perr.http_status : 422, "%s", perr.detail);
+		goto out;
+	}
+
+	t0 = ids_mono_ns();
+	werr = work_sha256_iter(job.input_data, job.input_bytes, job.iterations, hex);
+	duration_ms = (double)(ids_mono_ns() - t0) / 1e6;
+	if (werr != WORK_OK) {
+		http_internal_error(x, "work", work_strerror(werr));
+		goto out;
+	}
+
+	rec.id = x->request_id;
+	rec.input_data = job.input_data;
+	rec.iterations = job.iterations;
+	rec.result = hex;
+	rec.duration_ms = duration_ms;
+	rec.created_at = created;
+	rec.completed_at = ids_now_ms();
+	rec.client_addr = x->client;
+	serr = store_insert_sync(app->store, &rec);
+	if (serr != STORE_OK) {
+		http_store_failed(x, serr, "store_insert_sync");
+		goto out;
+	}
+
+	snprintf(dur, sizeof(dur), "%.3f", duration_ms);
+	o = json_object_new_object();
+	if (o == NULL) {
+		http_internal_error(x, "response", "out of memory");
+		goto out;
+	}
+	json_object_object_add(o, "request_id", json_object_new_string(x->request_id));
+	json_object_object_add(o, "status", json_object_new_string("completed"));
+	json_object_object_add(o, "result", json_object_new_string(hex));
+	json_object_object_add(o, "iterations", json_object_new_int64(job.iterations));
+	json_object_object_add(o, "duration_ms", json_object_new_double_s(duration_ms, dur));
+	http_send_json(x, 200, o);
+out:
+	json_object_put(o);
+	request_free(&job);
+	cz_free(body);
+}
