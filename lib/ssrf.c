@@ -651,7 +651,7 @@ enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
 
 /* ---- the libcurl guard --------------------------------------------------- */
 
-static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+curl_socket_t ssrf_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
 	const struct ssrf_policy *p = clientp;
 	char cls[SSRF_REASON_MAX], text[INET6_ADDRSTRLEN];
@@ -702,7 +702,7 @@ CURLcode ssrf_curl_setup(const struct ssrf_policy *p, CURL *h, const struct ssrf
 		if (rc != CURLE_OK)
 			goto out;
 	}
-	rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, ssrf_open_socket);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, (void *)p);
 	if (rc == CURLE_OK)

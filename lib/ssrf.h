@@ -76,4 +76,10 @@ enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
 CURLcode ssrf_curl_setup(const struct ssrf_policy *p, CURL *h, const struct ssrf_target *t,
                          struct curl_slist **resolve_list);
 
+/* The CURLOPT_OPENSOCKETFUNCTION that ssrf_curl_setup installs, exposed
+ * for tests: clientp is the policy. Returns a new socket (close-on-exec)
+ * when the address passes ssrf_check_addr, CURL_SOCKET_BAD (and a log
+ * line) when it does not. Thread safe. */
+curl_socket_t ssrf_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr);
+
 #endif
