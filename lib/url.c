@@ -255,9 +255,16 @@ static enum url_err scan(const char *url, struct url_parts *out, char *why, size
 		size_t n = (size_t)(end - port);
 		long v = 0;
 
-		if (n == 0 || n > 5 || port[0] == '0')
+		if (n == 0)
 			return fail(URL_BAD_PORT, why, whylen,
-			            "callback_url: port must be 1..65535 without leading zeros");
+			            "callback_url: port is empty (omit the ':' for the default)");
+		if (port[0] == '0')
+			return fail(URL_BAD_PORT, why, whylen,
+			            n == 1 ? "callback_url: port 0 is outside 1..65535"
+			                   : "callback_url: port has a leading zero");
+		if (n > 5)
+			return fail(URL_BAD_PORT, why, whylen,
+			            "callback_url: port is outside 1..65535");
 		for (size_t i = 0; i < n; i++) {
 			if (!is_digit(port[i]))
 				return fail(URL_BAD_PORT, why, whylen,
@@ -304,7 +311,8 @@ static enum url_err cross_check(const char *url, const struct url_parts *mine, c
 
 	if (u == NULL)
 		return fail(URL_NOMEM, why, whylen, "callback_url: out of memory");
-	uc = curl_url_set(u, CURLUPART_URL, url, 0);
+	/* CURLU_DISALLOW_USER: curl refuses userinfo itself too (belt and braces) */
+	uc = curl_url_set(u, CURLUPART_URL, url, CURLU_DISALLOW_USER);
 	if (uc == CURLUE_OUT_OF_MEMORY) {
 		rc = fail(URL_NOMEM, why, whylen, "callback_url: out of memory");
 		goto out;
