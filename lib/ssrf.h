@@ -5,8 +5,12 @@
  * The policy is one table of IPv4 and IPv6 prefixes (IANA special-purpose
  * registries, cloud metadata, everything outside 2000::/3 ...) plus the
  * operator's CONSUMA_CALLBACK_DENY_CIDRS and CONSUMA_CALLBACK_ALLOW_CIDRS.
- * IPv4 embedded in IPv6 is judged by the embedded address.
- * allow_private relaxes only the address classes, never the URL rules.
+ * IPv4 embedded in IPv6: NAT64 is judged by the embedded address; the
+ * mapped, compatible, 6to4 and Teredo forms are refused outright.
+ * Precedence: operator DENY_CIDRS > operator ALLOW_CIDRS > the table.
+ * allow_private relaxes only the private classes (loopback, RFC 1918,
+ * CGNAT, unique-local, site-local, benchmarking): never the URL rules, the
+ * metadata list, link-local, multicast, unspecified or embedded forms.
  *
  * A policy is built once and read-only after: thread safe.
  */
