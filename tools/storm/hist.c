@@ -1,0 +1,85 @@
+/*
+ * hist: HDR-like histogram (see hist.h). Bucket layout: index v for v below
+ * HIST_SUB; for larger v, with e the shift that brings v into
+ * [HIST_HALF, HIST_SUB), index HIST_SUB + (e - 1) * HIST_HALF + (v >> e) -
+ * HIST_HALF. A bucket's highest value is ((v >> e) + 1) << e minus one.
+ */
+#include "hist.h"
+
+#include <string.h>
+
+static int msb(uint64_t v)
+{
+	return 63 - __builtin_clzll(v);
+}
+
+static size_t index_of(uint64_t v)
+{
+	if (v < HIST_SUB)
+		return (size_t)v;
+	int e = msb(v) - (HIST_SUB_BITS - 1);
+	if (e > HIST_MAX_EXP)
+		return HIST_BUCKETS - 1;
+	return HIST_SUB + (size_t)(e - 1) * HIST_HALF + (size_t)((v >> e) - HIST_HALF);
+}
+
+static uint64_t highest_of(size_t idx)
+{
+	if (idx < HIST_SUB)
+		return idx;
+	size_t rel = idx - HIST_SUB;
+	int e = (int)(rel / HIST_HALF) + 1;
+	uint64_t sub = (uint64_t)(rel % HIST_HALF) + HIST_HALF;
+	return ((sub + 1) << e) - 1;
+}
+
+void hist_init(struct hist *h)
+{
+	memset(h, 0, sizeof(*h));
+}
+
+void hist_record(struct hist *h, int64_t us)
+{
+	uint64_t v = us < 0 ? 0 : (uint64_t)us;
+	if (h->count == 0 || v < h->min_us)
+		h->min_us = v;
+	if (v > h->max_us)
+		h->max_us = v;
+	h->count++;
+	h->sum_us += (double)v;
+	h->buckets[index_of(v)]++;
+}
+
+uint64_t hist_percentile(const struct hist *h, double p)
+{
+	if (h->count == 0)
+		return 0;
+	if (p <= 0)
+		return h->min_us;
+	if (p >= 100)
+		return h->max_us;
+	double want = p / 100.0 * (double)h->count;
+	uint64_t rank = (uint64_t)want;
+	if ((double)rank < want)
+		rank++;
+	if (rank == 0)
+		rank = 1;
+	uint64_t seen = 0;
+	for (size_t i = 0; i < HIST_BUCKETS; i++) {
+		seen += h->buckets[i];
+		if (seen >= rank) {
+			uint64_t v = highest_of(i);
+			if (v > h->max_us)
+				v = h->max_us;
+			if (v < h->min_us)
+				v = h->min_us;
+			return v;
+		}
+	}
+	return h->max_us;
+}
+
+double hist_mean(const struct hist *h)
+{
+	return h->count ? h->sum_us / (double)h->count : 0.0;
+}

@@ -1,0 +1,42 @@
+/*
+ * hist: an HDR-like latency histogram for consuma-storm.
+ *
+ * Values are microseconds. Below 256 every value has its own bucket; above,
+ * each power of two is split into 128 linear buckets, so a percentile read
+ * back is within 1/128 (0.8 %) of the true sample. Exact min, max and sum are
+ * kept beside the buckets. Memory is fixed (about 40 KiB, embedded in the
+ * struct), so recording never allocates and never fails: values past the last
+ * bucket (about 2^42 us, 50 days) land in it.
+ * Not thread safe: one owner records, and reads after recording ends.
+ */
+#ifndef CONSUMA_STORM_HIST_H
+#define CONSUMA_STORM_HIST_H
+
+#include <stdint.h>
+
+#define HIST_SUB_BITS 8
+#define HIST_SUB      (1 << HIST_SUB_BITS) /* 256 */
+#define HIST_HALF     (HIST_SUB / 2)       /* 128 */
+#define HIST_MAX_EXP  35                   /* shifts 1..35 */
+#define HIST_BUCKETS  (HIST_SUB + HIST_MAX_EXP * HIST_HALF)
+
+struct hist {
+	uint64_t count;
+	uint64_t min_us;
+	uint64_t max_us;
+	double sum_us;
+	uint64_t buckets[HIST_BUCKETS];
+};
+
+/* Empties h. */
+void hist_init(struct hist *h);
+/* Records one value; negative values count as 0. */
+void hist_record(struct hist *h, int64_t us);
+/* The value at percentile p (0..100): the smallest recorded bucket value at
+ * or below which p % of the values fall, clamped to [min, max]; p <= 0 gives
+ * min, p >= 100 gives max. 0 when h is empty. */
+uint64_t hist_percentile(const struct hist *h, double p);
+/* Mean in microseconds; 0 when empty. */
+double hist_mean(const struct hist *h);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * load: one mode of a storm, driven with libcurl's multi interface on the
+ * calling thread (no thread per request; --concurrency easy handles are
+ * reused, so connections stay alive).
+ *
+ * Closed loop (no --rate): a request starts whenever one of the
+ * --concurrency slots is free; latency counts from its actual start.
+ * Open loop (--rate R): request i is due at t0 + i/R; it starts then if a
+ * slot is free, else as soon as one is, and its latency (and its --timeout
+ * deadline) counts from when it was due, so a stalled server shows as
+ * queueing in the percentiles instead of slowing the client down (wrk2's
+ * coordinated-omission correction).
+ */
+#ifndef CONSUMA_STORM_LOAD_H
+#define CONSUMA_STORM_LOAD_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "expect.h"
+#include "opts.h"
+#include "recv.h"
+#include "result.h"
+
+enum load_err {
+	LOAD_OK = 0,
+	LOAD_NOMEM,
+	LOAD_CURL, /* libcurl refused to set up a handle */
+};
+
+struct load_progress {
+	bool is_async;
+	uint64_t n;       /* requests in this mode */
+	uint64_t started; /* sent so far */
+	uint64_t done;    /* answered or failed */
+	uint64_t failed;
+	double elapsed_s;
+};
+
+struct load_config {
+	const struct opts *o;
+	bool is_async;
+	const struct expect *ex;     /* borrowed */
+	struct recv *rv;             /* async only: start times and accepts go here */
+	volatile sig_atomic_t *stop; /* set by a signal: start nothing new */
+	/* Called about five times a second when not NULL. */
+	void (*progress)(void *arg, const struct load_progress *p);
+	void *progress_arg;
+};
+
+const char *load_strerror(enum load_err err);
+
+/* Runs o->num_requests requests and fills out's request side (sent,
+ * succeeded, causes, latency, rates). Returns when every request has ended;
+ * each is bounded by --timeout. Not thread safe: one run at a time per
+ * thread, and curl_global_init must have been called. */
+enum load_err load_run(const struct load_config *cfg, struct result_mode *out);
+
+#endif

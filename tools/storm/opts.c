@@ -1,0 +1,305 @@
+/*
+ * opts: command-line parsing for consuma-storm (see opts.h).
+ */
+#include "opts.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sign.h"
+
+enum {
+	O_SERVER_URL = 256,
+	O_NUM_REQUESTS,
+	O_CONCURRENCY,
+	O_MODE,
+	O_ITERATIONS,
+	O_CALLBACK_PORT,
+	O_CALLBACK_HOST,
+	O_CALLBACK_WAIT,
+	O_TIMEOUT,
+	O_RATE,
+	O_SECRET,
+	O_JSON,
+	O_HTML,
+	O_SEED,
+	O_RAW,
+	O_NO_PROGRESS,
+	O_HELP,
+	O_VERSION,
+};
+
+static const struct option longopts[] = {
+    {"server-url", required_argument, NULL, O_SERVER_URL},
+    {"num-requests", required_argument, NULL, O_NUM_REQUESTS},
+    {"concurrency", required_argument, NULL, O_CONCURRENCY},
+    {"mode", required_argument, NULL, O_MODE},
+    {"iterations", required_argument, NULL, O_ITERATIONS},
+    {"callback-port", required_argument, NULL, O_CALLBACK_PORT},
+    {"callback-host", required_argument, NULL, O_CALLBACK_HOST},
+    {"callback-wait", required_argument, NULL, O_CALLBACK_WAIT},
+    {"timeout", required_argument, NULL, O_TIMEOUT},
+    {"rate", required_argument, NULL, O_RATE},
+    {"secret", required_argument, NULL, O_SECRET},
+    {"json", required_argument, NULL, O_JSON},
+    {"html", required_argument, NULL, O_HTML},
+    {"seed", required_argument, NULL, O_SEED},
+    {"raw", no_argument, NULL, O_RAW},
+    {"no-progress", no_argument, NULL, O_NO_PROGRESS},
+    {"help", no_argument, NULL, O_HELP},
+    {"version", no_argument, NULL, O_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static const char usage_text[] =
+    "usage: consuma-storm [options]\n"
+    "\n"
+    "Drives consuma's POST /sync and POST /async with a request storm, receives\n"
+    "the callbacks itself, and reports what each path did.\n"
+    "\n"
+    "  --server-url URL      API base URL (default http://127.0.0.1:8000)\n"
+    "  --num-requests N      requests per mode, 1..10000000 (default 100)\n"
+    "  --concurrency N       requests in flight at most, 1..10000 (default 20)\n"
+    "  --mode M              sync, async or both (default both; sync runs first)\n"
+    "  --iterations N        SHA-256 rounds per request, 1..1000000 (default 10000)\n"
+    "  --rate R              open loop: start R requests/s on a fixed schedule and\n"
+    "                        count latency from each scheduled start (wrk2's\n"
+    "                        coordinated-omission correction); default closed loop\n"
+    "  --timeout S           seconds per request, counted from its start (default 120)\n"
+    "  --callback-host H     host the server calls back (default 127.0.0.1); the\n"
+    "                        receiver binds to it when it is an IP address, else to all\n"
+    "  --callback-port P     callback receiver port (default 9000)\n"
+    "  --callback-wait S     seconds to wait for callbacks after the last accept\n"
+    "                        (default 60)\n"
+    "  --secret whsec_...    verify every callback's webhook-signature\n"
+    "  --seed N              seeds the request inputs (default 1)\n"
+    "  --json FILE           write the results as JSON\n"
+    "  --html FILE           write a self-contained HTML report with a chart\n"
+    "  --raw                 benchmark mode: POST a sync body to --server-url exactly\n"
+    "                        as given, count any 2xx as success, check no body\n"
+    "  --no-progress         no live progress line (it only shows on a terminal)\n"
+    "  --help, --version\n"
+    "\n"
+    "Exit status: 0 every request succeeded and every callback arrived once\n"
+    "right and correctly signed; 1 something failed, was lost or wrong; 2 usage.\n";
+
+const char *opts_usage(void)
+{
+	return usage_text;
+}
+
+const char *opts_mode_name(enum opts_mode m)
+{
+	switch (m) {
+	case OPTS_SYNC:
+		return "sync";
+	case OPTS_ASYNC:
+		return "async";
+	case OPTS_BOTH:
+		return "both";
+	}
+	return "?";
+}
+
+static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	char *end = NULL;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_seconds(const char *s, double lo, double hi, double *out)
+{
+	if (!s || !*s || !((*s >= '0' && *s <= '9') || *s == '.'))
+		return -1;
+	errno = 0;
+	char *end = NULL;
+	double v = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static enum opts_result bad(char *err, size_t errlen, const char *opt, const char *want,
+                            const char *got)
+{
+	snprintf(err, errlen, "%s: expected %s, got '%s'", opt, want, got ? got : "");
+	return OPTS_USAGE;
+}
+
+static void defaults(struct opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->server_url = "http://127.0.0.1:8000";
+	o->num_requests = 100;
+	o->concurrency = 20;
+	o->mode = OPTS_BOTH;
+	o->iterations = 10000;
+	o->callback_port = 9000;
+	o->callback_host = "127.0.0.1";
+	o->callback_wait_s = 60;
+	o->timeout_s = 120;
+	o->seed = 1;
+	o->progress = true;
+}
+
+static int valid_url(const char *s)
+{
+	return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+static int valid_host(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 253)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
+			return 0;
+	}
+	return 1;
+}
+
+enum opts_result opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
+{
+	defaults(o);
+	opterr = 0;
+	optind = 1;
+	for (;;) {
+		int prev = optind;
+		int c = getopt_long(argc, argv, "+:", longopts, NULL);
+		if (c == -1)
+			break;
+		const char *name = argv[prev];
+		uint64_t u = 0;
+		switch (c) {
+		case O_SERVER_URL:
+			if (!valid_url(optarg))
+				return bad(err, errlen, "--server-url",
+				           "an http:// or https:// URL", optarg);
+			o->server_url = optarg;
+			break;
+		case O_NUM_REQUESTS:
+			if (parse_u64(optarg, 1, OPTS_MAX_REQUESTS, &u) != 0)
+				return bad(err, errlen, "--num-requests", "an integer 1..10000000",
+				           optarg);
+			o->num_requests = u;
+			break;
+		case O_CONCURRENCY:
+			if (parse_u64(optarg, 1, OPTS_MAX_CONCURRENCY, &u) != 0)
+				return bad(err, errlen, "--concurrency", "an integer 1..10000",
+				           optarg);
+			o->concurrency = (int)u;
+			break;
+		case O_MODE:
+			if (strcmp(optarg, "sync") == 0)
+				o->mode = OPTS_SYNC;
+			else if (strcmp(optarg, "async") == 0)
+				o->mode = OPTS_ASYNC;
+			else if (strcmp(optarg, "both") == 0)
+				o->mode = OPTS_BOTH;
+			else
+				return bad(err, errlen, "--mode", "sync, async or both", optarg);
+			break;
+		case O_ITERATIONS:
+			if (parse_u64(optarg, 1, OPTS_MAX_ITERATIONS, &u) != 0)
+				return bad(err, errlen, "--iterations", "an integer 1..1000000",
+				           optarg);
+			o->iterations = (int64_t)u;
+			break;
+		case O_CALLBACK_PORT:
+			if (parse_u64(optarg, 1, 65535, &u) != 0)
+				return bad(err, errlen, "--callback-port", "a port 1..65535",
+				           optarg);
+			o->callback_port = (int)u;
+			break;
+		case O_CALLBACK_HOST:
+			if (!valid_host(optarg))
+				return bad(err, errlen, "--callback-host",
+				           "a host name or IP address", optarg);
+			o->callback_host = optarg;
+			break;
+		case O_CALLBACK_WAIT:
+			if (parse_seconds(optarg, 0, OPTS_MAX_SECONDS, &o->callback_wait_s) != 0)
+				return bad(err, errlen, "--callback-wait", "seconds 0..86400",
+				           optarg);
+			break;
+		case O_TIMEOUT:
+			if (parse_seconds(optarg, 0.001, OPTS_MAX_SECONDS, &o->timeout_s) != 0)
+				return bad(err, errlen, "--timeout", "seconds 0.001..86400",
+				           optarg);
+			break;
+		case O_RATE:
+			if (parse_seconds(optarg, 0.001, OPTS_MAX_RATE, &o->rate) != 0)
+				return bad(err, errlen, "--rate",
+				           "requests per second 0.001..10000000", optarg);
+			break;
+		case O_SECRET: {
+			enum sign_err se = SIGN_OK;
+			struct sign_key *k = sign_key_new(optarg, &se);
+			if (!k)
+				return bad(err, errlen, "--secret",
+				           "whsec_ followed by base64 of 1..64 bytes", "<hidden>");
+			sign_key_free(k);
+			o->secret = optarg;
+			break;
+		}
+		case O_JSON:
+			if (!*optarg)
+				return bad(err, errlen, "--json", "a file name", optarg);
+			o->json_path = optarg;
+			break;
+		case O_HTML:
+			if (!*optarg)
+				return bad(err, errlen, "--html", "a file name", optarg);
+			o->html_path = optarg;
+			break;
+		case O_SEED:
+			if (parse_u64(optarg, 0, UINT64_MAX, &u) != 0)
+				return bad(err, errlen, "--seed", "an unsigned 64-bit integer",
+				           optarg);
+			o->seed = u;
+			break;
+		case O_RAW:
+			o->raw = true;
+			break;
+		case O_NO_PROGRESS:
+			o->progress = false;
+			break;
+		case O_HELP:
+			return OPTS_HELP;
+		case O_VERSION:
+			return OPTS_VERSION;
+		case ':':
+			snprintf(err, errlen, "%s: needs a value", name);
+			return OPTS_USAGE;
+		default:
+			snprintf(err, errlen, "unknown option '%s'", name);
+			return OPTS_USAGE;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
+		return OPTS_USAGE;
+	}
+	if (o->raw && o->mode == OPTS_BOTH)
+		o->mode = OPTS_SYNC;
+	if (o->raw && o->mode != OPTS_SYNC) {
+		snprintf(err, errlen, "--raw: works with --mode sync only");
+		return OPTS_USAGE;
+	}
+	return OPTS_OK;
+}

@@ -1,0 +1,57 @@
+/*
+ * opts: consuma-storm's command line. The names and defaults of the original
+ * load generator are kept (--server-url, --num-requests, --concurrency,
+ * --mode, --iterations, --callback-port, --timeout); the rest are ours.
+ * Every value is parsed strictly (no trailing junk, no overflow, bounds
+ * checked); a bad one is a usage error that names the option.
+ */
+#ifndef CONSUMA_STORM_OPTS_H
+#define CONSUMA_STORM_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define OPTS_MAX_REQUESTS    10000000ULL /* bounded memory: about 80 bytes each in async mode */
+#define OPTS_MAX_CONCURRENCY 10000
+#define OPTS_MAX_ITERATIONS  1000000
+#define OPTS_MAX_SECONDS     86400.0
+#define OPTS_MAX_RATE        10000000.0
+
+enum opts_mode { OPTS_SYNC = 1, OPTS_ASYNC = 2, OPTS_BOTH = 3 };
+
+struct opts {
+	const char *server_url; /* base URL, no trailing slash needed */
+	uint64_t num_requests;  /* per mode */
+	int concurrency;        /* transfers in flight at most */
+	enum opts_mode mode;
+	int64_t iterations;
+	int callback_port;
+	const char *callback_host;
+	double callback_wait_s; /* after the last accept */
+	double timeout_s;       /* per request */
+	double rate;            /* requests/s; 0 = closed loop */
+	const char *secret;     /* whsec_...; NULL = signatures not checked */
+	const char *json_path;
+	const char *html_path;
+	uint64_t seed;
+	bool raw;      /* POST to server_url as given, any 2xx is success */
+	bool progress; /* live line on stderr (on when it is a tty) */
+};
+
+enum opts_result {
+	OPTS_OK = 0,
+	OPTS_USAGE, /* message written to the error buffer */
+	OPTS_HELP,
+	OPTS_VERSION,
+};
+
+/* Fills o from argv. On OPTS_USAGE, err holds a one-line message naming the
+ * option. Strings in o point into argv. Not thread safe (getopt). */
+enum opts_result opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen);
+/* The --help text. */
+const char *opts_usage(void);
+/* "sync", "async" or "both". */
+const char *opts_mode_name(enum opts_mode m);
+
+#endif
