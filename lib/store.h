@@ -3,14 +3,16 @@
  * request. One struct store is one connection; it belongs to one thread at
  * a time (open one per thread). Many processes may open the same file.
  *
- *  - WAL mode; migrations from sql/ (compiled in) applied at open, under an
- *    exclusive lock, idempotently, safe when many processes start at once.
+ *  - WAL mode; migrations from sql/ (compiled in) applied at open, under the
+ *    write lock (BEGIN IMMEDIATE), idempotently, safe when many processes
+ *    start at once.
  *  - Every write runs in BEGIN IMMEDIATE. A busy handler retries in
  *    microseconds (not SQLite's multi-millisecond sleeps) for up to
  *    STORE_BUSY_TIMEOUT_MS, so SQLITE_BUSY does not reach a client while
  *    writers contend.
- *  - The job insert commits with synchronous=FULL: when store_insert_job
- *    returns STORE_OK the job is on disk.
+ *  - The connection runs synchronous=NORMAL; the job insert switches it to
+ *    FULL around its own transaction (SQLite refuses the switch inside one):
+ *    when store_insert_job returns STORE_OK the job is on disk.
  *
  * The deliverer's SQL (claims, leases, attempts, heartbeats) lives in
  * queue.c, which uses store_db() and the transaction helpers below.
@@ -51,7 +53,9 @@ const char *store_errmsg(struct store *s);
 /* The raw handle, for queue.c and tests. */
 sqlite3 *store_db(struct store *s);
 
-/* Transaction helpers: BEGIN IMMEDIATE / COMMIT / ROLLBACK. */
+/* Transaction helpers: BEGIN IMMEDIATE / COMMIT / ROLLBACK. A failed
+ * store_commit has already rolled back; store_rollback outside a transaction
+ * is a no-op. */
 enum store_err store_begin(struct store *s);
 enum store_err store_commit(struct store *s);
 void store_rollback(struct store *s);
@@ -69,6 +73,9 @@ struct sync_record {
 	int64_t completed_at;
 	const char *client_addr;
 };
+/* Inserts a finished /sync record, in the caller's transaction when one is
+ * open, else in its own (synchronous=NORMAL: it survives a killed process,
+ * not necessarily a power cut). */
 enum store_err store_insert_sync(struct store *s, const struct sync_record *r);
 
 /* A new async job. */
@@ -105,9 +112,12 @@ struct job_result {
 };
 
 /* Inserts the job durably (synchronous=FULL), or finds the earlier job for
- * the same (client_addr, idempotency_key) within the TTL. STORE_CONFLICT
- * when the key matched with a different body_hash; STORE_FULL when a bound
- * refused it (res->refusal says which). */
+ * the same (client_addr, idempotency_key) within the TTL (a replay is
+ * answered even when a bound would refuse a new job; idempotency_ttl_ms <= 0
+ * keeps keys forever). STORE_CONFLICT when the key matched with a different
+ * body_hash (res->id is the first job's); STORE_FULL when a bound refused it
+ * (res->refusal says which). STORE_IO when called inside a transaction: it
+ * must own its commit to make it durable. */
 enum store_err store_insert_job(struct store *s, const struct job_insert *job,
                                 struct job_result *res);
 
@@ -122,7 +132,10 @@ struct list_query {
 	int64_t limit;      /* 1..200 */
 	int64_t offset;     /* >= 0 */
 };
-/* A json array of {"id","mode","status","duration_ms","created_at"}, newest first. */
+/* A json array of {"id","mode","status","callback_status","duration_ms",
+ * "created_at"}, newest first. "status" is the work status and
+ * "callback_status" the callback's (null for sync), as in store_get_request;
+ * q->status matches either. limit is clamped to 1..200, offset to >= 0. */
 enum store_err store_list_requests(struct store *s, const struct list_query *q, json_object **out);
 
 struct store_health {
