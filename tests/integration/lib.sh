@@ -89,3 +89,35 @@ http() {
 json_get() {
 	python3 -c 'import json,sys; j=json.loads(sys.argv[1]); v=eval(sys.argv[2]); print(v if not isinstance(v,(dict,list,bool)) and v is not None else json.dumps(v))' "$1" "$2"
 }
+
+# header_get NAME: the value of response header NAME from the last `http`
+# call (case-insensitive name, first occurrence, CR stripped); empty if absent.
+header_get() {
+	printf '%s\n' "$HTTP_HEADERS" | tr -d '\r' |
+		awk -v n="$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')" \
+			'{ i = index($0, ":"); if (i > 0 && tolower(substr($0, 1, i - 1)) == n) { v = substr($0, i + 1); sub(/^[ \t]+/, "", v); print v; exit } }'
+}
+
+# assert_http WHAT CODE [DETAIL_REGEX]: the last `http` call answered CODE
+# with a JSON body (Content-Type: application/json); when DETAIL_REGEX is
+# given, the body's "detail" must match it.
+assert_http() {
+	local what=$1 code=$2 re=${3:-} ct detail
+	ct=$(header_get Content-Type)
+	if [ "$HTTP_CODE" != "$code" ]; then
+		not_ok "$what: expected HTTP $code, got $HTTP_CODE: $HTTP_BODY"
+		return
+	fi
+	case $ct in
+	application/json*) ;;
+	*) not_ok "$what: Content-Type is [$ct], not application/json"; return ;;
+	esac
+	if [ -n "$re" ]; then
+		detail=$(json_get "$HTTP_BODY" 'j.get("detail","") if isinstance(j, dict) else ""' 2>/dev/null)
+		if ! [[ "$detail" =~ $re ]]; then
+			not_ok "$what: detail [$detail] does not match /$re/"
+			return
+		fi
+	fi
+	ok "$what"
+}
