@@ -30,7 +30,7 @@
 # CONSUMA_DOORBELL_PATH to D/doorbell.sock. The CONSUMA_* values of the
 # first `up` are saved in D/stack.env and fill in what a later `up` or
 # `start-deliverer` does not set, so a restarted piece gets the same
-# configuration.
+# configuration; `down` forgets them (and the port and pool sizes).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -348,7 +348,8 @@ cmd_down() {
 	done
 	stop_pids "$STOP_WAIT_S" "${pids[@]}" || die "some processes would not stop: ${pids[*]}"
 	[ ${#files[@]} -gt 0 ] && rm -f "${files[@]}"
-	rm -f "$dir"/fcgi-*.sock
+	# a full stop forgets the configuration: the next up starts fresh
+	rm -f "$dir"/fcgi-*.sock "$dir/stack.env" "$dir/stack.layout"
 	say "down: stopped ${#pids[@]} processes in $dir"
 }
 
