@@ -1,0 +1,791 @@
+/*
+ * deliver: the delivery thread (see deliver.h).
+ *
+ * One turn of the loop:
+ *   1. take the jobs the pool finished (inbox) and sort them: ready ones
+ *      join the waiting list (acceptance order); refused, unresolvable and
+ *      failed ones become attempts that end without sending, or hand-backs;
+ *   2. run curl and collect the transfers that ended, deciding each one's
+ *      fate with retry.c;
+ *   3. dispatch: walk the waiting list in order and start what the bounds
+ *      allow (global in-flight cap, per-host cap, breaker); jobs of a host
+ *      whose breaker is open are handed back, due when it closes;
+ *   4. flush: one transaction writes the 'sending' rows (and results not yet
+ *      stored) of the jobs about to start, the outcomes of the attempts that
+ *      ended and the hand-backs; only after COMMIT are the new requests
+ *      added to curl, so no callback leaves before its attempt is on disk;
+ *   5. curl_multi_poll until a socket is ready, a curl timer fires, or
+ *      deliver_submit/deliver_stop wakes it (curl_multi_wakeup).
+ *
+ * A failed flush (database busy past the store's bound) keeps every list
+ * as it is and is retried after a short pause; nothing is sent meanwhile.
+ * A write that finds the lease taken by another deliverer (QUEUE_FENCED)
+ * drops the job from our hands without sending.
+ */
+#include "deliver.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "hosts.h"
+#include "ids.h"
+#include "log.h"
+#include "queue.h"
+#include "retry.h"
+
+#define SPARE_MAX          64   /* easy handles kept for reuse */
+#define POLL_MAX_MS        1000 /* longest sleep without a reason to wake */
+#define DB_RETRY_MS        100  /* pause after a failed flush */
+#define EXCL_MAX           SHARED_EXCL_MAX
+#define FINAL_FLUSH_TRIALS 5
+
+struct list {
+	struct djob *head, *tail;
+	size_t n;
+};
+
+struct deliver {
+	const struct config *cfg;
+	struct store *s;
+	struct queue *q;
+	const struct ssrf_policy *policy;
+	const struct sign_key *key;
+	struct shared *sh;
+	CURLM *multi;
+	pthread_t thread;
+	bool running;
+
+	pthread_mutex_t mu; /* guards inbox and stop */
+	struct list inbox;
+	bool stop;
+
+	/* delivery thread only */
+	struct hosts *hosts;
+	struct list waiting;  /* ready, in acceptance order */
+	struct list starting; /* dispatched, 'sending' row not yet written */
+	struct list ended;    /* attempt over, outcome not yet written */
+	struct list handback; /* to release without an attempt */
+	int64_t inflight;     /* starting + in curl */
+	struct list active;   /* in curl */
+	struct retry_policy rp;
+	uint64_t rng;
+	struct buf excl;
+	CURL *spare[SPARE_MAX];
+	int nspare;
+	int64_t db_retry_at; /* monotonic ms */
+	char ua[64];
+};
+
+/* ---- lists ---------------------------------------------------------------- */
+
+static void list_push(struct list *l, struct djob *j)
+{
+	j->next = NULL;
+	j->prev = l->tail;
+	if (l->tail)
+		l->tail->next = j;
+	else
+		l->head = j;
+	l->tail = j;
+	l->n++;
+}
+
+static void list_remove(struct list *l, struct djob *j)
+{
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		l->head = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	else
+		l->tail = j->prev;
+	j->prev = j->next = NULL;
+	l->n--;
+}
+
+static struct djob *list_pop(struct list *l)
+{
+	struct djob *j = l->head;
+	if (j)
+		list_remove(l, j);
+	return j;
+}
+
+/* ---- job endings ----------------------------------------------------------- */
+
+/* The job leaves our hands (outcome written, handed back, or fenced). */
+static void finish_job(struct deliver *d, struct djob *j)
+{
+	if (j->host)
+		hosts_leave(d->hosts, j->host);
+	djob_free(j);
+	shared_release(d->sh, 1);
+}
+
+static int64_t attempts_known(const struct djob *j)
+{
+	return j->q.attempts - j->q.unknown + 1;
+}
+
+static void decide(struct deliver *d, struct djob *j, enum retry_transport t, const char *detail,
+                   int64_t retry_after_ms)
+{
+	struct retry_input in = {
+	    .transport = t,
+	    .http_status = j->http_status,
+	    .retry_after_ms = retry_after_ms,
+	    .detail = detail,
+	    .attempts_known = attempts_known(j),
+	    .attempts_total = j->number,
+	};
+	retry_decide(&d->rp, &in, &d->rng, &j->decision);
+}
+
+/* Applies the breaker to an ended attempt; a retry waits for the host's
+ * cool-down when this failure opened it. */
+static void account_host(struct deliver *d, struct djob *j, bool neutral)
+{
+	if (!j->host)
+		return;
+	int64_t now = ids_mono_ms();
+	bool opened = hosts_finished(d->hosts, j->host, j->decision.host_failure, neutral, now);
+	int64_t until;
+	if (opened && hosts_open(d->hosts, j->host, now, &until)) {
+		log_event(L_WARN, "breaker.open", "host=%s cooldown_ms=%lld",
+		          log_q(hosts_name(j->host)), (long long)(until - now));
+		if (j->decision.action == RETRY_AGAIN && j->decision.delay_ms < until - now)
+			j->decision.delay_ms = until - now;
+	}
+}
+
+/* An attempt that ends before anything is sent (refused, bad URL, DNS). */
+static void end_without_sending(struct deliver *d, struct djob *j, enum retry_transport t)
+{
+	j->number = j->q.attempts + 1;
+	j->nosend = true;
+	j->http_status = 0;
+	j->duration_ms = 0;
+	decide(d, j, t, j->why, -1);
+	if (j->host) {
+		hosts_started(d->hosts, j->host);
+		account_host(d, j, t != RETRY_T_DNS);
+	}
+	list_push(&d->ended, j);
+}
+
+static void hand_back(struct deliver *d, struct djob *j, int64_t due_at)
+{
+	j->due_at = due_at;
+	list_push(&d->handback, j);
+}
+
+/* ---- intake ---------------------------------------------------------------- */
+
+static void intake(struct deliver *d, struct djob *j)
+{
+	const char *name = j->q.callback_host[0] ? j->q.callback_host : j->target.url.host;
+	j->host = hosts_get(d->hosts, name);
+	if (j->host)
+		hosts_hold(d->hosts, j->host);
+	switch (j->prep) {
+	case DJOB_READY:
+		if (!j->host) {
+			hand_back(d, j, ids_now_ms() + d->rp.base_ms);
+			return;
+		}
+		list_push(&d->waiting, j);
+		return;
+	case DJOB_DENIED:
+		end_without_sending(d, j, RETRY_T_DENIED);
+		return;
+	case DJOB_BAD_URL:
+		end_without_sending(d, j, RETRY_T_BAD_URL);
+		return;
+	case DJOB_NO_RESOLVE:
+		end_without_sending(d, j, RETRY_T_DNS);
+		return;
+	case DJOB_COMPUTE_ERR:
+		log_event(L_ERROR, "job.compute_failed", "request_id=%s error=%s", j->q.id,
+		          log_q(j->why));
+		hand_back(d, j, ids_now_ms() + d->rp.base_ms);
+		return;
+	case DJOB_ABANDONED:
+		hand_back(d, j, ids_now_ms());
+		return;
+	}
+}
+
+static bool take_inbox(struct deliver *d)
+{
+	pthread_mutex_lock(&d->mu);
+	struct list in = d->inbox;
+	d->inbox = (struct list){0};
+	bool stop = d->stop;
+	pthread_mutex_unlock(&d->mu);
+	struct djob *j;
+	while ((j = list_pop(&in)) != NULL)
+		intake(d, j);
+	return stop;
+}
+
+/* ---- curl ------------------------------------------------------------------- */
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct djob *j = arg;
+	(void)ptr; /* the body is counted, never kept */
+	size_t n = size * nmemb;
+	if (j->resp_bytes + n > j->resp_max) {
+		j->resp_cut = true;
+		return 0; /* over the cap: curl aborts with CURLE_WRITE_ERROR */
+	}
+	j->resp_bytes += n;
+	return n;
+}
+
+/* The callback body of DESIGN.md. */
+static bool build_body(struct djob *j)
+{
+	char created[IDS_RFC3339_LEN + 1], completed[IDS_RFC3339_LEN + 1];
+	ids_rfc3339(j->q.created_at, created);
+	ids_rfc3339(j->q.completed_at, completed);
+	buf_reset(&j->body);
+	buf_printf(&j->body,
+	           "{\"request_id\":\"%s\",\"status\":\"completed\",\"result\":\"%s\","
+	           "\"iterations\":%lld,\"duration_ms\":%.3f,\"created_at\":\"%s\","
+	           "\"completed_at\":\"%s\"}",
+	           j->q.id, j->q.result, (long long)j->q.iterations, j->q.duration_ms, created,
+	           completed);
+	return j->body.err == BUF_OK;
+}
+
+static bool add_header(struct curl_slist **l, const char *line)
+{
+	struct curl_slist *n = curl_slist_append(*l, line);
+	if (!n)
+		return false;
+	*l = n;
+	return true;
+}
+
+static bool build_headers(struct deliver *d, struct djob *j)
+{
+	char line[256];
+	int64_t ts = j->started_at / 1000;
+	bool ok = add_header(&j->headers, "Content-Type: application/json") &&
+	          add_header(&j->headers, "Expect:");
+	snprintf(line, sizeof line, "X-Request-ID: %s", j->q.id);
+	ok = ok && add_header(&j->headers, line);
+	snprintf(line, sizeof line, "X-Attempt-Number: %lld", (long long)j->number);
+	ok = ok && add_header(&j->headers, line);
+	/* The same webhook-id for every attempt of a job: receivers dedupe on it. */
+	snprintf(line, sizeof line, "webhook-id: %s", j->q.id);
+	ok = ok && add_header(&j->headers, line);
+	snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
+	ok = ok && add_header(&j->headers, line);
+	if (ok && d->key) {
+		char sig[SIGN_HEADER_MAX];
+		enum sign_err e =
+		    sign_webhook(d->key, j->q.id, ts, j->body.data, j->body.len, sig, sizeof sig);
+		if (e != SIGN_OK)
+			return false;
+		snprintf(line, sizeof line, "webhook-signature: %s", sig);
+		ok = add_header(&j->headers, line);
+	}
+	return ok;
+}
+
+static CURL *get_easy(struct deliver *d)
+{
+	if (d->nspare > 0)
+		return d->spare[--d->nspare];
+	return curl_easy_init();
+}
+
+static void put_easy(struct deliver *d, CURL *h)
+{
+	if (!h)
+		return;
+	if (d->nspare < SPARE_MAX) {
+		curl_easy_reset(h);
+		d->spare[d->nspare++] = h;
+	} else {
+		curl_easy_cleanup(h);
+	}
+}
+
+static void drop_transfer_state(struct deliver *d, struct djob *j)
+{
+	put_easy(d, j->easy);
+	j->easy = NULL;
+	curl_slist_free_all(j->headers);
+	j->headers = NULL;
+	curl_slist_free_all(j->resolve);
+	j->resolve = NULL;
+}
+
+/* Adds j's request to curl; false when our side failed (j's attempt is then
+ * over with an internal error). */
+static bool start_transfer(struct deliver *d, struct djob *j)
+{
+	j->resp_bytes = 0;
+	j->resp_cut = false;
+	j->resp_max = (size_t)d->cfg->callback_max_response_bytes;
+	j->errbuf[0] = '\0';
+	j->easy = get_easy(d);
+	if (!j->easy || !build_body(j) || !build_headers(d, j))
+		goto fail;
+	CURL *h = j->easy;
+	if (ssrf_curl_setup(d->policy, h, &j->target, &j->resolve) != CURLE_OK)
+		goto fail;
+	bool ok = curl_easy_setopt(h, CURLOPT_URL, j->q.callback_url) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_POST, 1L) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)j->body.len) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_POSTFIELDS, j->body.data) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_HTTPHEADER, j->headers) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_USERAGENT, d->ua) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+	                           (long)(d->cfg->callback_timeout * 1000)) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+	                           (long)d->cfg->callback_connect_timeout_ms) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_WRITEDATA, j) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_ERRORBUFFER, j->errbuf) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_PRIVATE, j) == CURLE_OK;
+	if (!ok)
+		goto fail;
+	j->started_ns = ids_mono_ns();
+	if (curl_multi_add_handle(d->multi, h) != CURLM_OK)
+		goto fail;
+	list_push(&d->active, j);
+	return true;
+fail:
+	drop_transfer_state(d, j);
+	j->http_status = 0;
+	j->duration_ms = 0;
+	decide(d, j, RETRY_T_INTERNAL, "could not set up the request", -1);
+	account_host(d, j, true);
+	d->inflight--;
+	list_push(&d->ended, j);
+	return false;
+}
+
+static enum retry_transport transport_of(CURLcode rc, long os_errno)
+{
+	switch (rc) {
+	case CURLE_COULDNT_CONNECT:
+		return os_errno == ECONNREFUSED ? RETRY_T_REFUSED : RETRY_T_CONNECT;
+	case CURLE_OPERATION_TIMEDOUT:
+		return RETRY_T_TIMEOUT;
+	case CURLE_GOT_NOTHING:
+		return RETRY_T_CLOSED;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		return RETRY_T_DNS;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+		return RETRY_T_TLS;
+	default:
+		return RETRY_T_NETWORK;
+	}
+}
+
+/* A transfer ended: fill in the outcome and queue it for the next flush. */
+static void transfer_done(struct deliver *d, struct djob *j, CURLcode rc)
+{
+	CURL *h = j->easy;
+	long code = 0, os_errno = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
+	j->duration_ms = (double)(ids_mono_ns() - j->started_ns) / 1e6;
+	j->http_status = 0;
+	int64_t retry_after = -1;
+	enum retry_transport t;
+	char detail[CURL_ERROR_SIZE + 64];
+	snprintf(detail, sizeof detail, "%s", j->errbuf[0] ? j->errbuf : curl_easy_strerror(rc));
+	if (rc == CURLE_OK || (rc == CURLE_WRITE_ERROR && j->resp_cut && code > 0)) {
+		t = RETRY_T_RESPONSE;
+		j->http_status = (int)code;
+		if (code == 429 || code == 503) {
+			struct curl_header *hdr = NULL;
+			if (curl_easy_header(h, "Retry-After", 0, CURLH_HEADER, -1, &hdr) ==
+			        CURLHE_OK &&
+			    !retry_after_parse(hdr->value, ids_now_ms(), &retry_after))
+				retry_after = -1;
+		}
+	} else {
+		t = transport_of(rc, os_errno);
+	}
+	curl_multi_remove_handle(d->multi, h);
+	list_remove(&d->active, j);
+	d->inflight--;
+	drop_transfer_state(d, j);
+	decide(d, j, t, detail, retry_after);
+	if (j->resp_cut && j->decision.action != RETRY_DELIVERED) {
+		size_t len = strlen(j->decision.message);
+		snprintf(j->decision.message + len, sizeof j->decision.message - len,
+		         " (response cut at %zu bytes)", j->resp_max);
+	}
+	account_host(d, j, false);
+	list_push(&d->ended, j);
+}
+
+static void collect(struct deliver *d)
+{
+	int running = 0;
+	curl_multi_perform(d->multi, &running);
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(d->multi, &left)) != NULL) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		struct djob *j = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+		if (j)
+			transfer_done(d, j, m->data.result);
+	}
+}
+
+/* ---- dispatch ------------------------------------------------------------- */
+
+static void dispatch(struct deliver *d)
+{
+	int64_t now = ids_mono_ms();
+	struct djob *j = d->waiting.head;
+	while (j && d->inflight < d->cfg->max_inflight_deliveries) {
+		struct djob *next = j->next;
+		int64_t until;
+		if (hosts_open(d->hosts, j->host, now, &until)) {
+			list_remove(&d->waiting, j);
+			hand_back(d, j, ids_now_ms() + (until - now));
+		} else if (hosts_may_start(d->hosts, j->host, now)) {
+			list_remove(&d->waiting, j);
+			hosts_started(d->hosts, j->host);
+			d->inflight++;
+			list_push(&d->starting, j);
+		}
+		j = next;
+	}
+}
+
+/* ---- flush ------------------------------------------------------------------ */
+
+static enum queue_err write_ended(struct deliver *d, struct djob *j, int64_t now)
+{
+	enum queue_err err = QUEUE_OK;
+	if (j->nosend) {
+		err = queue_attempt_begin(d->q, &j->q, !j->stored && j->q.computed, j->number, now);
+		if (err != QUEUE_OK)
+			return err;
+	}
+	struct queue_outcome o = {
+	    .number = j->number,
+	    .duration_ms = j->duration_ms,
+	    .http_status = j->http_status,
+	    .error_class = j->decision.error_class,
+	    .error_message = j->decision.action == RETRY_DELIVERED ? NULL : j->decision.message,
+	    .now = now,
+	};
+	switch (j->decision.action) {
+	case RETRY_DELIVERED:
+		o.verdict = QUEUE_DELIVERED;
+		break;
+	case RETRY_AGAIN:
+		o.verdict = QUEUE_RETRY;
+		o.next_attempt_at = now + j->decision.delay_ms;
+		break;
+	case RETRY_FAIL:
+		o.verdict = QUEUE_FAILED;
+		break;
+	}
+	j->due_at = o.next_attempt_at;
+	return queue_attempt_end(d->q, &j->q, &o);
+}
+
+/* Runs fn's writes for every job of l; fenced jobs are marked. */
+static bool write_list(struct deliver *d, struct list *l, int which, int64_t now)
+{
+	for (struct djob *j = l->head; j; j = j->next) {
+		enum queue_err err;
+		if (which == 0) {
+			j->number = j->q.attempts + 1;
+			j->started_at = now;
+			err = queue_attempt_begin(d->q, &j->q, !j->stored, j->number, now);
+		} else if (which == 1) {
+			err = write_ended(d, j, now);
+		} else {
+			err = queue_release(d->q, &j->q, !j->stored && j->q.computed, j->due_at);
+		}
+		j->fenced = err == QUEUE_FENCED;
+		if (err != QUEUE_OK && err != QUEUE_FENCED) {
+			log_event(L_ERROR, "deliver.write_failed", "request_id=%s error=%s",
+			          j->q.id, log_q(queue_errmsg(d->q)));
+			return false;
+		}
+	}
+	return true;
+}
+
+static void log_outcome(const struct djob *j)
+{
+	const struct retry_decision *dc = &j->decision;
+	if (j->fenced) {
+		log_event(L_WARN, "callback.fenced", "request_id=%s attempt=%lld", j->q.id,
+		          (long long)j->number);
+		return;
+	}
+	switch (dc->action) {
+	case RETRY_DELIVERED:
+		log_event(L_DEBUG, "callback.delivered",
+		          "request_id=%s attempt=%lld status=%d duration_ms=%.1f", j->q.id,
+		          (long long)j->number, j->http_status, j->duration_ms);
+		break;
+	case RETRY_AGAIN:
+		log_event(L_INFO, "callback.retrying",
+		          "request_id=%s attempt=%lld status=%d error_class=%s error=%s "
+		          "retry_in_ms=%lld",
+		          j->q.id, (long long)j->number, j->http_status, dc->error_class,
+		          log_q(dc->message), (long long)dc->delay_ms);
+		break;
+	case RETRY_FAIL:
+		log_event(L_WARN, "callback.failed",
+		          "request_id=%s attempt=%lld status=%d error_class=%s error=%s", j->q.id,
+		          (long long)j->number, j->http_status, dc->error_class,
+		          log_q(dc->message));
+		break;
+	}
+}
+
+/* Writes the three lists in one transaction; on success applies the
+ * effects (start transfers, free finished jobs). False when the database
+ * refused: everything stays queued for the next try. */
+static bool flush(struct deliver *d)
+{
+	if (!d->starting.n && !d->ended.n && !d->handback.n)
+		return true;
+	int64_t now = ids_now_ms();
+	if (store_begin(d->s) != STORE_OK) {
+		log_event(L_ERROR, "deliver.begin_failed", "error=%s", log_q(store_errmsg(d->s)));
+		return false;
+	}
+	if (!write_list(d, &d->starting, 0, now) || !write_list(d, &d->ended, 1, now) ||
+	    !write_list(d, &d->handback, 2, now) || store_commit(d->s) != STORE_OK) {
+		store_rollback(d->s);
+		return false;
+	}
+	int64_t wake_before = atomic_load(&d->sh->sleep_until);
+	bool wake = false;
+	struct djob *j;
+	struct list ended = d->ended, handback = d->handback;
+	d->ended = (struct list){0};
+	d->handback = (struct list){0};
+	while ((j = list_pop(&d->starting)) != NULL) {
+		if (j->fenced) {
+			log_outcome(j);
+			hosts_unstart(d->hosts, j->host);
+			d->inflight--;
+			finish_job(d, j);
+			continue;
+		}
+		j->stored = true;
+		start_transfer(d, j); /* on failure j joins d->ended for the next flush */
+	}
+	while ((j = list_pop(&ended)) != NULL) {
+		log_outcome(j);
+		if (!j->fenced && j->decision.action == RETRY_AGAIN && j->due_at < wake_before)
+			wake = true;
+		finish_job(d, j);
+	}
+	while ((j = list_pop(&handback)) != NULL) {
+		if (!j->fenced && j->due_at < wake_before)
+			wake = true;
+		finish_job(d, j);
+	}
+	if (wake)
+		shared_wake(d->sh);
+	return true;
+}
+
+/* ---- the thread ------------------------------------------------------------- */
+
+static void publish_exclusions(struct deliver *d)
+{
+	if (hosts_exclusions(d->hosts, ids_mono_ms(), &d->excl)) {
+		shared_set_exclusions(d->sh, d->excl.err == BUF_OK ? buf_str(&d->excl) : NULL);
+		shared_wake(d->sh); /* a host may have become claimable again */
+	}
+}
+
+static int poll_timeout(struct deliver *d)
+{
+	long t = -1;
+	curl_multi_timeout(d->multi, &t);
+	if (t < 0 || t > POLL_MAX_MS)
+		t = POLL_MAX_MS;
+	int64_t now = ids_mono_ms();
+	if (d->starting.n || d->ended.n || d->handback.n) {
+		int64_t left = d->db_retry_at - now;
+		if (left < t)
+			t = left < 0 ? 0 : (long)left;
+	}
+	int64_t change = hosts_next_change(d->hosts, now);
+	if (change >= 0 && change - now < t)
+		t = change - now < 0 ? 0 : (long)(change - now);
+	return (int)t;
+}
+
+/* The last turn: write what we know, hand back everything not in flight,
+ * abandon the transfers still running. */
+static void final_turn(struct deliver *d)
+{
+	collect(d);
+	struct djob *j;
+	while ((j = list_pop(&d->starting)) != NULL) {
+		hosts_unstart(d->hosts, j->host);
+		d->inflight--;
+		hand_back(d, j, ids_now_ms());
+	}
+	while ((j = list_pop(&d->waiting)) != NULL)
+		hand_back(d, j, ids_now_ms());
+	bool ok = false;
+	for (int i = 0; i < FINAL_FLUSH_TRIALS && !ok; i++)
+		ok = flush(d);
+	if (!ok)
+		log_event(L_ERROR, "deliver.final_flush_failed",
+		          "ended=%zu handback=%zu (leases will expire)", d->ended.n, d->handback.n);
+	/* After a successful flush, jobs whose set-up failed sit in ended: one
+	 * more flush records them; whatever is left is freed. */
+	if (ok && d->ended.n)
+		flush(d);
+	while ((j = list_pop(&d->ended)) != NULL)
+		finish_job(d, j);
+	while ((j = list_pop(&d->handback)) != NULL)
+		finish_job(d, j);
+	while ((j = list_pop(&d->starting)) != NULL)
+		finish_job(d, j);
+	/* Transfers in flight: their 'sending' rows stay for the hand-back. */
+	while ((j = list_pop(&d->active)) != NULL) {
+		curl_multi_remove_handle(d->multi, j->easy);
+		drop_transfer_state(d, j);
+		d->inflight--;
+		finish_job(d, j);
+	}
+	atomic_store(&d->sh->inflight, 0);
+}
+
+static void *run(void *arg)
+{
+	struct deliver *d = arg;
+	for (;;) {
+		bool stop = take_inbox(d);
+		if (stop)
+			break;
+		collect(d);
+		if (ids_mono_ms() >= d->db_retry_at) {
+			dispatch(d);
+			if (!flush(d))
+				d->db_retry_at = ids_mono_ms() + DB_RETRY_MS;
+			else if (d->ended.n)
+				flush(d); /* set-up failures of this turn's starts */
+		}
+		atomic_store(&d->sh->inflight, (int)d->active.n);
+		publish_exclusions(d);
+		curl_multi_poll(d->multi, NULL, 0, poll_timeout(d), NULL);
+	}
+	final_turn(d);
+	return NULL;
+}
+
+struct deliver *deliver_new(const struct config *cfg, struct store *s, const char *owner,
+                            const struct ssrf_policy *policy, const struct sign_key *key,
+                            struct shared *sh)
+{
+	struct deliver *d = cz_calloc(1, sizeof *d);
+	if (!d)
+		return NULL;
+	d->cfg = cfg;
+	d->s = s;
+	d->policy = policy;
+	d->key = key;
+	d->sh = sh;
+	d->rp = (struct retry_policy){
+	    .base_ms = cfg->callback_backoff_base_ms,
+	    .max_ms = cfg->callback_backoff_max_ms,
+	    .max_attempts = cfg->callback_max_retries,
+	};
+	d->rng = (uint64_t)ids_mono_ns() | 1;
+	snprintf(d->ua, sizeof d->ua, "consuma/%s", CONSUMA_VERSION);
+	buf_init(&d->excl, EXCL_MAX);
+	if (pthread_mutex_init(&d->mu, NULL) != 0) {
+		cz_free(d);
+		return NULL;
+	}
+	d->q = queue_new(s, owner);
+	d->hosts = hosts_new(cfg->max_per_host, cfg->breaker_failures, cfg->breaker_cooldown_ms);
+	d->multi = curl_multi_init();
+	if (!d->q || !d->hosts || !d->multi) {
+		deliver_free(d);
+		return NULL;
+	}
+	/* Connections are reused per host; keep enough of them warm. */
+	curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_inflight_deliveries);
+	return d;
+}
+
+int deliver_start(struct deliver *d)
+{
+	int rc = pthread_create(&d->thread, NULL, run, d);
+	if (rc == 0)
+		d->running = true;
+	return rc;
+}
+
+void deliver_submit(struct deliver *d, struct djob *j)
+{
+	pthread_mutex_lock(&d->mu);
+	list_push(&d->inbox, j);
+	pthread_mutex_unlock(&d->mu);
+	curl_multi_wakeup(d->multi);
+}
+
+void deliver_stop(struct deliver *d)
+{
+	if (!d->running)
+		return;
+	pthread_mutex_lock(&d->mu);
+	d->stop = true;
+	pthread_mutex_unlock(&d->mu);
+	curl_multi_wakeup(d->multi);
+	pthread_join(d->thread, NULL);
+	d->running = false;
+}
+
+void deliver_free(struct deliver *d)
+{
+	if (!d)
+		return;
+	deliver_stop(d);
+	struct djob *j;
+	while ((j = list_pop(&d->inbox)) != NULL) {
+		djob_free(j);
+		shared_release(d->sh, 1);
+	}
+	for (int i = 0; i < d->nspare; i++)
+		curl_easy_cleanup(d->spare[i]);
+	if (d->multi)
+		curl_multi_cleanup(d->multi);
+	hosts_free(d->hosts);
+	queue_free(d->q);
+	buf_free(&d->excl);
+	pthread_mutex_destroy(&d->mu);
+	cz_free(d);
+}

@@ -1,0 +1,68 @@
+/*
+ * djob: one claimed job on its way through the deliverer. It belongs to one
+ * thread at a time: the claim loop makes it, the compute pool fills in the
+ * result and the checked destination, the delivery thread sends it and
+ * frees it. The queue_job inside carries the lease token that fences every
+ * write.
+ */
+#ifndef CONSUMA_DELIVERER_DJOB_H
+#define CONSUMA_DELIVERER_DJOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <curl/curl.h>
+
+#include "buf.h"
+#include "queue.h"
+#include "retry.h"
+#include "ssrf.h"
+
+/* What the pool found out before delivery. */
+enum djob_prep {
+	DJOB_READY = 0,   /* computed, destination checked: send */
+	DJOB_DENIED,      /* the address policy refused the destination */
+	DJOB_BAD_URL,     /* the URL does not parse any more */
+	DJOB_NO_RESOLVE,  /* the host did not resolve */
+	DJOB_COMPUTE_ERR, /* the work function failed (memory, OpenSSL) */
+	DJOB_ABANDONED,   /* shutdown interrupted the work */
+};
+
+struct host;
+
+struct djob {
+	struct queue_job q;
+	bool stored; /* the result is in the database */
+	enum djob_prep prep;
+	char why[SSRF_REASON_MAX]; /* the pool's reason when not ready */
+	struct ssrf_target target;
+
+	/* delivery thread only */
+	struct djob *prev, *next; /* the list the job is on */
+	struct host *host;
+	int64_t number;     /* the attempt being made */
+	int64_t started_at; /* epoch ms */
+	int64_t started_ns; /* monotonic */
+	CURL *easy;
+	struct curl_slist *headers;
+	struct curl_slist *resolve;
+	struct buf body;
+	size_t resp_bytes;
+	size_t resp_max;
+	bool resp_cut;
+	char errbuf[CURL_ERROR_SIZE];
+	struct retry_decision decision; /* once the attempt ended */
+	int http_status;
+	double duration_ms;
+	int64_t due_at; /* for a hand-back */
+	bool fenced;    /* set by a flush when the lease was lost */
+	bool nosend;    /* the attempt ended before anything was sent */
+};
+
+/* A job holding q (moved in: q's strings now belong to the job). NULL when
+ * memory ran out (q untouched). */
+struct djob *djob_new(struct queue_job *q);
+/* Frees j and what it owns (the easy handle is the caller's to release
+ * first). NULL is a no-op. */
+void djob_free(struct djob *j);
+
+#endif

@@ -1,0 +1,524 @@
+/*
+ * consuma-deliverer: the only component that computes async work and talks
+ * to callback URLs (DESIGN.md). This file holds the claim loop and the
+ * process life cycle; the compute pool is pool.c, the delivery thread
+ * deliver.c, the retry policy retry.c, the per-host bounds hosts.c, the SQL
+ * lib/queue.c.
+ *
+ * Threads:
+ *   main      the claim loop: blocks in ppoll(2) on the doorbell socket and
+ *             an eventfd, with a timeout of min(poll interval, time to the
+ *             earliest due job, next heartbeat); claims due jobs in batches
+ *             while there is room (in hand < capacity); beats every second;
+ *             renews the leases it holds every lease/3.
+ *   pool      CONSUMA_MAX_WORKERS compute threads (pool.c).
+ *   deliver   one curl multi thread (deliver.c), the only writer of outcomes.
+ *
+ * Signals are blocked in every thread and let through only inside the main
+ * thread's ppoll, so a handler (which only counts) always interrupts the
+ * sleep and never a half-done step.
+ *   SIGTERM   stop claiming; let the jobs in hand finish for up to
+ *             CONSUMA_SHUTDOWN_GRACE seconds; then stop the threads, hand
+ *             back whatever is left in one transaction and exit 0.
+ *   2nd SIGTERM, or SIGINT: the same without waiting.
+ *
+ * Crash recovery: leases expire by themselves; at start-up the leases of
+ * deliverers on this host whose process is gone are expired at once; a
+ * claim turns the attempts a dead holder left 'sending' into 'unknown'.
+ */
+#define _GNU_SOURCE /* ppoll */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "alloc.h"
+#include "config.h"
+#include "deliver.h"
+#include "djob.h"
+#include "doorbell.h"
+#include "ids.h"
+#include "log.h"
+#include "pool.h"
+#include "queue.h"
+#include "shared.h"
+#include "sign.h"
+#include "ssrf.h"
+#include "store.h"
+
+#define EXIT_USAGE     2
+#define BEAT_EVERY_MS  1000
+#define DB_ERROR_PAUSE 500
+#define HOSTNAME_MAX   64
+
+static volatile sig_atomic_t term_count;
+static volatile sig_atomic_t int_seen;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGINT)
+		int_seen = 1;
+	else if (term_count < 100)
+		term_count++;
+}
+
+struct ctx {
+	struct config cfg;
+	struct store *s_main;
+	struct store *s_deliver;
+	struct queue *q;
+	struct ssrf_policy *policy;
+	struct sign_key *key;
+	struct shared sh;
+	bool sh_ready;
+	struct deliver *d;
+	struct pool *pool;
+	int bell_fd;
+	int workers;
+	int64_t capacity;
+	int64_t started_at;
+	char hostname[HOSTNAME_MAX];
+	char owner[QUEUE_OWNER_MAX];
+};
+
+static void notify(const char *state)
+{
+#ifdef HAVE_SYSTEMD
+	sd_notify(0, state);
+#else
+	(void)state;
+#endif
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: consuma-deliverer [--help] [--version] [--check-url URL]\n"
+	           "\n"
+	           "Claims async jobs from the SQLite queue (CONSUMA_DATABASE_PATH), computes\n"
+	           "them and POSTs each result to its callback URL, recording every attempt.\n"
+	           "\n"
+	           "  --check-url URL  print 'allow' or 'deny: <reason>' for URL under the\n"
+	           "                   callback policy and exit 0 or 1; sends nothing\n"
+	           "  --version        print the version\n"
+	           "\n"
+	           "Signals: SIGTERM drains for up to CONSUMA_SHUTDOWN_GRACE seconds, then\n"
+	           "hands back what is left and exits 0; a second SIGTERM or SIGINT does so\n"
+	           "at once. Configuration (environment):\n");
+}
+
+static void describe_line(const char *name, const char *type_and_range, const char *def,
+                          const char *help, void *arg)
+{
+	fprintf((FILE *)arg, "  %-38s %s (default %s): %s\n", name, type_and_range, def, help);
+}
+
+static int check_url(const struct config *cfg, const char *url)
+{
+	char why[SSRF_REASON_MAX];
+	struct ssrf_policy *p = ssrf_policy_new(cfg, why, sizeof why);
+	if (!p) {
+		fprintf(stderr, "consuma-deliverer: %s\n", why);
+		return EXIT_USAGE;
+	}
+	struct ssrf_target *t = cz_calloc(1, sizeof *t);
+	if (!t) {
+		ssrf_policy_free(p);
+		fprintf(stderr, "consuma-deliverer: out of memory\n");
+		return 1;
+	}
+	why[0] = '\0';
+	enum ssrf_verdict v = ssrf_check_url(p, url, t, why, sizeof why);
+	if (v == SSRF_ALLOW)
+		printf("allow\n");
+	else
+		printf("deny: %s\n", why[0] ? why : "refused");
+	cz_free(t);
+	ssrf_policy_free(p);
+	return v == SSRF_ALLOW ? 0 : 1;
+}
+
+/* ---- start-up ------------------------------------------------------------- */
+
+static bool owner_is_dead(const char *owner, int64_t pid, void *arg)
+{
+	const struct ctx *c = arg;
+	size_t hl = strlen(c->hostname);
+	if (strncmp(owner, c->hostname, hl) != 0 || owner[hl] != ':')
+		return false; /* another machine's: only its lease expiry tells */
+	if (pid <= 0 || pid == (int64_t)getpid())
+		return pid != (int64_t)getpid();
+	return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
+}
+
+static void make_owner(struct ctx *c)
+{
+	if (gethostname(c->hostname, sizeof c->hostname) != 0)
+		snprintf(c->hostname, sizeof c->hostname, "localhost");
+	c->hostname[sizeof c->hostname - 1] = '\0';
+	for (char *p = c->hostname; *p; p++)
+		if (*p == ':')
+			*p = '_';
+	uint32_t r = 0;
+	if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+		r = (uint32_t)ids_mono_ns();
+	snprintf(c->owner, sizeof c->owner, "%s:%ld:%08x", c->hostname, (long)getpid(), r);
+}
+
+static struct store *open_store(const struct config *cfg)
+{
+	enum store_err err;
+	char msg[256] = "";
+	struct store *s = store_open(cfg->database_path, &err, msg, sizeof msg);
+	if (!s)
+		log_event(L_ERROR, "store.open_failed", "path=%s error=%s detail=%s",
+		          log_q(cfg->database_path), store_strerror(err), log_q(msg));
+	return s;
+}
+
+static void pool_done(struct djob *j, void *arg)
+{
+	struct ctx *c = arg;
+	deliver_submit(c->d, j);
+}
+
+static int setup(struct ctx *c)
+{
+	char why[SSRF_REASON_MAX];
+	c->policy = ssrf_policy_new(&c->cfg, why, sizeof why);
+	if (!c->policy) {
+		log_event(L_ERROR, "config.invalid", "error=%s", log_q(why));
+		return EXIT_USAGE;
+	}
+	if (c->cfg.callback_secret[0]) {
+		enum sign_err se;
+		c->key = sign_key_new(c->cfg.callback_secret, &se);
+		if (!c->key) {
+			log_event(L_ERROR, "config.invalid",
+			          "variable=CONSUMA_CALLBACK_SECRET error=%s",
+			          log_q(sign_strerror(se)));
+			return EXIT_USAGE;
+		}
+	}
+	c->s_main = open_store(&c->cfg);
+	c->s_deliver = c->s_main ? open_store(&c->cfg) : NULL;
+	if (!c->s_deliver)
+		return 1;
+	make_owner(c);
+	c->q = queue_new(c->s_main, c->owner);
+	if (!c->q) {
+		log_event(L_ERROR, "queue.init_failed", "error=%s", log_q(store_errmsg(c->s_main)));
+		return 1;
+	}
+	int64_t recovered = 0;
+	if (queue_recover_dead(c->q, ids_now_ms(), owner_is_dead, c, &recovered) != QUEUE_OK)
+		log_event(L_WARN, "recover.failed", "error=%s", log_q(queue_errmsg(c->q)));
+	else if (recovered > 0)
+		log_event(L_INFO, "recover.dead_owner", "jobs=%lld", (long long)recovered);
+
+	char bell[CONFIG_PATH_MAX];
+	config_doorbell_path(&c->cfg, bell, sizeof bell);
+	c->bell_fd = doorbell_listen(bell);
+	if (c->bell_fd < 0)
+		log_event(L_WARN, "doorbell.listen_failed", "path=%s error=%s poll_ms=%lld",
+		          log_q(bell), log_q(strerror(errno)), (long long)c->cfg.poll_interval_ms);
+
+	if (shared_init(&c->sh) != 0) {
+		log_event(L_ERROR, "eventfd.failed", "error=%s", log_q(strerror(errno)));
+		return 1;
+	}
+	c->sh_ready = true;
+	c->workers = (int)c->cfg.max_workers;
+	if (c->workers <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		c->workers = n > 0 ? (int)n : 1;
+	}
+	c->capacity = c->cfg.max_inflight_deliveries + c->cfg.claim_batch;
+	c->d = deliver_new(&c->cfg, c->s_deliver, c->owner, c->policy, c->key, &c->sh);
+	if (!c->d || deliver_start(c->d) != 0) {
+		log_event(L_ERROR, "deliver.start_failed", "error=%s",
+		          log_q(c->d ? "thread" : "setup"));
+		return 1;
+	}
+	c->pool = pool_new(c->workers, c->policy, pool_done, c, &c->sh.busy_workers);
+	if (!c->pool) {
+		log_event(L_ERROR, "pool.start_failed", "workers=%d", c->workers);
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- the claim loop ---------------------------------------------------------- */
+
+static void beat(struct ctx *c)
+{
+	struct queue_beat b = {
+	    .pid = getpid(),
+	    .started_at = c->started_at,
+	    .busy_workers = atomic_load(&c->sh.busy_workers),
+	    .workers = c->workers,
+	    .inflight = atomic_load(&c->sh.inflight),
+	};
+	if (queue_heartbeat(c->q, ids_now_ms(), &b) != QUEUE_OK)
+		log_event(L_WARN, "heartbeat.failed", "error=%s", log_q(queue_errmsg(c->q)));
+	notify("WATCHDOG=1");
+}
+
+/* Claims up to room jobs and feeds them to the pool. Returns how many, or
+ * -1 on a database error. */
+static int claim(struct ctx *c, int64_t room, const char *excl)
+{
+	int want = (int)(room < c->cfg.claim_batch ? room : c->cfg.claim_batch);
+	struct queue_job *jobs = NULL;
+	int n = 0;
+	enum queue_err err =
+	    queue_claim(c->q, ids_now_ms(), c->cfg.lease_seconds * 1000, want, excl, &jobs, &n);
+	if (err != QUEUE_OK) {
+		log_event(L_ERROR, "claim.failed", "error=%s detail=%s", queue_strerror(err),
+		          log_q(queue_errmsg(c->q)));
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		struct djob *j = djob_new(&jobs[i]);
+		if (!j) {
+			/* Out of memory: the lease runs out and the job comes back. */
+			log_event(L_ERROR, "claim.nomem", "request_id=%s", jobs[i].id);
+			queue_job_clear(&jobs[i]);
+			continue;
+		}
+		atomic_fetch_add(&c->sh.in_hand, 1);
+		pool_submit(c->pool, j);
+	}
+	cz_free(jobs);
+	if (n > 0)
+		log_event(L_DEBUG, "claim.batch", "jobs=%d", n);
+	return n;
+}
+
+static void drain_fds(struct ctx *c)
+{
+	if (c->bell_fd >= 0)
+		doorbell_drain(c->bell_fd);
+	shared_drain(&c->sh);
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Returns when it is time to stop; *hard tells whether to skip the grace. */
+static void claim_loop(struct ctx *c)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	int64_t next_beat = 0;
+	int64_t renew_every = c->cfg.lease_seconds * 1000 / 3;
+	if (renew_every < 100)
+		renew_every = 100;
+	int64_t next_renew = ids_mono_ms() + renew_every;
+	bool draining = false;
+	int64_t deadline = 0;
+	char excl[SHARED_EXCL_MAX];
+
+	for (;;) {
+		int64_t mono = ids_mono_ms();
+		if (int_seen || term_count >= 2) {
+			log_event(L_INFO, "shutdown.now", "in_hand=%lld",
+			          (long long)atomic_load(&c->sh.in_hand));
+			return;
+		}
+		if (term_count == 1 && !draining) {
+			draining = true;
+			deadline = mono + c->cfg.shutdown_grace * 1000;
+			notify("STOPPING=1");
+			log_event(L_INFO, "shutdown.draining", "in_hand=%lld grace_s=%lld",
+			          (long long)atomic_load(&c->sh.in_hand),
+			          (long long)c->cfg.shutdown_grace);
+		}
+		if (draining) {
+			atomic_store(&c->sh.wants_room, true);
+			if (atomic_load(&c->sh.in_hand) <= 0 || mono >= deadline)
+				return;
+		}
+		if (mono >= next_beat) {
+			beat(c);
+			next_beat = mono + BEAT_EVERY_MS;
+		}
+		if (mono >= next_renew) {
+			if (queue_renew(c->q, ids_now_ms(), c->cfg.lease_seconds * 1000, NULL) !=
+			    QUEUE_OK)
+				log_event(L_WARN, "lease.renew_failed", "error=%s",
+				          log_q(queue_errmsg(c->q)));
+			next_renew = mono + renew_every;
+		}
+
+		int64_t wake = min64(mono + c->cfg.poll_interval_ms, next_beat);
+		wake = min64(wake, next_renew);
+		if (draining)
+			wake = min64(wake, deadline);
+		int64_t now = ids_now_ms();
+		atomic_store(&c->sh.sleep_until, now + (wake - mono));
+
+		if (!draining) {
+			shared_get_exclusions(&c->sh, excl, sizeof excl);
+			int64_t room = c->capacity - atomic_load(&c->sh.in_hand);
+			int got = 0;
+			if (room > 0) {
+				got = claim(c, room, excl);
+				if (got < 0) {
+					wake = min64(wake, mono + DB_ERROR_PAUSE);
+					got = 0;
+				} else if (got > 0 && got == (int)min64(room, c->cfg.claim_batch)) {
+					continue; /* a full batch: more may be due */
+				}
+			}
+			if (room - got <= 0) {
+				atomic_store(&c->sh.wants_room, true);
+				if (c->capacity - atomic_load(&c->sh.in_hand) > 0)
+					continue; /* room came back meanwhile */
+			} else {
+				bool found = false;
+				int64_t due = 0;
+				if (queue_next_due(c->q, excl, &found, &due) == QUEUE_OK && found) {
+					if (due <= now && got > 0)
+						continue;
+					if (due > now)
+						wake = min64(wake, mono + (due - now));
+				}
+			}
+			atomic_store(&c->sh.sleep_until, now + (wake - mono));
+		}
+
+		int64_t timeout = wake - ids_mono_ms();
+		if (timeout < 0)
+			timeout = 0;
+		struct pollfd fds[2] = {
+		    {.fd = c->sh.wake_fd, .events = POLLIN},
+		    {.fd = c->bell_fd, .events = POLLIN},
+		};
+		struct timespec ts = {.tv_sec = timeout / 1000,
+		                      .tv_nsec = (timeout % 1000) * 1000000};
+		int rc = ppoll(fds, c->bell_fd >= 0 ? 2 : 1, &ts, &none);
+		if (rc < 0 && errno != EINTR)
+			log_event(L_WARN, "poll.failed", "error=%s", log_q(strerror(errno)));
+		drain_fds(c);
+	}
+}
+
+static int shutdown_all(struct ctx *c)
+{
+	int rc = 0;
+	if (c->pool)
+		pool_stop(c->pool, true);
+	if (c->d)
+		deliver_stop(c->d);
+	if (c->q) {
+		int64_t released = 0;
+		if (queue_handback_all(c->q, ids_now_ms(), &released) != QUEUE_OK) {
+			log_event(L_ERROR, "shutdown.handback_failed", "error=%s",
+			          log_q(queue_errmsg(c->q)));
+			rc = 1;
+		} else if (released > 0) {
+			log_event(L_INFO, "shutdown.handback", "jobs=%lld", (long long)released);
+		}
+		queue_heartbeat_remove(c->q);
+	}
+	return rc;
+}
+
+static void teardown(struct ctx *c)
+{
+	pool_free(c->pool);
+	deliver_free(c->d);
+	queue_free(c->q);
+	store_close(c->s_deliver);
+	store_close(c->s_main);
+	sign_key_free(c->key);
+	ssrf_policy_free(c->policy);
+	if (c->bell_fd >= 0)
+		close(c->bell_fd);
+	if (c->sh_ready)
+		shared_destroy(&c->sh);
+}
+
+int main(int argc, char **argv)
+{
+	const char *url = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			config_describe(describe_line, stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("consuma-deliverer %s\n", CONSUMA_VERSION);
+			return 0;
+		} else if (strcmp(argv[i], "--check-url") == 0 && i + 1 < argc) {
+			url = argv[++i];
+		} else {
+			fprintf(stderr, "consuma-deliverer: unknown argument '%s'\n", argv[i]);
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+
+	static struct ctx c; /* large (exclusion buffer, config): not on the stack */
+	c.bell_fd = -1;
+	char err[512];
+	if (config_load(&c.cfg, err, sizeof err) != CONFIG_OK) {
+		fprintf(stderr, "consuma-deliverer: %s\n", err);
+		return EXIT_USAGE;
+	}
+	log_init("consuma-deliverer", (enum log_level)c.cfg.log_level);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "consuma-deliverer: curl_global_init failed\n");
+		return 1;
+	}
+	if (url) {
+		int rc = check_url(&c.cfg, url);
+		curl_global_cleanup();
+		return rc;
+	}
+
+	/* Signals reach only the main thread's ppoll: block them before any
+	 * thread exists, so every thread inherits the mask. */
+	sigset_t block;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &block, NULL);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	c.started_at = ids_now_ms();
+	int rc = setup(&c);
+	if (rc == 0) {
+		log_event(L_INFO, "deliverer.started",
+		          "owner=%s workers=%d capacity=%lld max_inflight=%lld max_per_host=%lld",
+		          log_q(c.owner), c.workers, (long long)c.capacity,
+		          (long long)c.cfg.max_inflight_deliveries, (long long)c.cfg.max_per_host);
+		notify("READY=1");
+		claim_loop(&c);
+		notify("STOPPING=1");
+		rc = shutdown_all(&c);
+		log_event(L_INFO, "deliverer.stopped", "exit=%d", rc);
+	} else {
+		shutdown_all(&c);
+	}
+	teardown(&c);
+	curl_global_cleanup();
+	return rc;
+}

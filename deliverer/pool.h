@@ -1,0 +1,41 @@
+/*
+ * pool: the compute pool. N threads take claimed jobs in order, run the
+ * shared work function when the result is not stored yet, check the
+ * callback destination (ssrf_check_url: parse, resolve, classify; the DNS
+ * lookup happens here so the delivery thread never blocks on it) and pass
+ * the job on to done(). A worker's step cannot fail: what went wrong is
+ * written into the job (djob->prep), and the job always comes back.
+ *
+ * Long work runs in chunks of rounds (N rounds of SHA-256 compose: the
+ * digest after k rounds, hashed N-k more times, is the digest after N), so
+ * a shutdown interrupts it within one chunk.
+ *
+ * pool_submit is thread safe; pool_stop is called once, by the owner.
+ */
+#ifndef CONSUMA_DELIVERER_POOL_H
+#define CONSUMA_DELIVERER_POOL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "djob.h"
+#include "ssrf.h"
+
+struct pool;
+
+/* Called on a worker thread for each job, ready or not. */
+typedef void (*pool_done_fn)(struct djob *j, void *arg);
+
+/* Starts n threads. busy counts the workers computing (may be shared with
+ * the heartbeat). NULL on failure (no thread left running). */
+struct pool *pool_new(int n, const struct ssrf_policy *policy, pool_done_fn done, void *arg,
+                      atomic_int *busy);
+void pool_submit(struct pool *p, struct djob *j);
+/* Stops the threads and joins them. abandon: jobs still queued, and work
+ * in progress (at its next chunk), come back through done() as
+ * DJOB_ABANDONED; otherwise the queue is worked off first. */
+void pool_stop(struct pool *p, bool abandon);
+/* Stops (abandoning) if needed and frees. NULL is a no-op. */
+void pool_free(struct pool *p);
+
+#endif

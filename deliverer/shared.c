@@ -1,0 +1,84 @@
+/*
+ * shared: state shared by the deliverer's threads (see shared.h).
+ */
+#include "shared.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "alloc.h"
+
+int shared_init(struct shared *sh)
+{
+	memset(sh, 0, sizeof *sh);
+	atomic_init(&sh->in_hand, 0);
+	atomic_init(&sh->busy_workers, 0);
+	atomic_init(&sh->inflight, 0);
+	atomic_init(&sh->sleep_until, INT64_MAX);
+	atomic_init(&sh->wants_room, false);
+	sh->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (sh->wake_fd < 0)
+		return -1;
+	if (pthread_mutex_init(&sh->mu, NULL) != 0) {
+		close(sh->wake_fd);
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+void shared_destroy(struct shared *sh)
+{
+	if (sh->wake_fd >= 0)
+		close(sh->wake_fd);
+	sh->wake_fd = -1;
+	pthread_mutex_destroy(&sh->mu);
+	cz_free(sh->exclusions);
+	sh->exclusions = NULL;
+}
+
+void shared_wake(struct shared *sh)
+{
+	uint64_t one = 1;
+	ssize_t w = write(sh->wake_fd, &one, sizeof one);
+	(void)w; /* EAGAIN: the counter is full, a wake-up is pending anyway */
+}
+
+void shared_drain(struct shared *sh)
+{
+	uint64_t v;
+	ssize_t r = read(sh->wake_fd, &v, sizeof v);
+	(void)r;
+}
+
+void shared_set_exclusions(struct shared *sh, const char *json)
+{
+	char *copy = NULL;
+	if (json && strcmp(json, "[]") != 0)
+		copy = cz_strdup(json); /* out of memory: no exclusions, still correct */
+	pthread_mutex_lock(&sh->mu);
+	cz_free(sh->exclusions);
+	sh->exclusions = copy;
+	pthread_mutex_unlock(&sh->mu);
+}
+
+void shared_get_exclusions(struct shared *sh, char *out, size_t outlen)
+{
+	pthread_mutex_lock(&sh->mu);
+	int n = snprintf(out, outlen, "%s", sh->exclusions ? sh->exclusions : "");
+	pthread_mutex_unlock(&sh->mu);
+	if (n < 0 || (size_t)n >= outlen)
+		out[0] = '\0'; /* too many to pass: claim without exclusions */
+}
+
+void shared_release(struct shared *sh, int64_t n)
+{
+	if (n <= 0)
+		return;
+	atomic_fetch_sub(&sh->in_hand, n);
+	if (atomic_exchange(&sh->wants_room, false))
+		shared_wake(sh);
+}

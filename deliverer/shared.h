@@ -1,0 +1,52 @@
+/*
+ * shared: the few figures the deliverer's threads share, and the wake-up
+ * of the claim loop.
+ *
+ *  - in_hand: jobs claimed and not yet finished or handed back (claim loop
+ *    adds, whoever lets go of a job subtracts). The claim loop keeps it at
+ *    or below its capacity.
+ *  - busy_workers, inflight: for the heartbeat.
+ *  - sleep_until: the wall time the claim loop sleeps until; the delivery
+ *    thread wakes it earlier when a retry it scheduled is due sooner.
+ *  - wants_room: the claim loop waits for capacity; wake it when jobs end.
+ *  - exclusions: the JSON array of hosts the claim loop must leave alone
+ *    (hosts.h), published by the delivery thread.
+ *
+ * Thread safe: atomics, and a mutex for the exclusion string.
+ */
+#ifndef CONSUMA_DELIVERER_SHARED_H
+#define CONSUMA_DELIVERER_SHARED_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SHARED_EXCL_MAX 65536
+
+struct shared {
+	atomic_llong in_hand;
+	atomic_int busy_workers;
+	atomic_int inflight;
+	atomic_llong sleep_until;
+	atomic_bool wants_room;
+	int wake_fd; /* eventfd the claim loop polls */
+	pthread_mutex_t mu;
+	char *exclusions; /* guarded by mu; NULL for none */
+};
+
+/* 0 on success, -1 with errno set (eventfd). */
+int shared_init(struct shared *sh);
+void shared_destroy(struct shared *sh);
+/* Wakes the claim loop. Async-signal safe. */
+void shared_wake(struct shared *sh);
+/* Reads and clears pending wake-ups. */
+void shared_drain(struct shared *sh);
+/* Replaces the exclusion list (copied). */
+void shared_set_exclusions(struct shared *sh, const char *json);
+/* A copy of the exclusion list into out (empty string for none). */
+void shared_get_exclusions(struct shared *sh, char *out, size_t outlen);
+/* One job fewer in hand; wakes the claim loop when it waits for room. */
+void shared_release(struct shared *sh, int64_t n);
+
+#endif
