@@ -1,16 +1,58 @@
 /*
- * limits: admission control (see limits.h). This first version admits
- * everything and estimates Retry-After as a flat 1 s; the rate limiter over
- * the shared zone replaces it (storm-survival work).
+ * limits: admission control of consuma-fcgi (see limits.h).
+ *
+ *  - Rate limit: lib/ratelimit's shared zone, one key per client address,
+ *    every route but healthz counted against the same budget. The zone is
+ *    an optimisation of nothing: when it cannot be used (lock timeout,
+ *    broken zone) requests pass and a warning is logged at most once per
+ *    second, so the limiter can never take the API down with it.
+ *  - Client address: lib/ratelimit's right-most-untrusted rule over
+ *    X-Forwarded-For, believed only from CONSUMA_TRUSTED_PROXIES.
+ *  - Queue Retry-After: backlog over the drain rate. The drain rate comes
+ *    from the `drain` table of sql/003_drain.sql (jobs finished per second,
+ *    kept by a trigger), summed over the last DRAIN_WINDOW_S seconds: a read
+ *    of at most DRAIN_WINDOW_S + 1 rows whatever the queue depth. It is
+ *    read at most once per DRAIN_REFRESH_MS per process, so a storm of
+ *    refusals costs one query per second, not one per request.
  */
 #include <stdio.h>
 #include <string.h>
+#include <sqlite3.h>
 #include "alloc.h"
+#include "ids.h"
 #include "limits.h"
+#include "log.h"
+#include "ratelimit.h"
+
+#define DRAIN_WINDOW_S   10
+#define DRAIN_REFRESH_MS 1000
+#define WARN_EVERY_MS    1000
 
 struct limits {
 	const struct config *cfg;
+	struct ratelimit *rl; /* NULL when CONSUMA_RATE_LIMIT_REQUESTS is 0 */
+	struct ratelimit_params params;
+	struct ratelimit_trust *trust;
+	char zone[CONFIG_PATH_MAX];
+	int64_t warned_ms;     /* last fail-open warning */
+	int64_t drain_read_ms; /* when `drained` was read (monotonic); 0 never */
+	int64_t drained;       /* jobs finished in the DRAIN_WINDOW_S before that */
+	bool drain_known;      /* the read worked */
 };
+
+static struct ratelimit *open_zone(struct limits *l, char *why, size_t whylen)
+{
+	enum ratelimit_err err;
+	struct ratelimit *rl = ratelimit_open(l->zone, &l->params, &err, why, whylen);
+
+	if (rl != NULL)
+		log_event(L_INFO, "limits.zone",
+		          "path=%s requests=%lld window_s=%lld entries=%lld bytes=%lld",
+		          log_q(l->zone), (long long)l->params.limit,
+		          (long long)(l->params.window_ms / 1000), (long long)l->params.entries,
+		          (long long)ratelimit_zone_bytes(&l->params));
+	return rl;
+}
 
 struct limits *limits_open(const struct config *cfg, char *why, size_t whylen)
 {
@@ -21,36 +63,125 @@ struct limits *limits_open(const struct config *cfg, char *why, size_t whylen)
 		return NULL;
 	}
 	l->cfg = cfg;
+	l->trust = ratelimit_trust_new(cfg->trusted_proxies, why, whylen);
+	if (l->trust == NULL)
+		goto fail;
+	if (cfg->rate_limit_requests > 0) {
+		l->params.limit = cfg->rate_limit_requests;
+		l->params.window_ms = cfg->rate_limit_window * 1000;
+		l->params.entries = cfg->rate_limit_zone_entries;
+		config_rate_limit_zone(cfg, l->zone, sizeof(l->zone));
+		l->rl = open_zone(l, why, whylen);
+		if (l->rl == NULL)
+			goto fail;
+	}
 	return l;
+fail:
+	limits_close(l);
+	return NULL;
 }
 
 void limits_close(struct limits *l)
 {
+	if (l == NULL)
+		return;
+	ratelimit_close(l->rl);
+	ratelimit_trust_free(l->trust);
 	cz_free(l);
 }
 
-void limits_client_addr(const struct limits *l, const char *remote_addr, const char *xff,
-			char *out, size_t outlen)
+void limits_client_addr(const struct limits *l, const char *remote_addr, const char *xff, char *out,
+                        size_t outlen)
 {
-	(void)l;
-	(void)xff;
-	snprintf(out, outlen, "%s", remote_addr != NULL ? remote_addr : "");
+	ratelimit_client_addr(l != NULL ? l->trust : NULL, remote_addr, xff, out, outlen);
+}
+
+static void warn_fail_open(struct limits *l, enum ratelimit_err err, const char *client)
+{
+	int64_t now = ids_mono_ms();
+
+	if (l->warned_ms != 0 && now - l->warned_ms < WARN_EVERY_MS)
+		return;
+	l->warned_ms = now;
+	log_event(L_WARN, "limits.fail_open", "why=%s client=%s", log_q(ratelimit_strerror(err)),
+	          log_q(client));
 }
 
 enum limits_verdict limits_admit(struct limits *l, const char *client, const char *route,
-				 int64_t *retry_after_s)
+                                 int64_t *retry_after_s)
 {
-	(void)l;
-	(void)client;
-	(void)route;
+	char key[RATELIMIT_KEY_MAX];
+	enum ratelimit_err err;
+	int64_t retry_ms = 0;
+	bool allowed = true;
+
 	*retry_after_s = 0;
-	return LIMITS_PASS;
+	if (l == NULL || l->rl == NULL || route == NULL || strcmp(route, "healthz") == 0)
+		return LIMITS_PASS;
+	/* Addresses are at most 45 bytes; anything longer (a REMOTE_ADDR that
+	 * is not an address) is cut rather than left unlimited. */
+	snprintf(key, sizeof(key), "%s", client != NULL && client[0] != '\0' ? client : "-");
+	err = ratelimit_hit(l->rl, key, ratelimit_now_ms(), &allowed, &retry_ms);
+	if (err == RATELIMIT_BROKEN) {
+		char why[256];
+
+		/* Another process gave the zone up: map the one that replaces it. */
+		ratelimit_close(l->rl);
+		l->rl = open_zone(l, why, sizeof(why));
+		if (l->rl == NULL) {
+			log_event(L_ERROR, "limits.zone_lost", "why=%s", log_q(why));
+			/* l->rl stays NULL: limiting is off until the process restarts */
+		} else {
+			err = ratelimit_hit(l->rl, key, ratelimit_now_ms(), &allowed, &retry_ms);
+		}
+	}
+	if (err != RATELIMIT_OK) {
+		warn_fail_open(l, err, key);
+		return LIMITS_PASS;
+	}
+	if (allowed)
+		return LIMITS_PASS;
+	*retry_after_s = ratelimit_retry_after_s(retry_ms);
+	return LIMITS_RATE_LIMITED;
+}
+
+/* Jobs finished in the last DRAIN_WINDOW_S seconds (sql/003_drain.sql). */
+static bool read_drained(struct store *s, int64_t *out)
+{
+	static const char sql[] = "SELECT coalesce(sum(n), 0) FROM drain WHERE second >= ?1";
+	sqlite3 *db = s != NULL ? store_db(s) : NULL;
+	sqlite3_stmt *st = NULL;
+	bool ok = false;
+
+	if (db == NULL || sqlite3_prepare_v2(db, sql, sizeof(sql), &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, ids_now_ms() / 1000 - DRAIN_WINDOW_S);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		ok = true;
+	}
+out:
+	sqlite3_finalize(st);
+	return ok;
 }
 
 int64_t limits_queue_retry_after(struct limits *l, struct store *s, int64_t queue_depth)
 {
-	(void)l;
-	(void)s;
-	(void)queue_depth;
-	return 1;
+	int64_t now = ids_mono_ms();
+	int64_t max_size = l != NULL ? l->cfg->max_queue_size : queue_depth;
+
+	if (l == NULL)
+		return ratelimit_queue_retry_after_s(queue_depth, max_size, 0, 0);
+	if (l->drain_read_ms == 0 || now - l->drain_read_ms >= DRAIN_REFRESH_MS) {
+		int64_t drained = 0;
+
+		l->drain_known = read_drained(s, &drained);
+		l->drained = drained;
+		l->drain_read_ms = now;
+		if (!l->drain_known)
+			log_event(L_WARN, "limits.drain_unknown", "why=%s",
+			          log_q(s != NULL ? store_errmsg(s) : "no store"));
+	}
+	return ratelimit_queue_retry_after_s(queue_depth, max_size, l->drain_known ? l->drained : 0,
+	                                     (int64_t)DRAIN_WINDOW_S * 1000);
 }

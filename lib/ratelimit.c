@@ -330,7 +330,9 @@ static enum ratelimit_err build(const char *path, const struct ratelimit_params 
 	enum ratelimit_err rc = RATELIMIT_IO;
 	int fd, n, e;
 
-	(void)getrandom(&nonce, sizeof(nonce), 0);
+	if (getrandom(&nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
+		nonce =
+		    (uint32_t)clock(); /* only makes the name unlikely to collide; O_EXCL decides */
 	n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%08" PRIx32, path, (long)getpid(), nonce);
 	if (n < 0 || (size_t)n >= sizeof(tmp)) {
 		snprintf(why, whylen, "zone path too long");
