@@ -36,7 +36,7 @@ assert_eq "status exits 0 when all runs" 0 "$?"
 assert_eq "status lists 4 running processes" 4 "$(grep -c ' running$' <<<"$status")"
 pids_before=$(cat "$D"/*.pid | tr -s ' \n' ' ')
 
-again=$("$STACK" up --dir "$D" 2>/dev/null | tail -n 1)
+again=$("$STACK" up --dir "$D" --no-deliverer 2>/dev/null | tail -n 1)
 assert_eq "up again prints the same URL" "$BASE" "$again"
 assert_eq "up again starts nothing new" "$pids_before" "$(cat "$D"/*.pid | tr -s ' \n' ' ')"
 
@@ -47,7 +47,7 @@ kill -TERM "$old_api"
 for _ in $(seq 50); do kill -0 "$old_api" 2>/dev/null || break; sleep 0.1; done
 "$STACK" status --dir "$D" >/dev/null
 assert_eq "status exits 1 when part of the stack is down" 1 "$?"
-"$STACK" up --dir "$D" >/dev/null 2>&1
+"$STACK" up --dir "$D" --no-deliverer >/dev/null 2>&1
 new_api=$(cat "$D/fcgi-api-1.pid")
 assert_cmd "the stopped API process was restarted" test "$new_api" != "$old_api"
 assert_eq "the running sync process was kept" "$old_sync" "$(cat "$D/fcgi-sync-1.pid")"
@@ -84,7 +84,7 @@ if [ -x "$BUILD/consuma-deliverer" ]; then
 fi
 
 # ---- down leaves nothing behind ------------------------------------------------------
-"$STACK" up --dir "$D" >/dev/null 2>&1
+"$STACK" up --dir "$D" --no-deliverer >/dev/null 2>&1
 all_pids=$(cat "$D"/*.pid | tr -s ' \n' ' ')
 "$STACK" down --dir "$D" 2>/dev/null
 assert_eq "down exits 0" 0 "$?"
