@@ -158,6 +158,14 @@ int main(int argc, char **argv)
 		printf("consuma-storm %s\n", CONSUMA_VERSION);
 		return 0;
 	}
+	if (o.dry_run) {
+		printf("consuma-storm %s: %llu requests per mode, mode %s, concurrency %d, %lld "
+		       "iterations, %s loop, server %s, callbacks to %s:%d\n",
+		       CONSUMA_VERSION, (unsigned long long)o.num_requests, opts_mode_name(o.mode),
+		       o.concurrency, (long long)o.iterations, o.rate > 0 ? "open" : "closed",
+		       o.server_url, o.callback_host, o.callback_port);
+		return 0;
+	}
 	if (!isatty(STDERR_FILENO))
 		o.progress = false;
 	install_signals();

@@ -29,6 +29,7 @@ enum {
 	O_SEED,
 	O_RAW,
 	O_NO_PROGRESS,
+	O_DRY_RUN,
 	O_HELP,
 	O_VERSION,
 };
@@ -50,6 +51,7 @@ static const struct option longopts[] = {
     {"seed", required_argument, NULL, O_SEED},
     {"raw", no_argument, NULL, O_RAW},
     {"no-progress", no_argument, NULL, O_NO_PROGRESS},
+    {"dry-run", no_argument, NULL, O_DRY_RUN},
     {"help", no_argument, NULL, O_HELP},
     {"version", no_argument, NULL, O_VERSION},
     {NULL, 0, NULL, 0},
@@ -82,6 +84,7 @@ static const char usage_text[] =
     "  --raw                 benchmark mode: POST a sync body to --server-url exactly\n"
     "                        as given, count any 2xx as success, check no body\n"
     "  --no-progress         no live progress line (it only shows on a terminal)\n"
+    "  --dry-run             check the options, print the settings, send nothing\n"
     "  --help, --version\n"
     "\n"
     "Exit status: 0 every request succeeded and every callback arrived once\n"
@@ -278,6 +281,9 @@ enum opts_result opts_parse(int argc, char **argv, struct opts *o, char *err, si
 			break;
 		case O_NO_PROGRESS:
 			o->progress = false;
+			break;
+		case O_DRY_RUN:
+			o->dry_run = true;
 			break;
 		case O_HELP:
 			return OPTS_HELP;

@@ -37,6 +37,7 @@ struct opts {
 	uint64_t seed;
 	bool raw;      /* POST to server_url as given, any 2xx is success */
 	bool progress; /* live line on stderr (on when it is a tty) */
+	bool dry_run;  /* check the options, print the settings, send nothing */
 };
 
 enum opts_result {

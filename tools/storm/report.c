@@ -237,9 +237,11 @@ static void sentences(struct buf *b, const struct report_run *r)
 			    (unsigned long long)cb->wrong_result);
 		else if (cb->received)
 			buf_puts(b, "Every callback's result matched the work computed here.\n");
-		if (cb->checked_signatures)
+		if (cb->checked_signatures && cb->bad_signature)
 			buf_printf(b, "%llu callbacks failed signature verification.\n",
 			           (unsigned long long)cb->bad_signature);
+		else if (cb->checked_signatures && cb->received)
+			buf_puts(b, "Every callback's signature verified.\n");
 		if (cb->out_of_order)
 			buf_printf(
 			    b,

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# test_storm: consuma-storm and tools/storm.sh against real stacks.
+#
+#  1. bad options are refused with exit 2, naming the option (also through
+#     storm.sh, before any stack starts);
+#  2. a small storm through tools/storm.sh (its own private stack): the JSON
+#     parses, sent = succeeded + failed in each mode, no callback missing,
+#     wrong or badly signed, the HTML is well-formed and holds the SVG chart,
+#     and the stack is down afterwards;
+#  3. open loop at about twice what one sync process sustains: p99 grows with
+#     the length of the run (the queueing shows), printed beside a closed-loop
+#     run of the same settings;
+#  4. with the deliverer stopped the run ends within --callback-wait, reports
+#     every callback missing and exits non-zero.
+# Counts are small: this checks behaviour, tools/bench/storm.sh measures.
+. "$(dirname "$0")/lib.sh"
+
+STORM=$BUILD/consuma-storm
+if [ ! -x "$STORM" ]; then
+	not_ok "no consuma-storm in $BUILD (libmicrohttpd missing at configure time?)"
+	t_done
+fi
+export CONSUMA_BUILD_DIR=$BUILD
+
+# jq-like checks without jq: py FILE EXPR prints EXPR over the parsed file `j`.
+py() {
+	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); v=eval(sys.argv[2]); print(json.dumps(v) if isinstance(v,(dict,list,bool)) or v is None else v)' "$1" "$2"
+}
+
+# ---- 1. usage errors ---------------------------------------------------------
+usage_case() { # OPTION-NAME ARGS...
+	local name=$1 rc
+	shift
+	"$STORM" "$@" >"$T/usage.out" 2>"$T/usage.err" && rc=0 || rc=$?
+	assert_eq "consuma-storm $* exits 2" 2 "$rc"
+	assert_match "consuma-storm $* names $name" "$name" "$(cat "$T/usage.err")"
+}
+usage_case --bogus --bogus
+usage_case --num-requests --num-requests 0
+usage_case --num-requests --num-requests 10000001
+usage_case --num-requests --num-requests 5x
+usage_case --num-requests --num-requests
+usage_case --mode --mode fast
+usage_case --concurrency --concurrency 0
+usage_case --rate --rate -3
+usage_case --timeout --timeout never
+usage_case --callback-port --callback-port 65536
+usage_case --callback-wait --callback-wait 1e999
+usage_case --server-url --server-url ftp://127.0.0.1/
+usage_case --secret --secret not-a-secret
+usage_case --raw --raw --mode async
+rc=0
+"$SRC/tools/storm.sh" --mode fast >/dev/null 2>"$T/usage.err" || rc=$?
+assert_eq "storm.sh refuses a bad option with exit 2" 2 "$rc"
+assert_match "storm.sh's refusal names the option" "--mode" "$(cat "$T/usage.err")"
+assert_eq "storm.sh started no stack for a bad option" 0 "$(grep -c 'starting a local stack' "$T/usage.err")"
+"$STORM" --help >"$T/help.out" && rc=0 || rc=$?
+assert_eq "--help exits 0" 0 "$rc"
+assert_match "--help lists --rate" "--rate R" "$(cat "$T/help.out")"
+assert_match "--version prints the version" "^consuma-storm [0-9]" "$("$STORM" --version)"
+
+# ---- 2. a small storm through tools/storm.sh -----------------------------------
+rc=0
+STORM_KEEP=1 TMPDIR=$T "$SRC/tools/storm.sh" --num-requests 40 --concurrency 8 \
+	--iterations 1000 --callback-wait 60 --timeout 60 \
+	--json "$T/small.json" --html "$T/small.html" >"$T/small.out" 2>"$T/small.err" || rc=$?
+assert_eq "small storm exits 0" 0 "$rc"
+[ "$rc" = 0 ] || { cat "$T/small.out" "$T/small.err" >&2; }
+if [ -s "$T/small.json" ]; then
+	ok "small storm wrote its JSON"
+	assert_eq "JSON parses, schema named" "consuma-storm/1" "$(py "$T/small.json" 'j["schema"]')"
+	for m in sync async; do
+		assert_eq "$m: sent = succeeded + failed" true \
+			"$(py "$T/small.json" "j['$m']['sent'] == j['$m']['succeeded'] + j['$m']['failed']")"
+		assert_eq "$m: 40 sent" 40 "$(py "$T/small.json" "j['$m']['sent']")"
+		assert_eq "$m: none failed" 0 "$(py "$T/small.json" "j['$m']['failed']")"
+		assert_eq "$m: latency has 40 samples" 40 "$(py "$T/small.json" "j['$m']['latency_ms']['count']")"
+	done
+	cb="j['async']['callbacks']"
+	assert_eq "every callback expected" 40 "$(py "$T/small.json" "$cb['expected']")"
+	assert_eq "every callback received" 40 "$(py "$T/small.json" "$cb['received']")"
+	assert_eq "no callback missing" 0 "$(py "$T/small.json" "$cb['missing']")"
+	assert_eq "no callback with a wrong result" 0 "$(py "$T/small.json" "$cb['wrong_result']")"
+	assert_eq "signatures were checked (storm.sh made a secret)" true "$(py "$T/small.json" 'j["settings"]["signatures_checked"]')"
+	assert_eq "no bad signature" 0 "$(py "$T/small.json" "$cb['bad_signature']")"
+	assert_eq "callback latency has 40 samples" 40 "$(py "$T/small.json" "j['async']['callback_latency_ms']['count']")"
+	assert_eq "ok is true" true "$(py "$T/small.json" 'j["ok"]')"
+else
+	not_ok "small storm wrote no JSON"
+fi
+assert_cmd "HTML is well-formed XML (xmllint)" xmllint --noout "$T/small.html"
+assert_cmd "HTML holds the SVG chart" grep -q '<svg xmlns="http://www.w3.org/2000/svg"' "$T/small.html"
+assert_cmd "HTML chart has one curve per distribution" \
+	test "$(grep -c '<polyline' "$T/small.html")" -eq 3
+assert_match "terminal report says what the numbers say" "What the numbers say" "$(cat "$T/small.out")"
+assert_match "terminal report compares p99 bars" "p99 +sync response" "$(cat "$T/small.out")"
+kept=$(sed -n 's/.*(state in \(.*\))$/\1/p' "$T/small.err" | head -n 1)
+if [ -n "$kept" ] && [ -d "$kept" ]; then
+	rc=0
+	"$SRC/tools/stack.sh" status --dir "$kept" >/dev/null 2>&1 || rc=$?
+	assert_eq "storm.sh took its stack down (status: not running)" 3 "$rc"
+else
+	not_ok "storm.sh did not say where its stack was"
+fi
+
+# ---- one stack for the rest: one sync process, so it saturates early --------
+export CONSUMA_RATE_LIMIT_REQUESTS=0 CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_MAX_QUEUE_SHARE=1
+stack_up "$T/stack" --sync-procs 1 --api-procs 2
+
+# ---- 3. open loop shows the queueing; closed loop hides it ---------------------
+ITER=1000000
+storm_sync() { # NAME ARGS...: a sync-only run, JSON to $T/NAME.json
+	local name=$1
+	shift
+	"$STORM" --server-url "$BASE" --mode sync --iterations "$ITER" --timeout 60 \
+		--json "$T/$name.json" "$@" >"$T/$name.out" 2>"$T/$name.err" || true
+}
+storm_sync calib --num-requests 8 --concurrency 1
+cap=$(py "$T/calib.json" 'j["sync"]["achieved_rate"]' 2>/dev/null || echo 0)
+rate=$(python3 -c "import sys; c=float(sys.argv[1]); print(max(2.0, round(2*c, 1)))" "$cap")
+short=$(python3 -c "import sys; print(max(10, int(float(sys.argv[1]) * 0.75)))" "$rate")
+long=$((short * 3))
+storm_sync open_short --rate "$rate" --num-requests "$short" --concurrency 4
+storm_sync open_long --rate "$rate" --num-requests "$long" --concurrency 4
+storm_sync closed_long --num-requests "$long" --concurrency 4
+row() { # NAME LABEL
+	py "$T/$1.json" "'%-22s %8d %8s %11.1f %9.1f %9.1f' % ('$2', j['sync']['sent'], j['settings']['rate'] or '-', j['sync']['achieved_rate'], j['sync']['latency_ms']['p50'] or 0, j['sync']['latency_ms']['p99'] or 0)"
+}
+echo "# one sync process sustains about $cap req/s; open loop at $rate req/s, 4 connections:"
+printf '# %-22s %8s %8s %11s %9s %9s\n' run requests rate achieved/s "p50 ms" "p99 ms"
+for r in "open_short:open loop, short" "open_long:open loop, 3x longer" "closed_long:closed loop, same"; do
+	echo "# $(row "${r%%:*}" "${r#*:}" 2>/dev/null || echo "${r#*:}: no result")"
+done
+p99() { py "$T/$1.json" 'j["sync"]["latency_ms"]["p99"] or 0' 2>/dev/null || echo 0; }
+grows=$(python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(b > 1.3*a and a > 0)" "$(p99 open_short)" "$(p99 open_long)")
+assert_eq "open loop: p99 grows with the run's length (queueing shows)" True "$grows"
+hides=$(python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(a > b > 0)" "$(p99 open_long)" "$(p99 closed_long)")
+assert_eq "closed loop at the same settings reports a lower p99 (coordinated omission)" True "$hides"
+for r in open_short open_long closed_long; do
+	assert_eq "$r: every request answered" true \
+		"$(py "$T/$r.json" 'j["sync"]["sent"] == j["sync"]["succeeded"] + j["sync"]["failed"]' 2>/dev/null)"
+done
+
+# ---- 4. deliverer stopped: bounded wait, every callback missing ----------------
+"$SRC/tools/stack.sh" stop-deliverer --dir "$T/stack" >/dev/null 2>&1
+t0=$(date +%s%N)
+rc=0
+"$STORM" --server-url "$BASE" --mode async --num-requests 6 --concurrency 3 --iterations 10 \
+	--callback-port "$(free_port)" --callback-wait 2 --timeout 30 \
+	--json "$T/nodeliver.json" >"$T/nodeliver.out" 2>"$T/nodeliver.err" || rc=$?
+elapsed_ms=$((($(date +%s%N) - t0) / 1000000))
+assert_eq "no deliverer: exit 1" 1 "$rc"
+assert_eq "no deliverer: 6 accepted" 6 "$(py "$T/nodeliver.json" 'j["async"]["callbacks"]["expected"]' 2>/dev/null)"
+assert_eq "no deliverer: all 6 reported missing" 6 "$(py "$T/nodeliver.json" 'j["async"]["callbacks"]["missing"]' 2>/dev/null)"
+waited=$(py "$T/nodeliver.json" 'j["async"]["callbacks"]["waited_s"]' 2>/dev/null || echo 0)
+assert_eq "no deliverer: waited the 2 s callback wait, not more" True \
+	"$(python3 -c "import sys; print(1.9 <= float(sys.argv[1]) < 3.5)" "$waited")"
+assert_eq "no deliverer: the whole run ended in bounded time (<30 s)" True \
+	"$([ "$elapsed_ms" -lt 30000 ] && echo True || echo "False ($elapsed_ms ms)")"
+assert_match "no deliverer: the report says so" "never called back" "$(cat "$T/nodeliver.out")"
+
+t_done
