@@ -8,6 +8,13 @@
  *    second, so the limiter can never take the API down with it.
  *  - Client address: lib/ratelimit's right-most-untrusted rule over
  *    X-Forwarded-For, believed only from CONSUMA_TRUSTED_PROXIES.
+ *  - Sync saturation: a sync-pool process serves one request at a time, and
+ *    requests wait for it in its listen queue (the kernel's accept queue).
+ *    When more than LIMITS_SYNC_MAX_WAITING wait behind the request in
+ *    hand, it is answered 503 at once (lighttpd 1.4.69 cannot do this: a
+ *    full unix-socket backlog makes it answer 500, see
+ *    proxy-conf/lighttpd-limits.conf), so the pool drains a storm in
+ *    microseconds per shed request and the waiting room stays bounded.
  *  - Queue Retry-After: backlog over the drain rate. The drain rate comes
  *    from the `drain` table of sql/003_drain.sql (jobs finished per second,
  *    kept by a trigger), summed over the last DRAIN_WINDOW_S seconds: a read
@@ -38,6 +45,8 @@ struct limits {
 	int64_t drain_read_ms; /* when `drained` was read (monotonic); 0 never */
 	int64_t drained;       /* jobs finished in the DRAIN_WINDOW_S before that */
 	bool drain_known;      /* the read worked */
+	int listen_fd;         /* for the sync pool's saturation check */
+	bool listen_warned;    /* logged once that the check cannot work */
 };
 
 static struct ratelimit *open_zone(struct limits *l, char *why, size_t whylen)
@@ -63,6 +72,7 @@ struct limits *limits_open(const struct config *cfg, char *why, size_t whylen)
 		return NULL;
 	}
 	l->cfg = cfg;
+	l->listen_fd = 0;
 	l->trust = ratelimit_trust_new(cfg->trusted_proxies, why, whylen);
 	if (l->trust == NULL)
 		goto fail;
@@ -107,6 +117,30 @@ static void warn_fail_open(struct limits *l, enum ratelimit_err err, const char 
 	          log_q(client));
 }
 
+void limits_set_listen_fd(struct limits *l, int fd)
+{
+	if (l != NULL)
+		l->listen_fd = fd;
+}
+
+/* True when more than LIMITS_SYNC_MAX_WAITING requests queue behind this
+ * one: the process computes one /sync at a time, so they would wait that
+ * many computations. */
+static bool sync_saturated(struct limits *l)
+{
+	int64_t pending = 0;
+	enum ratelimit_err err = ratelimit_listen_pending(l->listen_fd, &pending);
+
+	if (err != RATELIMIT_OK) {
+		if (!l->listen_warned)
+			log_event(L_WARN, "limits.listen_queue_unknown", "fd=%d why=%s",
+			          l->listen_fd, log_q(ratelimit_strerror(err)));
+		l->listen_warned = true;
+		return false;
+	}
+	return pending > LIMITS_SYNC_MAX_WAITING;
+}
+
 enum limits_verdict limits_admit(struct limits *l, const char *client, const char *route,
                                  int64_t *retry_after_s)
 {
@@ -116,7 +150,13 @@ enum limits_verdict limits_admit(struct limits *l, const char *client, const cha
 	bool allowed = true;
 
 	*retry_after_s = 0;
-	if (l == NULL || l->rl == NULL || route == NULL || strcmp(route, "healthz") == 0)
+	if (l == NULL || route == NULL || strcmp(route, "healthz") == 0)
+		return LIMITS_PASS;
+	if (strcmp(route, "sync") == 0 && sync_saturated(l)) {
+		*retry_after_s = 1;
+		return LIMITS_OVERLOADED;
+	}
+	if (l->rl == NULL)
 		return LIMITS_PASS;
 	/* Addresses are at most 45 bytes; anything longer (a REMOTE_ADDR that
 	 * is not an address) is cut rather than left unlimited. */

@@ -19,7 +19,13 @@ struct limits;
 enum limits_verdict {
 	LIMITS_PASS = 0,
 	LIMITS_RATE_LIMITED, /* answer 429 with Retry-After: *retry_after_s */
+	LIMITS_OVERLOADED,   /* sync pool saturated: answer 503 with Retry-After: *retry_after_s */
 };
+
+/* Requests a sync-pool process lets wait in its listen queue before it
+ * sheds (LIMITS_OVERLOADED); the waiting room of the pool is this many per
+ * process, so a served /sync request waits at most this many computations. */
+#define LIMITS_SYNC_MAX_WAITING 4
 
 /* Sets up admission control from cfg (maps the shared rate-limit zone).
  * NULL on failure with why filled. limits_close(NULL) is a no-op. */
@@ -29,13 +35,20 @@ void limits_close(struct limits *l);
 /* The address to account the request to: remote_addr, or the right-most
  * X-Forwarded-For entry not in CONSUMA_TRUSTED_PROXIES when remote_addr is a
  * trusted proxy. xff may be NULL. */
-void limits_client_addr(const struct limits *l, const char *remote_addr, const char *xff,
-			char *out, size_t outlen);
+void limits_client_addr(const struct limits *l, const char *remote_addr, const char *xff, char *out,
+                        size_t outlen);
+
+/* The listening socket whose queue tells a sync-pool process it is
+ * saturated; fd 0 (spawn-fcgi, lighttpd) until set. */
+void limits_set_listen_fd(struct limits *l, int fd);
 
 /* Counts one request of client on route ("sync", "async", "requests",
- * "healthz"; healthz is never limited). */
+ * "healthz"; healthz is never limited). For "sync", first sheds with
+ * LIMITS_OVERLOADED when more than LIMITS_SYNC_MAX_WAITING requests wait
+ * behind this one in the listen queue (a shed request is not counted
+ * against the client's rate). */
 enum limits_verdict limits_admit(struct limits *l, const char *client, const char *route,
-				 int64_t *retry_after_s);
+                                 int64_t *retry_after_s);
 
 /* Retry-After (1..60 s) for a POST /async refused because the queue is full,
  * from the backlog and the recent drain rate. */

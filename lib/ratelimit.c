@@ -51,6 +51,13 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
@@ -62,6 +69,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1025,6 +1033,94 @@ void ratelimit_client_addr(const struct ratelimit_trust *t, const char *remote_a
 		if (!trusted(t, a))
 			return;
 	}
+}
+
+/* ---- listen queue ---- */
+
+static enum ratelimit_err unix_pending(int fd, int64_t *pending)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req req;
+	} msg;
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+	union {
+		struct nlmsghdr nlh;
+		unsigned char bytes[4096];
+	} reply;
+	enum ratelimit_err rc = RATELIMIT_IO;
+	struct stat st;
+	ssize_t got;
+	int nl;
+
+	if (fstat(fd, &st) != 0)
+		return RATELIMIT_IO;
+	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl < 0)
+		return RATELIMIT_IO;
+	memset(&msg, 0, sizeof(msg));
+	msg.nlh.nlmsg_len = sizeof(msg);
+	msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+	msg.req.sdiag_family = AF_UNIX;
+	msg.req.udiag_states = 1u << 10; /* TCP_LISTEN */
+	msg.req.udiag_ino = (uint32_t)st.st_ino;
+	msg.req.udiag_show = UDIAG_SHOW_RQLEN;
+	msg.req.udiag_cookie[0] = INET_DIAG_NOCOOKIE;
+	msg.req.udiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	if (sendto(nl, &msg, sizeof(msg), 0, (struct sockaddr *)&kernel, sizeof(kernel)) !=
+	    (ssize_t)sizeof(msg))
+		goto out;
+	got = recv(nl, &reply, sizeof(reply), 0);
+	if (got < (ssize_t)NLMSG_LENGTH(sizeof(struct unix_diag_msg)) ||
+	    reply.nlh.nlmsg_type != SOCK_DIAG_BY_FAMILY || reply.nlh.nlmsg_len > (uint32_t)got)
+		goto out;
+	{
+		struct unix_diag_msg *m = NLMSG_DATA(&reply.nlh);
+		struct rtattr *a = (struct rtattr *)(m + 1);
+		unsigned int left = reply.nlh.nlmsg_len - NLMSG_LENGTH(sizeof(*m));
+
+		for (; RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+			if (a->rta_type == UNIX_DIAG_RQLEN &&
+			    RTA_PAYLOAD(a) >= sizeof(struct unix_diag_rqlen)) {
+				struct unix_diag_rqlen q;
+
+				memcpy(&q, RTA_DATA(a), sizeof(q));
+				*pending = q.udiag_rqueue;
+				rc = RATELIMIT_OK;
+				break;
+			}
+		}
+	}
+out:
+	close(nl);
+	return rc;
+}
+
+enum ratelimit_err ratelimit_listen_pending(int fd, int64_t *pending)
+{
+	int listening = 0, domain = 0;
+	socklen_t len = sizeof(listening);
+
+	*pending = 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening)
+		return RATELIMIT_INVALID;
+	len = sizeof(domain);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
+		return RATELIMIT_IO;
+	if (domain == AF_UNIX)
+		return unix_pending(fd, pending);
+	if (domain == AF_INET || domain == AF_INET6) {
+		struct tcp_info ti;
+
+		len = sizeof(ti);
+		memset(&ti, 0, sizeof(ti));
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+			return RATELIMIT_IO;
+		*pending = ti.tcpi_unacked; /* a listener reports its accept queue here */
+		return RATELIMIT_OK;
+	}
+	return RATELIMIT_INVALID;
 }
 
 /* ---- queue ---- */

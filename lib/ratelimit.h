@@ -131,6 +131,15 @@ bool ratelimit_trust_contains(const struct ratelimit_trust *t, const char *addr)
 void ratelimit_client_addr(const struct ratelimit_trust *t, const char *remote_addr,
                            const char *xff, char *out, size_t outlen);
 
+/* ---- listen queue ---- */
+
+/* Connections waiting in the accept queue of the listening socket fd (a
+ * unix socket, through NETLINK_SOCK_DIAG; TCP, through TCP_INFO), that is
+ * requests a single-threaded FastCGI process has not taken yet. Costs a few
+ * system calls. RATELIMIT_INVALID when fd is not a listening socket,
+ * RATELIMIT_IO when the kernel would not say. Thread safe. */
+enum ratelimit_err ratelimit_listen_pending(int fd, int64_t *pending);
+
 /* ---- queue ---- */
 
 /* Retry-After seconds (1..60) for a POST /async refused with the queue at

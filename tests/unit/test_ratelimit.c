@@ -18,7 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -682,6 +686,76 @@ static void test_client_addr_many_hops(void **state)
 	ratelimit_trust_free(t);
 }
 
+/* ---- listen queue ---- */
+
+static void test_listen_pending_unix(void **state)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int lfd, clients[3], i, a;
+	int64_t pending = -1;
+
+	(void)state;
+	assert_true(strlen(dir) + sizeof("/listen.sock") <= sizeof(sa.sun_path));
+	memcpy(sa.sun_path, dir, strlen(dir));
+	memcpy(sa.sun_path + strlen(dir), "/listen.sock", sizeof("/listen.sock"));
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	/* not listening yet: refused */
+	assert_int_equal(ratelimit_listen_pending(lfd, &pending), RATELIMIT_INVALID);
+	assert_int_equal(listen(lfd, 16), 0);
+	assert_int_equal(ratelimit_listen_pending(lfd, &pending), RATELIMIT_OK);
+	assert_int_equal(pending, 0);
+	for (i = 0; i < 3; i++) {
+		clients[i] = socket(AF_UNIX, SOCK_STREAM, 0);
+		assert_int_equal(connect(clients[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(ratelimit_listen_pending(lfd, &pending), RATELIMIT_OK);
+		assert_int_equal(pending, i + 1);
+	}
+	a = accept(lfd, NULL, NULL);
+	assert_true(a >= 0);
+	assert_int_equal(ratelimit_listen_pending(lfd, &pending), RATELIMIT_OK);
+	assert_int_equal(pending, 2);
+	close(a);
+	for (i = 0; i < 3; i++)
+		close(clients[i]);
+	close(lfd);
+	assert_int_equal(ratelimit_listen_pending(-1, &pending), RATELIMIT_INVALID);
+	assert_int_equal(ratelimit_listen_pending(0, &pending) == RATELIMIT_OK, false);
+}
+
+static void test_listen_pending_tcp(void **state)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0), c1, c2, tries;
+	int64_t pending = -1;
+
+	(void)state;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+	assert_int_equal(listen(lfd, 16), 0);
+	assert_int_equal(ratelimit_listen_pending(lfd, &pending), RATELIMIT_OK);
+	assert_int_equal(pending, 0);
+	c1 = socket(AF_INET, SOCK_STREAM, 0);
+	c2 = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(c1, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(connect(c2, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	/* the handshake completes in the kernel right away on loopback */
+	for (tries = 0; tries < 100; tries++) {
+		assert_int_equal(ratelimit_listen_pending(lfd, &pending), RATELIMIT_OK);
+		if (pending == 2)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(pending, 2);
+	close(c1);
+	close(c2);
+	close(lfd);
+}
+
 /* ---- queue ---- */
 
 static void test_queue_retry_after(void **state)
@@ -726,6 +800,8 @@ int main(void)
 	    cmocka_unit_test(test_trust_parse),
 	    cmocka_unit_test(test_client_addr),
 	    cmocka_unit_test(test_client_addr_many_hops),
+	    cmocka_unit_test(test_listen_pending_unix),
+	    cmocka_unit_test(test_listen_pending_tcp),
 	    cmocka_unit_test(test_queue_retry_after),
 	};
 
