@@ -155,6 +155,12 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 1024
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        # A client that gives up (timeout, cap reached, killed deliverer)
+        # resets its connection: expected here, not worth a traceback.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
 
 def cmd_serve(argv):
     global LOG, PORT

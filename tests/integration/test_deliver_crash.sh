@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# test_deliver_crash: a 202 is a promise that survives the deliverer.
+#  1. kill -9 of the deliverer in the middle of a 1,000-job storm, then a
+#     restart: every accepted job is delivered, duplicates are bounded by
+#     what was in flight (CONSUMA_MAX_PER_HOST to the one receiver), no job
+#     is left running and no attempt is left 'sending'.
+#  2. SIGTERM while callbacks that outlast the grace are in flight: exit 0
+#     within the grace, everything handed back (unknown attempts, no
+#     leases); after a restart all are delivered, nothing stuck.
+. "$(dirname "$0")/lib.sh"
+RECV=$SRC/tests/integration/receiver.py
+
+export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
+	CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_MAX_QUEUE_SIZE=100000 CONSUMA_MAX_QUEUE_SHARE=1 \
+	CONSUMA_MAX_PER_HOST=32 CONSUMA_MAX_INFLIGHT_DELIVERIES=64 CONSUMA_SHUTDOWN_GRACE=1 \
+	CONSUMA_CALLBACK_BACKOFF_BASE_MS=200 CONSUMA_CALLBACK_TIMEOUT=10
+per_host=32
+
+python3 "$RECV" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
+t_track $!
+for _ in $(seq 50); do [ -s "$T/r.port" ] && break; sleep 0.1; done
+rport=$(cat "$T/r.port")
+
+stack_up "$T/s"
+db=$T/s/consuma.db
+sql() { sqlite3 -separator ' ' "$db" "$1"; }
+stuck() { sql "SELECT count(*) FROM requests WHERE mode='async' AND (status='running' OR callback_status='delivering' OR lease_owner IS NOT NULL)"; }
+deliverer_pid() { cat "$T/s/deliverer.pid"; }
+# gone PID: the process ended (a zombie not yet reaped by init counts).
+gone() { [ ! -e "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
+
+# ---- 1. kill -9 mid-storm ------------------------------------------------
+python3 "$RECV" post --base "$BASE" --n 1000 --concurrency 8 \
+	--callback "http://127.0.0.1:$rport/slow/40~storm" --out "$T/storm.txt" &
+poster=$!
+t_track $poster
+python3 "$RECV" wait --log "$T/r.jsonl" --count 150 --timeout 60 >/dev/null
+pid=$(deliverer_pid)
+kill -9 "$pid"
+echo "# killed deliverer $pid after $(python3 "$RECV" dupes --log "$T/r.jsonl" | cut -d' ' -f2) callbacks"
+for _ in $(seq 50); do gone "$pid" && break; sleep 0.1; done
+wait "$poster"
+assert_eq "1,000 jobs accepted while the deliverer died" 0 $?
+assert_eq "1,000 accepted" 1000 "$(wc -l <"$T/storm.txt")"
+"$SRC/tools/stack.sh" start-deliverer --dir "$T/s" >/dev/null
+python3 "$RECV" wait --log "$T/r.jsonl" --count 1000 --timeout 90 >/dev/null
+assert_eq "after the restart every accepted job was delivered" 0 $?
+for _ in $(seq 50); do [ "$(stuck)" = 0 ] && break; sleep 0.1; done
+read -r total distinct <<<"$(python3 "$RECV" dupes --log "$T/r.jsonl")"
+dups=$((total - distinct))
+unknown=$(sql "SELECT count(*) FROM attempts WHERE state='unknown'")
+echo "# kill -9: $total callbacks for $distinct jobs, $dups duplicates, $unknown attempts of unknown outcome"
+assert_cmd "duplicates ($dups) bounded by what was in flight ($per_host)" test "$dups" -le "$per_host"
+assert_eq "all 1,000 delivered in the database" 1000 \
+	"$(sql "SELECT count(*) FROM requests WHERE mode='async' AND callback_status='delivered' AND status='completed'")"
+assert_eq "no job left running, delivering or leased" 0 "$(stuck)"
+assert_eq "no attempt left 'sending'" 0 "$(sql "SELECT count(*) FROM attempts WHERE state='sending'")"
+assert_eq "queue depth back to 0" 0 "$(sql "SELECT value FROM counters WHERE name='queue_depth'")"
+
+# ---- 2. SIGTERM with deliveries that outlast the grace -------------------
+: >"$T/r2.jsonl"
+python3 "$RECV" post --base "$BASE" --n 64 --concurrency 4 \
+	--callback "http://127.0.0.1:$rport/slow/1500~term" --out "$T/term.txt"
+assert_eq "64 slow jobs accepted" 0 $?
+for _ in $(seq 100); do
+	[ "$(grep -c '~term' "$T/r.jsonl")" -ge 20 ] && break
+	sleep 0.1
+done
+pid=$(deliverer_pid)
+t0=$(date +%s%N)
+kill -TERM "$pid"
+for _ in $(seq 100); do gone "$pid" && break; sleep 0.05; done
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+echo "# SIGTERM -> exit in $ms ms (grace 1 s)"
+assert_cmd "deliverer exited within grace + 1.5 s ($ms ms)" test "$ms" -le 2500
+assert_match "deliverer logged a clean stop with exit 0" "event=deliverer.stopped exit=0" \
+	"$(tail -n 5 "$T/s/deliverer.log")"
+assert_match "the jobs in hand were handed back" "event=shutdown.handback jobs=[1-9]" \
+	"$(tail -n 5 "$T/s/deliverer.log")"
+assert_eq "after SIGTERM: no job leased, running or delivering" 0 "$(stuck)"
+assert_eq "after SIGTERM: no attempt left 'sending'" 0 "$(sql "SELECT count(*) FROM attempts WHERE state='sending'")"
+rm -f "$T/s/deliverer.pid"
+"$SRC/tools/stack.sh" start-deliverer --dir "$T/s" >/dev/null
+python3 "$RECV" wait --log "$T/r.jsonl" --count 1064 --timeout 60 >/dev/null
+assert_eq "after the restart all 64 delivered" 0 $?
+for _ in $(seq 50); do [ "$(stuck)" = 0 ] && break; sleep 0.1; done
+assert_eq "all 1,064 delivered in the database, nothing stuck" "1064 0" \
+	"$(sql "SELECT count(*) FROM requests WHERE mode='async' AND callback_status='delivered'") $(stuck)"
+assert_eq "handed-back attempts recorded as unknown, then retried" 0 \
+	"$(sql "SELECT count(*) FROM requests r WHERE EXISTS (SELECT 1 FROM attempts a WHERE a.request_seq=r.seq AND a.state='unknown') AND r.callback_status != 'delivered'")"
+
+t_done
