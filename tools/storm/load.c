@@ -82,7 +82,8 @@ static void fail(struct run *r, struct xfer *x, enum result_cause cause, long st
 	r->out->cause[cause]++;
 	if (cause == CAUSE_HTTP_OTHER && status >= 0 && status < RESULT_STATUS_MAX)
 		r->out->http_status[status]++;
-	if (r->logged < LOGGED_FAILURES) {
+	/* Refusals are the service working as designed: counted, not logged. */
+	if (cause != CAUSE_HTTP_429 && cause != CAUSE_HTTP_503 && r->logged < LOGGED_FAILURES) {
 		r->logged++;
 		log_event(L_WARN, "request.failed", "mode=%s i=%llu status=%ld detail=%s",
 		          r->cfg->is_async ? "async" : "sync", (unsigned long long)x->i, status,
@@ -398,8 +399,10 @@ enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
 	report_progress(&r, t0);
 	if (r.first_ns && r.last_ns > r.first_ns)
 		out->duration_s = (double)(r.last_ns - r.first_ns) / 1e9;
-	if (out->duration_s > 0)
+	if (out->duration_s > 0) {
 		out->achieved_rate = (double)out->sent / out->duration_s;
+		out->succeeded_rate = (double)out->succeeded / out->duration_s;
+	}
 done:
 	teardown(&r);
 	return rc;

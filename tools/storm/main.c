@@ -125,6 +125,9 @@ static void wait_callbacks(const struct opts *o, struct recv *rv, struct result_
 	clear_progress(o);
 }
 
+/* Nothing lost or wrong: every request answered (a refusal with 429/503 is
+ * an answer), every accepted job called back with the right, correctly
+ * signed result, and the run was not cut short. */
 static bool run_ok(const struct report_run *r)
 {
 	const struct result_mode *modes[2] = {&r->sync, &r->async};
@@ -132,7 +135,8 @@ static bool run_ok(const struct report_run *r)
 		const struct result_mode *m = modes[k];
 		if (!m->ran)
 			continue;
-		if (m->failed || m->interrupted || m->succeeded != m->sent)
+		if (m->interrupted || m->failed != result_refused(m) ||
+		    m->succeeded + m->failed != m->sent)
 			return false;
 		if (m->is_async && (m->cb.missing || m->cb.wrong_result || m->cb.bad_signature))
 			return false;

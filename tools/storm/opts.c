@@ -87,8 +87,9 @@ static const char usage_text[] =
     "  --dry-run             check the options, print the settings, send nothing\n"
     "  --help, --version\n"
     "\n"
-    "Exit status: 0 every request succeeded and every callback arrived once\n"
-    "right and correctly signed; 1 something failed, was lost or wrong; 2 usage.\n";
+    "Exit status: 0 nothing was lost or wrong (a refusal with 429 or 503 is an\n"
+    "answer, reported but not a failure); 1 a request failed otherwise, a callback\n"
+    "was missing, wrong or badly signed, or the run was interrupted; 2 usage.\n";
 
 const char *opts_usage(void)
 {

@@ -114,11 +114,19 @@ static int n_series(const struct report_run *r, struct series s[3])
 
 /* ---- sentences: what the numbers say ---------------------------------- */
 
-static void causes_text(struct buf *b, const struct result_mode *m)
+enum which { ALL, REFUSALS, OTHERS };
+
+static bool is_refusal(int c)
+{
+	return c == CAUSE_HTTP_429 || c == CAUSE_HTTP_503;
+}
+
+static void causes_text(struct buf *b, const struct result_mode *m, enum which which)
 {
 	const char *sep = "";
 	for (int c = 0; c < CAUSE_COUNT; c++) {
-		if (!m->cause[c])
+		if (!m->cause[c] || (which == REFUSALS && !is_refusal(c)) ||
+		    (which == OTHERS && is_refusal(c)))
 			continue;
 		if (c == CAUSE_HTTP_OTHER) {
 			for (int s = 0; s < RESULT_STATUS_MAX; s++)
@@ -152,15 +160,28 @@ static void sentences(struct buf *b, const struct report_run *r)
 	double c50 = ms(hist_percentile(&a->callback_latency, 50));
 	double c99 = ms(hist_percentile(&a->callback_latency, 99));
 
-	if (have_s)
+	if (have_s) {
+		if (s->succeeded < s->sent)
+			buf_printf(
+			    b, "Sync: %llu of %llu callers got their answer; of those, half had it",
+			    (unsigned long long)s->succeeded, (unsigned long long)s->sent);
+		else
+			buf_puts(b, "Sync: half the callers had their answer");
 		buf_printf(b,
-		           "Sync: half the callers had their answer within %s ms; 1 in 100 waited "
-		           "longer than %s ms, the slowest %s ms.\n",
+		           " within %s ms; 1 in 100 waited longer than %s ms, the slowest "
+		           "%s ms.\n",
 		           fmt_ms(x, sizeof(x), s50), fmt_ms(y, sizeof(y), s99),
 		           fmt_ms(z, sizeof(z), ms(s->latency.max_us)));
+	}
 	if (have_a) {
-		buf_printf(b, "Async: half the callers had their 202 within %s ms (p99 %s ms)",
-		           fmt_ms(x, sizeof(x), a50), fmt_ms(y, sizeof(y), a99));
+		if (a->succeeded < a->sent)
+			buf_printf(b,
+			           "Async: %llu of %llu callers got a 202; of those, half had it",
+			           (unsigned long long)a->succeeded, (unsigned long long)a->sent);
+		else
+			buf_puts(b, "Async: half the callers had their 202");
+		buf_printf(b, " within %s ms (p99 %s ms)", fmt_ms(x, sizeof(x), a50),
+		           fmt_ms(y, sizeof(y), a99));
 		if (have_s && a50 > 0 && a50 < s50)
 			buf_printf(b, ", %.1fx sooner than a sync answer at the median", s50 / a50);
 		else if (have_s)
@@ -184,37 +205,55 @@ static void sentences(struct buf *b, const struct report_run *r)
 		const struct result_mode *m = modes[k];
 		if (!m->ran)
 			continue;
-		const char *what = m->is_async ? "/async accepted" : "/sync completed";
-		if (o->rate > 0) {
-			buf_printf(b, "Open loop at %.1f requests/s: %s %.1f/s", o->rate, what,
-			           m->achieved_rate);
-			if (m->achieved_rate < 0.95 * o->rate)
-				buf_puts(b, "; it fell behind, so requests queued: latency counts "
-				            "from when each was due, and the tail shows the wait");
-			buf_puts(b, ".\n");
-		} else {
-			buf_printf(b, "Closed loop, %d in flight: %s %.1f requests/s.\n",
-			           o->concurrency, what, m->achieved_rate);
-		}
+		const char *path = m->is_async ? "/async" : "/sync";
+		const char *good = m->is_async ? "a 202" : "a result";
+		if (o->rate > 0)
+			buf_printf(b, "Open loop at %.1f requests/s: %s answered %.1f/s", o->rate,
+			           path, m->achieved_rate);
+		else
+			buf_printf(b, "Closed loop, %d in flight: %s answered %.1f requests/s",
+			           o->concurrency, path, m->achieved_rate);
+		if (m->succeeded < m->sent)
+			buf_printf(b, ", %.1f/s of them with %s", m->succeeded_rate, good);
+		if (o->rate > 0 && m->achieved_rate < 0.95 * o->rate)
+			buf_puts(b,
+			         "; it fell behind, so requests queued: latency counts from when "
+			         "each was due, and the tail shows the wait");
+		buf_puts(b, ".\n");
 	}
 	uint64_t failed = (s->ran ? s->failed : 0) + (a->ran ? a->failed : 0);
-	if (failed == 0) {
-		buf_puts(b, "No request failed.\n");
-	} else {
-		for (int k = 0; k < 2; k++) {
-			const struct result_mode *m = modes[k];
-			if (!m->ran || !m->failed)
-				continue;
-			buf_printf(
-			    b, "%llu of %llu %s requests failed: ", (unsigned long long)m->failed,
-			    (unsigned long long)m->sent, m->is_async ? "async" : "sync");
-			causes_text(b, m);
+	if (failed == 0)
+		buf_puts(b, "No request failed or was refused.\n");
+	for (int k = 0; k < 2; k++) {
+		const struct result_mode *m = modes[k];
+		if (!m->ran || !m->failed)
+			continue;
+		uint64_t refused = result_refused(m);
+		if (refused) {
+			buf_printf(b, "%llu of %llu %s requests were refused at once (",
+			           (unsigned long long)refused, (unsigned long long)m->sent,
+			           m->is_async ? "async" : "sync");
+			causes_text(b, m, REFUSALS);
+			buf_puts(b, "): the service said no early, with Retry-After, instead of "
+			            "letting them wait; a refusal is an answer, not a loss.\n");
+		}
+		if (m->failed > refused) {
+			buf_printf(b, "%llu of %llu %s requests failed: ",
+			           (unsigned long long)(m->failed - refused),
+			           (unsigned long long)m->sent, m->is_async ? "async" : "sync");
+			causes_text(b, m, OTHERS);
 			buf_puts(b, ".\n");
 		}
 	}
 	if (a->ran && a->cb.expected > 0) {
 		const struct result_callbacks *cb = &a->cb;
-		if (cb->missing)
+		if (cb->missing && a->interrupted)
+			buf_printf(
+			    b,
+			    "%llu of %llu accepted jobs had not called back when the run was "
+			    "interrupted.\n",
+			    (unsigned long long)cb->missing, (unsigned long long)cb->expected);
+		else if (cb->missing)
 			buf_printf(b,
 			           "%llu of %llu accepted jobs never called back within the %.0f s "
 			           "callback wait.\n",
@@ -252,6 +291,54 @@ static void sentences(struct buf *b, const struct report_run *r)
 	}
 	if ((s->ran && s->interrupted) || (a->ran && a->interrupted))
 		buf_puts(b, "The run was interrupted: these numbers cover only part of it.\n");
+}
+
+/* One line: OK, or what went wrong, counted. */
+static void verdict(struct buf *b, const struct report_run *r)
+{
+	const struct result_mode *modes[2] = {&r->sync, &r->async};
+	uint64_t refused = 0, failed = 0, missing = 0, wrong = 0, badsig = 0;
+	bool interrupted = false;
+	for (int k = 0; k < 2; k++) {
+		const struct result_mode *m = modes[k];
+		if (!m->ran)
+			continue;
+		refused += result_refused(m);
+		failed += m->failed - result_refused(m);
+		interrupted |= m->interrupted;
+		if (m->is_async) {
+			missing += m->cb.missing;
+			wrong += m->cb.wrong_result;
+			badsig += m->cb.bad_signature;
+		}
+	}
+	if (r->ok) {
+		buf_puts(b, "OK, nothing lost or wrong");
+		if (refused)
+			buf_printf(b, "; %llu requests refused with 429/503",
+			           (unsigned long long)refused);
+		return;
+	}
+	buf_puts(b, "PROBLEMS:");
+	const char *sep = " ";
+	if (failed) {
+		buf_printf(b, "%s%llu requests failed", sep, (unsigned long long)failed);
+		sep = ", ";
+	}
+	if (missing) {
+		buf_printf(b, "%s%llu callbacks missing", sep, (unsigned long long)missing);
+		sep = ", ";
+	}
+	if (wrong) {
+		buf_printf(b, "%s%llu wrong callbacks", sep, (unsigned long long)wrong);
+		sep = ", ";
+	}
+	if (badsig) {
+		buf_printf(b, "%s%llu bad signatures", sep, (unsigned long long)badsig);
+		sep = ", ";
+	}
+	if (interrupted)
+		buf_printf(b, "%sinterrupted", sep);
 }
 
 /* ---- terminal ---------------------------------------------------------- */
@@ -303,10 +390,10 @@ static void mode_row(FILE *f, const char *name, const struct result_mode *m)
 	char req[32] = "-";
 	if (m->requested_rate > 0)
 		snprintf(req, sizeof(req), "%.1f", m->requested_rate);
-	fprintf(f, "%-16s %9llu %9llu %9llu %12.1f %12s %9.2f s%s\n", name,
+	fprintf(f, "%-9s %8llu %8llu %8llu %11.1f %10.1f %12s %8.2f s%s\n", name,
 	        (unsigned long long)m->sent, (unsigned long long)m->succeeded,
-	        (unsigned long long)m->failed, m->achieved_rate, req, m->duration_s,
-	        m->interrupted ? "  (interrupted)" : "");
+	        (unsigned long long)m->failed, m->achieved_rate, m->succeeded_rate, req,
+	        m->duration_s, m->interrupted ? "  (interrupted)" : "");
 }
 
 static void latency_row(FILE *f, const struct series *s)
@@ -336,8 +423,8 @@ void report_terminal(FILE *f, const struct report_run *r, bool utf8)
 	        opts_mode_name(o->mode), o->concurrency, (long long)o->iterations, loop,
 	        (unsigned long long)o->seed, o->raw ? ", raw (no body checks)" : "");
 
-	fprintf(f, "%-16s %9s %9s %9s %12s %12s %11s\n", "requests", "sent", "ok", "failed",
-	        "achieved/s", "requested/s", "duration");
+	fprintf(f, "%-9s %8s %8s %8s %11s %10s %12s %10s\n", "requests", "sent", "ok", "failed",
+	        "answered/s", "ok/s", "requested/s", "duration");
 	if (r->sync.ran)
 		mode_row(f, "sync", &r->sync);
 	if (r->async.ran)
@@ -354,12 +441,12 @@ void report_terminal(FILE *f, const struct report_run *r, bool utf8)
 	buf_init(&t, TEXT_MAX);
 	fputc('\n', f);
 	if (r->sync.ran) {
-		causes_text(&t, &r->sync);
+		causes_text(&t, &r->sync, ALL);
 		fprintf(f, "%-16s %s\n", "failures sync", buf_str(&t));
 		buf_reset(&t);
 	}
 	if (r->async.ran) {
-		causes_text(&t, &r->async);
+		causes_text(&t, &r->async, ALL);
 		fprintf(f, "%-16s %s\n", "failures async", buf_str(&t));
 		buf_reset(&t);
 		const struct result_callbacks *cb = &r->async.cb;
@@ -418,8 +505,9 @@ void report_terminal(FILE *f, const struct report_run *r, bool utf8)
 		if (*p == '\n')
 			p++;
 	}
-	fprintf(f, "\nResult: %s (exit %d)\n",
-	        r->ok ? "OK, nothing lost or wrong" : "PROBLEMS, see above", r->exit_status);
+	buf_reset(&t);
+	verdict(&t, r);
+	fprintf(f, "\nResult: %s (exit %d)\n", buf_str(&t), r->exit_status);
 	buf_free(&t);
 }
 
@@ -459,9 +547,11 @@ static void json_mode(struct buf *b, const struct result_mode *m)
 		buf_puts(b, "null");
 		return;
 	}
-	buf_printf(b, "{\"sent\":%llu,\"succeeded\":%llu,\"failed\":%llu,\"failures\":{",
+	buf_printf(b,
+	           "{\"sent\":%llu,\"succeeded\":%llu,\"failed\":%llu,\"refused\":%llu,"
+	           "\"failures\":{",
 	           (unsigned long long)m->sent, (unsigned long long)m->succeeded,
-	           (unsigned long long)m->failed);
+	           (unsigned long long)m->failed, (unsigned long long)result_refused(m));
 	for (int c = 0; c < CAUSE_COUNT; c++)
 		buf_printf(b, "%s\"%s\":%llu", c ? "," : "", cause_key[c],
 		           (unsigned long long)m->cause[c]);
@@ -482,6 +572,8 @@ static void json_mode(struct buf *b, const struct result_mode *m)
 		buf_puts(b, "null");
 	buf_puts(b, ",\"achieved_rate\":");
 	json_num(b, m->achieved_rate);
+	buf_puts(b, ",\"succeeded_rate\":");
+	json_num(b, m->succeeded_rate);
 	buf_printf(b, ",\"interrupted\":%s", m->interrupted ? "true" : "false");
 	json_lat(b, "latency_ms", &m->latency);
 	if (m->is_async) {
@@ -729,12 +821,13 @@ static void html_mode_row(struct buf *b, const char *name, const struct result_m
 		snprintf(req, sizeof(req), "%.1f", m->requested_rate);
 	buf_printf(b,
 	           "<tr><th>%s</th><td>%llu</td><td>%llu</td><td>%llu</td><td>%.1f</td>"
-	           "<td>%s</td><td>%.2f s</td><td>",
+	           "<td>%.1f</td><td>%s</td><td>%.2f s</td><td class=\"l\">",
 	           name, (unsigned long long)m->sent, (unsigned long long)m->succeeded,
-	           (unsigned long long)m->failed, m->achieved_rate, req, m->duration_s);
+	           (unsigned long long)m->failed, m->achieved_rate, m->succeeded_rate, req,
+	           m->duration_s);
 	struct buf t;
 	buf_init(&t, TEXT_MAX);
-	causes_text(&t, m);
+	causes_text(&t, m, ALL);
 	html_text(b, buf_str(&t));
 	buf_free(&t);
 	buf_puts(b, "</td></tr>\n");
@@ -784,9 +877,10 @@ enum report_err report_html(const char *path, const struct report_run *r)
 	buf_puts(&b, "</ul>\n");
 	buf_free(&t);
 
-	buf_puts(&b, "<h2>Requests</h2>\n<table>\n<tr><th class=\"l\">mode</th><th>sent</th>"
-	             "<th>ok</th><th>failed</th><th>achieved/s</th><th>requested/s</th>"
-	             "<th>duration</th><th class=\"l\">failures</th></tr>\n");
+	buf_puts(&b,
+	         "<h2>Requests</h2>\n<table>\n<tr><th class=\"l\">mode</th><th>sent</th>"
+	         "<th>ok</th><th>failed</th><th>answered/s</th><th>ok/s</th><th>requested/s</th>"
+	         "<th>duration</th><th class=\"l\">failures</th></tr>\n");
 	if (r->sync.ran)
 		html_mode_row(&b, "sync", &r->sync);
 	if (r->async.ran)

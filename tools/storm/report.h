@@ -14,17 +14,23 @@
  *             callback_host, callback_port, callback_wait_s, seed,
  *             signatures_checked, raw},
  *   machine {uname, nproc, cpu},
- *   sync, async: {sent, succeeded, failed,
+ *   sync, async: {sent, succeeded, failed (= sent - succeeded),
+ *             refused (the failed ones answered 429 or 503: the service
+ *             saying no early, which alone does not make ok false),
  *             failures {http_429, http_503, http_other, timeout, connect,
  *                       transport, bad_response, wrong_result,
  *                       by_status {"<code>": count} (the http_other ones)},
- *             duration_s, requested_rate (null in closed loop), achieved_rate,
+ *             duration_s, requested_rate (null in closed loop), achieved_rate
+ *             (sent per second), succeeded_rate (succeeded per second),
+ *             interrupted,
  *             latency_ms {count, min, p50, p95, p99, p999, max, mean}
  *               (sync: response time; async: time to the 202),
  *             async only: callback_latency_ms {same fields} (send to
  *               callback), callbacks {expected, received, missing,
  *               duplicated, out_of_order, wrong_result, bad_signature,
  *               unexpected, waited_s}}
+ * ok is false (exit_status 1) when a request failed other than by refusal,
+ * a callback was missing, wrong or badly signed, or the run was interrupted.
  * Latency counts succeeded requests only, from the request's start (closed
  * loop) or from when it was due (open loop).
  *

@@ -52,9 +52,17 @@ struct result_mode {
 	double duration_s;                       /* first start to last response */
 	double requested_rate;                   /* 0 = closed loop */
 	double achieved_rate;                    /* sent / duration_s */
+	double succeeded_rate;                   /* succeeded / duration_s */
 	struct hist latency;                     /* sync response or async accept */
 	struct hist callback_latency;            /* async: send to callback */
 	struct result_callbacks cb;
 };
+
+/* Requests the service refused at once (429, 503 with Retry-After): its
+ * designed answer to a storm, reported but not a failure of the run. */
+static inline uint64_t result_refused(const struct result_mode *m)
+{
+	return m->cause[CAUSE_HTTP_429] + m->cause[CAUSE_HTTP_503];
+}
 
 #endif
