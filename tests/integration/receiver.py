@@ -77,6 +77,9 @@ def record(handler, body):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver
+    # Headers and body leave in two writes; with Nagle on, the body waits
+    # for the client's delayed ACK (~40 ms) and the test measures that.
+    disable_nagle_algorithm = True
     server_version = "consuma-test-receiver"
 
     def log_message(self, fmt, *args):  # quiet

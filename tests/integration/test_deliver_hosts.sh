@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# test_deliver_hosts: per-destination bounds (issue 4, item 8).
+#  - At most CONSUMA_MAX_PER_HOST deliveries in flight to one host, and a
+#    host that hangs does not delay callbacks to another host.
+#  - After CONSUMA_BREAKER_FAILURES consecutive failures the host's jobs
+#    wait out CONSUMA_BREAKER_COOLDOWN_MS without burning attempts; then one
+#    trial delivery.
+. "$(dirname "$0")/lib.sh"
+RECV=$SRC/tests/integration/receiver.py
+
+export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
+	CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_MAX_PER_HOST=2 CONSUMA_BREAKER_FAILURES=2 \
+	CONSUMA_BREAKER_COOLDOWN_MS=2000 CONSUMA_CALLBACK_BACKOFF_BASE_MS=10000 \
+	CONSUMA_CALLBACK_BACKOFF_MAX_MS=20000
+
+python3 "$RECV" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
+t_track $!
+for _ in $(seq 50); do [ -s "$T/r.port" ] && break; sleep 0.1; done
+rport=$(cat "$T/r.port")
+
+stack_up "$T/s"
+db=$T/s/consuma.db
+sql() { sqlite3 -separator ' ' "$db" "$1"; }
+
+# ---- a hanging host does not hold up another host ------------------------
+python3 "$RECV" post --base "$BASE" --n 6 --concurrency 1 \
+	--callback "http://localhost:$rport/hang/4" --out "$T/hang.txt"
+for _ in $(seq 50); do
+	[ "$(grep -c '"/hang/4"' "$T/r.jsonl")" -ge 2 ] && break
+	sleep 0.1
+done
+python3 "$RECV" post --base "$BASE" --n 20 --concurrency 1 \
+	--callback "http://127.0.0.1:$rport/ok" --out "$T/fast.txt"
+python3 "$RECV" wait --log "$T/r.jsonl" --count 22 --timeout 10 >/dev/null
+assert_eq "20 callbacks to 127.0.0.1 arrive while localhost hangs" 0 $?
+read -r hangs_seen lat_max lat_p50 <<<"$(python3 - "$T/fast.txt" "$T/r.jsonl" <<'PY'
+import json, sys
+acc = {l.split()[0]: float(l.split()[1]) for l in open(sys.argv[1])}
+lat, hangs, first_hang = [], 0, None
+entries = [json.loads(l) for l in open(sys.argv[2])]
+for e in entries:
+    if e["path"] == "/hang/4":
+        first_hang = e["t"] if first_hang is None else min(first_hang, e["t"])
+last_ok = 0
+for e in entries:
+    rid = e["headers"].get("webhook-id")
+    if rid in acc:
+        lat.append((e["t"] - acc[rid]) * 1000)
+        last_ok = max(last_ok, e["t"])
+hangs = sum(1 for e in entries if e["path"] == "/hang/4" and e["t"] <= last_ok)
+lat.sort()
+print(hangs, int(lat[-1]), int(lat[len(lat) // 2]))
+PY
+)"
+echo "# accept->callback to the healthy host while the other hangs: p50 ${lat_p50} ms, max ${lat_max} ms"
+assert_cmd "no head-of-line blocking: every healthy callback within 300 ms (max ${lat_max} ms)" \
+	test "$lat_max" -lt 300
+assert_eq "at most CONSUMA_MAX_PER_HOST=2 in flight to the hanging host" 2 "$hangs_seen"
+
+# ---- circuit breaker -------------------------------------------------------
+dead=$(free_port)
+python3 "$RECV" post --base "$BASE" --n 6 --concurrency 1 \
+	--callback "http://[::1]:$dead/x" --out "$T/dead.txt"
+t0=$(date +%s%N)
+ids=$(cut -d' ' -f1 "$T/dead.txt" | sed "s/.*/'&'/" | paste -sd,)
+attempts() { sql "SELECT count(*) FROM attempts WHERE request_seq IN (SELECT seq FROM requests WHERE id IN ($ids))"; }
+sleep 1
+a1=$(attempts)
+untouched=$(sql "SELECT count(*) FROM requests WHERE id IN ($ids) AND attempts=0")
+sleep_until_ms() { local left=$(( $1 - ($(date +%s%N) - t0) / 1000000 )); [ $left -gt 0 ] && sleep "$(awk "BEGIN{print $left/1000}")"; }
+sleep_until_ms 3200
+a2=$(attempts)
+echo "# breaker: attempts after 1 s: $a1, jobs without an attempt: $untouched; after 3.2 s: $a2"
+assert_eq "two failures open the breaker: 2 attempts in the first second" 2 "$a1"
+assert_eq "the other 4 jobs wait without burning an attempt" 4 "$untouched"
+assert_eq "after the 2 s cool-down exactly one trial delivery" 3 "$a2"
+assert_match "breaker opening logged" "event=breaker.open" "$(cat "$T/s/deliverer.log")"
+assert_eq "waiting jobs are not failed" 0 \
+	"$(sql "SELECT count(*) FROM requests WHERE id IN ($ids) AND callback_status='failed'")"
+
+t_done
