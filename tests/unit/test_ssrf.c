@@ -701,6 +701,7 @@ static void test_system_resolver(void **state)
 
 struct listener {
 	int fd;
+	int stop[2]; /* written to when the transfer is over */
 	int port;
 	int accepted;
 	char response[256];
@@ -725,17 +726,17 @@ static void listener_open(struct listener *l, const char *response)
 	l->port = ntohs(sin.sin_port);
 }
 
-/* Serves every connection that arrives within 2 s: one response each. */
+/* Serves connections, one response each, until told to stop (or 5 s). */
 static void *listener_main(void *arg)
 {
 	struct listener *l = arg;
 
 	for (int round = 0; round < 4; round++) {
-		struct pollfd pfd = {l->fd, POLLIN, 0};
+		struct pollfd pfd[2] = {{l->fd, POLLIN, 0}, {l->stop[0], POLLIN, 0}};
 		int c;
 		ssize_t got;
 
-		if (poll(&pfd, 1, round == 0 ? 2000 : 200) <= 0)
+		if (poll(pfd, 2, 5000) <= 0 || (pfd[0].revents & POLLIN) == 0)
 			break;
 		c = accept(l->fd, NULL, NULL);
 		if (c < 0)
@@ -770,17 +771,21 @@ static CURLcode transfer(struct ssrf_policy *p, const struct ssrf_target *t, con
 	CURLcode rc;
 
 	assert_non_null(h);
+	assert_int_equal(pipe(l->stop), 0);
 	assert_int_equal(pthread_create(&th, NULL, listener_main, l), 0);
 	assert_int_equal(ssrf_curl_setup(p, h, t, &pins), CURLE_OK);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
 	rc = curl_easy_perform(h);
+	assert_int_equal(write(l->stop[1], "x", 1), 1);
 	*status = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
 	curl_easy_cleanup(h);
 	curl_slist_free_all(pins);
 	pthread_join(th, NULL);
+	close(l->stop[0]);
+	close(l->stop[1]);
 	return rc;
 }
 
