@@ -12,11 +12,13 @@
 #include "config.h"
 #include "limits.h"
 #include "store.h"
+#include "writelock.h"
 
 struct app {
 	struct config cfg;
 	struct store *store;
 	struct limits *limits;
+	struct writelock *writelock; /* NULL: writes unserialized */
 	char doorbell_path[CONFIG_PATH_MAX];
 	int64_t started_mono_ms; /* for uptime_seconds */
 	int64_t started_wall_ms;

@@ -157,7 +157,9 @@ void async_handle(struct http_exchange *x, const char *tail)
 	ins.max_queue_size = app->cfg.max_queue_size;
 	ins.max_client_pending = client_share(&app->cfg);
 	ins.max_host_pending = app->cfg.max_pending_per_host;
+	writelock_hold(app->writelock);
 	serr = store_insert_job(app->store, &ins, &res);
+	writelock_drop(app->writelock);
 	if (serr == STORE_CONFLICT) {
 		http_error(x, 422,
 		           "Idempotency-Key: already used with a different body (request_id %s)",

@@ -64,7 +64,9 @@ void sync_handle(struct http_exchange *x, const char *tail)
 	rec.created_at = created;
 	rec.completed_at = ids_now_ms();
 	rec.client_addr = x->client;
+	writelock_hold(app->writelock);
 	serr = store_insert_sync(app->store, &rec);
+	writelock_drop(app->writelock);
 	if (serr != STORE_OK) {
 		http_store_failed(x, serr, "store_insert_sync");
 		goto out;
