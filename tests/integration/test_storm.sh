@@ -11,7 +11,10 @@
 #     the length of the run (the queueing shows), printed beside a closed-loop
 #     run of the same settings;
 #  4. with the deliverer stopped the run ends within --callback-wait, reports
-#     every callback missing and exits non-zero.
+#     every callback missing and exits non-zero;
+#  5. the checks can fail: a stand-in server (consuma cannot be made to lie on
+#     demand) answers wrong results, calls back twice, signs with the wrong
+#     key and forgets callbacks, and each is counted.
 # Counts are small: this checks behaviour, tools/bench/storm.sh measures.
 . "$(dirname "$0")/lib.sh"
 
@@ -161,5 +164,69 @@ assert_eq "no deliverer: waited the 2 s callback wait, not more" True \
 assert_eq "no deliverer: the whole run ended in bounded time (<30 s)" True \
 	"$([ "$elapsed_ms" -lt 30000 ] && echo True || echo "False ($elapsed_ms ms)")"
 assert_match "no deliverer: the report says so" "never called back" "$(cat "$T/nodeliver.out")"
+
+# ---- 5. a lying stand-in: every check must notice -----------------------------
+cat >"$T/liar.py" <<'PY'
+import base64, hashlib, hmac, json, sys, threading, time, urllib.request, uuid
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+port, secret = int(sys.argv[1]), sys.argv[2]
+key = base64.b64decode(secret[6:])
+lock, count = threading.Lock(), [0]
+def work(s, n):
+    d = hashlib.sha256(s.encode()).digest()
+    for _ in range(n - 1):
+        d = hashlib.sha256(d).digest()
+    return d.hex()
+def post(url, rid, body, k):
+    wid, ts = "msg_" + rid, str(int(time.time()))
+    sig = base64.b64encode(hmac.new(k, f"{wid}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+    h = {"Content-Type": "application/json", "webhook-id": wid, "webhook-timestamp": ts, "webhook-signature": "v1," + sig}
+    urllib.request.urlopen(urllib.request.Request(url, data=body, headers=h, method="POST"), timeout=5).read()
+def deliver(kind, rid, j):
+    result = work(j["input_data"], j["iterations"]) if kind != 1 else "0" * 64
+    body = json.dumps({"request_id": rid, "status": "completed", "result": result, "iterations": j["iterations"]}).encode()
+    if kind == 4:
+        return  # forgotten
+    post(j["callback_url"], rid, body, key if kind != 2 else b"not the key")
+    if kind == 3:
+        post(j["callback_url"], rid, body, key)  # delivered twice
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        j = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        rid = str(uuid.uuid4())
+        if self.path == "/sync":
+            code, out = 200, {"request_id": rid, "status": "completed", "result": "f" * 64}
+        else:
+            with lock:
+                kind = count[0] % 5
+                count[0] += 1
+            code, out = 202, {"request_id": rid, "status": "accepted"}
+            threading.Thread(target=deliver, args=(kind, rid, j)).start()
+        b = json.dumps(out).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+liar_port=$(free_port)
+secret=whsec_$(head -c 24 /dev/urandom | base64 | tr -d '\n')
+python3 "$T/liar.py" "$liar_port" "$secret" 2>"$T/liar.err" &
+t_track $!
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$liar_port/" && break; sleep 0.1; done
+rc=0
+"$STORM" --server-url "http://127.0.0.1:$liar_port" --num-requests 10 --concurrency 2 --iterations 10 \
+	--callback-port "$(free_port)" --callback-wait 3 --timeout 10 --secret "$secret" \
+	--json "$T/liar.json" >"$T/liar.out" 2>"$T/liar.err2" || rc=$?
+assert_eq "lying server: exit 1" 1 "$rc"
+assert_eq "lying server: every sync result caught as wrong" 10 "$(py "$T/liar.json" 'j["sync"]["failures"]["wrong_result"]' 2>/dev/null)"
+for f in "received 8" "missing 2" "duplicated 2" "wrong_result 2" "bad_signature 2" "expected 10"; do
+	assert_eq "lying server: callbacks ${f% *} = ${f#* }" "${f#* }" \
+		"$(py "$T/liar.json" "j['async']['callbacks']['${f% *}']" 2>/dev/null)"
+done
+assert_match "lying server: the report says a result was wrong" "disagreed with the request" "$(cat "$T/liar.out")"
 
 t_done

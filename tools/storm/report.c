@@ -144,6 +144,14 @@ static void causes_text(struct buf *b, const struct result_mode *m, enum which w
 		buf_puts(b, "none");
 }
 
+/* "job" or "jobs", "callback" or "callbacks". */
+static const char *plural(uint64_t n, const char *noun)
+{
+	if (strcmp(noun, "job") == 0)
+		return n == 1 ? "job" : "jobs";
+	return n == 1 ? "callback" : "callbacks";
+}
+
 /* One sentence per line. */
 static void sentences(struct buf *b, const struct report_run *r)
 {
@@ -263,31 +271,33 @@ static void sentences(struct buf *b, const struct report_run *r)
 			buf_printf(b, "Every accepted job called back%s.\n",
 			           cb->duplicated ? "" : " exactly once");
 		if (cb->duplicated)
-			buf_printf(
-			    b,
-			    "%llu jobs called back more than once (delivery is at-least-once; "
-			    "deduplicate by webhook-id).\n",
-			    (unsigned long long)cb->duplicated);
+			buf_printf(b,
+			           "%llu %s called back more than once (delivery is at-least-once; "
+			           "deduplicate by webhook-id).\n",
+			           (unsigned long long)cb->duplicated,
+			           plural(cb->duplicated, "job"));
 		if (cb->wrong_result)
-			buf_printf(
-			    b,
-			    "%llu callbacks disagreed with the result computed here: that is "
-			    "a bug.\n",
-			    (unsigned long long)cb->wrong_result);
+			buf_printf(b,
+			           "%llu %s disagreed with the request (the result computed here, "
+			           "request_id, status or iterations): that is a bug.\n",
+			           (unsigned long long)cb->wrong_result,
+			           plural(cb->wrong_result, "callback"));
 		else if (cb->received)
 			buf_puts(b, "Every callback's result matched the work computed here.\n");
 		if (cb->checked_signatures && cb->bad_signature)
-			buf_printf(b, "%llu callbacks failed signature verification.\n",
-			           (unsigned long long)cb->bad_signature);
+			buf_printf(b, "%llu %s failed signature verification.\n",
+			           (unsigned long long)cb->bad_signature,
+			           plural(cb->bad_signature, "callback"));
 		else if (cb->checked_signatures && cb->received)
 			buf_puts(b, "Every callback's signature verified.\n");
 		if (cb->out_of_order)
 			buf_printf(
 			    b,
-			    "%llu callbacks arrived after one for a later-accepted job: jobs "
-			    "start in acceptance order but finish in parallel, so order by "
-			    "created_at when it matters.\n",
-			    (unsigned long long)cb->out_of_order);
+			    "%llu %s arrived after one for a later-accepted job: jobs start in "
+			    "acceptance order but finish in parallel, so order by created_at "
+			    "when it matters.\n",
+			    (unsigned long long)cb->out_of_order,
+			    plural(cb->out_of_order, "callback"));
 	}
 	if ((s->ran && s->interrupted) || (a->ran && a->interrupted))
 		buf_puts(b, "The run was interrupted: these numbers cover only part of it.\n");
