@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -32,6 +33,7 @@ struct xfer {
 	int64_t origin_ns; /* latency origin: due time (open loop) or start */
 	struct buf req;
 	struct buf resp;
+	bool retry_after; /* the response carried Retry-After */
 	char err[CURL_ERROR_SIZE];
 };
 
@@ -72,6 +74,15 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 	size_t n = size * nmemb;
 	if (buf_append(&x->resp, ptr, n) != BUF_OK)
 		return 0; /* too big: CURLE_WRITE_ERROR */
+	return n;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct xfer *x = userdata;
+	size_t n = size * nmemb;
+	if (n >= 12 && strncasecmp(ptr, "retry-after:", 12) == 0)
+		x->retry_after = true;
 	return n;
 }
 
@@ -150,6 +161,8 @@ static void finish(struct run *r, struct xfer *x, CURLcode code, int64_t now)
 		enum result_cause c = status == 429   ? CAUSE_HTTP_429
 		                      : status == 503 ? CAUSE_HTTP_503
 		                                      : CAUSE_HTTP_OTHER;
+		if (c != CAUSE_HTTP_OTHER && !x->retry_after)
+			r->out->refused_no_retry_after++;
 		fail(r, x, c, status, buf_str(&x->resp));
 		return;
 	}
@@ -188,6 +201,8 @@ static enum load_err setup_xfer(struct run *r, struct xfer *x)
 	c |= curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, r->headers);
 	c |= curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, on_data);
 	c |= curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
+	c |= curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, on_header);
+	c |= curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, x);
 	c |= curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
 	c |= curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->err);
 	c |= curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
@@ -222,6 +237,7 @@ static bool start(struct run *r, struct xfer *x, uint64_t i, int64_t origin_ns, 
 	x->i = i;
 	x->origin_ns = origin_ns;
 	x->err[0] = '\0';
+	x->retry_after = false;
 	buf_reset(&x->resp);
 	r->started++;
 	r->out->sent++;

@@ -35,8 +35,8 @@ static const char *const cause_key[CAUSE_COUNT] = {
 };
 
 static const char *const cause_text[CAUSE_COUNT] = {
-    "429 rate limited", "503 unavailable", "other HTTP status", "timeout",
-    "connection error", "transfer error",  "unreadable body",   "wrong result",
+    "429 too many requests", "503 unavailable", "other HTTP status", "timeout",
+    "connection error",      "transfer error",  "unreadable body",   "wrong result",
 };
 
 const char *report_strerror(enum report_err err)
@@ -242,8 +242,13 @@ static void sentences(struct buf *b, const struct report_run *r)
 			           (unsigned long long)refused, (unsigned long long)m->sent,
 			           m->is_async ? "async" : "sync");
 			causes_text(b, m, REFUSALS);
-			buf_puts(b, "): the service said no early, with Retry-After, instead of "
-			            "letting them wait; a refusal is an answer, not a loss.\n");
+			buf_puts(b, "): the service said no early instead of letting them wait; a "
+			            "refusal is an answer, not a loss");
+			if (m->refused_no_retry_after)
+				buf_printf(
+				    b, ", but %llu came without the Retry-After the API promises",
+				    (unsigned long long)m->refused_no_retry_after);
+			buf_puts(b, ".\n");
 		}
 		if (m->failed > refused) {
 			buf_printf(b, "%llu of %llu %s requests failed: ",
@@ -559,9 +564,10 @@ static void json_mode(struct buf *b, const struct result_mode *m)
 	}
 	buf_printf(b,
 	           "{\"sent\":%llu,\"succeeded\":%llu,\"failed\":%llu,\"refused\":%llu,"
-	           "\"failures\":{",
+	           "\"refused_without_retry_after\":%llu,\"failures\":{",
 	           (unsigned long long)m->sent, (unsigned long long)m->succeeded,
-	           (unsigned long long)m->failed, (unsigned long long)result_refused(m));
+	           (unsigned long long)m->failed, (unsigned long long)result_refused(m),
+	           (unsigned long long)m->refused_no_retry_after);
 	for (int c = 0; c < CAUSE_COUNT; c++)
 		buf_printf(b, "%s\"%s\":%llu", c ? "," : "", cause_key[c],
 		           (unsigned long long)m->cause[c]);

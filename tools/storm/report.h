@@ -17,6 +17,8 @@
  *   sync, async: {sent, succeeded, failed (= sent - succeeded),
  *             refused (the failed ones answered 429 or 503: the service
  *             saying no early, which alone does not make ok false),
+ *             refused_without_retry_after (of those, answered without the
+ *             Retry-After header the API promises),
  *             failures {http_429, http_503, http_other, timeout, connect,
  *                       transport, bad_response, wrong_result,
  *                       by_status {"<code>": count} (the http_other ones)},

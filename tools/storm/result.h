@@ -49,6 +49,7 @@ struct result_mode {
 	uint64_t failed;    /* sent - succeeded */
 	uint64_t cause[CAUSE_COUNT];
 	uint64_t http_status[RESULT_STATUS_MAX]; /* unexpected statuses only */
+	uint64_t refused_no_retry_after;         /* 429/503 without Retry-After */
 	double duration_s;                       /* first start to last response */
 	double requested_rate;                   /* 0 = closed loop */
 	double achieved_rate;                    /* sent / duration_s */
