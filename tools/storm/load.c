@@ -299,6 +299,14 @@ static void make_url(struct run *r)
 		         r->cfg->is_async ? "async" : "sync");
 }
 
+/* When request i is due in open loop; clamped so that absurd schedules
+ * (--rate 0.001 with millions of requests) cannot overflow. */
+static int64_t due_ns(int64_t t0, uint64_t i, double period_ns)
+{
+	double d = (double)t0 + (double)i * period_ns;
+	return d < (double)(INT64_MAX / 2) ? (int64_t)d : INT64_MAX / 2;
+}
+
 static void teardown(struct run *r)
 {
 	for (int k = 0; k < r->n_xfers; k++) {
@@ -371,8 +379,7 @@ enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
 		if (*cfg->stop)
 			out->interrupted = true;
 		while (!out->interrupted && next < n && r.n_idle > 0) {
-			int64_t due =
-			    period_ns > 0 ? t0 + (int64_t)((double)next * period_ns) : now;
+			int64_t due = period_ns > 0 ? due_ns(t0, next, period_ns) : now;
 			if (due > now)
 				break;
 			struct xfer *x = r.idle[r.n_idle - 1];
@@ -385,7 +392,7 @@ enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
 
 		long wait_ms = 100;
 		if (!out->interrupted && period_ns > 0 && next < n && r.n_idle > 0) {
-			int64_t due = t0 + (int64_t)((double)next * period_ns);
+			int64_t due = due_ns(t0, next, period_ns);
 			int64_t d = (due - now + 999999) / 1000000;
 			wait_ms = d < 0 ? 0 : (d < 100 ? (long)d : 100);
 		}
