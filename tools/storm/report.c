@@ -168,6 +168,19 @@ static void sentences(struct buf *b, const struct report_run *r)
 	double c50 = ms(hist_percentile(&a->callback_latency, 50));
 	double c99 = ms(hist_percentile(&a->callback_latency, 99));
 
+	if (s->ran && a->ran) {
+		uint64_t good = a->cb.received - a->cb.wrong_result;
+		buf_printf(b,
+		           "The headline: /sync gave %llu of %llu callers their result; /async "
+		           "accepted %llu of %llu and ",
+		           (unsigned long long)s->succeeded, (unsigned long long)s->sent,
+		           (unsigned long long)a->succeeded, (unsigned long long)a->sent);
+		if (good == a->succeeded)
+			buf_puts(b, "delivered every result by callback.\n");
+		else
+			buf_printf(b, "delivered %llu correct results by callback.\n",
+			           (unsigned long long)good);
+	}
 	if (have_s) {
 		if (s->succeeded < s->sent)
 			buf_printf(
