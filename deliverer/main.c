@@ -156,7 +156,19 @@ static bool owner_is_dead(const char *owner, int64_t pid, void *arg)
 		return false; /* another machine's: only its lease expiry tells */
 	if (pid <= 0 || pid == (int64_t)getpid())
 		return pid != (int64_t)getpid();
-	return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
+	if (kill((pid_t)pid, 0) == -1)
+		return errno == ESRCH;
+	/* A killed deliverer stays a zombie until its parent reaps it: dead. */
+	char path[64], stat[256];
+	snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t n = fread(stat, 1, sizeof stat - 1, f);
+	fclose(f);
+	stat[n] = '\0';
+	const char *paren = strrchr(stat, ')'); /* the name may hold spaces */
+	return paren && paren[1] == ' ' && paren[2] == 'Z';
 }
 
 static void make_owner(struct ctx *c)

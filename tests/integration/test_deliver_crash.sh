@@ -3,7 +3,8 @@
 #  1. kill -9 of the deliverer in the middle of a 1,000-job storm, then a
 #     restart: every accepted job is delivered, duplicates are bounded by
 #     what was in flight (CONSUMA_MAX_PER_HOST to the one receiver), no job
-#     is left running and no attempt is left 'sending'.
+#     is left running and no attempt is left 'sending'. The dead process's
+#     leases are taken back at start-up, not after CONSUMA_LEASE_SECONDS.
 #  2. SIGTERM while callbacks that outlast the grace are in flight: exit 0
 #     within the grace, everything handed back (unknown attempts, no
 #     leases); after a restart all are delivered, nothing stuck.
@@ -13,7 +14,7 @@ RECV=$SRC/tests/integration/receiver.py
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_MAX_QUEUE_SIZE=100000 CONSUMA_MAX_QUEUE_SHARE=1 \
 	CONSUMA_MAX_PER_HOST=32 CONSUMA_MAX_INFLIGHT_DELIVERIES=64 CONSUMA_SHUTDOWN_GRACE=1 \
-	CONSUMA_CALLBACK_BACKOFF_BASE_MS=200 CONSUMA_CALLBACK_TIMEOUT=10
+	CONSUMA_CALLBACK_BACKOFF_BASE_MS=200 CONSUMA_CALLBACK_TIMEOUT=10 CONSUMA_LEASE_SECONDS=60
 per_host=32
 
 python3 "$RECV" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
@@ -43,8 +44,10 @@ wait "$poster"
 assert_eq "1,000 jobs accepted while the deliverer died" 0 $?
 assert_eq "1,000 accepted" 1000 "$(wc -l <"$T/storm.txt")"
 "$SRC/tools/stack.sh" start-deliverer --dir "$T/s" >/dev/null
-python3 "$RECV" wait --log "$T/r.jsonl" --count 1000 --timeout 90 >/dev/null
-assert_eq "after the restart every accepted job was delivered" 0 $?
+python3 "$RECV" wait --log "$T/r.jsonl" --count 1000 --timeout 30 >/dev/null
+assert_eq "after the restart every accepted job was delivered, well before the 60 s lease ran out" 0 $?
+assert_match "the restart recovered the dead deliverer's leases at once" "event=recover.dead_owner jobs=[1-9]" \
+	"$(cat "$T/s/deliverer.log")"
 for _ in $(seq 50); do [ "$(stuck)" = 0 ] && break; sleep 0.1; done
 read -r total distinct <<<"$(python3 "$RECV" dupes --log "$T/r.jsonl")"
 dups=$((total - distinct))
