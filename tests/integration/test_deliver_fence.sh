@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# test_deliver_fence: a deliverer that stalls past its lease cannot
+# overwrite the new owner's outcome. Deliverer A sends four callbacks and is
+# frozen (SIGSTOP) while they are in flight; its leases expire; deliverer B
+# claims the jobs (A's attempts become 'unknown') and delivers them. When A
+# thaws, its answers arrive but every write it tries is fenced by the lease
+# token: the jobs keep B's outcome.
+. "$(dirname "$0")/lib.sh"
+RECV=$SRC/tests/integration/receiver.py
+
+export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_LEASE_SECONDS=2 CONSUMA_POLL_INTERVAL_MS=50 \
+	CONSUMA_DATABASE_PATH=$T/q.db CONSUMA_LOG_LEVEL=debug
+db=$T/q.db
+sql() { sqlite3 -separator ' ' "$db" "$1"; }
+
+python3 "$RECV" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
+t_track $!
+for _ in $(seq 50); do [ -s "$T/r.port" ] && break; sleep 0.1; done
+rport=$(cat "$T/r.port")
+
+CONSUMA_DOORBELL_PATH=$T/a.bell "$BUILD/consuma-deliverer" 2>"$T/a.log" &
+a=$!
+t_track $a
+for _ in $(seq 50); do grep -q deliverer.started "$T/a.log" && break; sleep 0.1; done
+now=$(date +%s%3N)
+for i in 1 2 3 4; do
+	echo "INSERT INTO requests (id, mode, status, callback_status, input_data, iterations,
+	      callback_url, callback_host, created_at, next_attempt_at)
+	      VALUES ('fence-$i', 'async', 'queued', 'pending', 'fence $i', 1,
+	      'http://127.0.0.1:$rport/slow/2500', '127.0.0.1', $now, $now);"
+done | sqlite3 "$db"
+python3 "$RECV" wait --log "$T/r.jsonl" --count 4 --timeout 10 >/dev/null
+assert_eq "deliverer A sent the four callbacks" 0 $?
+kill -STOP "$a"
+
+CONSUMA_DOORBELL_PATH=$T/b.bell "$BUILD/consuma-deliverer" 2>"$T/b.log" &
+b=$!
+t_track $b
+# B may claim only once A's leases ran out (2 s after A's last renewal).
+for _ in $(seq 100); do
+	[ "$(sql "SELECT count(*) FROM attempts WHERE number = 2")" = 4 ] && break
+	sleep 0.1
+done
+assert_eq "B claimed the four jobs after A's leases expired" 4 \
+	"$(sql "SELECT count(*) FROM attempts WHERE number = 2")"
+assert_eq "A's attempts in flight became 'unknown'" 4 \
+	"$(sql "SELECT count(*) FROM attempts WHERE number = 1 AND state = 'unknown'")"
+kill -CONT "$a"
+for _ in $(seq 100); do
+	[ "$(grep -c 'event=callback.fenced' "$T/a.log")" -ge 4 ] &&
+		[ "$(sql "SELECT count(*) FROM requests WHERE callback_status = 'delivered'")" = 4 ] && break
+	sleep 0.1
+done
+assert_eq "A's four late outcomes were fenced" 4 "$(grep -c 'event=callback.fenced' "$T/a.log")"
+assert_eq "the jobs carry B's outcome: delivered on attempt 2" "4 4" \
+	"$(sql "SELECT count(*), sum(callback_status = 'delivered' AND attempts = 2) FROM requests")"
+assert_eq "A's attempt rows stay 'unknown', B's are done with 200" "4 4" \
+	"$(sql "SELECT sum(number = 1 AND state = 'unknown'), sum(number = 2 AND state = 'done' AND http_status = 200) FROM attempts")"
+read -r total distinct <<<"$(python3 "$RECV" dupes --log "$T/r.jsonl")"
+assert_eq "the receiver saw each job twice, with one webhook-id per job" "8 4" "$total $distinct"
+
+kill -TERM "$a" "$b"
+wait "$a"
+assert_eq "A exits 0" 0 $?
+wait "$b"
+assert_eq "B exits 0" 0 $?
+t_done
