@@ -8,6 +8,7 @@
 #   "connection refused";  hang -> each attempt ends at the timeout
 #   close without answer -> retried;  302 -> not followed, one attempt
 #   100 MiB answer -> cut at the byte cap, memory does not grow
+#   a destination the deliverer's policy refuses -> failed at once, says why
 # and --check-url verdicts for public addresses (nothing is sent).
 . "$(dirname "$0")/lib.sh"
 RECV=$SRC/tests/integration/receiver.py
@@ -100,6 +101,20 @@ echo "# deliverer RSS ${rss0} kB -> ${rss1} kB"
 assert_cmd "100 MiB answer cut at the cap: RSS grew < 64 MiB" test $((rss1 - rss0)) -lt 65536
 
 assert_eq "every attempt row is done" 0 "$(sql "SELECT count(*) FROM attempts WHERE state != 'done'")"
+
+# A destination refused at delivery fails at once: intake (consuma-fcgi)
+# still allows private callbacks, the restarted deliverer no longer does.
+"$SRC/tools/stack.sh" stop-deliverer --dir "$T/s" >/dev/null
+CONSUMA_ALLOW_PRIVATE_CALLBACKS=false "$SRC/tools/stack.sh" start-deliverer --dir "$T/s" >/dev/null
+submit refused "$r/ok~refused"
+for _ in $(seq 100); do
+	[ "$(sql "SELECT finished_at IS NOT NULL FROM requests WHERE id='$id_refused'")" = 1 ] && break
+	sleep 0.1
+done
+assert_eq "refused at delivery: one attempt, failed" "failed 1" "$(job "$id_refused")"
+assert_eq "refused at delivery: the attempt says why" \
+	"refused|destination refused: 127.0.0.1 is loopback" "$(att "$id_refused" "error_class || '|' || error_message")"
+assert_eq "refused at delivery: nothing was sent" 0 "$(grep -c '~refused' "$T/r.jsonl")"
 
 # --check-url: verdicts without sending anything.
 unset CONSUMA_ALLOW_PRIVATE_CALLBACKS
