@@ -8,6 +8,8 @@
 #  2. SIGTERM while callbacks that outlast the grace are in flight: exit 0
 #     within the grace, everything handed back (unknown attempts, no
 #     leases); after a restart all are delivered, nothing stuck.
+#  3. SIGTERM twice with a 60 s grace: the second one hands back and exits
+#     at once, cleanly.
 . "$(dirname "$0")/lib.sh"
 RECV=$SRC/tests/integration/receiver.py
 
@@ -92,5 +94,31 @@ assert_eq "all 1,064 delivered in the database, nothing stuck" "1064 0" \
 	"$(sql "SELECT count(*) FROM requests WHERE mode='async' AND callback_status='delivered'") $(stuck)"
 assert_eq "handed-back attempts recorded as unknown, then retried" 0 \
 	"$(sql "SELECT count(*) FROM requests r WHERE EXISTS (SELECT 1 FROM attempts a WHERE a.request_seq=r.seq AND a.state='unknown') AND r.callback_status != 'delivered'")"
+
+# ---- 3. a second SIGTERM does not wait for a long grace ------------------
+"$SRC/tools/stack.sh" stop-deliverer --dir "$T/s" >/dev/null
+CONSUMA_SHUTDOWN_GRACE=60 "$SRC/tools/stack.sh" start-deliverer --dir "$T/s" >/dev/null
+python3 "$RECV" post --base "$BASE" --n 8 --concurrency 4 \
+	--callback "http://127.0.0.1:$rport/slow/3000~twice" --out "$T/twice.txt"
+for _ in $(seq 100); do
+	[ "$(grep -c '~twice' "$T/r.jsonl")" -ge 8 ] && break
+	sleep 0.1
+done
+pid=$(deliverer_pid)
+t0=$(date +%s%N)
+kill -TERM "$pid"
+sleep 0.3
+kill -TERM "$pid"
+for _ in $(seq 100); do gone "$pid" && break; sleep 0.05; done
+ms=$((($(date +%s%N) - t0) / 1000000))
+echo "# SIGTERM, SIGTERM -> exit in $ms ms (grace 60 s)"
+assert_cmd "a second SIGTERM exits at once ($ms ms)" test "$ms" -le 2000
+assert_match "and cleanly, handing back" "event=shutdown.now .*event=shutdown.handback jobs=8 .*event=deliverer.stopped exit=0" \
+	"$(tail -n 4 "$T/s/deliverer.log" | tr '\n' ' ')"
+assert_eq "after the double SIGTERM: nothing leased or running" 0 "$(stuck)"
+rm -f "$T/s/deliverer.pid"
+"$SRC/tools/stack.sh" start-deliverer --dir "$T/s" >/dev/null
+python3 "$RECV" wait --log "$T/r.jsonl" --count 1072 --timeout 30 >/dev/null
+assert_eq "after the restart the 8 were delivered" 0 $?
 
 t_done
