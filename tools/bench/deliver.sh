@@ -132,3 +132,16 @@ print("deliver.sh: 1,000 accepts/s for %d requests: 202 p50 %.2f ms p99 %.2f ms"
 print("deliver.sh: start -> callback p50 %.2f ms p95 %.2f ms p99 %.2f ms max %.2f ms (target p99 < 50)" % (cb["p50"], cb["p95"], cb["p99"], cb["max"]))
 print("deliver.sh: callbacks %s" % json.dumps(cbs))
 PY
+# The deliverer's own share: job committed (created_at) -> its first attempt
+# on disk and leaving (attempts.started_at), from the database.
+python3 - "$D/stack/consuma.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+d = sorted(r[0] for r in db.execute(
+    "SELECT a.started_at - r.created_at FROM attempts a JOIN requests r ON r.seq = a.request_seq"
+    " WHERE a.number = 1"))
+if d:
+    pct = lambda p: d[min(len(d) - 1, int(p / 100 * len(d)))]
+    print("deliver.sh: job committed -> attempt sent (database clock, ms): p50 %d p99 %d max %d"
+          % (pct(50), pct(99), d[-1]))
+PY
