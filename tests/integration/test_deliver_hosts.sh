@@ -53,8 +53,8 @@ print(hangs, int(lat[-1]), int(lat[len(lat) // 2]))
 PY
 )"
 echo "# accept->callback to the healthy host while the other hangs: p50 ${lat_p50} ms, max ${lat_max} ms"
-assert_cmd "no head-of-line blocking: every healthy callback within 300 ms (max ${lat_max} ms)" \
-	test "$lat_max" -lt 300
+assert_cmd "no head-of-line blocking: every healthy callback within 1 s, far below the 4 s hang (max ${lat_max} ms)" \
+	test "$lat_max" -lt 1000
 assert_eq "at most CONSUMA_MAX_PER_HOST=2 in flight to the hanging host" 2 "$hangs_seen"
 
 # ---- circuit breaker -------------------------------------------------------
