@@ -9,7 +9,8 @@
  *   main      the claim loop: blocks in ppoll(2) on the doorbell socket and
  *             an eventfd, with a timeout of min(poll interval, time to the
  *             earliest due job, next heartbeat); claims due jobs in batches
- *             while there is room (in hand < capacity); beats every second;
+ *             while there is room (in hand < capacity, and a short queue
+ *             for the compute pool); beats every second;
  *             renews the leases it holds every lease/3.
  *   pool      CONSUMA_MAX_WORKERS compute threads (pool.c).
  *   deliver   one curl multi thread (deliver.c), the only writer of outcomes.
@@ -85,6 +86,7 @@ struct ctx {
 	int bell_fd;
 	int workers;
 	int64_t capacity;
+	int64_t pool_backlog; /* most jobs queued for the pool */
 	int64_t started_at;
 	char hostname[HOSTNAME_MAX];
 	char owner[QUEUE_OWNER_MAX];
@@ -254,13 +256,14 @@ static int setup(struct ctx *c)
 		c->workers = n > 0 ? (int)n : 1;
 	}
 	c->capacity = c->cfg.max_inflight_deliveries + c->cfg.claim_batch;
+	c->pool_backlog = c->cfg.claim_batch + 4 * (int64_t)c->workers;
 	c->d = deliver_new(&c->cfg, c->s_deliver, c->owner, c->policy, c->key, &c->sh);
 	if (!c->d || deliver_start(c->d) != 0) {
 		log_event(L_ERROR, "deliver.start_failed", "error=%s",
 		          log_q(c->d ? "thread" : "setup"));
 		return 1;
 	}
-	c->pool = pool_new(c->workers, c->policy, pool_done, c, &c->sh.busy_workers);
+	c->pool = pool_new(c->workers, c->policy, pool_done, c, &c->sh);
 	if (!c->pool) {
 		log_event(L_ERROR, "pool.start_failed", "workers=%d", c->workers);
 		return 1;
@@ -382,7 +385,8 @@ static void claim_loop(struct ctx *c)
 
 		if (!draining) {
 			shared_get_exclusions(&c->sh, excl, sizeof excl);
-			int64_t room = c->capacity - atomic_load(&c->sh.in_hand);
+			int64_t room = min64(c->capacity - atomic_load(&c->sh.in_hand),
+			                     c->pool_backlog - atomic_load(&c->sh.pool_pending));
 			int got = 0;
 			if (room > 0) {
 				got = claim(c, room, excl);
@@ -395,7 +399,8 @@ static void claim_loop(struct ctx *c)
 			}
 			if (room - got <= 0) {
 				atomic_store(&c->sh.wants_room, true);
-				if (c->capacity - atomic_load(&c->sh.in_hand) > 0)
+				if (c->capacity - atomic_load(&c->sh.in_hand) > 0 &&
+				    c->pool_backlog - atomic_load(&c->sh.pool_pending) > 0)
 					continue; /* room came back meanwhile */
 			} else {
 				bool found = false;

@@ -28,7 +28,7 @@ struct pool {
 	const struct ssrf_policy *policy;
 	pool_done_fn done;
 	void *arg;
-	atomic_int *busy;
+	struct shared *sh;
 };
 
 static int hexval(char c)
@@ -118,9 +118,9 @@ static void process(struct pool *p, struct djob *j)
 		return;
 	}
 	if (!j->q.computed) {
-		atomic_fetch_add(p->busy, 1);
+		atomic_fetch_add(&p->sh->busy_workers, 1);
 		bool ok = compute(p, j);
-		atomic_fetch_sub(p->busy, 1);
+		atomic_fetch_sub(&p->sh->busy_workers, 1);
 		if (!ok)
 			return;
 	}
@@ -144,6 +144,8 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		if (!j)
 			break; /* stopping and nothing left */
+		atomic_fetch_sub(&p->sh->pool_pending, 1);
+		shared_poke(p->sh);
 		process(p, j);
 		p->done(j, p->arg);
 	}
@@ -151,7 +153,7 @@ static void *worker(void *arg)
 }
 
 struct pool *pool_new(int n, const struct ssrf_policy *policy, pool_done_fn done, void *arg,
-                      atomic_int *busy)
+                      struct shared *sh)
 {
 	struct pool *p = cz_calloc(1, sizeof *p);
 	if (!p)
@@ -167,7 +169,7 @@ struct pool *pool_new(int n, const struct ssrf_policy *policy, pool_done_fn done
 	p->policy = policy;
 	p->done = done;
 	p->arg = arg;
-	p->busy = busy;
+	p->sh = sh;
 	for (int i = 0; i < n; i++) {
 		if (pthread_create(&p->threads[i], NULL, worker, p) != 0) {
 			log_event(L_ERROR, "pool.thread_failed", "started=%d wanted=%d", i, n);
@@ -183,6 +185,7 @@ struct pool *pool_new(int n, const struct ssrf_policy *policy, pool_done_fn done
 void pool_submit(struct pool *p, struct djob *j)
 {
 	j->next = NULL;
+	atomic_fetch_add(&p->sh->pool_pending, 1);
 	pthread_mutex_lock(&p->mu);
 	if (p->tail)
 		p->tail->next = j;

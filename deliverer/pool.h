@@ -19,6 +19,7 @@
 #include <stdbool.h>
 
 #include "djob.h"
+#include "shared.h"
 #include "ssrf.h"
 
 struct pool;
@@ -26,10 +27,11 @@ struct pool;
 /* Called on a worker thread for each job, ready or not. */
 typedef void (*pool_done_fn)(struct djob *j, void *arg);
 
-/* Starts n threads. busy counts the workers computing (may be shared with
- * the heartbeat). NULL on failure (no thread left running). */
+/* Starts n threads. sh->busy_workers counts the workers computing and
+ * sh->pool_pending the jobs queued; taking a job pokes the claim loop
+ * (shared_poke). NULL on failure (no thread left running). */
 struct pool *pool_new(int n, const struct ssrf_policy *policy, pool_done_fn done, void *arg,
-                      atomic_int *busy);
+                      struct shared *sh);
 void pool_submit(struct pool *p, struct djob *j);
 /* Stops the threads and joins them. abandon: jobs still queued, and work
  * in progress (at its next chunk), come back through done() as

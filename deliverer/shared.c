@@ -16,6 +16,7 @@ int shared_init(struct shared *sh)
 	memset(sh, 0, sizeof *sh);
 	atomic_init(&sh->in_hand, 0);
 	atomic_init(&sh->busy_workers, 0);
+	atomic_init(&sh->pool_pending, 0);
 	atomic_init(&sh->inflight, 0);
 	atomic_init(&sh->sleep_until, INT64_MAX);
 	atomic_init(&sh->wants_room, false);
@@ -79,6 +80,11 @@ void shared_release(struct shared *sh, int64_t n)
 	if (n <= 0)
 		return;
 	atomic_fetch_sub(&sh->in_hand, n);
-	if (atomic_exchange(&sh->wants_room, false))
+	shared_poke(sh);
+}
+
+void shared_poke(struct shared *sh)
+{
+	if (atomic_load(&sh->wants_room) && atomic_exchange(&sh->wants_room, false))
 		shared_wake(sh);
 }

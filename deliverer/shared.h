@@ -6,6 +6,9 @@
  *    adds, whoever lets go of a job subtracts). The claim loop keeps it at
  *    or below its capacity.
  *  - busy_workers, inflight: for the heartbeat.
+ *  - pool_pending: jobs waiting for a compute worker; the claim loop keeps
+ *    that backlog short so unclaimed jobs stay in the database, where
+ *    another deliverer may take them.
  *  - sleep_until: the wall time the claim loop sleeps until; the delivery
  *    thread wakes it earlier when a retry it scheduled is due sooner.
  *  - wants_room: the claim loop waits for capacity; wake it when jobs end.
@@ -27,6 +30,7 @@
 struct shared {
 	atomic_llong in_hand;
 	atomic_int busy_workers;
+	atomic_llong pool_pending; /* jobs queued for the compute pool */
 	atomic_int inflight;
 	atomic_llong sleep_until;
 	atomic_bool wants_room;
@@ -48,5 +52,7 @@ void shared_set_exclusions(struct shared *sh, const char *json);
 void shared_get_exclusions(struct shared *sh, char *out, size_t outlen);
 /* One job fewer in hand; wakes the claim loop when it waits for room. */
 void shared_release(struct shared *sh, int64_t n);
+/* Wakes the claim loop when it waits for room (the pool took a job). */
+void shared_poke(struct shared *sh);
 
 #endif

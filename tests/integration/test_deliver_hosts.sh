@@ -71,9 +71,11 @@ sleep_until_ms() { local left=$(( $1 - ($(date +%s%N) - t0) / 1000000 )); [ $lef
 sleep_until_ms 3200
 a2=$(attempts)
 echo "# breaker: attempts after 1 s: $a1, jobs without an attempt: $untouched; after 3.2 s: $a2"
-assert_eq "two failures open the breaker: 2 attempts in the first second" 2 "$a1"
-assert_eq "the other 4 jobs wait without burning an attempt" 4 "$untouched"
-assert_eq "after the 2 s cool-down exactly one trial delivery" 3 "$a2"
+# Two failures open the breaker; a delivery already in flight then (at most
+# MAX_PER_HOST - 1 = 1) still ends: 2 or 3 attempts, one per job.
+assert_cmd "the breaker opened after 2 failures (2..3 attempts, got $a1)" test "$a1" -ge 2 -a "$a1" -le 3
+assert_eq "the other jobs wait without burning an attempt" $((6 - a1)) "$untouched"
+assert_eq "after the 2 s cool-down exactly one trial delivery" $((a1 + 1)) "$a2"
 assert_match "breaker opening logged" "event=breaker.open" "$(cat "$T/s/deliverer.log")"
 assert_eq "waiting jobs are not failed" 0 \
 	"$(sql "SELECT count(*) FROM requests WHERE id IN ($ids) AND callback_status='failed'")"
