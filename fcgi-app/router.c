@@ -57,16 +57,22 @@ static bool admit(struct http_exchange *x, const struct route *r)
 {
 	struct app *app = x->app;
 	int64_t retry_after = 0;
+	enum limits_verdict v;
 
 	limits_client_addr(app->limits, http_param(x, "REMOTE_ADDR"),
 	                   http_param(x, "HTTP_X_FORWARDED_FOR"), x->client, sizeof(x->client));
-	if (limits_admit(app->limits, x->client, r->name, &retry_after) == LIMITS_PASS)
+	v = limits_admit(app->limits, x->client, r->name, &retry_after);
+	if (v == LIMITS_PASS)
 		return true;
 	if (retry_after < 1)
 		retry_after = 1;
 	http_header(x, "Retry-After", "%lld", (long long)retry_after);
-	http_error(x, 429, "rate limit exceeded for client %s on %s; retry after %lld s", x->client,
-	           r->name, (long long)retry_after);
+	if (v == LIMITS_OVERLOADED)
+		http_error(x, 503, "service: the %s pool is saturated; retry after %lld s", r->name,
+		           (long long)retry_after);
+	else
+		http_error(x, 429, "rate limit exceeded for client %s on %s; retry after %lld s",
+		           x->client, r->name, (long long)retry_after);
 	return false;
 }
 
