@@ -26,7 +26,10 @@ struct list_params {
 };
 
 static const char *const modes[] = {"sync", "async", NULL};
-static const char *const statuses[] = {"queued", "running", "completed", "failed", NULL};
+/* work states, callback states, and failed (either): see store.c */
+static const char *const statuses[] = {"queued",   "running",    "completed",
+                                       "pending",  "delivering", "delivered",
+                                       "retrying", "failed",     NULL};
 
 static bool one_of(const char *v, const char *const *set)
 {
@@ -86,7 +89,9 @@ static bool take(struct http_exchange *x, struct list_params *p, const char *key
 		snprintf(p->mode, sizeof(p->mode), "%s", value);
 	} else if (seen == &p->seen_status) {
 		if (!one_of(value, statuses)) {
-			http_error(x, 422, "status: must be queued, running, completed or failed");
+			http_error(x, 422,
+			           "status: must be queued, running, completed, pending, "
+			           "delivering, delivered, retrying or failed");
 			return false;
 		}
 		snprintf(p->status, sizeof(p->status), "%s", value);

@@ -159,6 +159,10 @@ http GET "$BASE/requests?mode=batch"
 assert_http "bad mode" 422 '^mode'
 http GET "$BASE/requests?status=lost"
 assert_http "bad status" 422 '^status'
+http GET "$BASE/requests?status=pending"
+assert_eq "status=pending matches the callback state" 6 "$(json_get "$HTTP_BODY" 'len(j)')"
+http GET "$BASE/requests?status=delivered"
+assert_eq "status=delivered (none yet)" 0 "$(json_get "$HTTP_BODY" 'len(j)')"
 for bad in 0 201 -1 abc 1.5 '' '%31%30x'; do
 	http GET "$BASE/requests?limit=$bad"
 	assert_http "limit=$bad" 422 '^limit'
