@@ -257,6 +257,7 @@ static int setup(struct ctx *c)
 	}
 	c->capacity = c->cfg.max_inflight_deliveries + c->cfg.claim_batch;
 	c->pool_backlog = c->cfg.claim_batch + 4 * (int64_t)c->workers;
+	c->sh.pool_low_water = c->pool_backlog / 2; /* refill in batches, not job by job */
 	c->d = deliver_new(&c->cfg, c->s_deliver, c->owner, c->policy, c->key, &c->sh);
 	if (!c->d || deliver_start(c->d) != 0) {
 		log_event(L_ERROR, "deliver.start_failed", "error=%s",

@@ -144,8 +144,8 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		if (!j)
 			break; /* stopping and nothing left */
-		atomic_fetch_sub(&p->sh->pool_pending, 1);
-		shared_poke(p->sh);
+		if (atomic_fetch_sub(&p->sh->pool_pending, 1) - 1 <= p->sh->pool_low_water)
+			shared_poke(p->sh);
 		process(p, j);
 		p->done(j, p->arg);
 	}

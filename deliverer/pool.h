@@ -28,8 +28,8 @@ struct pool;
 typedef void (*pool_done_fn)(struct djob *j, void *arg);
 
 /* Starts n threads. sh->busy_workers counts the workers computing and
- * sh->pool_pending the jobs queued; taking a job pokes the claim loop
- * (shared_poke). NULL on failure (no thread left running). */
+ * sh->pool_pending the jobs queued; taking a job while the queue is at or
+ * below sh->pool_low_water pokes the claim loop (shared_poke). NULL on failure (no thread left running). */
 struct pool *pool_new(int n, const struct ssrf_policy *policy, pool_done_fn done, void *arg,
                       struct shared *sh);
 void pool_submit(struct pool *p, struct djob *j);

@@ -31,6 +31,7 @@ struct shared {
 	atomic_llong in_hand;
 	atomic_int busy_workers;
 	atomic_llong pool_pending; /* jobs queued for the compute pool */
+	int64_t pool_low_water;    /* the pool pokes the claim loop at or below it */
 	atomic_int inflight;
 	atomic_llong sleep_until;
 	atomic_bool wants_room;
