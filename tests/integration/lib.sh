@@ -121,3 +121,16 @@ assert_http() {
 	fi
 	ok "$what"
 }
+
+# assert_clean_logs DIR: no sanitizer report (ASan, LSan, UBSan) in DIR/*.log.
+# Stop the processes first (stack.sh down) so leak checks at exit are in.
+assert_clean_logs() {
+	local hits
+	hits=$(grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$1"/*.log 2>/dev/null | tr '\n' ' ')
+	if [ -z "$hits" ]; then
+		ok "no sanitizer report in $1/*.log"
+	else
+		not_ok "sanitizer reports in: $hits"
+		grep -h -A 12 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$1"/*.log | head -40 >&2
+	fi
+}

@@ -195,4 +195,7 @@ assert_eq "stale deliverer degrades" "degraded stale" \
 # every request was logged once with its route and status
 assert_match "request log lines" 'event=request route=sync method="POST" status=200' "$(cat "$T"/stack/fcgi-sync-*.log)"
 
+"$SRC/tools/stack.sh" down --dir "$T/stack" >/dev/null 2>&1
+assert_clean_logs "$T/stack"
+
 t_done

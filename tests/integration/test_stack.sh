@@ -96,6 +96,7 @@ assert_eq "no pid file is left" 0 "$(find "$D" -name '*.pid' | wc -l)"
 assert_eq "status exits 3 when nothing runs" 3 "$?"
 "$STACK" down --dir "$D" >/dev/null 2>&1
 assert_eq "down on a stopped stack is a no-op" 0 "$?"
+assert_clean_logs "$D"
 
 # ---- a bad configuration stops up, naming the variable -------------------------------
 T_STACKS+=("$T/bad")
