@@ -49,10 +49,10 @@ enum stmt {
 
 #define UNFINISHED      "finished_at IS NULL AND mode = 'async'"
 #define NOT_EXCLUDED(n) "coalesce(callback_host, '') NOT IN (SELECT value FROM json_each(" n "))"
-/* Owner-wide statements walk the unfinished jobs (requests_due is partial
- * on them); without the hint the planner picks requests_mode_created and
- * walks every async row ever accepted. */
-#define BY_DUE      "INDEXED BY requests_due "
+/* The claim and the due-time read name requests_due (partial on the
+ * unfinished jobs, in due order): without statistics the planner prefers
+ * requests_mode_created and would walk every async row ever accepted.
+ * Owner-wide statements use requests_lease_owner (sql/002_deliverer.sql). */
 #define UNKNOWN_MSG "outcome unknown: the deliverer stopped during this attempt"
 
 static const char *const stmt_sql[Q__COUNT] = {
@@ -94,13 +94,13 @@ static const char *const stmt_sql[Q__COUNT] = {
                   "lease_token = NULL, lease_expires_at = NULL, "
                   "status = CASE WHEN status = 'running' THEN 'queued' ELSE status END "
                   "WHERE seq = ?1 AND lease_token = ?2",
-    [Q_RENEW] = "UPDATE requests " BY_DUE "SET lease_expires_at = ?2, next_attempt_at = ?2 "
+    [Q_RENEW] = "UPDATE requests SET lease_expires_at = ?2, next_attempt_at = ?2 "
                 "WHERE lease_owner = ?1 AND " UNFINISHED,
     [Q_HANDBACK_ATTEMPTS] = "UPDATE attempts SET state = 'unknown', error_class = 'unknown', "
                             "error_message = '" UNKNOWN_MSG "' WHERE state = 'sending' "
-                            "AND request_seq IN (SELECT seq FROM requests " BY_DUE
+                            "AND request_seq IN (SELECT seq FROM requests "
                             "WHERE lease_owner = ?1 AND " UNFINISHED ")",
-    [Q_HANDBACK_JOBS] = "UPDATE requests " BY_DUE "SET lease_owner = NULL, lease_token = NULL, "
+    [Q_HANDBACK_JOBS] = "UPDATE requests SET lease_owner = NULL, lease_token = NULL, "
                         "lease_expires_at = NULL, next_attempt_at = ?2, "
                         "status = CASE WHEN status = 'running' THEN 'queued' ELSE status END, "
                         "callback_status = CASE WHEN callback_status = 'delivering' "
@@ -114,7 +114,7 @@ static const char *const stmt_sql[Q__COUNT] = {
                     "inflight = excluded.inflight",
     [Q_HEARTBEAT_DEL] = "DELETE FROM heartbeats WHERE owner = ?1",
     [Q_OWNERS] = "SELECT owner, pid FROM heartbeats WHERE owner != ?1",
-    [Q_EXPIRE_OWNER] = "UPDATE requests " BY_DUE "SET lease_expires_at = ?2, next_attempt_at = ?2 "
+    [Q_EXPIRE_OWNER] = "UPDATE requests SET lease_expires_at = ?2, next_attempt_at = ?2 "
                        "WHERE lease_owner = ?1 AND " UNFINISHED,
 };
 

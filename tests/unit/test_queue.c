@@ -1,0 +1,391 @@
+/*
+ * test_queue: the deliverer's SQL (lib/queue.c) against real database files:
+ * claim order, batch size and host exclusions; one owner at a time; an
+ * expired lease claimable again; fencing of a holder that lost its lease;
+ * the job and attempt rows after delivered, retry and failed outcomes (with
+ * the queue counters); hand-back of a stopping deliverer and of one job;
+ * renewal; recovery of a dead holder's 'sending' attempts as 'unknown'; the
+ * heartbeat row; and the next due time.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "queue.h"
+#include "store.h"
+
+#define LEASE_MS 30000
+
+static char tmpdir[256];
+static int dbcount;
+
+struct fx {
+	struct store *s;
+	struct queue *a; /* owner "host:1:a" */
+	struct queue *b; /* owner "host:2:b", same connection */
+};
+
+static int64_t sql_int(struct store *s, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL), SQLITE_OK);
+	int64_t v = -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void sql_text(struct store *s, const char *sql, char *out, size_t n)
+{
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL), SQLITE_OK);
+	out[0] = '\0';
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+}
+
+/* Inserts an async job due at `due` for host. */
+static void add_job(struct store *s, const char *id, const char *host, int64_t due)
+{
+	char sql[512];
+	snprintf(sql, sizeof sql,
+	         "INSERT INTO requests (id, mode, status, callback_status, input_data, "
+	         "iterations, callback_url, callback_host, created_at, next_attempt_at) VALUES "
+	         "('%s', 'async', 'queued', 'pending', 'in-%s', 1, 'http://%s/cb', '%s', %lld, "
+	         "%lld)",
+	         id, id, host, host, (long long)due, (long long)due);
+	assert_int_equal(sqlite3_exec(store_db(s), sql, NULL, NULL, NULL), SQLITE_OK);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = cz_calloc(1, sizeof *f);
+	char path[300];
+	snprintf(path, sizeof path, "%s/q%d.db", tmpdir, ++dbcount);
+	enum store_err err;
+	char msg[256];
+	f->s = store_open(path, &err, msg, sizeof msg);
+	assert_non_null(f->s);
+	f->a = queue_new(f->s, "host:1:a");
+	f->b = queue_new(f->s, "host:2:b");
+	assert_non_null(f->a);
+	assert_non_null(f->b);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	queue_free(f->a);
+	queue_free(f->b);
+	store_close(f->s);
+	cz_free(f);
+	return 0;
+}
+
+static void free_jobs(struct queue_job *jobs, int n)
+{
+	for (int i = 0; i < n; i++)
+		queue_job_clear(&jobs[i]);
+	cz_free(jobs);
+}
+
+/* Claims with q at now and returns the ids, comma separated. */
+static int claim_ids(struct queue *q, int64_t now, int max, const char *excl, char *out, size_t n,
+                     struct queue_job **keep)
+{
+	struct queue_job *jobs = NULL;
+	int got = -1;
+	assert_int_equal(queue_claim(q, now, LEASE_MS, max, excl, &jobs, &got), QUEUE_OK);
+	out[0] = '\0';
+	for (int i = 0; i < got; i++) {
+		size_t len = strlen(out);
+		snprintf(out + len, n - len, "%s%s", i ? "," : "", jobs[i].id);
+	}
+	if (keep)
+		*keep = jobs;
+	else
+		free_jobs(jobs, got);
+	return got;
+}
+
+static void test_claim_order_batch_exclusions(void **state)
+{
+	struct fx *f = *state;
+	/* due times out of insertion order; one not yet due */
+	add_job(f->s, "j1", "a.example", 300);
+	add_job(f->s, "j2", "b.example", 100);
+	add_job(f->s, "j3", "a.example", 100);
+	add_job(f->s, "j4", "c.example", 200);
+	add_job(f->s, "j5", "a.example", 5000);
+	char ids[256];
+	const struct {
+		int max;
+		const char *excl;
+		const char *want;
+	} rows[] = {
+	    {2, NULL, "j2,j3"},            /* due time, then acceptance order */
+	    {10, "[\"a.example\"]", "j4"}, /* a.example left out */
+	    {10, "[]", "j1"},              /* the rest that is due; j5 is not */
+	    {10, NULL, ""},                /* everything due is leased now */
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		claim_ids(f->a, 1000, rows[i].max, rows[i].excl, ids, sizeof ids, NULL);
+		assert_string_equal(ids, rows[i].want);
+	}
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM requests WHERE status = 'running' "
+	                               "AND lease_owner = 'host:1:a'"),
+	                 4);
+	/* The leased rows are due again exactly when the lease expires. */
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM requests WHERE lease_expires_at = "
+	                               "next_attempt_at AND next_attempt_at = 1000 + 30000"),
+	                 4);
+}
+
+static void test_lease_exclusive_then_expired(void **state)
+{
+	struct fx *f = *state;
+	add_job(f->s, "k1", "h", 0);
+	char ids[64];
+	assert_int_equal(claim_ids(f->a, 1000, 10, NULL, ids, sizeof ids, NULL), 1);
+	/* Another owner sees nothing while the lease lives... */
+	assert_int_equal(claim_ids(f->b, 1000 + LEASE_MS - 1, 10, NULL, ids, sizeof ids, NULL), 0);
+	/* ...and takes it when it expired. */
+	assert_int_equal(claim_ids(f->b, 1000 + LEASE_MS, 10, NULL, ids, sizeof ids, NULL), 1);
+	char owner[64];
+	sql_text(f->s, "SELECT lease_owner FROM requests WHERE id = 'k1'", owner, sizeof owner);
+	assert_string_equal(owner, "host:2:b");
+}
+
+static void test_fencing(void **state)
+{
+	struct fx *f = *state;
+	add_job(f->s, "f1", "h", 0);
+	struct queue_job *ja = NULL, *jb = NULL;
+	char ids[64];
+	assert_int_equal(claim_ids(f->a, 1000, 1, NULL, ids, sizeof ids, &ja), 1);
+	/* A sends attempt 1, stalls past its lease; B claims. */
+	assert_int_equal(store_begin(f->s), STORE_OK);
+	memcpy(ja[0].result, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+	       65);
+	ja[0].computed = true;
+	assert_int_equal(queue_attempt_begin(f->a, &ja[0], true, 1, 1001), QUEUE_OK);
+	assert_int_equal(store_commit(f->s), STORE_OK);
+	assert_int_equal(claim_ids(f->b, 1000 + LEASE_MS, 1, NULL, ids, sizeof ids, &jb), 1);
+	assert_int_equal(jb[0].attempts, 1);
+	assert_int_equal(jb[0].unknown, 1); /* A's 'sending' attempt became unknown */
+	assert_true(jb[0].computed);        /* and the result A stored is kept */
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM attempts WHERE state = 'unknown'"), 1);
+
+	/* Every write A tries now is fenced; B's go through. */
+	struct queue_outcome o = {
+	    .number = 1, .http_status = 200, .verdict = QUEUE_DELIVERED, .now = 2000};
+	assert_int_equal(store_begin(f->s), STORE_OK);
+	assert_int_equal(queue_attempt_end(f->a, &ja[0], &o), QUEUE_FENCED);
+	assert_int_equal(queue_attempt_begin(f->a, &ja[0], false, 2, 2000), QUEUE_FENCED);
+	assert_int_equal(queue_release(f->a, &ja[0], false, 2000), QUEUE_FENCED);
+	assert_int_equal(queue_attempt_begin(f->b, &jb[0], false, 2, 2001), QUEUE_OK);
+	o.number = 2;
+	assert_int_equal(queue_attempt_end(f->b, &jb[0], &o), QUEUE_OK);
+	assert_int_equal(store_commit(f->s), STORE_OK);
+	char st[64];
+	sql_text(f->s,
+	         "SELECT callback_status || ' ' || attempts || ' ' || (finished_at IS NOT NULL) "
+	         "FROM requests WHERE id = 'f1'",
+	         st, sizeof st);
+	assert_string_equal(st, "delivered 2 1");
+	sql_text(
+	    f->s,
+	    "SELECT group_concat(state, ',') FROM (SELECT state FROM attempts ORDER BY number)", st,
+	    sizeof st);
+	assert_string_equal(st, "unknown,done");
+	free_jobs(ja, 1);
+	free_jobs(jb, 1);
+}
+
+static void test_outcomes(void **state)
+{
+	struct fx *f = *state;
+	add_job(f->s, "o1", "h", 0);
+	add_job(f->s, "o2", "h", 0);
+	add_job(f->s, "o3", "h", 0);
+	assert_int_equal(sql_int(f->s, "SELECT value FROM counters WHERE name = 'queue_depth'"), 3);
+	struct queue_job *j = NULL;
+	char ids[64];
+	assert_int_equal(claim_ids(f->a, 1000, 3, NULL, ids, sizeof ids, &j), 3);
+	const struct {
+		enum queue_verdict v;
+		int http;
+		const char *cls, *msg;
+		const char *want_job, *want_attempt;
+	} rows[] = {
+	    {QUEUE_DELIVERED, 200, NULL, NULL, "completed delivered 1 -", "done 200 - -"},
+	    {QUEUE_RETRY, 503, "http", "HTTP 503", "completed retrying 0 5000",
+	     "done 503 http 5000"},
+	    {QUEUE_FAILED, 410, "http", "gone", "completed failed 1 -", "done 410 http -"},
+	};
+	assert_int_equal(store_begin(f->s), STORE_OK);
+	for (int i = 0; i < 3; i++) {
+		memset(j[i].result, 'a', 64);
+		j[i].result[64] = '\0';
+		assert_int_equal(queue_attempt_begin(f->a, &j[i], true, 1, 1500), QUEUE_OK);
+	}
+	assert_int_equal(store_commit(f->s), STORE_OK);
+	char st[64];
+	sql_text(f->s, "SELECT callback_status FROM requests WHERE id = 'o1'", st, sizeof st);
+	assert_string_equal(st, "delivering");
+	assert_int_equal(store_begin(f->s), STORE_OK);
+	for (int i = 0; i < 3; i++) {
+		struct queue_outcome o = {.number = 1,
+		                          .duration_ms = 1.5,
+		                          .http_status = rows[i].http,
+		                          .error_class = rows[i].cls,
+		                          .error_message = rows[i].msg,
+		                          .verdict = rows[i].v,
+		                          .next_attempt_at = 5000,
+		                          .now = 2000};
+		assert_int_equal(queue_attempt_end(f->a, &j[i], &o), QUEUE_OK);
+	}
+	assert_int_equal(store_commit(f->s), STORE_OK);
+	for (int i = 0; i < 3; i++) {
+		char sql[512];
+		snprintf(sql, sizeof sql,
+		         "SELECT status || ' ' || callback_status || ' ' || (finished_at IS NOT "
+		         "NULL) || ' ' || coalesce(next_attempt_at, '-') FROM requests WHERE id = "
+		         "'%s'",
+		         j[i].id);
+		sql_text(f->s, sql, st, sizeof st);
+		assert_string_equal(st, rows[i].want_job);
+		snprintf(
+		    sql, sizeof sql,
+		    "SELECT state || ' ' || http_status || ' ' || coalesce(error_class, '-') || "
+		    "' ' || coalesce(next_attempt_at, '-') FROM attempts WHERE request_seq = "
+		    "%lld",
+		    (long long)j[i].seq);
+		sql_text(f->s, sql, st, sizeof st);
+		assert_string_equal(st, rows[i].want_attempt);
+	}
+	/* Delivered and failed left the queue; the retry did not. */
+	assert_int_equal(sql_int(f->s, "SELECT value FROM counters WHERE name = 'queue_depth'"), 1);
+	assert_int_equal(
+	    sql_int(f->s, "SELECT count(*) FROM requests WHERE lease_owner IS NOT NULL"), 0);
+	/* The retry is due at its time, for anyone. */
+	bool found = false;
+	int64_t due = 0;
+	assert_int_equal(queue_next_due(f->b, NULL, &found, &due), QUEUE_OK);
+	assert_true(found);
+	assert_int_equal(due, 5000);
+	assert_int_equal(claim_ids(f->b, 4999, 10, NULL, ids, sizeof ids, NULL), 0);
+	assert_int_equal(claim_ids(f->b, 5000, 10, NULL, ids, sizeof ids, NULL), 1);
+	assert_string_equal(ids, "o2");
+	free_jobs(j, 3);
+}
+
+static void test_release_renew_handback(void **state)
+{
+	struct fx *f = *state;
+	add_job(f->s, "r1", "h", 0);
+	add_job(f->s, "r2", "h", 0);
+	add_job(f->s, "r3", "h", 0);
+	struct queue_job *j = NULL;
+	char ids[64];
+	assert_int_equal(claim_ids(f->a, 1000, 3, NULL, ids, sizeof ids, &j), 3);
+	/* Renewal moves every lease of the owner. */
+	int64_t n = 0;
+	assert_int_equal(queue_renew(f->a, 20000, LEASE_MS, &n), QUEUE_OK);
+	assert_int_equal(n, 3);
+	assert_int_equal(sql_int(f->s, "SELECT min(lease_expires_at) FROM requests"), 50000);
+	/* One job handed back alone (breaker): queued again, no attempt. */
+	assert_int_equal(store_begin(f->s), STORE_OK);
+	assert_int_equal(queue_release(f->a, &j[0], false, 7000), QUEUE_OK);
+	assert_int_equal(queue_attempt_begin(f->a, &j[1], true, 1, 21000), QUEUE_OK);
+	assert_int_equal(store_commit(f->s), STORE_OK);
+	char st[64];
+	sql_text(f->s,
+	         "SELECT status || ' ' || attempts || ' ' || next_attempt_at || ' ' || "
+	         "coalesce(lease_owner, '-') FROM requests WHERE id = 'r1'",
+	         st, sizeof st);
+	assert_string_equal(st, "queued 0 7000 -");
+	/* Stopping: everything held comes back due now, 'sending' -> unknown. */
+	assert_int_equal(queue_handback_all(f->a, 22000, &n), QUEUE_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(sql_int(f->s,
+	                         "SELECT count(*) FROM requests WHERE lease_owner IS NOT NULL "
+	                         "OR callback_status = 'delivering' OR status = 'running'"),
+	                 0);
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM attempts WHERE state = 'unknown'"), 1);
+	sql_text(f->s, "SELECT callback_status FROM requests WHERE id = 'r2'", st, sizeof st);
+	assert_string_equal(st, "retrying");
+	assert_int_equal(claim_ids(f->b, 22000, 10, NULL, ids, sizeof ids, NULL), 3);
+	free_jobs(j, 3);
+}
+
+static bool dead_if_pid_2(const char *owner, int64_t pid, void *arg)
+{
+	(void)owner;
+	(void)arg;
+	return pid == 2;
+}
+
+static void test_heartbeat_and_recovery(void **state)
+{
+	struct fx *f = *state;
+	struct queue_beat beat = {
+	    .pid = 1, .started_at = 10, .busy_workers = 1, .workers = 2, .inflight = 3};
+	assert_int_equal(queue_heartbeat(f->a, 100, &beat), QUEUE_OK);
+	beat.pid = 2;
+	assert_int_equal(queue_heartbeat(f->b, 100, &beat), QUEUE_OK);
+	beat.pid = 1;
+	beat.inflight = 7;
+	assert_int_equal(queue_heartbeat(f->a, 200, &beat), QUEUE_OK); /* upsert */
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM heartbeats"), 2);
+	assert_int_equal(sql_int(f->s, "SELECT inflight FROM heartbeats WHERE owner = 'host:1:a'"),
+	                 7);
+	/* B (pid 2) dies holding a job: A's recovery expires B's lease now. */
+	add_job(f->s, "d1", "h", 0);
+	char ids[64];
+	assert_int_equal(claim_ids(f->b, 1000, 1, NULL, ids, sizeof ids, NULL), 1);
+	int64_t n = -1;
+	assert_int_equal(queue_recover_dead(f->a, 1500, dead_if_pid_2, NULL, &n), QUEUE_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM heartbeats"), 1);
+	assert_int_equal(claim_ids(f->a, 1500, 1, NULL, ids, sizeof ids, NULL), 1);
+	assert_int_equal(queue_heartbeat_remove(f->a), QUEUE_OK);
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM heartbeats"), 0);
+}
+
+int main(void)
+{
+	snprintf(tmpdir, sizeof tmpdir, "%s/consuma-test-queue.XXXXXX",
+	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_claim_order_batch_exclusions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lease_exclusive_then_expired, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fencing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_release_renew_handback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_heartbeat_and_recovery, setup, teardown),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tmpdir);
+	return rc;
+}
