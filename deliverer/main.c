@@ -479,7 +479,11 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--version") == 0) {
 			printf("consuma-deliverer %s\n", CONSUMA_VERSION);
 			return 0;
-		} else if (strcmp(argv[i], "--check-url") == 0 && i + 1 < argc) {
+		} else if (strcmp(argv[i], "--check-url") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "consuma-deliverer: --check-url needs a URL\n");
+				return EXIT_USAGE;
+			}
 			url = argv[++i];
 		} else {
 			fprintf(stderr, "consuma-deliverer: unknown argument '%s'\n", argv[i]);
