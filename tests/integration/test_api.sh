@@ -195,7 +195,79 @@ assert_eq "stale deliverer degrades" "degraded stale" \
 # every request was logged once with its route and status
 assert_match "request log lines" 'event=request route=sync method="POST" status=200' "$(cat "$T"/stack/fcgi-sync-*.log)"
 
+# ---- straight FastCGI: what a proxy would never send --------------------------------
+# consuma-fcgi on its own socket (--socket), spoken to by a minimal FastCGI
+# client, for the CGI variables lighttpd and nginx always get right.
+cat >"$T/fcgi.py" <<'PY'
+import json, socket, struct, sys
+path, env, body = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3].encode()
+def rec(t, content):
+    return struct.pack('!BBHHBx', 1, t, 1, len(content), 0) + content
+def ln(n):
+    return struct.pack('!B', n) if n < 128 else struct.pack('!I', n | 0x80000000)
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(path)
+params = b''.join(ln(len(k)) + ln(len(v)) + k.encode() + v.encode() for k, v in env.items())
+s.sendall(rec(1, struct.pack('!HB5x', 1, 0)) + rec(4, params) + rec(4, b'') +
+          (rec(5, body) if body else b'') + rec(5, b''))
+out, buf = b'', b''
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    buf += chunk
+    while len(buf) >= 8:
+        _, t, _, clen, plen = struct.unpack('!BBHHB', buf[:7])
+        if len(buf) < 8 + clen + plen:
+            break
+        if t == 6:
+            out += buf[8:8 + clen]
+        buf = buf[8 + clen + plen:]
+        if t == 3:
+            buf = b''
+            break
+    else:
+        continue
+    if t == 3:
+        break
+head, _, payload = out.decode().partition('\r\n\r\n')
+print(head.split('\r\n')[0].split()[1], payload)
+PY
+CONSUMA_DATABASE_PATH=$T/direct.db "$BUILD/consuma-fcgi" --socket "$T/direct.sock" 2>"$T/direct.log" &
+direct_pid=$!
+t_track $direct_pid
+for _ in $(seq 100); do [ -S "$T/direct.sock" ] && break; sleep 0.05; done
+fcgi() { python3 "$T/fcgi.py" "$T/direct.sock" "$1" "${2:-}"; }
+post='"REQUEST_METHOD": "POST", "REQUEST_URI": "/sync", "REMOTE_ADDR": "127.0.0.1"'
+assert_match "direct: a valid /sync" '^200 .*2cf24dba5fb0a30e' \
+	"$(fcgi "{$post, \"CONTENT_LENGTH\": \"37\"}" '{"input_data":"hello","iterations":1}')"
+assert_match "direct: CONTENT_LENGTH not a number" '^400 .*Content-Length' \
+	"$(fcgi "{$post, \"CONTENT_LENGTH\": \"12x\"}" '{"input_data":"hello"}')"
+assert_match "direct: CONTENT_LENGTH negative" '^400 .*Content-Length' \
+	"$(fcgi "{$post, \"CONTENT_LENGTH\": \"-5\"}" '')"
+assert_match "direct: body shorter than CONTENT_LENGTH" '^400 .*shorter' \
+	"$(fcgi "{$post, \"CONTENT_LENGTH\": \"100\"}" '{"input_data":"hello"}')"
+assert_match "direct: CONTENT_LENGTH of 20 digits, nothing read" '^413 .*body' \
+	"$(fcgi "{$post, \"CONTENT_LENGTH\": \"99999999999999999999\"}" '')"
+assert_match "direct: no CONTENT_LENGTH is an empty body" '^422 .*body' \
+	"$(fcgi "{$post}" '')"
+assert_match "direct: SCRIPT_NAME + PATH_INFO without REQUEST_URI" '^200 .*"status":"ok"' \
+	"$(fcgi '{"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/healthz", "PATH_INFO": ""}')"
+assert_match "direct: a malformed escape in the path" '^404 ' \
+	"$(fcgi '{"REQUEST_METHOD": "GET", "REQUEST_URI": "/health%zz"}')"
+assert_match "direct: %00 in the path" '^404 ' \
+	"$(fcgi '{"REQUEST_METHOD": "GET", "REQUEST_URI": "/healthz%00"}')"
+assert_match "direct: the path is percent-decoded" '^200 ' \
+	"$(fcgi '{"REQUEST_METHOD": "GET", "REQUEST_URI": "/health%7a?x=1"}')"
+assert_match "direct: no REQUEST_METHOD" '^405 ' \
+	"$(fcgi '{"REQUEST_URI": "/healthz"}')"
+
+kill -TERM "$direct_pid"
+wait "$direct_pid"
+assert_eq "direct: SIGTERM while idle exits 0" 0 "$?"
 "$SRC/tools/stack.sh" down --dir "$T/stack" >/dev/null 2>&1
 assert_clean_logs "$T/stack"
+assert_clean_logs "$T"
 
 t_done
