@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "config.h"
 #include "ssrf.h"
 
@@ -681,6 +682,55 @@ static void test_open_socket(void **state)
 	ssrf_policy_free(relaxedp);
 }
 
+/* a resolver that answers nonsense: more than asked, and non-IP families */
+static int odd_resolve(const char *host, int timeout_ms, struct sockaddr_storage *addrs, int max,
+                       void *arg)
+{
+	(void)host;
+	(void)timeout_ms;
+	(void)arg;
+	for (int i = 0; i < max; i++) {
+		memset(&addrs[i], 0, sizeof(addrs[i]));
+		addrs[i].ss_family = AF_UNIX;
+	}
+	return max + 5;
+}
+
+static void test_odd_resolver_and_oom(void **state)
+{
+	struct config c;
+	struct ssrf_policy *p;
+	struct ssrf_target t;
+	char why[SSRF_REASON_MAX];
+
+	(void)state;
+	p = policy(false, "", "");
+	ssrf_policy_set_resolver(p, odd_resolve, NULL);
+	assert_int_equal(ssrf_check_url(p, "http://odd.test/", &t, why, sizeof(why)),
+	                 SSRF_DENY_RESOLVE);
+	/* NULL restores the system resolver; a literal never reaches it */
+	ssrf_policy_set_resolver(p, NULL, NULL);
+	assert_int_equal(ssrf_check_url(p, "http://8.8.8.8/", &t, why, sizeof(why)), SSRF_ALLOW);
+	ssrf_policy_free(p);
+
+	/* every allocation of ssrf_policy_new failing in turn: NULL, nothing leaks */
+	memset(&c, 0, sizeof(c));
+	snprintf(c.callback_deny_cidrs, sizeof(c.callback_deny_cidrs), "10.0.0.0/8");
+	snprintf(c.callback_allow_cidrs, sizeof(c.callback_allow_cidrs), "10.1.0.0/16");
+	for (long n = 0; n < 3; n++) {
+		alloc_fail_after(n);
+		p = ssrf_policy_new(&c, why, sizeof(why));
+		alloc_fail_after(-1);
+		assert_null(p);
+		assert_string_equal(why, "out of memory");
+	}
+	alloc_fail_after(3);
+	p = ssrf_policy_new(&c, why, sizeof(why));
+	alloc_fail_after(-1);
+	assert_non_null(p);
+	ssrf_policy_free(p);
+}
+
 /* The real resolver on numeric hosts (no query leaves the machine). */
 static void test_system_resolver(void **state)
 {
@@ -890,6 +940,7 @@ int main(void)
 	    cmocka_unit_test(test_rebinding),
 	    cmocka_unit_test(test_target_contents),
 	    cmocka_unit_test(test_open_socket),
+	    cmocka_unit_test(test_odd_resolver_and_oom),
 	    cmocka_unit_test(test_system_resolver),
 	    cmocka_unit_test(test_curl_pins_and_ignores_proxy),
 	    cmocka_unit_test(test_curl_refuses_at_connect),
