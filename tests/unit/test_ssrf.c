@@ -861,7 +861,7 @@ static void test_curl_pins_and_ignores_proxy(void **state)
 	setenv("HTTP_PROXY", "http://127.0.0.1:9/", 1);
 	setenv("ALL_PROXY", "http://127.0.0.1:9/", 1);
 
-	snprintf(url, sizeof(url), "http://PINNED.invalid:%d/cb", l.port);
+	snprintf(url, sizeof(url), "http://PINNED.invalid.:%d/cb", l.port);
 	assert_int_equal(ssrf_check_url(p, url, &t, why, sizeof(why)), SSRF_ALLOW);
 	assert_int_equal(transfer(p, &t, url, &l, &status), CURLE_OK);
 	assert_int_equal(status, 302);
