@@ -246,6 +246,11 @@ start_fcgi() {
 		die "could not start $name"
 	fi
 	[ -s "$dir/$name.pid" ] || die "spawn-fcgi wrote no pid file for $name"
+	# spawn-fcgi writes the pid without a newline; end it, so that
+	# `cat D/*.pid` lists one pid per line
+	local pid
+	pid=$(head -n 1 "$dir/$name.pid")
+	printf '%s\n' "$pid" >"$dir/$name.pid"
 }
 
 backends() { # POOL COUNT: lighttpd fastcgi host entries, on one line

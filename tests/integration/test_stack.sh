@@ -34,11 +34,14 @@ done
 status=$("$STACK" status --dir "$D")
 assert_eq "status exits 0 when all runs" 0 "$?"
 assert_eq "status lists 4 running processes" 4 "$(grep -c ' running$' <<<"$status")"
-pids_before=$(cat "$D"/*.pid | tr -s ' \n' ' ')
+# every pid file holds one pid and ends with a newline
+pids_of() { local f; for f in "$D"/*.pid; do head -n 1 "$f"; done | tr '\n' ' '; }
+pids_before=$(pids_of)
+assert_match "pid files hold one pid per line" '^([0-9]+ ){4}$' "$pids_before"
 
 again=$("$STACK" up --dir "$D" --no-deliverer 2>/dev/null | tail -n 1)
 assert_eq "up again prints the same URL" "$BASE" "$again"
-assert_eq "up again starts nothing new" "$pids_before" "$(cat "$D"/*.pid | tr -s ' \n' ' ')"
+assert_eq "up again starts nothing new" "$pids_before" "$(pids_of)"
 
 # a stopped process is restarted, the others are left alone
 old_api=$(cat "$D/fcgi-api-1.pid")
@@ -85,7 +88,8 @@ fi
 
 # ---- down leaves nothing behind ------------------------------------------------------
 "$STACK" up --dir "$D" --no-deliverer >/dev/null 2>&1
-all_pids=$(cat "$D"/*.pid | tr -s ' \n' ' ')
+all_pids=$(pids_of)
+assert_match "the pids to check" '^([0-9]+ ){4,5}$' "$all_pids"
 "$STACK" down --dir "$D" 2>/dev/null
 assert_eq "down exits 0" 0 "$?"
 left=''
