@@ -23,9 +23,10 @@
  *             back whatever is left in one transaction and exit 0.
  *   2nd SIGTERM, or SIGINT: the same without waiting.
  *
- * Crash recovery: leases expire by themselves; at start-up the leases of
- * deliverers on this host whose process is gone are expired at once; a
- * claim turns the attempts a dead holder left 'sending' into 'unknown'.
+ * Crash recovery: leases expire by themselves; at start-up and every few
+ * seconds, the leases of deliverers on this host whose process is gone are
+ * expired at once; a claim turns the attempts a dead holder left 'sending'
+ * into 'unknown'.
  */
 #define _GNU_SOURCE /* ppoll */
 #include <errno.h>
@@ -58,6 +59,7 @@
 
 #define EXIT_USAGE     2
 #define BEAT_EVERY_MS  1000
+#define RECOVER_EVERY  5 /* heartbeats between looks for dead neighbours */
 #define DB_ERROR_PAUSE 500
 #define HOSTNAME_MAX   64
 
@@ -187,6 +189,17 @@ static void make_owner(struct ctx *c)
 	snprintf(c->owner, sizeof c->owner, "%s:%ld:%08x", c->hostname, (long)getpid(), r);
 }
 
+/* Takes back at once the leases of deliverers on this host whose process is
+ * gone (at start-up, and now and then: a neighbour may crash). */
+static void recover(struct ctx *c)
+{
+	int64_t recovered = 0;
+	if (queue_recover_dead(c->q, ids_now_ms(), owner_is_dead, c, &recovered) != QUEUE_OK)
+		log_event(L_WARN, "recover.failed", "error=%s", log_q(queue_errmsg(c->q)));
+	else if (recovered > 0)
+		log_event(L_INFO, "recover.dead_owner", "jobs=%lld", (long long)recovered);
+}
+
 static struct store *open_store(const struct config *cfg)
 {
 	enum store_err err;
@@ -232,11 +245,7 @@ static int setup(struct ctx *c)
 		log_event(L_ERROR, "queue.init_failed", "error=%s", log_q(store_errmsg(c->s_main)));
 		return 1;
 	}
-	int64_t recovered = 0;
-	if (queue_recover_dead(c->q, ids_now_ms(), owner_is_dead, c, &recovered) != QUEUE_OK)
-		log_event(L_WARN, "recover.failed", "error=%s", log_q(queue_errmsg(c->q)));
-	else if (recovered > 0)
-		log_event(L_INFO, "recover.dead_owner", "jobs=%lld", (long long)recovered);
+	recover(c);
 
 	char bell[CONFIG_PATH_MAX];
 	config_doorbell_path(&c->cfg, bell, sizeof bell);
@@ -337,6 +346,7 @@ static void claim_loop(struct ctx *c)
 	sigset_t none;
 	sigemptyset(&none);
 	int64_t next_beat = 0;
+	unsigned beats = 0;
 	int64_t renew_every = c->cfg.lease_seconds * 1000 / 3;
 	if (renew_every < 100)
 		renew_every = 100;
@@ -367,6 +377,8 @@ static void claim_loop(struct ctx *c)
 		}
 		if (mono >= next_beat) {
 			beat(c);
+			if (++beats % RECOVER_EVERY == 0)
+				recover(c);
 			next_beat = mono + BEAT_EVERY_MS;
 		}
 		if (mono >= next_renew) {

@@ -5,6 +5,8 @@
 # claims the jobs (A's attempts become 'unknown') and delivers them. When A
 # thaws, its answers arrive but every write it tries is fenced by the lease
 # token: the jobs keep B's outcome.
+# Then a deliverer killed while holding jobs: its neighbour takes them back
+# within seconds (it checks whether holders on this host still live).
 . "$(dirname "$0")/lib.sh"
 RECV=$SRC/tests/integration/receiver.py
 
@@ -64,4 +66,42 @@ wait "$a"
 assert_eq "A exits 0" 0 $?
 wait "$b"
 assert_eq "B exits 0" 0 $?
+
+# A neighbour that dies while holding jobs: with 60 s leases, the survivor
+# takes the jobs back within seconds (dead-process check), not a minute.
+export CONSUMA_LEASE_SECONDS=60
+CONSUMA_DOORBELL_PATH=$T/c.bell "$BUILD/consuma-deliverer" 2>"$T/c.log" &
+c=$!
+t_track $c
+for _ in $(seq 50); do grep -q deliverer.started "$T/c.log" && break; sleep 0.1; done
+now=$(date +%s%3N)
+for i in 1 2 3 4; do
+	echo "INSERT INTO requests (id, mode, status, callback_status, input_data, iterations,
+	      callback_url, callback_host, created_at, next_attempt_at)
+	      VALUES ('dead-$i', 'async', 'queued', 'pending', 'dead $i', 1,
+	      'http://127.0.0.1:$rport/slow/2000~dead', '127.0.0.1', $now, $now);"
+done | sqlite3 "$db"
+for _ in $(seq 100); do
+	[ "$(grep -c '~dead' "$T/r.jsonl")" -ge 4 ] && break
+	sleep 0.1
+done
+CONSUMA_DOORBELL_PATH=$T/d.bell "$BUILD/consuma-deliverer" 2>"$T/d.log" &
+d=$!
+t_track $d
+for _ in $(seq 50); do grep -q deliverer.started "$T/d.log" && break; sleep 0.1; done
+kill -9 "$c"
+t0=$(date +%s)
+for _ in $(seq 200); do
+	[ "$(sql "SELECT count(*) FROM requests WHERE id LIKE 'dead-%' AND callback_status = 'delivered'")" = 4 ] && break
+	sleep 0.1
+done
+took=$(($(date +%s) - t0))
+echo "# survivor delivered the dead neighbour's jobs ${took} s after the kill (lease 60 s)"
+assert_eq "the survivor delivered the dead neighbour's 4 jobs" 4 \
+	"$(sql "SELECT count(*) FROM requests WHERE id LIKE 'dead-%' AND callback_status = 'delivered'")"
+assert_cmd "well before the 60 s lease ran out (${took} s)" test "$took" -le 15
+assert_match "the survivor logged the recovery" "event=recover.dead_owner jobs=4" "$(cat "$T/d.log")"
+kill -TERM "$d"
+wait "$d"
+assert_eq "the survivor exits 0" 0 $?
 t_done
