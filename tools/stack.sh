@@ -181,7 +181,6 @@ load_layout() {
 	# port and pool sizes of the stack in D, unless given now
 	local saved_port='' saved_sync='' saved_api=''
 	if [ -f "$dir/stack.layout" ]; then
-		# shellcheck disable=SC1091
 		saved_port=$(sed -n 's/^port=\([0-9]*\)$/\1/p' "$dir/stack.layout")
 		saved_sync=$(sed -n 's/^sync_procs=\([0-9]*\)$/\1/p' "$dir/stack.layout")
 		saved_api=$(sed -n 's/^api_procs=\([0-9]*\)$/\1/p' "$dir/stack.layout")

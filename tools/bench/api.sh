@@ -82,7 +82,7 @@ rows=$(sqlite3 "$D/consuma/consuma.db" "SELECT count(*) FROM requests WHERE mode
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { # NAME "rps p50 p99 non2xx errors requests" RATIO TARGET
-	read -r rps p50 p99 non2xx errs reqs <<<"$2"
+	read -r rps p50 p99 non2xx errs _ <<<"$2"
 	printf '%-22s %10s %8s %8s %8s %7s %9s %s\n' "$1" "$rps" "$p50" "$p99" "$non2xx" "$errs" "$3" "$4"
 }
 echo "== api: wrk -t2 -c32 -d$duration through lighttpd, $sync_procs sync + $api_procs api processes, $(nproc) cpus =="
