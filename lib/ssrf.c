@@ -698,11 +698,18 @@ CURLcode ssrf_curl_setup(const struct ssrf_policy *p, CURL *h, const struct ssrf
 			rc = CURLE_OUT_OF_MEMORY;
 			goto out;
 		}
-		rc = curl_easy_setopt(h, CURLOPT_RESOLVE, list);
-		if (rc != CURLE_OK)
-			goto out;
 	}
-	rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, ssrf_open_socket);
+	/* Always set, NULL for a literal: curl does not copy the list, so a
+	 * reused handle must never keep pointing at an earlier, freed one. */
+	rc = curl_easy_setopt(h, CURLOPT_RESOLVE, list);
+	if (rc != CURLE_OK)
+		goto out;
+	/* Nothing may re-route the connection past the pin. */
+	rc = curl_easy_setopt(h, CURLOPT_CONNECT_TO, NULL);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, NULL);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, ssrf_open_socket);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, (void *)p);
 	if (rc == CURLE_OK)
@@ -715,6 +722,8 @@ CURLcode ssrf_curl_setup(const struct ssrf_policy *p, CURL *h, const struct ssrf
 		rc = curl_easy_setopt(h, CURLOPT_MAXREDIRS, 0L);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(h, CURLOPT_PROXY, "");
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_PRE_PROXY, "");
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
 out:

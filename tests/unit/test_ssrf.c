@@ -919,10 +919,20 @@ static void test_protocols(void **state)
 	CURL *h = curl_easy_init();
 
 	(void)state;
+	/* a handle set up for a name, its pin list freed, then reused for a
+	 * literal: the handle must not keep the freed list (ASan would see it) */
+	assert_int_equal(ssrf_check_url(p, "http://pinned.invalid:9/", &t, why, sizeof(why)),
+	                 SSRF_ALLOW);
+	assert_int_equal(ssrf_curl_setup(p, h, &t, &pins), CURLE_OK);
+	assert_non_null(pins);
+	curl_slist_free_all(pins);
 	assert_int_equal(ssrf_check_url(p, "http://127.0.0.1:9/", &t, why, sizeof(why)),
 	                 SSRF_ALLOW);
 	assert_int_equal(ssrf_curl_setup(p, h, &t, &pins), CURLE_OK);
 	assert_null(pins);
+	curl_easy_setopt(h, CURLOPT_URL, "http://127.0.0.1:9/");
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
+	curl_easy_perform(h); /* loopback port 9: refused or answered, either will do */
 	/* a URL of another scheme set by mistake is refused by curl itself */
 	curl_easy_setopt(h, CURLOPT_URL, "file:///etc/passwd");
 	assert_int_equal(curl_easy_perform(h), CURLE_UNSUPPORTED_PROTOCOL);
