@@ -52,6 +52,7 @@ usage_case --callback-wait --callback-wait 1e999
 usage_case --server-url --server-url ftp://127.0.0.1/
 usage_case --secret --secret not-a-secret
 usage_case --raw --raw --mode async
+usage_case --threads --threads 0
 rc=0
 "$SRC/tools/storm.sh" --mode fast >/dev/null 2>"$T/usage.err" || rc=$?
 assert_eq "storm.sh refuses a bad option with exit 2" 2 "$rc"
@@ -146,6 +147,17 @@ for r in open_short open_long closed_long; do
 	assert_eq "$r: every request answered" true \
 		"$(py "$T/$r.json" 'j["sync"]["sent"] == j["sync"]["succeeded"] + j["sync"]["failed"]' 2>/dev/null)"
 done
+
+# ---- worker threads share one schedule and one receiver ------------------------
+rc=0
+"$STORM" --server-url "$BASE" --mode async --threads 3 --num-requests 30 --concurrency 6 \
+	--iterations 10 --rate 200 --callback-port "$(free_port)" --callback-wait 30 --timeout 30 \
+	--json "$T/threads.json" >"$T/threads.out" 2>"$T/threads.err" || rc=$?
+assert_eq "--threads 3: exit 0" 0 "$rc"
+assert_eq "--threads 3: 30 sent, 30 accepted" "30 30" \
+	"$(py "$T/threads.json" '"%d %d" % (j["async"]["sent"], j["async"]["succeeded"])' 2>/dev/null)"
+assert_eq "--threads 3: every callback back" 30 "$(py "$T/threads.json" 'j["async"]["callbacks"]["received"]' 2>/dev/null)"
+assert_eq "--threads 3: one latency sample per request" 30 "$(py "$T/threads.json" 'j["async"]["latency_ms"]["count"]' 2>/dev/null)"
 
 # ---- 4. deliverer stopped: bounded wait, every callback missing ----------------
 "$SRC/tools/stack.sh" stop-deliverer --dir "$T/stack" >/dev/null 2>&1

@@ -79,6 +79,20 @@ uint64_t hist_percentile(const struct hist *h, double p)
 	return h->max_us;
 }
 
+void hist_merge(struct hist *dst, const struct hist *src)
+{
+	if (src->count == 0)
+		return;
+	if (dst->count == 0 || src->min_us < dst->min_us)
+		dst->min_us = src->min_us;
+	if (src->max_us > dst->max_us)
+		dst->max_us = src->max_us;
+	dst->count += src->count;
+	dst->sum_us += src->sum_us;
+	for (size_t i = 0; i < HIST_BUCKETS; i++)
+		dst->buckets[i] += src->buckets[i];
+}
+
 double hist_mean(const struct hist *h)
 {
 	return h->count ? h->sum_us / (double)h->count : 0.0;

@@ -36,6 +36,8 @@ void hist_record(struct hist *h, int64_t us);
  * or below which p % of the values fall, clamped to [min, max]; p <= 0 gives
  * min, p >= 100 gives max. 0 when h is empty. */
 uint64_t hist_percentile(const struct hist *h, double p);
+/* Adds every value recorded in src to dst. */
+void hist_merge(struct hist *dst, const struct hist *src);
 /* Mean in microseconds; 0 when empty. */
 double hist_mean(const struct hist *h);
 

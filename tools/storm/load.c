@@ -5,14 +5,33 @@
  * and response body); a finished transfer is classified, its slot refilled
  * with the next due request, and the handle added back, so steady state
  * allocates nothing but curl's own per-transfer state.
+ *
+ * With --threads T, T worker threads each run this loop over their share:
+ * request i belongs to thread i mod T, the connections are split as evenly,
+ * and the open-loop schedule is one clock (t0) for all, so the union is
+ * exactly the single-thread schedule. Each worker fills its own
+ * result_mode; the calling thread supervises (stop flag, progress line) and
+ * merges the parts at the end. Shared state: the atomics of struct shared,
+ * and recv's mutex-guarded notes.
+ *
+ * Events come from epoll through curl_multi_socket_action (curl's socket
+ * and timer callbacks keep the epoll set and one deadline up to date): the
+ * cost of a wake-up is the sockets that are ready, not every connection, so
+ * the instrument stays cheaper than the server it measures.
  */
 #include "load.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -37,10 +56,28 @@ struct xfer {
 	char err[CURL_ERROR_SIZE];
 };
 
+struct shared {
+	const struct load_config *cfg;
+	int64_t t0; /* the open-loop schedule's origin, one for all workers */
+	atomic_bool stop;
+	atomic_uint_fast64_t started;
+	atomic_uint_fast64_t done;
+	atomic_uint_fast64_t failed;
+	pthread_mutex_t mu; /* with cv: a worker that ends wakes the supervisor */
+	pthread_cond_t cv;
+	int finished;
+};
+
 struct run {
 	const struct load_config *cfg;
 	const struct opts *o;
-	struct result_mode *out;
+	struct shared *sh;
+	struct result_mode *out; /* this worker's part */
+	uint64_t first;          /* this worker's requests: first, first + stride, ... */
+	uint64_t stride;
+	uint64_t n_mine;
+	int slots; /* connections of this worker */
+	enum load_err rc;
 	CURLM *multi;
 	struct curl_slist *headers;
 	struct xfer *xfers;
@@ -48,12 +85,14 @@ struct run {
 	int n_idle;
 	int n_xfers;
 	char url[URL_MAX];
-	uint64_t started;
-	uint64_t done;
 	int logged;
 	int64_t first_ns;
 	int64_t last_ns;
+	int epfd;
+	int64_t timer_ns; /* when curl wants CURL_SOCKET_TIMEOUT; -1: never */
 };
+
+#define EVENTS_MAX 64
 
 const char *load_strerror(enum load_err err)
 {
@@ -64,6 +103,8 @@ const char *load_strerror(enum load_err err)
 		return "out of memory";
 	case LOAD_CURL:
 		return "libcurl could not set up a transfer";
+	case LOAD_THREAD:
+		return "cannot start a worker thread";
 	}
 	return "unknown error";
 }
@@ -90,6 +131,7 @@ static void fail(struct run *r, struct xfer *x, enum result_cause cause, long st
                  const char *detail)
 {
 	r->out->failed++;
+	atomic_fetch_add_explicit(&r->sh->failed, 1, memory_order_relaxed);
 	r->out->cause[cause]++;
 	if (cause == CAUSE_HTTP_OTHER && status >= 0 && status < RESULT_STATUS_MAX)
 		r->out->http_status[status]++;
@@ -147,7 +189,7 @@ static const char *json_str(const struct buf *body, const char *name, struct jso
 static void finish(struct run *r, struct xfer *x, CURLcode code, int64_t now)
 {
 	const struct load_config *cfg = r->cfg;
-	r->done++;
+	atomic_fetch_add_explicit(&r->sh->done, 1, memory_order_relaxed);
 	r->last_ns = now;
 	if (code != CURLE_OK) {
 		fail(r, x, cause_of(code), 0, x->err[0] ? x->err : curl_easy_strerror(code));
@@ -188,6 +230,44 @@ static void finish(struct run *r, struct xfer *x, CURLcode code, int64_t now)
 	hist_record(&r->out->latency, (now - x->origin_ns) / 1000);
 }
 
+/* curl's CURLMOPT_SOCKETFUNCTION: mirror what it wants to watch in epoll.
+ * curl_multi_assign marks the sockets epoll already holds, so each change
+ * is one epoll_ctl. */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	(void)easy;
+	struct run *r = userp;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(r->epfd, EPOLL_CTL_DEL, fd, NULL); /* gone already is fine */
+		curl_multi_assign(r->multi, fd, NULL);
+		return 0;
+	}
+	struct epoll_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = fd;
+	if (what & CURL_POLL_IN)
+		ev.events |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		ev.events |= EPOLLOUT;
+	int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (epoll_ctl(r->epfd, op, fd, &ev) != 0) {
+		/* the marks and epoll disagree (a closed and reused fd): retry */
+		op = op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+		epoll_ctl(r->epfd, op, fd, &ev);
+	}
+	curl_multi_assign(r->multi, fd, r);
+	return 0;
+}
+
+/* curl's CURLMOPT_TIMERFUNCTION: one deadline, -1 for none. */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+	(void)multi;
+	struct run *r = userp;
+	r->timer_ns = timeout_ms < 0 ? -1 : ids_mono_ns() + (int64_t)timeout_ms * 1000000;
+	return 0;
+}
+
 static enum load_err setup_xfer(struct run *r, struct xfer *x)
 {
 	buf_init(&x->req, REQ_MAX);
@@ -208,6 +288,10 @@ static enum load_err setup_xfer(struct run *r, struct xfer *x)
 	c |= curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
 	c |= curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION, 0L);
 	c |= curl_easy_setopt(x->easy, CURLOPT_TCP_NODELAY, 1L);
+	/* a storm goes straight to the server, never through an http_proxy
+	 * from the environment (this also spares curl the lookups) */
+	c |= curl_easy_setopt(x->easy, CURLOPT_PROXY, "");
+	c |= curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	c |= curl_easy_setopt(x->easy, CURLOPT_USERAGENT, "consuma-storm/" CONSUMA_VERSION);
 	return c == CURLE_OK ? LOAD_OK : LOAD_CURL;
 }
@@ -239,19 +323,19 @@ static bool start(struct run *r, struct xfer *x, uint64_t i, int64_t origin_ns, 
 	x->err[0] = '\0';
 	x->retry_after = false;
 	buf_reset(&x->resp);
-	r->started++;
+	atomic_fetch_add_explicit(&r->sh->started, 1, memory_order_relaxed);
 	r->out->sent++;
 	if (r->first_ns == 0)
 		r->first_ns = now;
 	int64_t timeout_ms = (int64_t)(r->o->timeout_s * 1000.0) - (now - origin_ns) / 1000000;
 	if (timeout_ms <= 0) {
-		r->done++;
+		atomic_fetch_add_explicit(&r->sh->done, 1, memory_order_relaxed);
 		r->last_ns = now;
 		fail(r, x, CAUSE_TIMEOUT, 0, "due longer than --timeout ago, never sent");
 		return false;
 	}
 	if (build_body(r, x) != BUF_OK) {
-		r->done++;
+		atomic_fetch_add_explicit(&r->sh->done, 1, memory_order_relaxed);
 		r->last_ns = now;
 		fail(r, x, CAUSE_TRANSPORT, 0, "request body too large");
 		return false;
@@ -263,7 +347,7 @@ static bool start(struct run *r, struct xfer *x, uint64_t i, int64_t origin_ns, 
 	curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
 	if (curl_multi_add_handle(r->multi, x->easy) != CURLM_OK) {
-		r->done++;
+		atomic_fetch_add_explicit(&r->sh->done, 1, memory_order_relaxed);
 		r->last_ns = now;
 		fail(r, x, CAUSE_TRANSPORT, 0, "curl_multi_add_handle failed");
 		return false;
@@ -271,19 +355,20 @@ static bool start(struct run *r, struct xfer *x, uint64_t i, int64_t origin_ns, 
 	return true;
 }
 
-static void report_progress(struct run *r, int64_t t0)
+static void report_progress(struct shared *sh)
 {
-	if (!r->cfg->progress)
+	const struct load_config *cfg = sh->cfg;
+	if (!cfg->progress)
 		return;
 	struct load_progress p = {
-	    .is_async = r->cfg->is_async,
-	    .n = r->o->num_requests,
-	    .started = r->started,
-	    .done = r->done,
-	    .failed = r->out->failed,
-	    .elapsed_s = (double)(ids_mono_ns() - t0) / 1e9,
+	    .is_async = cfg->is_async,
+	    .n = cfg->o->num_requests,
+	    .started = atomic_load_explicit(&sh->started, memory_order_relaxed),
+	    .done = atomic_load_explicit(&sh->done, memory_order_relaxed),
+	    .failed = atomic_load_explicit(&sh->failed, memory_order_relaxed),
+	    .elapsed_s = (double)(ids_mono_ns() - sh->t0) / 1e9,
 	};
-	r->cfg->progress(r->cfg->progress_arg, &p);
+	cfg->progress(cfg->progress_arg, &p);
 }
 
 static void make_url(struct run *r)
@@ -321,27 +406,26 @@ static void teardown(struct run *r)
 	}
 	if (r->multi)
 		curl_multi_cleanup(r->multi);
+	if (r->epfd >= 0)
+		close(r->epfd);
 	curl_slist_free_all(r->headers);
 	cz_free(r->xfers);
 	cz_free(r->idle);
 }
 
-enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
+/* One worker: its share of the requests through its own multi handle. */
+static enum load_err work_loop(struct run *pr)
 {
-	const struct opts *o = cfg->o;
-	struct run r;
-	memset(&r, 0, sizeof(r));
-	r.cfg = cfg;
-	r.o = o;
-	r.out = out;
-	out->ran = true;
-	out->is_async = cfg->is_async;
-	out->requested_rate = o->rate;
+	struct run r = *pr;
+	const struct opts *o = r.o;
+	struct result_mode *out = r.out;
+	struct shared *sh = r.sh;
+	r.epfd = -1;
+	r.timer_ns = -1;
 	make_url(&r);
 	enum load_err rc = LOAD_OK;
 
-	uint64_t slots =
-	    o->num_requests < (uint64_t)o->concurrency ? o->num_requests : (uint64_t)o->concurrency;
+	uint64_t slots = r.n_mine < (uint64_t)r.slots ? r.n_mine : (uint64_t)r.slots;
 	r.n_xfers = (int)slots;
 	r.xfers = cz_calloc(slots, sizeof(*r.xfers));
 	r.idle = cz_calloc(slots, sizeof(*r.idle));
@@ -355,10 +439,15 @@ enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
 		rc = LOAD_NOMEM;
 		goto done;
 	}
-	if (!r.multi) {
+	r.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (!r.multi || r.epfd < 0) {
 		rc = LOAD_CURL;
 		goto done;
 	}
+	curl_multi_setopt(r.multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(r.multi, CURLMOPT_SOCKETDATA, &r);
+	curl_multi_setopt(r.multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(r.multi, CURLMOPT_TIMERDATA, &r);
 	curl_multi_setopt(r.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)slots);
 	curl_multi_setopt(r.multi, CURLMOPT_MAXCONNECTS, (long)slots);
 	for (int k = 0; k < r.n_xfers; k++) {
@@ -368,22 +457,22 @@ enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
 		r.idle[r.n_idle++] = &r.xfers[k];
 	}
 
-	const uint64_t n = o->num_requests;
+	const uint64_t n = r.n_mine;
 	const double period_ns = o->rate > 0 ? 1e9 / o->rate : 0;
-	const int64_t t0 = ids_mono_ns();
-	int64_t next_progress = t0 + PROGRESS_EVERY_NS;
-	uint64_t next = 0;
+	const int64_t t0 = sh->t0;
+	uint64_t next = 0; /* the next of this worker's requests: r.first + next * r.stride */
 	int running = 0;
 	for (;;) {
 		int64_t now = ids_mono_ns();
-		if (*cfg->stop)
+		if (atomic_load_explicit(&sh->stop, memory_order_relaxed))
 			out->interrupted = true;
 		while (!out->interrupted && next < n && r.n_idle > 0) {
-			int64_t due = period_ns > 0 ? due_ns(t0, next, period_ns) : now;
+			uint64_t i = r.first + next * r.stride;
+			int64_t due = period_ns > 0 ? due_ns(t0, i, period_ns) : now;
 			if (due > now)
 				break;
 			struct xfer *x = r.idle[r.n_idle - 1];
-			if (start(&r, x, next, due, now))
+			if (start(&r, x, i, due, now))
 				r.n_idle--;
 			next++;
 		}
@@ -392,18 +481,39 @@ enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
 
 		long wait_ms = 100;
 		if (!out->interrupted && period_ns > 0 && next < n && r.n_idle > 0) {
-			int64_t due = due_ns(t0, next, period_ns);
+			int64_t due = due_ns(t0, r.first + next * r.stride, period_ns);
 			int64_t d = (due - now + 999999) / 1000000;
-			wait_ms = d < 0 ? 0 : (d < 100 ? (long)d : 100);
+			wait_ms = d < 0 ? 0 : (d < wait_ms ? (long)d : wait_ms);
 		}
-		if (curl_multi_poll(r.multi, NULL, 0, (int)wait_ms, NULL) != CURLM_OK) {
+		if (r.timer_ns >= 0) {
+			int64_t d = (r.timer_ns - now + 999999) / 1000000;
+			wait_ms = d < 0 ? 0 : (d < wait_ms ? (long)d : wait_ms);
+		}
+		struct epoll_event evs[EVENTS_MAX];
+		int nev = epoll_wait(r.epfd, evs, EVENTS_MAX, (int)wait_ms);
+		if (nev < 0 && errno != EINTR) {
 			rc = LOAD_CURL;
 			goto done;
 		}
-		curl_multi_perform(r.multi, &running);
-		CURLMsg *m;
-		int left = 0;
-		while ((m = curl_multi_info_read(r.multi, &left)) != NULL) {
+		for (int k = 0; k < nev; k++) {
+			int flags = 0;
+			if (evs[k].events & EPOLLIN)
+				flags |= CURL_CSELECT_IN;
+			if (evs[k].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (evs[k].events & (EPOLLERR | EPOLLHUP))
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(r.multi, evs[k].data.fd, flags, &running);
+		}
+		if (r.timer_ns >= 0 && ids_mono_ns() >= r.timer_ns) {
+			r.timer_ns = -1; /* the action may set a new one */
+			curl_multi_socket_action(r.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		}
+		for (;;) {
+			int left = 0;
+			CURLMsg *m = curl_multi_info_read(r.multi, &left);
+			if (!m)
+				break;
 			if (m->msg != CURLMSG_DONE)
 				continue;
 			struct xfer *x = NULL;
@@ -413,20 +523,158 @@ enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
 			finish(&r, x, code, ids_mono_ns());
 			r.idle[r.n_idle++] = x;
 		}
-		now = ids_mono_ns();
-		if (now >= next_progress) {
-			report_progress(&r, t0);
-			next_progress = now + PROGRESS_EVERY_NS;
-		}
 	}
-	report_progress(&r, t0);
-	if (r.first_ns && r.last_ns > r.first_ns)
-		out->duration_s = (double)(r.last_ns - r.first_ns) / 1e9;
+done:
+	teardown(&r);
+	pr->first_ns = r.first_ns;
+	pr->last_ns = r.last_ns;
+	return rc;
+}
+
+static void *worker_main(void *arg)
+{
+	struct run *r = arg;
+	r->rc = work_loop(r);
+	pthread_mutex_lock(&r->sh->mu);
+	r->sh->finished++;
+	pthread_cond_signal(&r->sh->cv);
+	pthread_mutex_unlock(&r->sh->mu);
+	return NULL;
+}
+
+static void merge(struct result_mode *out, const struct result_mode *part)
+{
+	out->sent += part->sent;
+	out->succeeded += part->succeeded;
+	out->failed += part->failed;
+	for (int c = 0; c < CAUSE_COUNT; c++)
+		out->cause[c] += part->cause[c];
+	for (int s = 0; s < RESULT_STATUS_MAX; s++)
+		out->http_status[s] += part->http_status[s];
+	out->refused_no_retry_after += part->refused_no_retry_after;
+	out->interrupted |= part->interrupted;
+	hist_merge(&out->latency, &part->latency);
+}
+
+enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
+{
+	const struct opts *o = cfg->o;
+	out->ran = true;
+	out->is_async = cfg->is_async;
+	out->requested_rate = o->rate;
+	uint64_t t = (uint64_t)o->threads;
+	if (t > (uint64_t)o->concurrency)
+		t = (uint64_t)o->concurrency;
+	if (t > o->num_requests)
+		t = o->num_requests;
+	if (t < 1)
+		t = 1;
+	const int threads = (int)t;
+
+	struct shared sh;
+	memset(&sh, 0, sizeof(sh));
+	sh.cfg = cfg;
+	atomic_init(&sh.stop, false);
+	atomic_init(&sh.started, 0);
+	atomic_init(&sh.done, 0);
+	atomic_init(&sh.failed, 0);
+	struct run *runs = cz_calloc((size_t)threads, sizeof(*runs));
+	struct result_mode *parts = cz_calloc((size_t)threads, sizeof(*parts));
+	pthread_t *tids = cz_calloc((size_t)threads, sizeof(*tids));
+	bool *live = cz_calloc((size_t)threads, sizeof(*live));
+	if (!runs || !parts || !tids || !live) {
+		cz_free(runs);
+		cz_free(parts);
+		cz_free(tids);
+		cz_free(live);
+		return LOAD_NOMEM;
+	}
+	if (pthread_mutex_init(&sh.mu, NULL) != 0) {
+		cz_free(runs);
+		cz_free(parts);
+		cz_free(tids);
+		cz_free(live);
+		return LOAD_THREAD;
+	}
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	int cv_err = pthread_cond_init(&sh.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (cv_err != 0) {
+		pthread_mutex_destroy(&sh.mu);
+		cz_free(runs);
+		cz_free(parts);
+		cz_free(tids);
+		cz_free(live);
+		return LOAD_THREAD;
+	}
+
+	enum load_err rc = LOAD_OK;
+	sh.t0 = ids_mono_ns();
+	int started = 0;
+	for (int k = 0; k < threads; k++) {
+		struct run *r = &runs[k];
+		r->cfg = cfg;
+		r->o = o;
+		r->sh = &sh;
+		r->out = &parts[k];
+		hist_init(&parts[k].latency);
+		r->first = (uint64_t)k;
+		r->stride = (uint64_t)threads;
+		r->n_mine = (o->num_requests - (uint64_t)k + t - 1) / t;
+		r->slots = o->concurrency / threads + (k < o->concurrency % threads ? 1 : 0);
+		if (pthread_create(&tids[k], NULL, worker_main, r) != 0) {
+			rc = LOAD_THREAD;
+			atomic_store(&sh.stop, true);
+			break;
+		}
+		live[k] = true;
+		started++;
+	}
+
+	/* Supervise: pass a signal on, keep the progress line fresh. */
+	for (;;) {
+		if (*cfg->stop)
+			atomic_store(&sh.stop, true);
+		report_progress(&sh);
+		int64_t until = ids_mono_ns() + PROGRESS_EVERY_NS;
+		struct timespec ts = {.tv_sec = (time_t)(until / 1000000000),
+		                      .tv_nsec = (long)(until % 1000000000)};
+		pthread_mutex_lock(&sh.mu);
+		if (sh.finished < started)
+			pthread_cond_timedwait(&sh.cv, &sh.mu, &ts);
+		bool all = sh.finished >= started;
+		pthread_mutex_unlock(&sh.mu);
+		if (all)
+			break;
+	}
+	report_progress(&sh);
+
+	int64_t first = 0, last = 0;
+	for (int k = 0; k < threads; k++) {
+		if (!live[k])
+			continue;
+		pthread_join(tids[k], NULL);
+		if (runs[k].rc != LOAD_OK && rc == LOAD_OK)
+			rc = runs[k].rc;
+		merge(out, &parts[k]);
+		if (runs[k].first_ns && (first == 0 || runs[k].first_ns < first))
+			first = runs[k].first_ns;
+		if (runs[k].last_ns > last)
+			last = runs[k].last_ns;
+	}
+	if (first && last > first)
+		out->duration_s = (double)(last - first) / 1e9;
 	if (out->duration_s > 0) {
 		out->achieved_rate = (double)out->sent / out->duration_s;
 		out->succeeded_rate = (double)out->succeeded / out->duration_s;
 	}
-done:
-	teardown(&r);
+	pthread_cond_destroy(&sh.cv);
+	pthread_mutex_destroy(&sh.mu);
+	cz_free(runs);
+	cz_free(parts);
+	cz_free(tids);
+	cz_free(live);
 	return rc;
 }

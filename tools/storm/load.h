@@ -10,6 +10,10 @@
  * deadline) counts from when it was due, so a stalled server shows as
  * queueing in the percentiles instead of slowing the client down (wrk2's
  * coordinated-omission correction).
+ *
+ * --threads splits the requests and the connections over worker threads,
+ * each with its own multi handle (as wrk -t does), for when one core cannot
+ * drive the server hard enough.
  */
 #ifndef CONSUMA_STORM_LOAD_H
 #define CONSUMA_STORM_LOAD_H
@@ -26,7 +30,8 @@
 enum load_err {
 	LOAD_OK = 0,
 	LOAD_NOMEM,
-	LOAD_CURL, /* libcurl refused to set up a handle */
+	LOAD_CURL,   /* libcurl refused to set up a handle */
+	LOAD_THREAD, /* a worker thread or its lock could not start */
 };
 
 struct load_progress {
@@ -51,10 +56,12 @@ struct load_config {
 
 const char *load_strerror(enum load_err err);
 
-/* Runs o->num_requests requests and fills out's request side (sent,
- * succeeded, causes, latency, rates). Returns when every request has ended;
- * each is bounded by --timeout. Not thread safe: one run at a time per
- * thread, and curl_global_init must have been called. */
+/* Runs o->num_requests requests on o->threads worker threads (at most one
+ * per connection) and fills out's request side (sent, succeeded, causes,
+ * latency, rates); out->latency must be initialised. Returns when every
+ * request has ended; each is bounded by --timeout. The calling thread
+ * supervises (progress, stop). One run at a time; curl_global_init must
+ * have been called. */
 enum load_err load_run(const struct load_config *cfg, struct result_mode *out);
 
 #endif

@@ -16,6 +16,7 @@ enum {
 	O_SERVER_URL = 256,
 	O_NUM_REQUESTS,
 	O_CONCURRENCY,
+	O_THREADS,
 	O_MODE,
 	O_ITERATIONS,
 	O_CALLBACK_PORT,
@@ -38,6 +39,7 @@ static const struct option longopts[] = {
     {"server-url", required_argument, NULL, O_SERVER_URL},
     {"num-requests", required_argument, NULL, O_NUM_REQUESTS},
     {"concurrency", required_argument, NULL, O_CONCURRENCY},
+    {"threads", required_argument, NULL, O_THREADS},
     {"mode", required_argument, NULL, O_MODE},
     {"iterations", required_argument, NULL, O_ITERATIONS},
     {"callback-port", required_argument, NULL, O_CALLBACK_PORT},
@@ -66,6 +68,7 @@ static const char usage_text[] =
     "  --server-url URL      API base URL (default http://127.0.0.1:8000)\n"
     "  --num-requests N      requests per mode, 1..10000000 (default 100)\n"
     "  --concurrency N       requests in flight at most, 1..10000 (default 20)\n"
+    "  --threads N           worker threads sharing the connections, 1..64 (default 1)\n"
     "  --mode M              sync, async or both (default both; sync runs first)\n"
     "  --iterations N        SHA-256 rounds per request, 1..1000000 (default 10000)\n"
     "  --rate R              open loop: start R requests/s on a fixed schedule and\n"
@@ -148,6 +151,7 @@ static void defaults(struct opts *o)
 	o->server_url = "http://127.0.0.1:8000";
 	o->num_requests = 100;
 	o->concurrency = 20;
+	o->threads = 1;
 	o->mode = OPTS_BOTH;
 	o->iterations = 10000;
 	o->callback_port = 9000;
@@ -207,6 +211,11 @@ enum opts_result opts_parse(int argc, char **argv, struct opts *o, char *err, si
 				return bad(err, errlen, "--concurrency", "an integer 1..10000",
 				           optarg);
 			o->concurrency = (int)u;
+			break;
+		case O_THREADS:
+			if (parse_u64(optarg, 1, OPTS_MAX_THREADS, &u) != 0)
+				return bad(err, errlen, "--threads", "an integer 1..64", optarg);
+			o->threads = (int)u;
 			break;
 		case O_MODE:
 			if (strcmp(optarg, "sync") == 0)

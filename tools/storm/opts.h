@@ -14,6 +14,7 @@
 
 #define OPTS_MAX_REQUESTS    10000000ULL /* bounded memory: about 80 bytes each in async mode */
 #define OPTS_MAX_CONCURRENCY 10000
+#define OPTS_MAX_THREADS     64
 #define OPTS_MAX_ITERATIONS  1000000
 #define OPTS_MAX_SECONDS     86400.0
 #define OPTS_MAX_RATE        10000000.0
@@ -24,6 +25,7 @@ struct opts {
 	const char *server_url; /* base URL, no trailing slash needed */
 	uint64_t num_requests;  /* per mode */
 	int concurrency;        /* transfers in flight at most */
+	int threads;            /* worker threads sharing them */
 	enum opts_mode mode;
 	int64_t iterations;
 	int callback_port;

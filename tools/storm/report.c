@@ -658,6 +658,7 @@ enum report_err report_json(const char *path, const struct report_run *r)
 	           ",\"num_requests\":%llu,\"concurrency\":%d,\"mode\":\"%s\",\"iterations\":%lld",
 	           (unsigned long long)o->num_requests, o->concurrency, opts_mode_name(o->mode),
 	           (long long)o->iterations);
+	buf_printf(&b, ",\"threads\":%d", o->threads);
 	buf_printf(&b, ",\"loop\":\"%s\",\"rate\":", o->rate > 0 ? "open" : "closed");
 	if (o->rate > 0)
 		json_num(&b, o->rate);

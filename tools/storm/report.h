@@ -9,7 +9,7 @@
  * a mode that did not run is null; a statistic of no samples is null):
  *   schema "consuma-storm/1", version, started_at (RFC 3339), ok (bool),
  *   exit_status, interrupted,
- *   settings {server_url, num_requests, concurrency, mode, iterations,
+ *   settings {server_url, num_requests, concurrency, threads, mode, iterations,
  *             loop ("closed"|"open"), rate (null in closed loop), timeout_s,
  *             callback_host, callback_port, callback_wait_s, seed,
  *             signatures_checked, raw},
