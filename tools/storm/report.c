@@ -447,8 +447,11 @@ void report_terminal(FILE *f, const struct report_run *r, bool utf8)
 		snprintf(loop, sizeof(loop), "open loop at %.1f/s", o->rate);
 	fprintf(f, "\nconsuma-storm %s: %llu requests per mode against %s\n", CONSUMA_VERSION,
 	        (unsigned long long)o->num_requests, o->server_url);
-	fprintf(f, "mode %s, concurrency %d, %lld iterations, %s, seed %llu%s\n\n",
-	        opts_mode_name(o->mode), o->concurrency, (long long)o->iterations, loop,
+	char threads[32] = "";
+	if (o->threads > 1)
+		snprintf(threads, sizeof(threads), " on %d threads", o->threads);
+	fprintf(f, "mode %s, concurrency %d%s, %lld iterations, %s, seed %llu%s\n\n",
+	        opts_mode_name(o->mode), o->concurrency, threads, (long long)o->iterations, loop,
 	        (unsigned long long)o->seed, o->raw ? ", raw (no body checks)" : "");
 
 	fprintf(f, "%-9s %8s %8s %8s %11s %10s %12s %10s\n", "requests", "sent", "ok", "failed",
@@ -960,6 +963,8 @@ enum report_err report_html(const char *path, const struct report_run *r)
 	html_kv(&b, "requests", v);
 	snprintf(v, sizeof(v), "%d", o->concurrency);
 	html_kv(&b, "concurrency", v);
+	snprintf(v, sizeof(v), "%d", o->threads);
+	html_kv(&b, "threads", v);
 	snprintf(v, sizeof(v), "%lld", (long long)o->iterations);
 	html_kv(&b, "iterations", v);
 	if (o->rate > 0)
