@@ -479,6 +479,13 @@ static enum load_err work_loop(struct run *pr)
 		if (r.n_idle == r.n_xfers && (next >= n || out->interrupted))
 			break;
 
+		/* A transfer just added asks for an immediate timeout: run it now,
+		 * not after the next wake-up, or it would start up to 1 ms late. */
+		if (r.timer_ns >= 0 && r.timer_ns <= ids_mono_ns()) {
+			r.timer_ns = -1;
+			curl_multi_socket_action(r.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		}
+		now = ids_mono_ns();
 		long wait_ms = 100;
 		if (!out->interrupted && period_ns > 0 && next < n && r.n_idle > 0) {
 			int64_t due = due_ns(t0, r.first + next * r.stride, period_ns);
