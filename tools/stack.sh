@@ -325,6 +325,8 @@ cmd_up() {
 	local i url
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
+	# a unix socket path holds at most 107 bytes
+	[ ${#dir} -le 80 ] || DIE_CODE=2 die "--dir $dir is too long for unix socket paths (80 bytes at most)"
 	load_env
 	load_layout
 	find_binaries

@@ -60,11 +60,23 @@ assert_http "healthz after the restart" 200
 # ---- SIGTERM finishes the request in hand ----------------------------------------
 # ~20M rounds of SHA-256 take a second or more; both sync processes get
 # SIGTERM while one of them computes.
+sync_pids="$(cat "$D/fcgi-sync-1.pid") $(cat "$D/fcgi-sync-2.pid")"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+declare -A ticks0
+for p in $sync_pids; do ticks0[$p]=$(cpu_ticks "$p"); done
 curl -s -m 60 -o "$T/slow.json" -w '%{http_code}' -H 'Content-Type: application/json' \
 	-d '{"input_data": "slow", "iterations": 20000000}' "$BASE/sync" >"$T/slow.code" &
 curl_pid=$!
-sleep 0.5
-sync_pids="$(cat "$D/fcgi-sync-1.pid") $(cat "$D/fcgi-sync-2.pid")"
+# wait until one of them has spent 0.1 s of CPU on it: the request is in hand
+busy=''
+for _ in $(seq 200); do
+	for p in $sync_pids; do
+		[ $(($(cpu_ticks "$p") - ticks0[$p])) -ge 10 ] && busy=$p
+	done
+	[ -n "$busy" ] && break
+	sleep 0.05
+done
+assert_cmd "a sync process is computing the slow request" test -n "$busy"
 for p in $sync_pids; do kill -TERM "$p"; done
 wait "$curl_pid"
 assert_eq "the request in hand is answered" 200 "$(cat "$T/slow.code")"
