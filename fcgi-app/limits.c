@@ -10,11 +10,15 @@
  *    X-Forwarded-For, believed only from CONSUMA_TRUSTED_PROXIES.
  *  - Sync saturation: a sync-pool process serves one request at a time, and
  *    requests wait for it in its listen queue (the kernel's accept queue).
- *    When more than LIMITS_SYNC_MAX_WAITING wait behind the request in
- *    hand, it is answered 503 at once (lighttpd 1.4.69 cannot do this: a
- *    full unix-socket backlog makes it answer 500, see
- *    proxy-conf/lighttpd-limits.conf), so the pool drains a storm in
- *    microseconds per shed request and the waiting room stays bounded.
+ *    The wait of the last one in line is about (requests waiting) x (mean
+ *    service time); the mean is an exponentially weighted average of this
+ *    process's recent /sync service times. When that estimate passes
+ *    CONSUMA_SYNC_MAX_WAIT_MS, the request is answered 503 at once with
+ *    Retry-After = the estimate in seconds (lighttpd 1.4.69 cannot do this:
+ *    a full unix-socket backlog makes it answer 500, see
+ *    proxy-conf/lighttpd-limits.conf). Counting time, not requests, keeps
+ *    cheap requests flowing under a burst and still bounds the waiting room
+ *    for expensive ones. Before the first sample nothing is shed.
  *  - Queue Retry-After: backlog over the drain rate. The drain rate comes
  *    from the `drain` table of sql/003_drain.sql (jobs finished per second,
  *    kept by a trigger), summed over the last DRAIN_WINDOW_S seconds: a read
@@ -22,6 +26,7 @@
  *    read at most once per DRAIN_REFRESH_MS per process, so a storm of
  *    refusals costs one query per second, not one per request.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sqlite3.h>
@@ -46,6 +51,8 @@ struct limits {
 	int64_t drained;       /* jobs finished in the DRAIN_WINDOW_S before that */
 	bool drain_known;      /* the read worked */
 	int listen_fd;         /* for the sync pool's saturation check */
+	double sync_mean_ms;   /* weighted mean /sync service time; 0 before a sample */
+	int64_t sync_start_ns; /* when the admitted /sync began; 0 when none in hand */
 	bool listen_warned;    /* logged once that the check cannot work */
 };
 
@@ -123,25 +130,40 @@ void limits_set_listen_fd(struct limits *l, int fd)
 		l->listen_fd = fd;
 }
 
-/* True when more than LIMITS_SYNC_MAX_WAITING requests queue behind this
- * one: the process computes one /sync at a time, so they would wait that
- * many computations. */
-static bool sync_saturated(struct limits *l)
+/* The wait, in ms, of the last request queued behind this one: 0 when
+ * nothing waits or nothing is known yet. */
+static double sync_wait_estimate_ms(struct limits *l)
 {
 	int64_t pending = 0;
-	enum ratelimit_err err = ratelimit_listen_pending(l->listen_fd, &pending);
+	enum ratelimit_err err;
 
+	if (l->sync_mean_ms <= 0.0)
+		return 0.0;
+	err = ratelimit_listen_pending(l->listen_fd, &pending);
 	if (err != RATELIMIT_OK) {
 		if (!l->listen_warned)
 			log_event(L_WARN, "limits.listen_queue_unknown", "fd=%d why=%s",
 			          l->listen_fd, log_q(ratelimit_strerror(err)));
 		l->listen_warned = true;
-		return false;
+		return 0.0;
 	}
-	return pending > LIMITS_SYNC_MAX_WAITING;
+	return (double)pending * l->sync_mean_ms;
 }
 
-enum limits_verdict limits_admit(struct limits *l, const char *client, const char *route,
+void limits_request_done(struct limits *l)
+{
+	double ms;
+
+	if (l == NULL || l->sync_start_ns == 0)
+		return;
+	ms = (double)(ids_mono_ns() - l->sync_start_ns) / 1e6;
+	l->sync_start_ns = 0;
+	/* Weight 1/8: a few slow requests move the mean, one outlier does not. */
+	l->sync_mean_ms =
+	    l->sync_mean_ms <= 0.0 ? ms : l->sync_mean_ms + (ms - l->sync_mean_ms) / 8.0;
+}
+
+static enum limits_verdict admit(struct limits *l, const char *client, const char *route,
                                  int64_t *retry_after_s)
 {
 	char key[RATELIMIT_KEY_MAX];
@@ -152,9 +174,15 @@ enum limits_verdict limits_admit(struct limits *l, const char *client, const cha
 	*retry_after_s = 0;
 	if (l == NULL || route == NULL || strcmp(route, "healthz") == 0)
 		return LIMITS_PASS;
-	if (strcmp(route, "sync") == 0 && sync_saturated(l)) {
-		*retry_after_s = 1;
-		return LIMITS_OVERLOADED;
+	if (strcmp(route, "sync") == 0) {
+		double wait_ms = sync_wait_estimate_ms(l);
+
+		if (wait_ms > (double)l->cfg->sync_max_wait_ms) {
+			double s = ceil(wait_ms / 1000.0);
+
+			*retry_after_s = s < 1.0 ? 1 : s > 60.0 ? 60 : (int64_t)s;
+			return LIMITS_OVERLOADED;
+		}
 	}
 	if (l->rl == NULL)
 		return LIMITS_PASS;
@@ -183,6 +211,16 @@ enum limits_verdict limits_admit(struct limits *l, const char *client, const cha
 		return LIMITS_PASS;
 	*retry_after_s = ratelimit_retry_after_s(retry_ms);
 	return LIMITS_RATE_LIMITED;
+}
+
+enum limits_verdict limits_admit(struct limits *l, const char *client, const char *route,
+                                 int64_t *retry_after_s)
+{
+	enum limits_verdict v = admit(l, client, route, retry_after_s);
+
+	if (l != NULL && v == LIMITS_PASS && route != NULL && strcmp(route, "sync") == 0)
+		l->sync_start_ns = ids_mono_ns();
+	return v;
 }
 
 /* Jobs finished in the last DRAIN_WINDOW_S seconds (sql/003_drain.sql). */

@@ -22,11 +22,6 @@ enum limits_verdict {
 	LIMITS_OVERLOADED,   /* sync pool saturated: answer 503 with Retry-After: *retry_after_s */
 };
 
-/* Requests a sync-pool process lets wait in its listen queue before it
- * sheds (LIMITS_OVERLOADED); the waiting room of the pool is this many per
- * process, so a served /sync request waits at most this many computations. */
-#define LIMITS_SYNC_MAX_WAITING 4
-
 /* Sets up admission control from cfg (maps the shared rate-limit zone).
  * NULL on failure with why filled. limits_close(NULL) is a no-op. */
 struct limits *limits_open(const struct config *cfg, char *why, size_t whylen);
@@ -44,11 +39,17 @@ void limits_set_listen_fd(struct limits *l, int fd);
 
 /* Counts one request of client on route ("sync", "async", "requests",
  * "healthz"; healthz is never limited). For "sync", first sheds with
- * LIMITS_OVERLOADED when more than LIMITS_SYNC_MAX_WAITING requests wait
- * behind this one in the listen queue (a shed request is not counted
+ * LIMITS_OVERLOADED when the requests waiting behind this one in the listen
+ * queue would wait longer than CONSUMA_SYNC_MAX_WAIT_MS, estimated from this
+ * process's recent /sync service times (a shed request is not counted
  * against the client's rate). */
 enum limits_verdict limits_admit(struct limits *l, const char *client, const char *route,
                                  int64_t *retry_after_s);
+
+/* Ends the request admitted last: an admitted /sync feeds its service time
+ * into the wait estimate. Call once after every request; harmless for
+ * requests that were not admitted. */
+void limits_request_done(struct limits *l);
 
 /* Retry-After (1..60 s) for a POST /async refused because the queue is full,
  * from the backlog and the recent drain rate. */

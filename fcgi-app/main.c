@@ -186,6 +186,7 @@ static int serve(struct app *app, int listen_fd, const sigset_t *during_poll)
 			break;
 		}
 		serve_one(app, &req);
+		limits_request_done(app->limits);
 		served++;
 	}
 	log_event(L_INFO, "stopping", "reason=%s served=%ld", stop_requested ? "signal" : "error",
@@ -261,6 +262,7 @@ int main(int argc, char **argv)
 		store_close(app.store);
 		return 1;
 	}
+	limits_set_listen_fd(app.limits, listen_fd);
 	log_event(L_INFO, "started", "version=%s db=%s doorbell=%s", CONSUMA_VERSION,
 	          log_q(app.cfg.database_path), log_q(app.doorbell_path));
 

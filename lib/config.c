@@ -124,6 +124,8 @@ static const struct var vars[] = {
         "shared-memory file of the rate limiter (default: <database>.ratelimit)"),
     INT("CONSUMA_RATE_LIMIT_ZONE_ENTRIES", rate_limit_zone_entries, "8192", 64, 1048576,
         "client addresses the rate-limit zone tracks before evicting the stalest"),
+    INT("CONSUMA_SYNC_MAX_WAIT_MS", sync_max_wait_ms, "1000", 1, 600000,
+        "estimated wait in a /sync process's queue above which /sync answers 503"),
 
     {"CONSUMA_LOG_LEVEL", T_LEVEL, OFF(log_level), 0, 0, 3, 0, 0, "info",
      "debug, info, warn or error"},

@@ -63,6 +63,7 @@ struct config {
 	char trusted_proxies[CONFIG_LIST_MAX]; /* CONSUMA_TRUSTED_PROXIES */
 	char rate_limit_zone[CONFIG_PATH_MAX]; /* CONSUMA_RATE_LIMIT_ZONE ("": <db>.ratelimit) */
 	int64_t rate_limit_zone_entries;       /* CONSUMA_RATE_LIMIT_ZONE_ENTRIES */
+	int64_t sync_max_wait_ms;              /* CONSUMA_SYNC_MAX_WAIT_MS */
 
 	/* -- operations -- */
 	int log_level; /* CONSUMA_LOG_LEVEL (enum log_level) */
