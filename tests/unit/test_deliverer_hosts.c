@@ -1,0 +1,495 @@
+/*
+ * test_deliverer_hosts: the per-host concurrency bound and circuit breaker
+ * (deliverer/hosts.h).
+ *
+ * A scripted table drives one host through holds, starts and outcomes with
+ * a fake monotonic clock and checks what the bound and the breaker say after
+ * each step; separate tests cover host independence, the claim exclusion
+ * list, the next-change time, the sweep that bounds the table, and the
+ * disabled breaker.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+#include "buf.h"
+#include "hosts.h"
+
+enum op {
+	END = 0,
+	HOLD,     /* a job for the host entered the delivery thread */
+	LEAVE,    /* it left */
+	START,    /* hosts_may_start must say arg (1/0); when 1, hosts_started */
+	OK,       /* a delivery ended well; arg: whether it opened the breaker (never) */
+	FAIL,     /* a retryable failure; arg: 1 when it must open the breaker */
+	NEUTRAL,  /* nothing learnt */
+	UNSTART,  /* a delivery that never left */
+	AT,       /* the clock moves to arg */
+	IS_OPEN,  /* hosts_open must say arg (1/0) */
+	UNTIL,    /* hosts_open's *until must be arg */
+	MAYSTART, /* hosts_may_start must say arg, nothing started */
+};
+
+struct step {
+	enum op op;
+	int64_t arg;
+};
+
+struct script {
+	const char *name;
+	int64_t max_per_host;
+	int64_t breaker_failures;
+	int64_t cooldown_ms;
+	struct step steps[40];
+};
+
+static const struct script scripts[] = {
+    {"cap reached and freed",
+     2,
+     3,
+     1000,
+     {{HOLD, 0},
+      {HOLD, 0},
+      {HOLD, 0},
+      {START, 1},
+      {START, 1},
+      {START, 0},
+      {MAYSTART, 0},
+      {OK, 0},
+      {MAYSTART, 1},
+      {START, 1},
+      {START, 0},
+      {UNSTART, 0},
+      {START, 1},
+      {NEUTRAL, 0},
+      {START, 1},
+      {START, 0},
+      {END, 0}}},
+    {"cap 0 means 1",
+     0,
+     3,
+     1000,
+     {{HOLD, 0}, {START, 1}, {START, 0}, {OK, 0}, {START, 1}, {END, 0}}},
+    {"opens after N consecutive failures, cool-down, trial, success closes",
+     4,
+     3,
+     1000,
+     {{HOLD, 0},
+      {AT, 100},
+      {START, 1},
+      {FAIL, 0},
+      {START, 1},
+      {FAIL, 0},
+      {IS_OPEN, 0},
+      {START, 1},
+      {FAIL, 1},
+      {IS_OPEN, 1},
+      {UNTIL, 1100},
+      {MAYSTART, 0},
+      {AT, 1099},
+      {IS_OPEN, 1},
+      {MAYSTART, 0},
+      {AT, 1100},
+      {IS_OPEN, 0},
+      {MAYSTART, 1},
+      /* half-open: one trial at a time, whatever the cap */
+      {START, 1},
+      {MAYSTART, 0},
+      {OK, 0},
+      {IS_OPEN, 0},
+      /* closed again: the cap applies, failures count from zero */
+      {START, 1},
+      {START, 1},
+      {START, 1},
+      {START, 1},
+      {START, 0},
+      {FAIL, 0},
+      {FAIL, 0},
+      {OK, 0},
+      {FAIL, 0},
+      {FAIL, 0},
+      {IS_OPEN, 0},
+      {END, 0}}},
+    {"a failed trial opens again for a full cool-down",
+     4,
+     2,
+     500,
+     {{HOLD, 0},  {START, 1}, {START, 1},   {FAIL, 0},     {FAIL, 1}, {UNTIL, 500},  {AT, 500},
+      {START, 1}, {FAIL, 1},  {IS_OPEN, 1}, {UNTIL, 1000}, {AT, 999}, {MAYSTART, 0}, {AT, 1000},
+      {START, 1}, {OK, 0},    {IS_OPEN, 0}, {START, 1},    {FAIL, 0}, {IS_OPEN, 0},  {END, 0}}},
+    {"neutral outcomes neither count nor reset",
+     4,
+     3,
+     1000,
+     {{HOLD, 0},
+      {START, 1},
+      {FAIL, 0},
+      {START, 1},
+      {NEUTRAL, 0},
+      {START, 1},
+      {FAIL, 0},
+      {START, 1},
+      {NEUTRAL, 0},
+      {IS_OPEN, 0},
+      {START, 1},
+      {FAIL, 1},
+      {IS_OPEN, 1},
+      {END, 0}}},
+    {"a success resets the count",
+     4,
+     3,
+     1000,
+     {{HOLD, 0},
+      {START, 1},
+      {FAIL, 0},
+      {START, 1},
+      {FAIL, 0},
+      {START, 1},
+      {OK, 0},
+      {START, 1},
+      {FAIL, 0},
+      {START, 1},
+      {FAIL, 0},
+      {IS_OPEN, 0},
+      {START, 1},
+      {FAIL, 1},
+      {END, 0}}},
+    {"breaker_failures 1",
+     4,
+     1,
+     10,
+     {{HOLD, 0}, {START, 1}, {FAIL, 1}, {IS_OPEN, 1}, {AT, 10}, {IS_OPEN, 0}, {END, 0}}},
+    {"breaker_failures 0 disables the breaker",
+     2,
+     0,
+     1000,
+     {{HOLD, 0},
+      {START, 1},
+      {FAIL, 0},
+      {START, 1},
+      {FAIL, 0},
+      {START, 1},
+      {FAIL, 0},
+      {START, 1},
+      {FAIL, 0},
+      {IS_OPEN, 0},
+      {MAYSTART, 1},
+      {END, 0}}},
+    {"cool-down 0 disables the breaker",
+     2,
+     1,
+     0,
+     {{HOLD, 0}, {START, 1}, {FAIL, 0}, {START, 1}, {FAIL, 0}, {IS_OPEN, 0}, {END, 0}}},
+    {"a failure while open neither extends nor closes it",
+     4,
+     2,
+     1000,
+     {{HOLD, 0},
+      {START, 1},
+      {START, 1},
+      {START, 1},
+      {FAIL, 0},
+      {FAIL, 1},
+      {AT, 300},
+      {FAIL, 0},
+      {IS_OPEN, 1},
+      {UNTIL, 1000},
+      {END, 0}}},
+    {"a host failing one job at a time keeps its count across leaves",
+     4,
+     3,
+     1000,
+     {{HOLD, 0},
+      {START, 1},
+      {FAIL, 0},
+      {LEAVE, 0},
+      {HOLD, 0},
+      {START, 1},
+      {FAIL, 0},
+      {LEAVE, 0},
+      {HOLD, 0},
+      {START, 1},
+      {FAIL, 1},
+      {LEAVE, 0},
+      {IS_OPEN, 1},
+      {END, 0}}},
+};
+
+static void run_script(const struct script *s)
+{
+	struct hosts *hs = hosts_new(s->max_per_host, s->breaker_failures, s->cooldown_ms);
+	struct host *h;
+	int64_t now = 0;
+
+	assert_non_null(hs);
+	h = hosts_get(hs, "receiver.example");
+	assert_non_null(h);
+	assert_string_equal(hosts_name(h), "receiver.example");
+	for (size_t i = 0; s->steps[i].op != END; i++) {
+		const struct step *st = &s->steps[i];
+		int64_t until = -7;
+		bool got;
+
+		print_message("%s: step %zu op %d arg %lld\n", s->name, i, (int)st->op,
+		              (long long)st->arg);
+		switch (st->op) {
+		case END:
+			break;
+		case HOLD:
+			/* a host may be forgotten while nothing is in hand: look it up again */
+			h = hosts_get(hs, "receiver.example");
+			assert_non_null(h);
+			hosts_hold(hs, h);
+			break;
+		case LEAVE:
+			hosts_leave(hs, h);
+			h = NULL;
+			break;
+		case START:
+			got = hosts_may_start(hs, h, now);
+			assert_int_equal(got, st->arg != 0);
+			if (got)
+				hosts_started(hs, h);
+			break;
+		case MAYSTART:
+			assert_int_equal(hosts_may_start(hs, h, now), st->arg != 0);
+			break;
+		case OK:
+			assert_false(hosts_finished(hs, h, false, false, now));
+			break;
+		case FAIL:
+			assert_int_equal(hosts_finished(hs, h, true, false, now), st->arg != 0);
+			break;
+		case NEUTRAL:
+			assert_false(hosts_finished(hs, h, true, true, now));
+			break;
+		case UNSTART:
+			hosts_unstart(hs, h);
+			break;
+		case AT:
+			now = st->arg;
+			break;
+		case IS_OPEN:
+			if (h == NULL)
+				h = hosts_get(hs, "receiver.example");
+			assert_int_equal(hosts_open(hs, h, now, &until), st->arg != 0);
+			if (st->arg == 0)
+				assert_int_equal(until, -7); /* untouched when closed */
+			assert_int_equal(hosts_open(hs, h, now, NULL), st->arg != 0);
+			break;
+		case UNTIL:
+			assert_true(hosts_open(hs, h, now, &until));
+			assert_int_equal(until, st->arg);
+			break;
+		}
+	}
+	hosts_free(hs);
+}
+
+static void test_scripts(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++)
+		run_script(&scripts[i]);
+}
+
+/* Trip host a's breaker: its own bound and state never touch host b. */
+static void test_hosts_independent(void **state)
+{
+	struct hosts *hs = hosts_new(1, 2, 1000);
+	struct host *a;
+	struct host *b;
+
+	(void)state;
+	assert_non_null(hs);
+	a = hosts_get(hs, "a.example");
+	b = hosts_get(hs, "b.example");
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_ptr_not_equal(a, b);
+	assert_ptr_equal(hosts_get(hs, "a.example"), a);
+	/* names are compared exactly: the caller lowercases */
+	assert_ptr_not_equal(hosts_get(hs, "A.example"), a);
+	hosts_hold(hs, a);
+	hosts_hold(hs, b);
+	assert_true(hosts_may_start(hs, a, 0));
+	hosts_started(hs, a);
+	assert_false(hosts_may_start(hs, a, 0));
+	assert_true(hosts_may_start(hs, b, 0)); /* a's bound is a's */
+	assert_false(hosts_finished(hs, a, true, false, 0));
+	hosts_started(hs, a);
+	assert_true(hosts_finished(hs, a, true, false, 0));
+	assert_true(hosts_open(hs, a, 1, NULL));
+	assert_false(hosts_open(hs, b, 1, NULL));
+	assert_true(hosts_may_start(hs, b, 1));
+	hosts_started(hs, b);
+	assert_false(hosts_finished(hs, b, true, false, 1)); /* b's first failure */
+	hosts_free(hs);
+}
+
+static const char *excl(struct hosts *hs, int64_t now, struct buf *b, bool *changed)
+{
+	*changed = hosts_exclusions(hs, now, b);
+	return buf_str(b);
+}
+
+/* Open breakers and hosts with 2 * max_per_host jobs in hand are left out
+ * of claims; the list says when it changed. */
+static void test_exclusions(void **state)
+{
+	struct hosts *hs = hosts_new(2, 1, 1000);
+	struct buf b;
+	bool changed;
+	struct host *a;
+	struct host *q;
+
+	(void)state;
+	assert_non_null(hs);
+	buf_init(&b, 4096);
+	assert_string_equal(excl(hs, 0, &b, &changed), "[]");
+	assert_true(changed); /* the first call always counts as a change */
+	assert_string_equal(excl(hs, 0, &b, &changed), "[]");
+	assert_false(changed);
+
+	a = hosts_get(hs, "a.example");
+	hosts_hold(hs, a);
+	hosts_hold(hs, a);
+	hosts_hold(hs, a);
+	assert_string_equal(excl(hs, 0, &b, &changed), "[]"); /* 3 < 2 * 2 */
+	assert_false(changed);
+	hosts_hold(hs, a);
+	assert_string_equal(excl(hs, 0, &b, &changed), "[\"a.example\"]");
+	assert_true(changed);
+	assert_string_equal(excl(hs, 0, &b, &changed), "[\"a.example\"]");
+	assert_false(changed);
+	hosts_leave(hs, a);
+	assert_string_equal(excl(hs, 0, &b, &changed), "[]");
+	assert_true(changed);
+
+	/* a name that needs escaping stays valid JSON */
+	q = hosts_get(hs, "q\"uote.example");
+	hosts_hold(hs, q);
+	hosts_started(hs, q);
+	assert_true(hosts_finished(hs, q, true, false, 50));
+	assert_string_equal(excl(hs, 50, &b, &changed), "[\"q\\\"uote.example\"]");
+	assert_true(changed);
+	assert_string_equal(excl(hs, 1049, &b, &changed), "[\"q\\\"uote.example\"]");
+	assert_false(changed);
+	/* the cool-down ended: half-open hosts are claimable again */
+	assert_string_equal(excl(hs, 1050, &b, &changed), "[]");
+	assert_true(changed);
+	buf_free(&b);
+	hosts_free(hs);
+}
+
+static void trip(struct hosts *hs, const char *name, int64_t now)
+{
+	struct host *h = hosts_get(hs, name);
+
+	assert_non_null(h);
+	hosts_hold(hs, h);
+	hosts_started(hs, h);
+	assert_true(hosts_finished(hs, h, true, false, now));
+}
+
+static void test_next_change(void **state)
+{
+	struct hosts *hs = hosts_new(2, 1, 1000);
+
+	(void)state;
+	assert_non_null(hs);
+	assert_int_equal(hosts_next_change(hs, 0), -1);
+	trip(hs, "late.example", 500);
+	assert_int_equal(hosts_next_change(hs, 500), 1500);
+	trip(hs, "early.example", 200);
+	assert_int_equal(hosts_next_change(hs, 500), 1200);
+	assert_int_equal(hosts_next_change(hs, 1199), 1200);
+	assert_int_equal(hosts_next_change(hs, 1200), 1500); /* early is half-open now */
+	assert_int_equal(hosts_next_change(hs, 1500), -1);
+	hosts_free(hs);
+
+	/* the earliest wins wherever it sits in the table */
+	for (int k = 0; k < 5; k++) {
+		char name[32];
+
+		hs = hosts_new(2, 1, 1000);
+		assert_non_null(hs);
+		for (int i = 0; i < 5; i++) {
+			snprintf(name, sizeof(name), "n%d.example", i);
+			trip(hs, name, i == k ? 100 : 300 + i);
+		}
+		assert_int_equal(hosts_next_change(hs, 150), 1100);
+		hosts_free(hs);
+	}
+}
+
+/* The table stays bounded: past 4096 hosts, idle ones that only remember
+ * failures are forgotten on the next leave; open breakers are kept. */
+static void test_sweep(void **state)
+{
+	struct hosts *hs = hosts_new(1, 3, 1000);
+	char name[64];
+	struct host *h;
+	struct buf b;
+
+	(void)state;
+	assert_non_null(hs);
+	buf_init(&b, 1 << 16);
+	h = hosts_get(hs, "open.example");
+	hosts_hold(hs, h);
+	for (int i = 0; i < 3; i++) {
+		hosts_started(hs, h);
+		assert_int_equal(hosts_finished(hs, h, true, false, 0), i == 2);
+	}
+	assert_true(hosts_open(hs, h, 0, NULL));
+	hosts_leave(hs, h);
+
+	for (int i = 0; i < 5000; i++) {
+		snprintf(name, sizeof(name), "h%d.example", i);
+		h = hosts_get(hs, name);
+		assert_non_null(h);
+		hosts_hold(hs, h);
+		hosts_started(hs, h);
+		assert_false(hosts_finished(hs, h, true, false, 0));
+		hosts_leave(hs, h); /* one failure remembered */
+	}
+	/* h0 was swept: its count restarted, so two failures do not open it */
+	h = hosts_get(hs, "h0.example");
+	hosts_hold(hs, h);
+	hosts_started(hs, h);
+	assert_false(hosts_finished(hs, h, true, false, 0));
+	hosts_started(hs, h);
+	assert_false(hosts_finished(hs, h, true, false, 0));
+	/* the last one was not (the sweep ran before it was added): two more open it */
+	h = hosts_get(hs, "h4999.example");
+	hosts_hold(hs, h);
+	hosts_started(hs, h);
+	assert_false(hosts_finished(hs, h, true, false, 0));
+	hosts_started(hs, h);
+	assert_true(hosts_finished(hs, h, true, false, 0));
+	/* the open breaker survived the sweep */
+	hosts_exclusions(hs, 1, &b);
+	assert_non_null(strstr(buf_str(&b), "\"open.example\""));
+	buf_free(&b);
+	hosts_free(hs);
+}
+
+static void test_free_null(void **state)
+{
+	(void)state;
+	hosts_free(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_scripts),    cmocka_unit_test(test_hosts_independent),
+	    cmocka_unit_test(test_exclusions), cmocka_unit_test(test_next_change),
+	    cmocka_unit_test(test_sweep),      cmocka_unit_test(test_free_null),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
