@@ -10,9 +10,12 @@
  *    microseconds (not SQLite's multi-millisecond sleeps) for up to
  *    STORE_BUSY_TIMEOUT_MS, so SQLITE_BUSY does not reach a client while
  *    writers contend.
- *  - The connection runs synchronous=NORMAL; the job insert switches it to
- *    FULL around its own transaction (SQLite refuses the switch inside one):
- *    when store_insert_job returns STORE_OK the job is on disk.
+ *  - The connection runs synchronous=NORMAL. A job insert commits at NORMAL
+ *    and then fdatasyncs the WAL (store_sync): when store_insert_job returns
+ *    STORE_OK the job is on disk. store_insert_job_unsynced + store_sync is
+ *    the same pair split, so that a caller can release its own write lock
+ *    between them and concurrent syncs overlap (group commit; store.c says
+ *    why that is durable).
  *
  * The deliverer's SQL (claims, leases, attempts, heartbeats) lives in
  * queue.c, which uses store_db() and the transaction helpers below.
@@ -111,7 +114,7 @@ struct job_result {
 	int64_t queue_depth;      /* depth seen by the check */
 };
 
-/* Inserts the job durably (synchronous=FULL), or finds the earlier job for
+/* Inserts the job durably (committed, then the WAL synced), or finds the earlier job for
  * the same (client_addr, idempotency_key) within the TTL (a replay is
  * answered even when a bound would refuse a new job; idempotency_ttl_ms <= 0
  * keeps keys forever). STORE_CONFLICT when the key matched with a different
@@ -120,6 +123,18 @@ struct job_result {
  * must own its commit to make it durable. */
 enum store_err store_insert_job(struct store *s, const struct job_insert *job,
                                 struct job_result *res);
+/* store_insert_job without its final store_sync: on STORE_OK the job (or
+ * the replayed key) is committed and survives a killed process, but it is
+ * not promised to survive a power cut until store_sync on this connection
+ * returns STORE_OK. Answer the client only after that. */
+enum store_err store_insert_job_unsynced(struct store *s, const struct job_insert *job,
+                                         struct job_result *res);
+/* Makes every transaction committed so far, by this connection or any other
+ * on the same database, survive a power cut: fdatasync of the WAL through
+ * SQLite's own file handle. Needs no SQLite lock; call it after releasing
+ * any write lock so that the syncs of concurrent writers overlap. STORE_IO
+ * when the sync failed (the commit may or may not be on disk). */
+enum store_err store_sync(struct store *s);
 
 /* The full record of one request, as the API shows it (see README), with
  * "delivery_trace": one object per attempt. *out is a new json_object the

@@ -3,9 +3,9 @@
  * directory: open and migrations (twice, from four processes at once, a newer
  * schema refused), four processes inserting 5,000 durable jobs each with no
  * SQLITE_BUSY surfacing, a lock held elsewhere waited out, idempotency
- * (replay, conflict, expiry), intake bounds and their counters, the
- * synchronous=FULL switch around the job insert, and the JSON of get, list
- * and health.
+ * (replay, conflict, expiry), intake bounds and their counters, the WAL
+ * sync that makes a job insert durable (watched through a VFS shim), and the
+ * JSON of get, list and health.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -369,49 +369,206 @@ static void test_busy_waits(void **state)
 
 /* ---- the job insert ---------------------------------------------------------- */
 
-struct trace_log {
-	char lines[16][64];
-	int n;
+/* A VFS shim over the default one that watches the WAL file: how many bytes
+ * were written to it since its last xSync, and how many xSyncs there were.
+ * A job insert is durable when, at its return, nothing written to the WAL
+ * is unsynced. */
+struct shim_file {
+	sqlite3_file base;
+	sqlite3_file *real; /* follows this struct in the same allocation */
+	bool wal;
 };
 
-static int trace_cb(unsigned type, void *ctx, void *p, void *x)
+static sqlite3_vfs shim_vfs;
+static sqlite3_vfs *shim_real;
+static int64_t wal_unsynced; /* bytes written to a WAL since its last sync */
+static int wal_syncs;
+
+#define REAL(f) (((struct shim_file *)(f))->real)
+
+static int shim_close(sqlite3_file *f)
 {
-	(void)type;
-	(void)p;
-	struct trace_log *t = ctx;
-	if (t->n < 16)
-		snprintf(t->lines[t->n++], sizeof t->lines[0], "%s", (const char *)x);
-	return 0;
+	int rc = REAL(f)->pMethods ? REAL(f)->pMethods->xClose(REAL(f)) : SQLITE_OK;
+	return rc;
+}
+static int shim_read(sqlite3_file *f, void *p, int n, sqlite3_int64 off)
+{
+	return REAL(f)->pMethods->xRead(REAL(f), p, n, off);
+}
+static int shim_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
+{
+	if (((struct shim_file *)f)->wal)
+		wal_unsynced += n;
+	return REAL(f)->pMethods->xWrite(REAL(f), p, n, off);
+}
+static int shim_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+	return REAL(f)->pMethods->xTruncate(REAL(f), size);
+}
+static int shim_sync(sqlite3_file *f, int flags)
+{
+	int rc = REAL(f)->pMethods->xSync(REAL(f), flags);
+	if (rc == SQLITE_OK && ((struct shim_file *)f)->wal) {
+		wal_unsynced = 0;
+		wal_syncs++;
+	}
+	return rc;
+}
+static int shim_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+	return REAL(f)->pMethods->xFileSize(REAL(f), size);
+}
+static int shim_lock(sqlite3_file *f, int l)
+{
+	return REAL(f)->pMethods->xLock(REAL(f), l);
+}
+static int shim_unlock(sqlite3_file *f, int l)
+{
+	return REAL(f)->pMethods->xUnlock(REAL(f), l);
+}
+static int shim_reserved(sqlite3_file *f, int *out)
+{
+	return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
+}
+static int shim_fcntl(sqlite3_file *f, int op, void *arg)
+{
+	return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
+}
+static int shim_sector(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+static int shim_caps(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+static int shim_shm_map(sqlite3_file *f, int pg, int sz, int extend, void volatile **pp)
+{
+	return REAL(f)->pMethods->xShmMap(REAL(f), pg, sz, extend, pp);
+}
+static int shim_shm_lock(sqlite3_file *f, int off, int n, int flags)
+{
+	return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
+}
+static void shim_shm_barrier(sqlite3_file *f)
+{
+	REAL(f)->pMethods->xShmBarrier(REAL(f));
+}
+static int shim_shm_unmap(sqlite3_file *f, int del)
+{
+	return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
+}
+static int shim_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **pp)
+{
+	return REAL(f)->pMethods->xFetch(REAL(f), off, n, pp);
+}
+static int shim_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
+{
+	return REAL(f)->pMethods->xUnfetch(REAL(f), off, p);
 }
 
-static int trace_find(const struct trace_log *t, const char *what)
+static const sqlite3_io_methods shim_methods = {
+    3,
+    shim_close,
+    shim_read,
+    shim_write,
+    shim_truncate,
+    shim_sync,
+    shim_size,
+    shim_lock,
+    shim_unlock,
+    shim_reserved,
+    shim_fcntl,
+    shim_sector,
+    shim_caps,
+    shim_shm_map,
+    shim_shm_lock,
+    shim_shm_barrier,
+    shim_shm_unmap,
+    shim_fetch,
+    shim_unfetch,
+};
+
+static int shim_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int flags,
+                     int *out_flags)
 {
-	for (int i = 0; i < t->n; i++)
-		if (strcmp(t->lines[i], what) == 0)
-			return i;
-	return -1;
+	(void)vfs;
+	struct shim_file *sf = (struct shim_file *)f;
+	sf->real = (sqlite3_file *)(sf + 1);
+	sf->wal = (flags & SQLITE_OPEN_WAL) != 0;
+	int rc = shim_real->xOpen(shim_real, name, sf->real, flags, out_flags);
+	/* xClose is called even after a failed open when pMethods is set */
+	f->pMethods = sf->real->pMethods ? &shim_methods : NULL;
+	return rc;
+}
+
+static void shim_install(void)
+{
+	shim_real = sqlite3_vfs_find(NULL);
+	assert_non_null(shim_real);
+	shim_vfs = *shim_real;
+	shim_vfs.zName = "test_store_shim";
+	shim_vfs.szOsFile = (int)sizeof(struct shim_file) + shim_real->szOsFile;
+	shim_vfs.xOpen = shim_open;
+	shim_vfs.pNext = NULL;
+	assert_int_equal(sqlite3_vfs_register(&shim_vfs, 1), SQLITE_OK);
+	wal_unsynced = 0;
+	wal_syncs = 0;
+}
+
+static void shim_remove(void)
+{
+	assert_int_equal(sqlite3_vfs_unregister(&shim_vfs), SQLITE_OK);
+	assert_int_equal(sqlite3_vfs_register(shim_real, 1), SQLITE_OK);
 }
 
 static void test_insert_job_durable(void **state)
 {
 	(void)state;
-	char path[320], id[IDS_UUID_LEN + 1];
+	char path[320], id[IDS_UUID_LEN + 1], id2[IDS_UUID_LEN + 1];
 	fresh_path(path, sizeof path);
+	shim_install();
 	struct store *s = open_ok(path);
-	struct trace_log t = {.n = 0};
-	sqlite3_trace_v2(store_db(s), SQLITE_TRACE_STMT, trace_cb, &t);
 	struct job_insert j = job_template(NULL);
 	struct job_result r;
+
+	/* store_insert_job: committed and the WAL synced before it returns. */
+	int syncs = wal_syncs;
 	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
-	sqlite3_trace_v2(store_db(s), 0, NULL, NULL);
-	/* FULL before the transaction, NORMAL again after its commit. */
-	int full = trace_find(&t, "PRAGMA synchronous = FULL");
-	int begin = trace_find(&t, "BEGIN IMMEDIATE");
-	int commit = trace_find(&t, "COMMIT");
-	int normal = trace_find(&t, "PRAGMA synchronous = NORMAL");
-	assert_true(full >= 0 && full < begin && begin < commit && commit < normal);
+	assert_int_equal(wal_unsynced, 0);
+	assert_true(wal_syncs > syncs);
+	/* The connection stays NORMAL: only the job insert syncs. */
 	assert_int_equal(query_int(s, "PRAGMA synchronous"), 1);
 
+	/* The group-commit pair: the commit writes the WAL without syncing it
+	 * (the write lock is not held across an fsync), store_sync syncs it. */
+	ids_uuidv7(id2);
+	j.id = id2;
+	syncs = wal_syncs;
+	assert_int_equal(store_insert_job_unsynced(s, &j, &r), STORE_OK);
+	assert_true(wal_unsynced > 0);
+	assert_int_equal(wal_syncs, syncs);
+	assert_int_equal(store_sync(s), STORE_OK);
+	assert_int_equal(wal_unsynced, 0);
+	assert_int_equal(wal_syncs, syncs + 1);
+	assert_string_equal(r.id, id2);
+
+	/* A replay writes nothing new but still syncs (the first request's
+	 * commit may not be synced yet by its own process). */
+	j.idempotency_key = "k-durable";
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	syncs = wal_syncs;
+	assert_int_equal(insert_new(s, &j, &r, id2), STORE_OK);
+	assert_true(r.replayed);
+	assert_string_equal(r.id, id);
+	assert_true(wal_syncs > syncs);
+	assert_int_equal(wal_unsynced, 0);
+	j.idempotency_key = NULL;
+	shim_remove();
+
+	ids_uuidv7(id);
+	j.id = id;
+	assert_int_equal(store_insert_job(s, &j, &r), STORE_OK);
 	assert_string_equal(r.id, id);
 	assert_string_equal(r.status, "queued");
 	assert_false(r.replayed);
@@ -427,6 +584,7 @@ static void test_insert_job_durable(void **state)
 	/* Inside a caller's transaction it cannot commit durably: refused. */
 	assert_int_equal(store_begin(s), STORE_OK);
 	assert_int_equal(insert_new(s, &j, &r, id), STORE_IO);
+	assert_int_equal(store_insert_job_unsynced(s, &j, &r), STORE_IO);
 	store_rollback(s);
 	assert_int_equal(query_int(s, "PRAGMA synchronous"), 1);
 	store_close(s);
