@@ -60,7 +60,9 @@ uint64_t hist_percentile(const struct hist *h, double p)
 		return h->max_us;
 	double want = p / 100.0 * (double)h->count;
 	uint64_t rank = (uint64_t)want;
-	if ((double)rank < want)
+	/* want carries rounding error (99.9 / 100 * 1000 is 999.0000000000001):
+	 * a fraction that small is not a reason to take the next rank */
+	if ((double)rank < want - want * 1e-12)
 		rank++;
 	if (rank == 0)
 		rank = 1;
