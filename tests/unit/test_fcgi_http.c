@@ -1,0 +1,581 @@
+/*
+ * test_fcgi_http: consuma-fcgi's exchange helpers and route table
+ * (fcgi-app/http.h, fcgi-app/router.h) without a web server.
+ *
+ * A fake FCGX_Request (a CGI environment, an input stream over a fixed
+ * body, an output stream into a buffer) stands in for libfcgi's, so the
+ * tests read exactly what a client would get: percent-decoding of paths and
+ * query strings, the request path from REQUEST_URI or SCRIPT_NAME +
+ * PATH_INFO, strict Content-Length and bounded body reading, the response
+ * head and error bodies, and the router's 404 / 405 answers (routes that
+ * pass to admission control and handlers need a database: integration
+ * tests cover them).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+#include "alloc.h"
+#include "http.h"
+#include "router.h"
+
+/* ---- percent-decoding ---- */
+
+struct pd_case {
+	const char *in;
+	size_t outlen;
+	bool plus;
+	long want; /* length, or -1 */
+	const char *out;
+};
+
+static const struct pd_case pd_cases[] = {
+    {"", 16, false, 0, ""},
+    {"/requests", 64, false, 9, "/requests"},
+    {"%41", 16, false, 1, "A"},
+    {"%4a%4A", 16, false, 2, "JJ"},
+    {"a%20b", 16, false, 3, "a b"},
+    {"%2F", 16, false, 1, "/"},
+    {"%25", 16, false, 1, "%"},
+    {"%2541", 16, false, 3, "%41"}, /* decoded once, not twice */
+    {"%C3%A9", 16, false, 2, "\xc3\xa9"},
+    {"%ff", 16, false, 1, "\xff"},
+    {"a+b", 16, false, 3, "a+b"}, /* paths: '+' is a plus */
+    {"a+b", 16, true, 3, "a b"},  /* query strings: a space */
+    {"%2B", 16, true, 1, "+"},    /* an escaped plus stays a plus */
+    {"++", 16, true, 2, "  "},
+    /* malformed escapes */
+    {"%", 16, false, -1, NULL},
+    {"%4", 16, false, -1, NULL},
+    {"a%", 16, false, -1, NULL},
+    {"%zz", 16, false, -1, NULL},
+    {"%g1", 16, false, -1, NULL},
+    {"%1g", 16, false, -1, NULL},
+    {"% 1", 16, false, -1, NULL},
+    {"%-1", 16, false, -1, NULL},
+    {"%+1", 16, true, -1, NULL},
+    /* a decoded NUL would cut the path short */
+    {"%00", 16, false, -1, NULL},
+    {"a%00b", 16, false, -1, NULL},
+    /* room: n bytes need n + 1 */
+    {"abc", 4, false, 3, "abc"},
+    {"abc", 3, false, -1, NULL},
+    {"%41%42", 3, false, 2, "AB"},
+    {"%41%42", 2, false, -1, NULL},
+    {"", 1, false, 0, ""},
+    {"a", 1, false, -1, NULL},
+    {"", 0, false, -1, NULL},
+};
+
+static void test_percent_decode(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(pd_cases) / sizeof(pd_cases[0]); i++) {
+		const struct pd_case *c = &pd_cases[i];
+		char out[64];
+		long got;
+
+		memset(out, 'Z', sizeof(out));
+		got = http_percent_decode(c->in, strlen(c->in), out, c->outlen, c->plus);
+		print_message("case %zu: '%s' outlen %zu -> %ld\n", i, c->in, c->outlen, got);
+		assert_int_equal(got, c->want);
+		if (got >= 0) {
+			assert_memory_equal(out, c->out, (size_t)got + 1);
+		}
+		/* never a byte past outlen */
+		for (size_t k = c->outlen; k < sizeof(out); k++)
+			assert_int_equal(out[k], 'Z');
+	}
+	/* n, not the NUL, ends the input: an escape cut by n is malformed */
+	char out[16];
+
+	assert_int_equal(http_percent_decode("abcdef", 3, out, sizeof(out), false), 3);
+	assert_string_equal(out, "abc");
+	assert_int_equal(http_percent_decode("x%41", 3, out, sizeof(out), false), -1);
+	assert_int_equal(http_percent_decode("x%41", 0, out, sizeof(out), false), 0);
+	assert_string_equal(out, "");
+}
+
+static void test_reason(void **state)
+{
+	static const struct {
+		int status;
+		const char *reason;
+	} cases[] = {
+	    {200, "OK"},
+	    {202, "Accepted"},
+	    {400, "Bad Request"},
+	    {404, "Not Found"},
+	    {405, "Method Not Allowed"},
+	    {411, "Length Required"},
+	    {413, "Content Too Large"},
+	    {422, "Unprocessable Content"},
+	    {429, "Too Many Requests"},
+	    {500, "Internal Server Error"},
+	    {503, "Service Unavailable"},
+	    {0, "Unknown"},
+	    {201, "Unknown"},
+	    {999, "Unknown"},
+	    {-1, "Unknown"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_string_equal(http_reason(cases[i].status), cases[i].reason);
+	for (int e = HTTP_BODY_OK; e <= HTTP_BODY_NOMEM; e++)
+		assert_string_not_equal(http_body_strerror((enum http_body_err)e), "unknown error");
+	assert_string_equal(http_body_strerror((enum http_body_err)99), "unknown error");
+}
+
+/* ---- a fake libfcgi request ---- */
+
+#define OUT_MAX 65536
+
+struct fake {
+	FCGX_Request fr;
+	FCGX_Stream in;
+	FCGX_Stream out;
+	char *envp[16];
+	char env[16][HTTP_PATH_MAX + 64];
+	unsigned char inbuf[4096];
+	unsigned char outbuf[OUT_MAX + 1];
+};
+
+static void fill_closed(FCGX_Stream *s)
+{
+	s->isClosed = 1;
+}
+
+static void empty_closed(FCGX_Stream *s, int doClose)
+{
+	(void)doClose;
+	s->isClosed = 1;
+}
+
+/* env: NULL-terminated "NAME=value" strings; body: what the client sent. */
+static void fake_init(struct fake *f, const char *const *env, const char *body, size_t body_len)
+{
+	size_t i;
+
+	memset(f, 0, sizeof(*f));
+	for (i = 0; env != NULL && env[i] != NULL && i < 15; i++) {
+		snprintf(f->env[i], sizeof(f->env[i]), "%s", env[i]);
+		f->envp[i] = f->env[i];
+	}
+	f->envp[i] = NULL;
+	assert_true(body_len <= sizeof(f->inbuf));
+	if (body_len > 0)
+		memcpy(f->inbuf, body, body_len);
+	f->in.rdNext = f->inbuf;
+	f->in.stop = f->inbuf + body_len;
+	f->in.stopUnget = f->inbuf;
+	f->in.isReader = 1;
+	f->in.isClosed = 0; /* fill_closed ends it: all of it is here */
+	f->in.fillBuffProc = fill_closed;
+	f->out.wrNext = f->outbuf;
+	f->out.stop = f->outbuf + OUT_MAX;
+	f->out.emptyBuffProc = empty_closed;
+	f->fr.in = &f->in;
+	f->fr.out = &f->out;
+	f->fr.envp = f->envp;
+}
+
+static const char *fake_output(struct fake *f)
+{
+	*f->out.wrNext = '\0';
+	return (const char *)f->outbuf;
+}
+
+/* ---- the request path ---- */
+
+struct path_case {
+	const char *env[4];
+	bool ok;
+	const char *path;
+	const char *query;
+	const char *method;
+};
+
+static const struct path_case path_cases[] = {
+    {{"REQUEST_METHOD=GET", "REQUEST_URI=/requests?limit=5&offset=0",
+      "QUERY_STRING=limit=5&offset=0", NULL},
+     true,
+     "/requests",
+     "limit=5&offset=0",
+     "GET"},
+    {{"REQUEST_METHOD=POST", "REQUEST_URI=/sync", NULL}, true, "/sync", "", "POST"},
+    {{"REQUEST_URI=/requests/abc%2Ddef", NULL}, true, "/requests/abc-def", "", ""},
+    {{"REQUEST_URI=/a%20b?x=%zz", "QUERY_STRING=x=%zz", NULL}, true, "/a b", "x=%zz", ""},
+    {{"REQUEST_URI=/?", NULL}, true, "/", "", ""},
+    {{"REQUEST_URI=/%zz", NULL}, false, NULL, NULL, NULL},
+    {{"REQUEST_URI=/sync%00x", NULL}, false, NULL, NULL, NULL},
+    {{"REQUEST_URI=/sync%", NULL}, false, NULL, NULL, NULL},
+    /* no REQUEST_URI: SCRIPT_NAME + PATH_INFO, already decoded */
+    {{"SCRIPT_NAME=/requests", "PATH_INFO=/a%41", NULL}, true, "/requests/a%41", "", ""},
+    {{"SCRIPT_NAME=", "PATH_INFO=/healthz", NULL}, true, "/healthz", "", ""},
+    {{"REQUEST_URI=", "SCRIPT_NAME=/sync", NULL}, true, "/sync", "", ""},
+    {{NULL}, true, "", "", ""},
+};
+
+static void test_exchange_path(void **state)
+{
+	static struct fake f;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(path_cases) / sizeof(path_cases[0]); i++) {
+		const struct path_case *c = &path_cases[i];
+		struct http_exchange x;
+		bool ok;
+
+		fake_init(&f, c->env, NULL, 0);
+		ok = http_exchange_init(&x, NULL, &f.fr);
+		print_message("case %zu: %s -> %d '%s'\n", i, c->env[0] ? c->env[0] : "-", (int)ok,
+		              x.path);
+		assert_int_equal(ok, c->ok);
+		assert_string_equal(x.route, "-");
+		assert_int_equal(x.status, 0);
+		if (ok) {
+			assert_string_equal(x.path, c->path);
+			assert_string_equal(x.query, c->query);
+			assert_string_equal(x.method, c->method);
+		}
+		http_exchange_done(&x);
+	}
+}
+
+/* A path that does not fit HTTP_PATH_MAX is refused, not cut. */
+static void test_exchange_long_path(void **state)
+{
+	static struct fake f;
+	static char uri[HTTP_PATH_MAX + 32];
+	static char sn[HTTP_PATH_MAX + 32];
+	const char *env[3] = {uri, NULL, NULL};
+	struct http_exchange x;
+	size_t pre = strlen("REQUEST_URI=");
+
+	(void)state;
+	/* HTTP_PATH_MAX - 1 bytes fit */
+	memcpy(uri, "REQUEST_URI=", pre);
+	uri[pre] = '/';
+	memset(uri + pre + 1, 'a', HTTP_PATH_MAX - 2);
+	uri[pre + HTTP_PATH_MAX - 1] = '\0';
+	fake_init(&f, env, NULL, 0);
+	assert_true(http_exchange_init(&x, NULL, &f.fr));
+	assert_int_equal(strlen(x.path), HTTP_PATH_MAX - 1);
+	http_exchange_done(&x);
+	/* one more does not */
+	uri[pre + HTTP_PATH_MAX - 1] = 'a';
+	uri[pre + HTTP_PATH_MAX] = '\0';
+	fake_init(&f, env, NULL, 0);
+	assert_false(http_exchange_init(&x, NULL, &f.fr));
+	http_exchange_done(&x);
+	/* the same through SCRIPT_NAME */
+	snprintf(sn, sizeof(sn), "SCRIPT_NAME=%s", uri + pre);
+	env[0] = sn;
+	fake_init(&f, env, NULL, 0);
+	assert_false(http_exchange_init(&x, NULL, &f.fr));
+	http_exchange_done(&x);
+}
+
+/* ---- the body ---- */
+
+struct body_case {
+	const char *length; /* CONTENT_LENGTH, NULL: absent */
+	const char *body;   /* what arrived */
+	size_t cap;
+	enum http_body_err want;
+	const char *got; /* on OK */
+	int status;      /* what http_fail_body answers */
+	const char *detail;
+};
+
+static const struct body_case body_cases[] = {
+    {NULL, "", 100, HTTP_BODY_OK, "", 0, NULL},
+    {"", "", 100, HTTP_BODY_OK, "", 0, NULL},
+    {"0", "", 100, HTTP_BODY_OK, "", 0, NULL},
+    {"5", "hello", 100, HTTP_BODY_OK, "hello", 0, NULL},
+    {"5", "hello, and more", 100, HTTP_BODY_OK, "hello", 0, NULL}, /* no more than announced */
+    {"00005", "hello", 100, HTTP_BODY_OK, "hello", 0, NULL},
+    {"100", NULL, 100, HTTP_BODY_OK, NULL, 0, NULL}, /* exactly the cap */
+    {"101", NULL, 100, HTTP_BODY_TOO_LARGE, NULL, 413, "larger than 100 bytes"},
+    {"999999999999999999", "", 100, HTTP_BODY_TOO_LARGE, NULL, 413, "larger than"},
+    {"9999999999999999999999999", "", 100, HTTP_BODY_TOO_LARGE, NULL, 413, "larger than"},
+    {"18446744073709551617", "", SIZE_MAX, HTTP_BODY_TOO_LARGE, NULL, 413, "larger than"},
+    {"6", "hello", 100, HTTP_BODY_TRUNCATED, NULL, 400, "shorter than Content-Length"},
+    {"1", "", 100, HTTP_BODY_TRUNCATED, NULL, 400, "shorter"},
+    {"-1", "", 100, HTTP_BODY_BAD_LENGTH, NULL, 400, "Content-Length"},
+    {"+5", "hello", 100, HTTP_BODY_BAD_LENGTH, NULL, 400, "Content-Length"},
+    {" 5", "hello", 100, HTTP_BODY_BAD_LENGTH, NULL, 400, "Content-Length"},
+    {"5 ", "hello", 100, HTTP_BODY_BAD_LENGTH, NULL, 400, "Content-Length"},
+    {"0x5", "hello", 100, HTTP_BODY_BAD_LENGTH, NULL, 400, "Content-Length"},
+    {"5,5", "hello", 100, HTTP_BODY_BAD_LENGTH, NULL, 400, "Content-Length"},
+    {"abc", "hello", 100, HTTP_BODY_BAD_LENGTH, NULL, 400, "not a decimal number"},
+};
+
+static void test_read_body(void **state)
+{
+	static struct fake f;
+	static char full[101];
+
+	(void)state;
+	memset(full, 'b', 100);
+	for (size_t i = 0; i < sizeof(body_cases) / sizeof(body_cases[0]); i++) {
+		const struct body_case *c = &body_cases[i];
+		char cl[64];
+		const char *env[3] = {"REQUEST_METHOD=POST", NULL, NULL};
+		const char *sent = c->body ? c->body : full;
+		struct http_exchange x;
+		char *body = (char *)"untouched";
+		size_t len = 12345;
+		enum http_body_err err;
+
+		if (c->length != NULL) {
+			snprintf(cl, sizeof(cl), "CONTENT_LENGTH=%s", c->length);
+			env[1] = cl;
+		}
+		fake_init(&f, env, sent, strlen(sent));
+		assert_true(http_exchange_init(&x, NULL, &f.fr));
+		err = http_read_body(&x, c->cap, &body, &len);
+		print_message("case %zu: length %s -> %d\n", i, c->length ? c->length : "-",
+		              (int)err);
+		assert_int_equal(err, c->want);
+		if (err == HTTP_BODY_OK) {
+			assert_non_null(body);
+			if (c->got != NULL)
+				assert_string_equal(body, c->got);
+			else
+				assert_string_equal(body, full);
+			assert_int_equal(len, strlen(body));
+			cz_free(body);
+		} else {
+			assert_null(body);
+			assert_int_equal(len, 0);
+			http_fail_body(&x, err, c->cap);
+			assert_int_equal(x.status, c->status);
+			assert_non_null(strstr(fake_output(&f), c->detail));
+		}
+		http_exchange_done(&x);
+	}
+}
+
+/* ---- responses ---- */
+
+static void test_response_head(void **state)
+{
+	static struct fake f;
+	const char *env[] = {"REQUEST_URI=/x", NULL};
+	struct http_exchange x;
+	json_object *o = json_object_new_object();
+
+	(void)state;
+	json_object_object_add(o, "url", json_object_new_string("http://a/b"));
+	fake_init(&f, env, NULL, 0);
+	assert_true(http_exchange_init(&x, NULL, &f.fr));
+	http_header(&x, "Location", "/requests/%s", "abc");
+	http_header(&x, "Retry-After", "%d", 7);
+	assert_true(http_send_json(&x, 202, o));
+	assert_int_equal(x.status, 202);
+	/* slashes are not escaped; the length is the body's */
+	assert_string_equal(fake_output(&f), "Status: 202 Accepted\r\n"
+	                                     "Content-Type: application/json\r\n"
+	                                     "Content-Length: 20\r\n"
+	                                     "Cache-Control: no-store\r\n"
+	                                     "Location: /requests/abc\r\n"
+	                                     "Retry-After: 7\r\n"
+	                                     "\r\n"
+	                                     "{\"url\":\"http://a/b\"}");
+	/* only the first response of an exchange is sent */
+	assert_true(http_send_json(&x, 500, o));
+	http_error(&x, 400, "x: late");
+	assert_int_equal(x.status, 202);
+	assert_null(strstr(fake_output(&f), "late"));
+	assert_null(strstr(fake_output(&f), "Status: 500"));
+	http_exchange_done(&x);
+	json_object_put(o);
+
+	/* an over-long header value is cut, never overrun */
+	static char big[3000];
+	memset(big, 'v', sizeof(big) - 1);
+	fake_init(&f, env, NULL, 0);
+	assert_true(http_exchange_init(&x, NULL, &f.fr));
+	http_header(&x, "X-Big", "%s", big);
+	http_error(&x, 404, "path: no such resource");
+	assert_int_equal(x.status, 404);
+	assert_non_null(strstr(fake_output(&f), "Status: 404 Not Found\r\n"));
+	assert_non_null(strstr(fake_output(&f), "X-Big: vvv"));
+	assert_null(strstr(fake_output(&f), big));
+	http_exchange_done(&x);
+}
+
+/* Error bodies are {"detail": "..."} with the text JSON-escaped, whatever
+ * the request put into it; Content-Length matches. */
+static void test_error_body(void **state)
+{
+	static const struct {
+		const char *detail;
+		const char *json;
+	} cases[] = {
+	    {"path: no such resource", "{\"detail\":\"path: no such resource\"}"},
+	    {"q: \"quoted\" \\ back", "{\"detail\":\"q: \\\"quoted\\\" \\\\ back\"}"},
+	    {"nl\nand\ttab", "{\"detail\":\"nl\\nand\\ttab\"}"},
+	    {"ctl \x01", "{\"detail\":\"ctl \\u0001\"}"},
+	    {"", "{\"detail\":\"\"}"},
+	};
+	static struct fake f;
+	const char *env[] = {"REQUEST_URI=/x", NULL};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct http_exchange x;
+		char head[64];
+		const char *out;
+		const char *body;
+
+		fake_init(&f, env, NULL, 0);
+		assert_true(http_exchange_init(&x, NULL, &f.fr));
+		http_error(&x, 422, "%s", cases[i].detail);
+		out = fake_output(&f);
+		print_message("case %zu: %s\n", i, out);
+		body = strstr(out, "\r\n\r\n");
+		assert_non_null(body);
+		body += 4;
+		assert_string_equal(body, cases[i].json);
+		snprintf(head, sizeof(head), "Content-Length: %zu\r\n", strlen(body));
+		assert_non_null(strstr(out, head));
+		assert_non_null(strstr(out, "Status: 422 Unprocessable Content\r\n"));
+		/* the body parses back to the detail */
+		json_object *o = json_tokener_parse(body);
+		json_object *d = NULL;
+
+		assert_non_null(o);
+		assert_true(json_object_object_get_ex(o, "detail", &d));
+		assert_string_equal(json_object_get_string(d), cases[i].detail);
+		json_object_put(o);
+		http_exchange_done(&x);
+	}
+}
+
+/* A busy database is a 503 the client may retry after 1 s. */
+static void test_store_busy(void **state)
+{
+	static struct fake f;
+	const char *env[] = {"REQUEST_URI=/sync", NULL};
+	struct http_exchange x;
+
+	(void)state;
+	fake_init(&f, env, NULL, 0);
+	assert_true(http_exchange_init(&x, NULL, &f.fr));
+	http_store_failed(&x, STORE_BUSY, "insert");
+	assert_int_equal(x.status, 503);
+	assert_non_null(strstr(fake_output(&f), "Retry-After: 1\r\n"));
+	assert_non_null(strstr(fake_output(&f), "database: busy"));
+	http_exchange_done(&x);
+}
+
+/* ---- the route table: 404 for unknown paths, 405 with Allow ---- */
+
+struct route_case {
+	const char *method;
+	const char *uri;
+	int status;
+	const char *allow; /* the Allow header on 405 */
+	const char *route; /* the route name logged */
+};
+
+static const struct route_case route_cases[] = {
+    {"GET", "/", 404, NULL, "-"},
+    {"GET", "/nope", 404, NULL, "-"},
+    {"POST", "/sync/", 404, NULL, "-"}, /* no trailing-slash aliases */
+    {"POST", "/SYNC", 404, NULL, "-"},
+    {"POST", "/sync/x", 404, NULL, "-"},
+    {"POST", "/syncx", 404, NULL, "-"},
+    {"POST", "/async/", 404, NULL, "-"},
+    {"GET", "/requests/", 404, NULL, "-"}, /* an empty id */
+    {"GET", "/requests/a/b", 404, NULL, "-"},
+    {"GET", "/requests//", 404, NULL, "-"},
+    {"GET", "/requests%2Fa%2Fb", 404, NULL, "-"}, /* decoded before matching */
+    {"GET", "/healthz/", 404, NULL, "-"},
+    {"GET", "//sync", 404, NULL, "-"},
+    {"GET", "/sync", 405, "POST", "sync"},
+    {"PUT", "/sync", 405, "POST", "sync"},
+    {"get", "/sync", 405, "POST", "sync"},
+    {"post", "/sync", 405, "POST", "sync"}, /* methods are case-sensitive */
+    {"GET", "/async", 405, "POST", "async"},
+    {"POST", "/requests", 405, "GET", "requests"},
+    {"DELETE", "/requests/abc", 405, "GET", "requests"},
+    {"POST", "/requests%2Fabc", 405, "GET", "requests"},
+    {"POST", "/healthz", 405, "GET", "healthz"},
+    {"", "/healthz", 405, "GET", "healthz"},
+    {"HEAD", "/healthz", 405, "GET", "healthz"},
+};
+
+static void test_routes(void **state)
+{
+	static struct fake f;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(route_cases) / sizeof(route_cases[0]); i++) {
+		const struct route_case *c = &route_cases[i];
+		char m[64];
+		char u[128];
+		char allow[64];
+		const char *env[] = {m, u, "REMOTE_ADDR=127.0.0.1", NULL};
+		struct http_exchange x;
+
+		snprintf(m, sizeof(m), "REQUEST_METHOD=%s", c->method);
+		snprintf(u, sizeof(u), "REQUEST_URI=%s", c->uri);
+		fake_init(&f, env, NULL, 0);
+		assert_true(http_exchange_init(&x, NULL, &f.fr));
+		router_dispatch(&x);
+		print_message("case %zu: %s %s -> %d\n", i, c->method, c->uri, x.status);
+		assert_int_equal(x.status, c->status);
+		assert_string_equal(x.route, c->route);
+		if (c->allow != NULL) {
+			snprintf(allow, sizeof(allow), "\r\nAllow: %s\r\n", c->allow);
+			assert_non_null(strstr(fake_output(&f), allow));
+		} else {
+			assert_null(strstr(fake_output(&f), "Allow:"));
+		}
+		http_exchange_done(&x);
+	}
+}
+
+/* The 405 detail names well-known methods, never an arbitrary one. */
+static void test_405_detail(void **state)
+{
+	static struct fake f;
+	const char *env[] = {"REQUEST_METHOD=X<script>", "REQUEST_URI=/sync", NULL};
+	const char *env2[] = {"REQUEST_METHOD=PATCH", "REQUEST_URI=/sync", NULL};
+	struct http_exchange x;
+
+	(void)state;
+	fake_init(&f, env, NULL, 0);
+	assert_true(http_exchange_init(&x, NULL, &f.fr));
+	router_dispatch(&x);
+	assert_int_equal(x.status, 405);
+	assert_null(strstr(fake_output(&f), "script"));
+	assert_non_null(strstr(fake_output(&f), "this method is not allowed here; allowed: POST"));
+	http_exchange_done(&x);
+
+	fake_init(&f, env2, NULL, 0);
+	assert_true(http_exchange_init(&x, NULL, &f.fr));
+	router_dispatch(&x);
+	assert_non_null(strstr(fake_output(&f), "method: PATCH is not allowed here"));
+	http_exchange_done(&x);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_percent_decode), cmocka_unit_test(test_reason),
+	    cmocka_unit_test(test_exchange_path),  cmocka_unit_test(test_exchange_long_path),
+	    cmocka_unit_test(test_read_body),      cmocka_unit_test(test_response_head),
+	    cmocka_unit_test(test_error_body),     cmocka_unit_test(test_store_busy),
+	    cmocka_unit_test(test_routes),         cmocka_unit_test(test_405_detail),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
