@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
+#include "alloc.h"
 #include "buf.h"
 #include "hosts.h"
 
@@ -484,12 +485,40 @@ static void test_free_null(void **state)
 	hosts_free(NULL);
 }
 
+/* Out of memory: NULL, nothing leaked (ASan), and the table still works. */
+static void test_nomem(void **state)
+{
+	struct hosts *hs;
+	struct host *h;
+
+	(void)state;
+	alloc_fail_after(0);
+	assert_null(hosts_new(1, 1, 1));
+	alloc_fail_after(-1);
+	hs = hosts_new(1, 1, 1000);
+	assert_non_null(hs);
+	for (long n = 0; n < 2; n++) {
+		alloc_fail_after(n); /* the host, then its name */
+		assert_null(hosts_get(hs, "oom.example"));
+		alloc_fail_after(-1);
+	}
+	h = hosts_get(hs, "oom.example");
+	assert_non_null(h);
+	assert_string_equal(hosts_name(h), "oom.example");
+	/* an existing host needs no memory */
+	alloc_fail_after(0);
+	assert_ptr_equal(hosts_get(hs, "oom.example"), h);
+	alloc_fail_after(-1);
+	hosts_free(hs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_scripts),    cmocka_unit_test(test_hosts_independent),
 	    cmocka_unit_test(test_exclusions), cmocka_unit_test(test_next_change),
 	    cmocka_unit_test(test_sweep),      cmocka_unit_test(test_free_null),
+	    cmocka_unit_test(test_nomem),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -362,6 +362,30 @@ static void test_read_body(void **state)
 	}
 }
 
+/* No memory for the body: a 500, and nothing half-read is handed out. */
+static void test_read_body_nomem(void **state)
+{
+	static struct fake f;
+	const char *env[] = {"CONTENT_LENGTH=5", NULL};
+	struct http_exchange x;
+	char *body = NULL;
+	size_t len = 0;
+
+	(void)state;
+	fake_init(&f, env, "hello", 5);
+	assert_true(http_exchange_init(&x, NULL, &f.fr));
+	alloc_fail_after(0);
+	assert_int_equal(http_read_body(&x, 100, &body, &len), HTTP_BODY_NOMEM);
+	alloc_fail_after(-1);
+	assert_null(body);
+	assert_int_equal(len, 0);
+	http_fail_body(&x, HTTP_BODY_NOMEM, 100);
+	assert_int_equal(x.status, 500);
+	assert_non_null(strstr(fake_output(&f), "Status: 500 Internal Server Error\r\n"));
+	assert_non_null(strstr(fake_output(&f), "internal error"));
+	http_exchange_done(&x);
+}
+
 /* ---- responses ---- */
 
 static void test_response_head(void **state)
@@ -573,9 +597,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_percent_decode), cmocka_unit_test(test_reason),
 	    cmocka_unit_test(test_exchange_path),  cmocka_unit_test(test_exchange_long_path),
-	    cmocka_unit_test(test_read_body),      cmocka_unit_test(test_response_head),
-	    cmocka_unit_test(test_error_body),     cmocka_unit_test(test_store_busy),
-	    cmocka_unit_test(test_routes),         cmocka_unit_test(test_405_detail),
+	    cmocka_unit_test(test_read_body),      cmocka_unit_test(test_read_body_nomem),
+	    cmocka_unit_test(test_response_head),  cmocka_unit_test(test_error_body),
+	    cmocka_unit_test(test_store_busy),     cmocka_unit_test(test_routes),
+	    cmocka_unit_test(test_405_detail),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
