@@ -126,13 +126,20 @@ enum stmt_id {
 	ST_LIST_MODE,
 	ST_LIST_STATUS,
 	ST_LIST_MODE_STATUS,
+	ST_LIST_SYNC,
+	ST_LIST_SYNC_STATUS,
+	ST_LIST_ASYNC,
+	ST_LIST_ASYNC_STATUS,
 	ST_HEARTBEATS,
 	ST__COUNT
 };
 
 #define LIST_COLUMNS                                                                               \
 	"SELECT id, mode, status, callback_status, duration_ms, created_at FROM requests "
-#define LIST_ORDER   " ORDER BY created_at DESC, seq DESC LIMIT :limit OFFSET :offset"
+/* Newest first is acceptance order: seq is the rowid (sql/004_lean_intake.sql).
+ * The mode is spelled as a literal where it can be, so the planner can use
+ * the partial index requests_async (a bound parameter cannot imply it). */
+#define LIST_ORDER   " ORDER BY seq DESC LIMIT :limit OFFSET :offset"
 #define STATUS_MATCH "(status = :status OR callback_status = :status)"
 
 static const char *const stmt_sql[ST__COUNT] = {
@@ -165,6 +172,10 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_LIST_MODE] = LIST_COLUMNS "WHERE mode = :mode" LIST_ORDER,
     [ST_LIST_STATUS] = LIST_COLUMNS "WHERE " STATUS_MATCH LIST_ORDER,
     [ST_LIST_MODE_STATUS] = LIST_COLUMNS "WHERE mode = :mode AND " STATUS_MATCH LIST_ORDER,
+    [ST_LIST_SYNC] = LIST_COLUMNS "WHERE mode = 'sync'" LIST_ORDER,
+    [ST_LIST_SYNC_STATUS] = LIST_COLUMNS "WHERE mode = 'sync' AND " STATUS_MATCH LIST_ORDER,
+    [ST_LIST_ASYNC] = LIST_COLUMNS "WHERE mode = 'async'" LIST_ORDER,
+    [ST_LIST_ASYNC_STATUS] = LIST_COLUMNS "WHERE mode = 'async' AND " STATUS_MATCH LIST_ORDER,
     [ST_HEARTBEATS] = "SELECT owner, pid, started_at, beat_at, busy_workers, workers, "
                       "inflight FROM heartbeats ORDER BY beat_at DESC",
 };
@@ -953,6 +964,17 @@ out:
 	return err;
 }
 
+static enum stmt_id list_stmt(const struct list_query *q)
+{
+	if (!q->mode)
+		return q->status ? ST_LIST_STATUS : ST_LIST_ALL;
+	if (strcmp(q->mode, "async") == 0)
+		return q->status ? ST_LIST_ASYNC_STATUS : ST_LIST_ASYNC;
+	if (strcmp(q->mode, "sync") == 0)
+		return q->status ? ST_LIST_SYNC_STATUS : ST_LIST_SYNC;
+	return q->status ? ST_LIST_MODE_STATUS : ST_LIST_MODE;
+}
+
 enum store_err store_list_requests(struct store *s, const struct list_query *q, json_object **out)
 {
 	int rc;
@@ -961,8 +983,7 @@ enum store_err store_list_requests(struct store *s, const struct list_query *q, 
 	s->msg[0] = '\0';
 	int64_t limit = q->limit < 1 ? 1 : q->limit > 200 ? 200 : q->limit;
 	int64_t offset = q->offset < 0 ? 0 : q->offset;
-	enum stmt_id id = q->mode ? (q->status ? ST_LIST_MODE_STATUS : ST_LIST_MODE)
-	                          : (q->status ? ST_LIST_STATUS : ST_LIST_ALL);
+	enum stmt_id id = list_stmt(q);
 	json_object *list = json_object_new_array();
 	if (!list)
 		return STORE_NOMEM;
