@@ -127,7 +127,9 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 
 static int parse_seconds(const char *s, double lo, double hi, double *out)
 {
-	if (!s || !*s || !((*s >= '0' && *s <= '9') || *s == '.'))
+	/* decimal only (an exponent is fine): strtod would also take hex ("0x10") */
+	if (!s || !((*s >= '0' && *s <= '9') || *s == '.') ||
+	    strspn(s, "0123456789.eE+-") != strlen(s))
 		return -1;
 	errno = 0;
 	char *end = NULL;
@@ -162,9 +164,19 @@ static void defaults(struct opts *o)
 	o->progress = true;
 }
 
+/* http(s)://, then a host of at least one character before any '/', ':' or
+ * the end; curl does the rest of the parsing when it connects. */
 static int valid_url(const char *s)
 {
-	return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+	const char *host;
+
+	if (strncmp(s, "http://", 7) == 0)
+		host = s + 7;
+	else if (strncmp(s, "https://", 8) == 0)
+		host = s + 8;
+	else
+		return 0;
+	return *host != '\0' && *host != '/' && *host != ':' && *host != '?' && *host != '#';
 }
 
 static int valid_host(const char *s)
