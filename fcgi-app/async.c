@@ -165,8 +165,15 @@ void async_handle(struct http_exchange *x, const char *tail)
 	/* Group commit: the fsync that makes the 202 true runs outside the
 	 * write lock, so other processes commit (and sync) meanwhile. A replay
 	 * syncs too: the first request's process may not have synced yet. */
-	if (serr == STORE_OK)
+	if (serr == STORE_OK) {
 		serr = store_sync(app->store);
+		/* A failed sync leaves the job committed but not promised: 500
+		 * (outcome unknown), never 202; an Idempotency-Key retry finds it. */
+		if (serr != STORE_OK) {
+			http_store_failed(x, serr, "store_sync");
+			goto out;
+		}
+	}
 	if (serr == STORE_CONFLICT) {
 		http_error(x, 422,
 		           "Idempotency-Key: already used with a different body (request_id %s)",

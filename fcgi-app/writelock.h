@@ -1,7 +1,8 @@
 /*
  * writelock: serializes the database writes of every consuma-fcgi process
  * of a host with one flock(2) on "<database>.wlock", taken around each
- * store_insert_sync / store_insert_job.
+ * store_insert_sync / store_insert_job_unsynced (POST /async releases it
+ * before store_sync, so the WAL fsyncs of several processes overlap).
  *
  * Why: SQLite lets one writer in at a time and makes the others poll (the
  * store's busy handler sleeps and retries). With several processes writing

@@ -78,6 +78,9 @@ consuma=$(up "$D/consuma")
 c_sync=$(run "$consuma/sync" "$sync_body")
 c_async=$(run "$consuma/async" "$async_body")
 rows=$(sqlite3 "$D/consuma/consuma.db" "SELECT count(*) FROM requests WHERE mode='async';" 2>/dev/null || echo '?')
+# WAL size right after the load (before down checkpoints it): checkpoints
+# must keep up, or it grows without bound (wal_autocheckpoint, writelock.h).
+wal_kb=$(( $(stat -c %s "$D/consuma/consuma.db-wal" 2>/dev/null || echo 0) / 1024 ))
 "$stack" down --dir "$D/consuma" >/dev/null 2>&1
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
@@ -93,3 +96,4 @@ row "hello POST /async" "$h_async" 1.00 ""
 row "consuma POST /async" "$c_async" "$(ratio "${c_async%% *}" "${h_async%% *}")" ">= 0.25"
 read -r _ _ _ a_non2xx _ a_reqs <<<"$c_async"
 echo "async durability: $rows rows on disk for $a_reqs responses counted by wrk ($a_non2xx non-2xx)"
+echo "WAL after both consuma runs: ${wal_kb} KiB"
