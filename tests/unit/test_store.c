@@ -966,6 +966,49 @@ static void test_list_requests(void **state)
 	store_close(s);
 }
 
+/* Newest first is acceptance order (seq), also when a later request carries
+ * an older created_at (a /sync record's created_at is taken before its
+ * work); migration 004 left only the indexes the intake needs. */
+static void test_list_acceptance_order(void **state)
+{
+	(void)state;
+	char path[320];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	struct sync_record rec = {
+	    "0190a0a0-0000-7000-8000-00000000000a", "x", 1, "00", 1.0, 500, 501, "192.0.2.1"};
+	assert_int_equal(store_insert_sync(s, &rec), STORE_OK);
+	struct job_insert j = job_template("0190a0a0-0000-7000-8000-00000000000b");
+	struct job_result r;
+	j.created_at = 100; /* older, accepted later */
+	assert_int_equal(store_insert_job(s, &j, &r), STORE_OK);
+	static const struct {
+		const char *mode;
+		const char *want;
+	} cases[] = {{NULL, "ba"}, {"async", "b"}, {"sync", "a"}};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		struct list_query q = {cases[c].mode, NULL, 50, 0};
+		json_object *list = NULL;
+		char got[8] = "";
+		assert_int_equal(store_list_requests(s, &q, &list), STORE_OK);
+		for (size_t i = 0; i < json_object_array_length(list) && i + 1 < sizeof got; i++) {
+			const char *id = json_object_get_string(
+			    json_object_object_get(json_object_array_get_idx(list, i), "id"));
+			got[i] = id[strlen(id) - 1];
+		}
+		assert_string_equal(got, cases[c].want);
+		json_object_put(list);
+	}
+	char names[200];
+	query_text(s,
+	           "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
+	           "WHERE type = 'index' AND tbl_name = 'requests' ORDER BY name)",
+	           names, sizeof names);
+	assert_string_equal(names, "requests_async,requests_due,requests_idempotency,"
+	                           "requests_lease_owner,sqlite_autoindex_requests_1");
+	store_close(s);
+}
+
 static void test_health(void **state)
 {
 	(void)state;
@@ -1074,6 +1117,7 @@ int main(void)
 	    cmocka_unit_test(test_counters),
 	    cmocka_unit_test(test_get_request),
 	    cmocka_unit_test(test_list_requests),
+	    cmocka_unit_test(test_list_acceptance_order),
 	    cmocka_unit_test(test_health),
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_busy_waits),
