@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 #include "config.h"
+#include "doorbell.h"
 #include "limits.h"
 #include "store.h"
 #include "writelock.h"
@@ -20,7 +21,8 @@ struct app {
 	struct limits *limits;
 	struct writelock *writelock; /* NULL: writes unserialized */
 	char doorbell_path[CONFIG_PATH_MAX];
-	int64_t started_mono_ms; /* for uptime_seconds */
+	struct doorbell *doorbell; /* NULL when the path cannot be a unix socket */
+	int64_t started_mono_ms;   /* for uptime_seconds */
 	int64_t started_wall_ms;
 };
 

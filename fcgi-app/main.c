@@ -151,7 +151,7 @@ static void serve_one(struct app *app, FCGX_Request *req)
 	/* the response goes out before the doorbell rings */
 	FCGX_Finish_r(req);
 	if (x.ring_doorbell)
-		doorbell_ring(app->doorbell_path);
+		doorbell_ring(app->doorbell);
 	http_exchange_done(&x);
 }
 
@@ -218,7 +218,6 @@ int main(int argc, char **argv)
 	app.started_mono_ms = ids_mono_ms();
 	app.started_wall_ms = ids_now_ms();
 	config_doorbell_path(&app.cfg, app.doorbell_path, sizeof(app.doorbell_path));
-
 	if (FCGX_Init() != 0) {
 		fprintf(stderr, "%s: FCGX_Init failed\n", PROGRAM);
 		return 1;
@@ -263,6 +262,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	limits_set_listen_fd(app.limits, listen_fd);
+	app.doorbell = doorbell_new(app.doorbell_path);
+	if (app.doorbell == NULL)
+		log_event(L_WARN, "doorbell.unavailable",
+		          "path=%s why=\"not a usable unix socket path\" effect=\"the deliverer "
+		          "finds jobs by its poll interval\"",
+		          log_q(app.doorbell_path));
 	log_event(L_INFO, "started", "version=%s db=%s doorbell=%s", CONSUMA_VERSION,
 	          log_q(app.cfg.database_path), log_q(app.doorbell_path));
 
@@ -271,5 +276,6 @@ int main(int argc, char **argv)
 	limits_close(app.limits);
 	writelock_close(app.writelock);
 	store_close(app.store);
+	doorbell_free(app.doorbell);
 	return rc;
 }

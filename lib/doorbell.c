@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include "alloc.h"
 #include "doorbell.h"
 
 static int make_addr(const char *path, struct sockaddr_un *sun)
@@ -27,18 +28,48 @@ static int make_addr(const char *path, struct sockaddr_un *sun)
 	return 0;
 }
 
-void doorbell_ring(const char *path)
-{
-	struct sockaddr_un sun;
+struct doorbell {
 	int fd;
+	struct sockaddr_un addr;
+};
 
-	if (path == NULL || make_addr(path, &sun) != 0)
+struct doorbell *doorbell_new(const char *path)
+{
+	struct doorbell *b;
+
+	if (path == NULL)
+		return NULL;
+	b = cz_calloc(1, sizeof(*b));
+	if (b == NULL)
+		return NULL;
+	if (make_addr(path, &b->addr) != 0) {
+		cz_free(b);
+		return NULL;
+	}
+	b->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (b->fd < 0) {
+		cz_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+void doorbell_free(struct doorbell *b)
+{
+	if (b == NULL)
 		return;
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	close(b->fd);
+	cz_free(b);
+}
+
+void doorbell_ring(struct doorbell *b)
+{
+	if (b == NULL)
 		return;
-	(void)sendto(fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sun, sizeof(sun));
-	close(fd);
+	/* ENOENT/ECONNREFUSED (nobody listens) and EAGAIN (a full queue: wake-ups
+	 * are pending anyway) are all fine to ignore. */
+	(void)sendto(b->fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&b->addr,
+	             sizeof(b->addr));
 }
 
 int doorbell_listen(const char *path)

@@ -8,9 +8,19 @@
 #ifndef CONSUMA_DOORBELL_H
 #define CONSUMA_DOORBELL_H
 
-/* Sends one datagram to path without blocking; silent when nobody listens or
- * the socket's queue is full. Thread safe. */
-void doorbell_ring(const char *path);
+struct doorbell;
+
+/* A bell that rings the listener at path: one datagram socket and the
+ * resolved address, made once per process so a ring is a single sendto(2).
+ * NULL when path is empty or too long for a unix socket, or memory ran out.
+ * doorbell_free(NULL) is a no-op. */
+struct doorbell *doorbell_new(const char *path);
+void doorbell_free(struct doorbell *b);
+
+/* Sends one datagram without blocking; silent when nobody listens or the
+ * listener's queue is full. b may be NULL (does nothing). One thread at a
+ * time per bell. */
+void doorbell_ring(struct doorbell *b);
 
 /* Binds a non-blocking datagram socket at path (replacing a stale socket
  * file) and returns its fd, or -1 with errno set. */

@@ -21,14 +21,17 @@ static void test_ring_wakes_listener(void **state)
 {
 	char path[256];
 	struct pollfd p;
+	struct doorbell *bell;
 	int fd, i;
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/bell", dir);
 	fd = doorbell_listen(path);
 	assert_true(fd >= 0);
-	doorbell_ring(path);
-	doorbell_ring(path);
+	bell = doorbell_new(path);
+	assert_non_null(bell);
+	doorbell_ring(bell);
+	doorbell_ring(bell);
 	p.fd = fd;
 	p.events = POLLIN;
 	assert_int_equal(poll(&p, 1, 2000), 1);
@@ -36,9 +39,16 @@ static void test_ring_wakes_listener(void **state)
 	assert_int_equal(doorbell_drain(fd), 0);
 	/* A full queue drops rings and never blocks. */
 	for (i = 0; i < 100000; i++)
-		doorbell_ring(path);
+		doorbell_ring(bell);
 	assert_true(doorbell_drain(fd) > 0);
 	close(fd);
+	/* The listener restarted: the same bell still reaches it. */
+	fd = doorbell_listen(path);
+	assert_true(fd >= 0);
+	doorbell_ring(bell);
+	assert_int_equal(doorbell_drain(fd), 1);
+	close(fd);
+	doorbell_free(bell);
 	/* The stale socket file is replaced on the next listen. */
 	fd = doorbell_listen(path);
 	assert_true(fd >= 0);
@@ -51,10 +61,17 @@ static void test_nobody_listening(void **state)
 	char path[256];
 
 	(void)state;
+	struct doorbell *bell;
+
 	snprintf(path, sizeof(path), "%s/nobody", dir);
-	doorbell_ring(path); /* must simply return */
+	bell = doorbell_new(path);
+	assert_non_null(bell);
+	doorbell_ring(bell); /* must simply return */
+	doorbell_free(bell);
 	doorbell_ring(NULL);
-	doorbell_ring("");
+	doorbell_free(NULL);
+	assert_null(doorbell_new(""));
+	assert_null(doorbell_new(NULL));
 }
 
 static void test_refuses_to_remove_a_file(void **state)
@@ -80,6 +97,7 @@ static void test_path_too_long(void **state)
 	memset(path, 'a', sizeof(path) - 1);
 	path[sizeof(path) - 1] = '\0';
 	assert_int_equal(doorbell_listen(path), -1);
+	assert_null(doorbell_new(path));
 }
 
 int main(void)
