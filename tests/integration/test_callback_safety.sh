@@ -14,6 +14,8 @@
 #    nothing reaches the redirect target (a listener waits there)
 #  - a 100 MiB response is cut at the cap; the deliverer's VmRSS stays put
 #  - a host that hangs does not hold up callbacks to another host
+#  - the delivery-time check: a job accepted at intake, then a deliverer
+#    whose policy refuses the address, fails at once with the reason
 . "$(dirname "$0")/lib.sh"
 RECV=$SRC/tests/integration/receiver.py
 
@@ -195,5 +197,20 @@ print("%d callbacks, max %.1f ms" % (len(lat), lat[-1] if lat else -1))
 PY
 )
 echo "# created_at->arrival at the healthy host while another hangs: $lat"
+
+# ---- checked again at delivery ------------------------------------------------
+"$SRC/tools/stack.sh" stop-deliverer --dir "$T/s" >/dev/null 2>&1
+post "$A/ok~late"
+late=$ID
+assert_eq "accepted while 127.0.0.2 is allowed" 202 "$HTTP_CODE"
+CONSUMA_CALLBACK_DENY_CIDRS=127.0.0.2/32 "$SRC/tools/stack.sh" start-deliverer --dir "$T/s" \
+	>/dev/null 2>&1
+settle "$late"
+assert_eq "refused at delivery: failed after one attempt" "failed 1" \
+	"$(json_get "$HTTP_BODY" 'j["callback_status"] + " " + str(len(j["delivery_trace"]))')"
+assert_eq "refused at delivery: nothing reached the receiver" 0 \
+	"$(grep -c '"/ok~late"' "$T/A.jsonl")"
+assert_match "the attempt says why" "destination refused: 127\.0\.0\.2 is denied by CONSUMA_CALLBACK_DENY_CIDRS" \
+	"$(json_get "$HTTP_BODY" 'j["delivery_trace"][0]["error_message"]')"
 
 t_done
