@@ -12,6 +12,7 @@
 #include "config.h"
 #include "doorbell.h"
 #include "limits.h"
+#include "ssrf.h"
 #include "store.h"
 #include "writelock.h"
 
@@ -22,6 +23,7 @@ struct app {
 	struct writelock *writelock; /* NULL: writes unserialized */
 	char doorbell_path[CONFIG_PATH_MAX];
 	struct doorbell *doorbell; /* NULL when the path cannot be a unix socket */
+	struct ssrf_policy *ssrf;  /* callback address policy, built once */
 	int64_t started_mono_ms;   /* for uptime_seconds */
 	int64_t started_wall_ms;
 };

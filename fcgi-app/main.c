@@ -215,6 +215,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_init(PROGRAM, (enum log_level)app.cfg.log_level);
+	app.ssrf = ssrf_policy_new(&app.cfg, err, sizeof(err));
+	if (app.ssrf == NULL) {
+		fprintf(stderr, "%s: %s\n", PROGRAM, err);
+		return 2;
+	}
 	app.started_mono_ms = ids_mono_ms();
 	app.started_wall_ms = ids_now_ms();
 	config_doorbell_path(&app.cfg, app.doorbell_path, sizeof(app.doorbell_path));
@@ -277,5 +282,6 @@ int main(int argc, char **argv)
 	writelock_close(app.writelock);
 	store_close(app.store);
 	doorbell_free(app.doorbell);
+	ssrf_policy_free(app.ssrf);
 	return rc;
 }
