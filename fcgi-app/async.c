@@ -90,14 +90,10 @@ static void refused(struct http_exchange *x, const struct job_result *res,
 void async_handle(struct http_exchange *x, const char *tail)
 {
 	struct app *app = x->app;
-	size_t cap = (size_t)app->cfg.max_body_bytes;
 	struct job_request job = {0};
-	struct request_error perr = {0};
 	struct url_parts parts;
 	struct job_insert ins = {0};
 	struct job_result res;
-	enum http_body_err berr;
-	enum request_err rerr;
 	struct ssrf_target target;
 	enum ssrf_verdict verdict;
 	enum work_err werr;
@@ -113,20 +109,8 @@ void async_handle(struct http_exchange *x, const char *tail)
 	memset(&parts, 0, sizeof(parts));
 	memset(&res, 0, sizeof(res));
 	ids_uuidv7(x->request_id);
-	berr = http_read_body(x, cap, &body, &len);
-	if (berr != HTTP_BODY_OK) {
-		http_fail_body(x, berr, cap);
+	if (!http_read_job(x, REQUEST_ASYNC, &job, &body, &len))
 		goto out;
-	}
-	rerr = request_parse(body, len, REQUEST_ASYNC, &app->cfg, &job, &perr);
-	if (rerr == REQUEST_NOMEM) {
-		http_internal_error(x, "request_parse", "out of memory");
-		goto out;
-	}
-	if (rerr != REQUEST_OK) {
-		http_error(x, perr.http_status != 0 ? perr.http_status : 422, "%s", perr.detail);
-		goto out;
-	}
 	/* URL rules and address policy: every address the host resolves to
 	 * (within CONSUMA_DNS_TIMEOUT_MS) must pass. */
 	verdict = ssrf_check_url(app->ssrf, job.callback_url, &target, why, sizeof(why));

@@ -336,3 +336,29 @@ void http_fail_body(struct http_exchange *x, enum http_body_err err, size_t cap)
 		return;
 	}
 }
+
+bool http_read_job(struct http_exchange *x, enum request_mode mode, struct job_request *job,
+                   char **body, size_t *len)
+{
+	const struct config *cfg = &x->app->cfg;
+	size_t cap = (size_t)cfg->max_body_bytes;
+	struct request_error perr = {0};
+	enum http_body_err berr;
+	enum request_err rerr;
+
+	berr = http_read_body(x, cap, body, len);
+	if (berr != HTTP_BODY_OK) {
+		http_fail_body(x, berr, cap);
+		return false;
+	}
+	rerr = request_parse(*body, *len, mode, cfg, job, &perr);
+	if (rerr == REQUEST_OK)
+		return true;
+	if (rerr == REQUEST_NOMEM)
+		http_internal_error(x, "request_parse", "out of memory");
+	else
+		http_error(x, perr.http_status != 0 ? perr.http_status : 422, "%s", perr.detail);
+	cz_free(*body);
+	*body = NULL;
+	return false;
+}

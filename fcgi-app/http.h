@@ -23,6 +23,7 @@
 #include "app.h"
 #include "buf.h"
 #include "ids.h"
+#include "request.h"
 
 #define HTTP_PATH_MAX    2048
 #define HTTP_CLIENT_MAX  64
@@ -90,6 +91,14 @@ const char *http_reason(int status);
 enum http_body_err http_read_body(struct http_exchange *x, size_t cap, char **body, size_t *len);
 /* Answers the error err with the right status and detail. */
 void http_fail_body(struct http_exchange *x, enum http_body_err err, size_t cap);
+
+/* Reads the body (at most CONSUMA_MAX_BODY_BYTES) and parses it as a job
+ * request of mode: the common first step of POST /sync and POST /async.
+ * Returns true with *job filled (request_free it) and *body, *len set (the
+ * raw body, cz_free it); false when the answer (400/411/413/422/500) has
+ * been given, with nothing left to free. */
+bool http_read_job(struct http_exchange *x, enum request_mode mode, struct job_request *job,
+                   char **body, size_t *len);
 
 /* Percent-decodes in (n bytes) into out (outlen bytes, NUL-terminated);
  * '+' becomes a space when plus_is_space (query strings). Returns the

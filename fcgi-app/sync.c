@@ -13,12 +13,8 @@
 void sync_handle(struct http_exchange *x, const char *tail)
 {
 	struct app *app = x->app;
-	size_t cap = (size_t)app->cfg.max_body_bytes;
 	struct job_request job = {0};
-	struct request_error perr = {0};
 	struct sync_record rec = {0};
-	enum http_body_err berr;
-	enum request_err rerr;
 	enum work_err werr;
 	enum store_err serr;
 	char hex[WORK_HEX_LEN + 1];
@@ -33,20 +29,8 @@ void sync_handle(struct http_exchange *x, const char *tail)
 	(void)tail;
 	ids_uuidv7(x->request_id);
 	created = ids_now_ms();
-	berr = http_read_body(x, cap, &body, &len);
-	if (berr != HTTP_BODY_OK) {
-		http_fail_body(x, berr, cap);
+	if (!http_read_job(x, REQUEST_SYNC, &job, &body, &len))
 		goto out;
-	}
-	rerr = request_parse(body, len, REQUEST_SYNC, &app->cfg, &job, &perr);
-	if (rerr == REQUEST_NOMEM) {
-		http_internal_error(x, "request_parse", "out of memory");
-		goto out;
-	}
-	if (rerr != REQUEST_OK) {
-		http_error(x, perr.http_status != 0 ? perr.http_status : 422, "%s", perr.detail);
-		goto out;
-	}
 
 	t0 = ids_mono_ns();
 	werr = work_sha256_iter(job.input_data, job.input_bytes, job.iterations, hex);
