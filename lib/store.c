@@ -842,11 +842,18 @@ static bool put_int(json_object *o, const char *key, sqlite3_stmt *st, int col)
 	return put(o, key, json_object_new_int64(sqlite3_column_int64(st, col)), false);
 }
 
+/* Durations are shown to the microsecond ("%.3f" ms), as POST /sync answers
+ * them, instead of json-c's 17 significant digits of binary noise. */
 static bool put_real(json_object *o, const char *key, sqlite3_stmt *st, int col)
 {
+	char text[64];
+	double v;
+
 	if (sqlite3_column_type(st, col) == SQLITE_NULL)
 		return put(o, key, NULL, true);
-	return put(o, key, json_object_new_double(sqlite3_column_double(st, col)), false);
+	v = sqlite3_column_double(st, col);
+	snprintf(text, sizeof(text), "%.3f", v);
+	return put(o, key, json_object_new_double_s(v, text), false);
 }
 
 static bool put_time(json_object *o, const char *key, sqlite3_stmt *st, int col)
