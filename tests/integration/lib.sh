@@ -16,6 +16,7 @@ T_STACKS=()
 
 t_cleanup() {
 	local d p
+	kill "$T_WATCHDOG" 2>/dev/null || true
 	for d in "${T_STACKS[@]}"; do
 		"$SRC/tools/stack.sh" down --dir "$d" >/dev/null 2>&1 || true
 	done
@@ -35,7 +36,33 @@ t_cleanup() {
 trap t_cleanup EXIT
 
 # t_track PID: stop PID when the test exits.
-t_track() { T_PIDS+=("$1"); }
+t_track() {
+	T_PIDS+=("$1")
+	echo "$1" >>"$T/.pids"
+}
+
+# A hung test must still stop what it started: ctest's TIMEOUT kills the
+# script without its EXIT trap. So a watchdog, at T_LIMIT seconds (below
+# ctest's 300), stops every stack under $T and every tracked pid itself,
+# then ends the test.
+T_LIMIT=${T_LIMIT:-270}
+t_watchdog() {
+	local sleeper d p
+	trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+	sleep "$T_LIMIT" &
+	sleeper=$!
+	wait "$sleeper"
+	echo "# test ran past ${T_LIMIT}s: stopping what it started" >&2
+	while read -r d; do
+		"$SRC/tools/stack.sh" down --dir "$(dirname "$d")" >/dev/null 2>&1
+	done < <(find "$T" -maxdepth 4 -name lighttpd.pid -o -maxdepth 4 -name deliverer.pid)
+	if [ -f "$T/.pids" ]; then
+		while read -r p; do kill "$p" 2>/dev/null; done <"$T/.pids"
+	fi
+	kill -TERM "$1" 2>/dev/null
+}
+t_watchdog $$ &
+T_WATCHDOG=$!
 
 ok() { T_PASSED=$((T_PASSED + 1)); echo "ok - $*"; }
 not_ok() { T_FAILED=$((T_FAILED + 1)); echo "not ok - $*"; }
