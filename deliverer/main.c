@@ -8,10 +8,12 @@
  * Threads:
  *   main      the claim loop: blocks in ppoll(2) on the doorbell socket and
  *             an eventfd, with a timeout of min(poll interval, time to the
- *             earliest due job, next heartbeat); claims due jobs in batches
- *             while there is room (in hand < capacity, and a short queue
- *             for the compute pool); beats every second;
- *             renews the leases it holds every lease/3.
+ *             earliest due job, next heartbeat, next lease renewal, next
+ *             prune); claims due jobs in batches while there is room (in
+ *             hand < capacity, and a short queue for the compute pool);
+ *             beats every second; renews the leases it holds every
+ *             lease/3; prunes finished records past CONSUMA_RETENTION_HOURS
+ *             every minute (bounded batches, see prune()).
  *   pool      CONSUMA_MAX_WORKERS compute threads (pool.c).
  *   deliver   one curl multi thread (deliver.c), the only writer of outcomes.
  *
@@ -62,6 +64,9 @@
 #define RECOVER_EVERY  5 /* heartbeats between looks for dead neighbours */
 #define DB_ERROR_PAUSE 500
 #define HOSTNAME_MAX   64
+#define PRUNE_EVERY_MS 60000
+#define PRUNE_BATCH    1000 /* rows looked at per transaction */
+#define PRUNE_BATCHES  10   /* transactions per pass at most */
 
 static volatile sig_atomic_t term_count;
 static volatile sig_atomic_t int_seen;
@@ -328,6 +333,32 @@ static int claim(struct ctx *c, int64_t room, const char *excl)
 	return n;
 }
 
+/* Deletes finished records older than the retention, oldest first, in at
+ * most PRUNE_BATCHES short transactions of PRUNE_BATCH rows each, so one
+ * pass never holds the write lock long nor runs unbounded; whatever is
+ * left waits for the next pass. One log line per pass. */
+static void prune(struct ctx *c)
+{
+	int64_t cutoff = ids_now_ms() - c->cfg.retention_hours * 3600 * 1000;
+	int64_t total = 0, got = 0;
+	int batches = 0;
+	enum queue_err err = QUEUE_OK;
+
+	do {
+		err = queue_prune(c->s_main, cutoff, PRUNE_BATCH, &got);
+		if (err != QUEUE_OK)
+			break;
+		total += got;
+		batches++;
+	} while (got >= PRUNE_BATCH && batches < PRUNE_BATCHES);
+	if (err != QUEUE_OK)
+		log_event(L_WARN, "prune.failed", "deleted=%lld error=%s detail=%s",
+		          (long long)total, queue_strerror(err), log_q(store_errmsg(c->s_main)));
+	else
+		log_event(total > 0 ? L_INFO : L_DEBUG, "prune.done", "deleted=%lld batches=%d",
+		          (long long)total, batches);
+}
+
 static void drain_fds(struct ctx *c)
 {
 	if (c->bell_fd >= 0)
@@ -351,6 +382,8 @@ static void claim_loop(struct ctx *c)
 	if (renew_every < 100)
 		renew_every = 100;
 	int64_t next_renew = ids_mono_ms() + renew_every;
+	bool pruning = c->cfg.retention_hours > 0;
+	int64_t next_prune = ids_mono_ms() + PRUNE_EVERY_MS;
 	bool draining = false;
 	int64_t deadline = 0;
 	char excl[SHARED_EXCL_MAX];
@@ -388,9 +421,15 @@ static void claim_loop(struct ctx *c)
 				          log_q(queue_errmsg(c->q)));
 			next_renew = mono + renew_every;
 		}
+		if (pruning && !draining && mono >= next_prune) {
+			prune(c);
+			next_prune = ids_mono_ms() + PRUNE_EVERY_MS;
+		}
 
 		int64_t wake = min64(mono + c->cfg.poll_interval_ms, next_beat);
 		wake = min64(wake, next_renew);
+		if (pruning && !draining)
+			wake = min64(wake, next_prune);
 		if (draining)
 			wake = min64(wake, deadline);
 		int64_t now = ids_now_ms();

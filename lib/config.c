@@ -97,6 +97,8 @@ static const struct var vars[] = {
         "deliverer fallback poll when no doorbell rings"),
     INT("CONSUMA_HEARTBEAT_STALE_SECONDS", heartbeat_stale_seconds, "5", 2, 3600,
         "a deliverer heartbeat older than this makes /healthz degraded"),
+    INT("CONSUMA_RETENTION_HOURS", retention_hours, "168", 0, 87600,
+        "finished requests older than this are deleted by the deliverer (0: keep forever)"),
 
     INT("CONSUMA_DNS_TIMEOUT_MS", dns_timeout_ms, "2000", 1, 60000,
         "time allowed to resolve a callback host"),
@@ -395,6 +397,14 @@ enum config_err config_load(struct config *c, char *err, size_t errlen)
 		         "CONSUMA_CALLBACK_BACKOFF_BASE_MS (%lld); accepted: >= the base",
 		         (long long)c->callback_backoff_max_ms,
 		         (long long)c->callback_backoff_base_ms);
+		return CONFIG_INVALID;
+	}
+	if (c->retention_hours != 0 && c->retention_hours * 3600 < c->idempotency_ttl) {
+		snprintf(err, errlen,
+		         "CONSUMA_RETENTION_HOURS: %lld hours is shorter than "
+		         "CONSUMA_IDEMPOTENCY_TTL (%lld s), so a key would be forgotten early; "
+		         "accepted: 0 or >= CONSUMA_IDEMPOTENCY_TTL",
+		         (long long)c->retention_hours, (long long)c->idempotency_ttl);
 		return CONFIG_INVALID;
 	}
 	return CONFIG_OK;

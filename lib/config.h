@@ -47,6 +47,7 @@ struct config {
 	int64_t shutdown_grace;              /* CONSUMA_SHUTDOWN_GRACE, seconds */
 	int64_t poll_interval_ms;            /* CONSUMA_POLL_INTERVAL_MS */
 	int64_t heartbeat_stale_seconds;     /* CONSUMA_HEARTBEAT_STALE_SECONDS */
+	int64_t retention_hours;             /* CONSUMA_RETENTION_HOURS (0: keep forever) */
 
 	/* -- callback safety -- */
 	int64_t dns_timeout_ms;                     /* CONSUMA_DNS_TIMEOUT_MS */

@@ -621,3 +621,54 @@ enum queue_err queue_recover_dead(struct queue *q, int64_t now,
 		*recovered = err == QUEUE_OK ? total : 0;
 	return err;
 }
+
+/* The oldest ?2 rows by seq, of which the finished ones older than ?1. The
+ * inner LIMIT walks the table's rowid b-tree from the start, so the work is
+ * bounded by max_rows; the outer filter leaves unfinished rows alone. */
+#define PRUNE_SET                                                                                  \
+	"SELECT seq FROM (SELECT seq, finished_at FROM requests ORDER BY seq LIMIT ?2) "           \
+	"WHERE finished_at IS NOT NULL AND finished_at < ?1"
+
+static const char *const prune_sql[2] = {
+    "DELETE FROM attempts WHERE request_seq IN (" PRUNE_SET ")",
+    "DELETE FROM requests WHERE seq IN (" PRUNE_SET ")",
+};
+
+enum queue_err queue_prune(struct store *s, int64_t cutoff_ms, int64_t max_rows, int64_t *deleted)
+{
+	sqlite3 *db = store_db(s);
+	sqlite3_stmt *st = NULL;
+	enum queue_err err = QUEUE_OK;
+	int64_t n = 0;
+
+	if (deleted)
+		*deleted = 0;
+	if (max_rows <= 0)
+		return QUEUE_OK;
+	if (store_begin(s) != STORE_OK)
+		return QUEUE_DB;
+	/* Attempts first: they reference the requests rows (foreign_keys=ON). */
+	for (int i = 0; i < 2 && err == QUEUE_OK; i++) {
+		if (sqlite3_prepare_v2(db, prune_sql[i], -1, &st, NULL) != SQLITE_OK) {
+			err = QUEUE_DB;
+			break;
+		}
+		sqlite3_bind_int64(st, 1, cutoff_ms);
+		sqlite3_bind_int64(st, 2, max_rows);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			err = QUEUE_DB;
+		else if (i == 1)
+			n = sqlite3_changes64(db);
+		sqlite3_finalize(st);
+		st = NULL;
+	}
+	if (err == QUEUE_OK && store_commit(s) != STORE_OK)
+		err = QUEUE_DB;
+	if (err != QUEUE_OK) {
+		store_rollback(s);
+		return err;
+	}
+	if (deleted)
+		*deleted = n;
+	return QUEUE_OK;
+}

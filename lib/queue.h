@@ -19,7 +19,8 @@
  * have seen them) and the job is retried with the same webhook-id.
  *
  * Transactions. queue_claim, queue_renew, queue_handback_all,
- * queue_heartbeat and queue_recover_owner run their own short transaction.
+ * queue_heartbeat, queue_recover_owner and queue_prune run their own short
+ * transaction.
  * queue_attempt_begin, queue_attempt_end and queue_release run inside the
  * caller's store_begin()/store_commit(), so the deliverer can batch many
  * jobs into one transaction.
@@ -159,5 +160,19 @@ enum queue_err queue_heartbeat_remove(struct queue *q);
 enum queue_err queue_recover_dead(struct queue *q, int64_t now,
                                   bool (*is_dead)(const char *owner, int64_t pid, void *arg),
                                   void *arg, int64_t *recovered);
+
+/* Retention: one BEGIN IMMEDIATE transaction that looks at the oldest
+ * max_rows rows of `requests` in acceptance order (seq, the rowid: no
+ * extra index, so intake pays nothing) and deletes those among them with
+ * finished_at < cutoff_ms, together with their attempts rows. Unfinished
+ * rows are never touched, and the queue counters do not change (a row left
+ * them when it finished). The work per call is bounded by max_rows whatever
+ * the table size. Rows go oldest-first by acceptance order: an old job that
+ * is still unfinished stays at the front and only delays the pruning of the
+ * rows behind it within one batch (it takes one of the max_rows places
+ * until it finishes). *deleted counts the requests rows removed (0 on
+ * error; may be NULL). Uses s's connection: call from the thread that owns
+ * s, outside any open transaction. */
+enum queue_err queue_prune(struct store *s, int64_t cutoff_ms, int64_t max_rows, int64_t *deleted);
 
 #endif

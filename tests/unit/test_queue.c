@@ -5,7 +5,9 @@
  * the job and attempt rows after delivered, retry and failed outcomes (with
  * the queue counters); hand-back of a stopping deliverer and of one job;
  * renewal; recovery of a dead holder's 'sending' attempts as 'unknown'; the
- * heartbeat row; and the next due time.
+ * heartbeat row; the next due time; and retention (queue_prune): age
+ * cutoff, unfinished rows kept, attempts pruned with their request, the
+ * batch bound, counters untouched.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -366,6 +368,150 @@ static void test_heartbeat_and_recovery(void **state)
 	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM heartbeats"), 0);
 }
 
+/* Inserts a finished sync record (finished_at = fin) and returns its seq. */
+static int64_t add_sync(struct store *s, const char *id, int64_t fin)
+{
+	char sql[512];
+	snprintf(sql, sizeof sql,
+	         "INSERT INTO requests (id, mode, status, input_data, iterations, result, "
+	         "created_at, started_at, completed_at, finished_at) VALUES ('%s', 'sync', "
+	         "'completed', 'x', 1, 'r', %lld, %lld, %lld, %lld)",
+	         id, (long long)fin, (long long)fin, (long long)fin, (long long)fin);
+	assert_int_equal(sqlite3_exec(store_db(s), sql, NULL, NULL, NULL), SQLITE_OK);
+	return sqlite3_last_insert_rowid(store_db(s));
+}
+
+static int64_t counters_sum(struct store *s)
+{
+	return sql_int(s,
+	               "SELECT (SELECT value FROM counters WHERE name = 'queue_depth') * 1000000 "
+	               "+ (SELECT coalesce(sum(n), 0) FROM host_pending) * 1000 "
+	               "+ (SELECT coalesce(sum(n), 0) FROM client_pending)");
+}
+
+static void test_prune_age_unfinished_attempts(void **state)
+{
+	struct fx *f = *state;
+	/* Async jobs run through the real claim/attempt path; each has one
+	 * attempt row. Cutoff 5000: finished strictly before it goes. */
+	const struct {
+		const char *id;
+		enum queue_verdict v; /* retry: stays unfinished */
+		int64_t fin;
+		bool pruned;
+	} rows[] = {
+	    {"p1", QUEUE_DELIVERED, 2000, true},  {"p2", QUEUE_FAILED, 9000, false},
+	    {"p3", QUEUE_RETRY, 2000, false},     {"p4", QUEUE_FAILED, 3000, true},
+	    {"p5", QUEUE_DELIVERED, 5000, false}, {"p6", QUEUE_DELIVERED, 4999, true},
+	};
+	const int n = (int)(sizeof rows / sizeof rows[0]);
+	for (int i = 0; i < n; i++)
+		add_job(f->s, rows[i].id, "h", 0);
+	add_job(f->s, "p7", "h", 0); /* never claimed: queued, no attempts */
+	int64_t sync_old = add_sync(f->s, "s-old", 1000);
+	add_sync(f->s, "s-new", 6000);
+
+	struct queue_job *j = NULL;
+	char ids[128];
+	assert_int_equal(claim_ids(f->a, 1000, n, NULL, ids, sizeof ids, &j), n);
+	assert_int_equal(store_begin(f->s), STORE_OK);
+	for (int i = 0; i < n; i++) {
+		memset(j[i].result, 'a', 64);
+		j[i].result[64] = '\0';
+		assert_int_equal(queue_attempt_begin(f->a, &j[i], true, 1, 1500), QUEUE_OK);
+		struct queue_outcome o = {.number = 1,
+		                          .http_status = 500,
+		                          .error_class = "http",
+		                          .error_message = "HTTP 500",
+		                          .verdict = rows[i].v,
+		                          .next_attempt_at = 99000,
+		                          .now = rows[i].fin};
+		assert_int_equal(queue_attempt_end(f->a, &j[i], &o), QUEUE_OK);
+	}
+	assert_int_equal(store_commit(f->s), STORE_OK);
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM attempts"), n);
+	int64_t counters = counters_sum(f->s);
+	assert_int_equal(sql_int(f->s, "SELECT value FROM counters WHERE name = 'queue_depth'"), 2);
+
+	int64_t deleted = -1;
+	assert_int_equal(queue_prune(f->s, 5000, 1000, &deleted), QUEUE_OK);
+	assert_int_equal(deleted, 4); /* p1, p4, p6, s-old */
+	for (int i = 0; i < n; i++) {
+		char sql[256];
+		snprintf(sql, sizeof sql, "SELECT count(*) FROM requests WHERE id = '%s'",
+		         rows[i].id);
+		assert_int_equal(sql_int(f->s, sql), rows[i].pruned ? 0 : 1);
+		snprintf(sql, sizeof sql, "SELECT count(*) FROM attempts WHERE request_seq = %lld",
+		         (long long)j[i].seq);
+		assert_int_equal(sql_int(f->s, sql), rows[i].pruned ? 0 : 1);
+	}
+	char left[128];
+	sql_text(f->s, "SELECT group_concat(id, ',') FROM (SELECT id FROM requests ORDER BY seq)",
+	         left, sizeof left);
+	assert_string_equal(left, "p2,p3,p5,p7,s-new");
+	char sql[128];
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM requests WHERE seq = %lld",
+	         (long long)sync_old);
+	assert_int_equal(sql_int(f->s, sql), 0);
+	/* Finished rows had already left the counters: pruning changes none. */
+	assert_int_equal(counters_sum(f->s), counters);
+	/* Nothing more to do; max_rows <= 0 does nothing. */
+	assert_int_equal(queue_prune(f->s, 5000, 1000, &deleted), QUEUE_OK);
+	assert_int_equal(deleted, 0);
+	assert_int_equal(queue_prune(f->s, 1000000, 0, &deleted), QUEUE_OK);
+	assert_int_equal(deleted, 0);
+	/* A later cutoff takes the rest of the finished ones, never p3 or p7. */
+	assert_int_equal(queue_prune(f->s, 1000000, 1000, NULL), QUEUE_OK);
+	sql_text(f->s, "SELECT group_concat(id, ',') FROM (SELECT id FROM requests ORDER BY seq)",
+	         left, sizeof left);
+	assert_string_equal(left, "p3,p7");
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM attempts"), 1);
+	assert_int_equal(counters_sum(f->s), counters);
+	free_jobs(j, n);
+}
+
+static void test_prune_batch_bound(void **state)
+{
+	struct fx *f = *state;
+	/* 25 old finished rows, the third an old job still unfinished. */
+	for (int i = 1; i <= 25; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "b%02d", i);
+		if (i == 3)
+			add_job(f->s, id, "h", 0);
+		else
+			add_sync(f->s, id, 1000);
+	}
+	int64_t counters = counters_sum(f->s);
+	/* Each call looks at the oldest 10 rows only; the unfinished one keeps
+	 * its place at the front and costs one slot per batch. */
+	const struct {
+		int64_t want_deleted, want_left;
+		const char *want_first_finished;
+	} steps[] = {
+	    {9, 16, "b11"}, /* b01..b10 without b03 */
+	    {9, 7, "b20"},  /* b03 + b11..b19 */
+	    {6, 1, ""},     /* b03 + b20..b25 */
+	    {0, 1, ""},
+	};
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		int64_t deleted = -1;
+		char first[16];
+		assert_int_equal(queue_prune(f->s, 5000, 10, &deleted), QUEUE_OK);
+		assert_int_equal(deleted, steps[i].want_deleted);
+		assert_int_equal(sql_int(f->s, "SELECT count(*) FROM requests"),
+		                 steps[i].want_left);
+		sql_text(
+		    f->s,
+		    "SELECT id FROM requests WHERE finished_at IS NOT NULL ORDER BY seq LIMIT 1",
+		    first, sizeof first);
+		assert_string_equal(first, steps[i].want_first_finished);
+		assert_int_equal(sql_int(f->s, "SELECT count(*) FROM requests WHERE id = 'b03'"),
+		                 1);
+	}
+	assert_int_equal(counters_sum(f->s), counters);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof tmpdir, "%s/consuma-test-queue.XXXXXX",
@@ -381,6 +527,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_release_renew_handback, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_heartbeat_and_recovery, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_prune_age_unfinished_attempts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_prune_batch_bound, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	char cmd[400];
