@@ -222,6 +222,16 @@ static void test_relations(void **state)
 	assert_int_equal(config_load(&c, err, sizeof(err)), CONFIG_INVALID);
 	assert_non_null(strstr(err, "CONSUMA_CALLBACK_BACKOFF_MAX_MS"));
 	clear_env();
+	/* retention shorter than the idempotency TTL would forget keys early */
+	setenv("CONSUMA_IDEMPOTENCY_TTL", "7200", 1);
+	setenv("CONSUMA_RETENTION_HOURS", "1", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), CONFIG_INVALID);
+	assert_non_null(strstr(err, "CONSUMA_RETENTION_HOURS"));
+	setenv("CONSUMA_RETENTION_HOURS", "2", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), CONFIG_OK);
+	setenv("CONSUMA_RETENTION_HOURS", "0", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), CONFIG_OK);
+	clear_env();
 }
 
 static void test_secret_not_echoed(void **state)
