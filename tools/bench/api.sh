@@ -10,9 +10,10 @@
 # with every 202 durable (rows on disk >= 202s counted) and zero non-2xx.
 # req/s counts 2xx answers only. Prints numbers; asserts nothing. No
 # deliverer runs: this measures intake. BENCH_DURATION (10s),
-# BENCH_SYNC_PROCS (8), BENCH_API_PROCS (4) tune it. The sync pool has 8
-# processes so that 32 connections never queue more than 4 deep per process,
-# where consuma-fcgi starts shedding /sync with 503 (fcgi-app/limits.c).
+# BENCH_SYNC_PROCS (8), BENCH_API_PROCS (4) tune it. At iterations=1 a
+# /sync takes well under a millisecond, so 32 connections stay far below
+# CONSUMA_SYNC_MAX_WAIT_MS and nothing is shed (fcgi-app/limits.c); 2 or 4
+# sync processes measured the same within noise.
 set -euo pipefail
 if [ $# -lt 1 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
 	sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
