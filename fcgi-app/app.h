@@ -1,9 +1,11 @@
 /*
  * app: the state one consuma-fcgi process holds for its whole life (the
- * loaded configuration, its database connection, admission control, its
- * start time). It holds nothing between requests beyond these: every request
- * reads and writes the database. Filled once by main.c, then only read by
- * the handlers. One per process; the FastCGI loop is single threaded.
+ * loaded configuration, admission control, the store's group committer,
+ * its start time). It holds nothing between requests beyond these: every
+ * request reads and writes the database. Filled once by main.c before the
+ * worker threads start, then only read by the handlers; the objects it
+ * points to are thread safe (limits, committer, doorbell, ssrf policy).
+ * Each worker thread has its own database connection (http_exchange).
  */
 #ifndef CONSUMA_FCGI_APP_H
 #define CONSUMA_FCGI_APP_H
@@ -14,13 +16,11 @@
 #include "limits.h"
 #include "ssrf.h"
 #include "store.h"
-#include "writelock.h"
 
 struct app {
 	struct config cfg;
-	struct store *store;
+	struct store_committer *committer; /* every thread's writes, batched */
 	struct limits *limits;
-	struct writelock *writelock; /* NULL: writes unserialized */
 	char doorbell_path[CONFIG_PATH_MAX];
 	struct doorbell *doorbell; /* NULL when the path cannot be a unix socket */
 	struct ssrf_policy *ssrf;  /* callback address policy, built once */

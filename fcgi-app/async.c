@@ -10,9 +10,9 @@
  *   callback host saturated    429 + Retry-After, naming the host
  *   key reused, other body     422
  * The doorbell is rung only after the response has been flushed, so the
- * client's 202 never waits on the deliverer. The job is committed under the
- * write lock and its WAL synced after the lock is released (group commit,
- * see lib/store.c); the 202 goes out only after the sync.
+ * client's 202 never waits on the deliverer. store_insert_job returns once
+ * the job is durable (group commit with the other threads' jobs, see
+ * lib/store_commit.c); the 202 goes out only after that.
  */
 #include <math.h>
 #include <stdio.h>
@@ -57,7 +57,7 @@ static void refused(struct http_exchange *x, const struct job_result *res,
                     const struct url_parts *parts)
 {
 	struct app *app = x->app;
-	int64_t retry = limits_queue_retry_after(app->limits, app->store, res->queue_depth);
+	int64_t retry = limits_queue_retry_after(app->limits, x->store, res->queue_depth);
 
 	if (retry < 1)
 		retry = 1;
@@ -149,21 +149,8 @@ void async_handle(struct http_exchange *x, const char *tail)
 	ins.max_queue_size = app->cfg.max_queue_size;
 	ins.max_client_pending = client_share(&app->cfg);
 	ins.max_host_pending = app->cfg.max_pending_per_host;
-	writelock_hold(app->writelock);
-	serr = store_insert_job_unsynced(app->store, &ins, &res);
-	writelock_drop(app->writelock);
-	/* Group commit: the fsync that makes the 202 true runs outside the
-	 * write lock, so other processes commit (and sync) meanwhile. A replay
-	 * syncs too: the first request's process may not have synced yet. */
-	if (serr == STORE_OK) {
-		serr = store_sync(app->store);
-		/* A failed sync leaves the job committed but not promised: 500
-		 * (outcome unknown), never 202; an Idempotency-Key retry finds it. */
-		if (serr != STORE_OK) {
-			http_store_failed(x, serr, "store_sync");
-			goto out;
-		}
-	}
+	/* Durable (or refused, or failed: then never 202) when it returns. */
+	serr = store_insert_job(x->store, &ins, &res);
 	if (serr == STORE_CONFLICT) {
 		http_error(x, 422,
 		           "Idempotency-Key: already used with a different body (request_id %s)",

@@ -57,7 +57,7 @@ void health_handle(struct http_exchange *x, const char *tail)
 	json_object *o;
 
 	(void)tail;
-	err = store_health(app->store, app->cfg.heartbeat_stale_seconds * 1000, &h);
+	err = store_health(x->store, app->cfg.heartbeat_stale_seconds * 1000, &h);
 	db_ok = err == STORE_OK;
 	degraded = !db_ok || (h.deliverer_seen && h.deliverers_alive == 0);
 	uptime_s = (double)(ids_mono_ms() - app->started_mono_ms) / 1000.0;

@@ -212,6 +212,15 @@ bool http_send_json(struct http_exchange *x, int status, json_object *body)
 	return send_raw(x, status, s, len);
 }
 
+bool http_finish(struct http_exchange *x)
+{
+	/* Closing stderr, then stdout, sends the stream ends and END_REQUEST
+	 * (libfcgi writes it when the last writer closes); FCGX_Finish_r later
+	 * finds both closed and only frees. */
+	int err = FCGX_FClose(x->fr->err);
+	return (FCGX_FClose(x->fr->out) | err) == 0;
+}
+
 void http_error(struct http_exchange *x, int status, const char *fmt, ...)
 {
 	char detail[1024];
@@ -250,7 +259,7 @@ void http_store_failed(struct http_exchange *x, enum store_err err, const char *
 		http_error(x, 503, "database: busy; retry later");
 		return;
 	}
-	http_internal_error(x, what, store_errmsg(x->app->store));
+	http_internal_error(x, what, store_errmsg(x->store));
 }
 
 /* Parses CONTENT_LENGTH strictly: decimal digits only, no sign, no spaces.

@@ -9,8 +9,8 @@
  * before a byte of it is read, so a client cannot make a process buffer more
  * than CONSUMA_MAX_BODY_BYTES.
  *
- * One exchange belongs to the one thread of the FastCGI loop; nothing here
- * is shared.
+ * One exchange belongs to the worker thread that accepted it, with that
+ * thread's database connection; nothing here is shared.
  */
 #ifndef CONSUMA_FCGI_HTTP_H
 #define CONSUMA_FCGI_HTTP_H
@@ -31,6 +31,7 @@
 
 struct http_exchange {
 	struct app *app;
+	struct store *store; /* the worker thread's connection */
 	FCGX_Request *fr;
 	const char *method;                /* REQUEST_METHOD, never NULL */
 	char path[HTTP_PATH_MAX];          /* percent-decoded path, no query */
@@ -73,6 +74,11 @@ void http_header(struct http_exchange *x, const char *name, const char *fmt, ...
 /* Sends status, headers and body (a JSON object; not consumed). Only the
  * first call of an exchange sends anything; returns false on a write error. */
 bool http_send_json(struct http_exchange *x, int status, json_object *body);
+/* Ends the response: the client has it once this returns (the FastCGI
+ * streams are closed; the request's parameters stay readable until the
+ * exchange is done). Work after it costs the client nothing. Returns false
+ * when the answer could not be written. */
+bool http_finish(struct http_exchange *x);
 /* Sends {"detail": <fmt...>} with status. */
 void http_error(struct http_exchange *x, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -8,11 +8,12 @@
  *    second, so the limiter can never take the API down with it.
  *  - Client address: lib/ratelimit's right-most-untrusted rule over
  *    X-Forwarded-For, believed only from CONSUMA_TRUSTED_PROXIES.
- *  - Sync saturation: a sync-pool process serves one request at a time, and
- *    requests wait for it in its listen queue (the kernel's accept queue).
- *    The wait of the last one in line is about (requests waiting) x (mean
- *    service time); the mean is an exponentially weighted average of this
- *    process's recent /sync service times. When that estimate passes
+ *  - Sync saturation: a sync-pool process serves as many requests at a
+ *    time as it has worker threads, and requests wait for it in its listen
+ *    queue (the kernel's accept queue). The wait of the last one in line is
+ *    about (requests waiting) x (mean service time) / (threads); the mean
+ *    is an exponentially weighted average of this process's recent /sync
+ *    service times. When that estimate passes
  *    CONSUMA_SYNC_MAX_WAIT_MS, the request is answered 503 at once with
  *    Retry-After = the estimate in seconds (lighttpd 1.4.69 cannot do this:
  *    a full unix-socket backlog makes it answer 500, see
@@ -25,8 +26,12 @@
  *    of at most DRAIN_WINDOW_S + 1 rows whatever the queue depth. It is
  *    read at most once per DRAIN_REFRESH_MS per process, so a storm of
  *    refusals costs one query per second, not one per request.
+ *  - Threads: one struct limits serves every worker thread of a process;
+ *    mu guards its mutable fields (the estimate, the drain cache, the zone
+ *    handle). Each call holds it for well under a microsecond.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sqlite3.h>
@@ -42,6 +47,7 @@
 
 struct limits {
 	const struct config *cfg;
+	pthread_mutex_t mu;
 	struct ratelimit *rl; /* NULL when CONSUMA_RATE_LIMIT_REQUESTS is 0 */
 	struct ratelimit_params params;
 	struct ratelimit_trust *trust;
@@ -51,8 +57,8 @@ struct limits {
 	int64_t drained;       /* jobs finished in the DRAIN_WINDOW_S before that */
 	bool drain_known;      /* the read worked */
 	int listen_fd;         /* for the sync pool's saturation check */
+	int threads;           /* requests this process serves at once */
 	double sync_mean_ms;   /* weighted mean /sync service time; 0 before a sample */
-	int64_t sync_start_ns; /* when the admitted /sync began; 0 when none in hand */
 	bool listen_warned;    /* logged once that the check cannot work */
 };
 
@@ -79,7 +85,9 @@ struct limits *limits_open(const struct config *cfg, char *why, size_t whylen)
 		return NULL;
 	}
 	l->cfg = cfg;
+	pthread_mutex_init(&l->mu, NULL);
 	l->listen_fd = 0;
+	l->threads = 1;
 	l->trust = ratelimit_trust_new(cfg->trusted_proxies, why, whylen);
 	if (l->trust == NULL)
 		goto fail;
@@ -104,6 +112,7 @@ void limits_close(struct limits *l)
 		return;
 	ratelimit_close(l->rl);
 	ratelimit_trust_free(l->trust);
+	pthread_mutex_destroy(&l->mu);
 	cz_free(l);
 }
 
@@ -124,10 +133,12 @@ static void warn_fail_open(struct limits *l, enum ratelimit_err err, const char 
 	          log_q(client));
 }
 
-void limits_set_listen_fd(struct limits *l, int fd)
+void limits_set_listen_fd(struct limits *l, int fd, int threads)
 {
-	if (l != NULL)
-		l->listen_fd = fd;
+	if (l == NULL)
+		return;
+	l->listen_fd = fd;
+	l->threads = threads > 0 ? threads : 1;
 }
 
 /* The wait, in ms, of the last request queued behind this one: 0 when
@@ -147,20 +158,20 @@ static double sync_wait_estimate_ms(struct limits *l)
 		l->listen_warned = true;
 		return 0.0;
 	}
-	return (double)pending * l->sync_mean_ms;
+	return (double)pending * l->sync_mean_ms / (double)l->threads;
 }
 
-void limits_request_done(struct limits *l)
+void limits_sync_done(struct limits *l, int64_t service_ns)
 {
-	double ms;
+	double ms = (double)service_ns / 1e6;
 
-	if (l == NULL || l->sync_start_ns == 0)
+	if (l == NULL)
 		return;
-	ms = (double)(ids_mono_ns() - l->sync_start_ns) / 1e6;
-	l->sync_start_ns = 0;
+	pthread_mutex_lock(&l->mu);
 	/* Weight 1/8: a few slow requests move the mean, one outlier does not. */
 	l->sync_mean_ms =
 	    l->sync_mean_ms <= 0.0 ? ms : l->sync_mean_ms + (ms - l->sync_mean_ms) / 8.0;
+	pthread_mutex_unlock(&l->mu);
 }
 
 static enum limits_verdict admit(struct limits *l, const char *client, const char *route,
@@ -216,10 +227,14 @@ static enum limits_verdict admit(struct limits *l, const char *client, const cha
 enum limits_verdict limits_admit(struct limits *l, const char *client, const char *route,
                                  int64_t *retry_after_s)
 {
-	enum limits_verdict v = admit(l, client, route, retry_after_s);
+	enum limits_verdict v;
 
-	if (l != NULL && v == LIMITS_PASS && route != NULL && strcmp(route, "sync") == 0)
-		l->sync_start_ns = ids_mono_ns();
+	*retry_after_s = 0;
+	if (l == NULL)
+		return LIMITS_PASS;
+	pthread_mutex_lock(&l->mu);
+	v = admit(l, client, route, retry_after_s);
+	pthread_mutex_unlock(&l->mu);
 	return v;
 }
 
@@ -248,8 +263,11 @@ int64_t limits_queue_retry_after(struct limits *l, struct store *s, int64_t queu
 	int64_t now = ids_mono_ms();
 	int64_t max_size = l != NULL ? l->cfg->max_queue_size : queue_depth;
 
+	int64_t retry;
+
 	if (l == NULL)
 		return ratelimit_queue_retry_after_s(queue_depth, max_size, 0, 0);
+	pthread_mutex_lock(&l->mu);
 	if (l->drain_read_ms == 0 || now - l->drain_read_ms >= DRAIN_REFRESH_MS) {
 		int64_t drained = 0;
 
@@ -260,6 +278,8 @@ int64_t limits_queue_retry_after(struct limits *l, struct store *s, int64_t queu
 			log_event(L_WARN, "limits.drain_unknown", "why=%s",
 			          log_q(s != NULL ? store_errmsg(s) : "no store"));
 	}
-	return ratelimit_queue_retry_after_s(queue_depth, max_size, l->drain_known ? l->drained : 0,
-	                                     (int64_t)DRAIN_WINDOW_S * 1000);
+	retry = ratelimit_queue_retry_after_s(
+	    queue_depth, max_size, l->drain_known ? l->drained : 0, (int64_t)DRAIN_WINDOW_S * 1000);
+	pthread_mutex_unlock(&l->mu);
+	return retry;
 }

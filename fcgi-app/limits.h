@@ -3,8 +3,8 @@
  * request reaches its handler: the per-client rate limit shared by every
  * consuma-fcgi process of the host (lib/ratelimit.h), the client address
  * (X-Forwarded-For only from trusted proxies), and the Retry-After estimate
- * for a full queue. One struct limits per process; not thread safe (the
- * FastCGI loop is single threaded).
+ * for a full queue. One struct limits per process, shared by its worker
+ * threads: every call is thread safe.
  */
 #ifndef CONSUMA_LIMITS_H
 #define CONSUMA_LIMITS_H
@@ -34,22 +34,23 @@ void limits_client_addr(const struct limits *l, const char *remote_addr, const c
                         size_t outlen);
 
 /* The listening socket whose queue tells a sync-pool process it is
- * saturated; fd 0 (spawn-fcgi, lighttpd) until set. */
-void limits_set_listen_fd(struct limits *l, int fd);
+ * saturated (fd 0, as spawn-fcgi and lighttpd hand it over, until set) and
+ * how many requests the process serves at once. Call before the threads
+ * start. */
+void limits_set_listen_fd(struct limits *l, int fd, int threads);
 
 /* Counts one request of client on route ("sync", "async", "requests",
  * "healthz"; healthz is never limited). For "sync", first sheds with
  * LIMITS_OVERLOADED when the requests waiting behind this one in the listen
  * queue would wait longer than CONSUMA_SYNC_MAX_WAIT_MS, estimated from this
  * process's recent /sync service times (a shed request is not counted
- * against the client's rate). */
+ * against the client's rate). Feed each admitted /sync's service time back
+ * with limits_sync_done. */
 enum limits_verdict limits_admit(struct limits *l, const char *client, const char *route,
                                  int64_t *retry_after_s);
 
-/* Ends the request admitted last: an admitted /sync feeds its service time
- * into the wait estimate. Call once after every request; harmless for
- * requests that were not admitted. */
-void limits_request_done(struct limits *l);
+/* An admitted /sync took service_ns: feeds the wait estimate. */
+void limits_sync_done(struct limits *l, int64_t service_ns);
 
 /* Retry-After (1..60 s) for a POST /async refused because the queue is full,
  * from the backlog and the recent drain rate. */

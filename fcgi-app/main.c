@@ -1,31 +1,43 @@
 /*
  * consuma-fcgi: the FastCGI responder behind lighttpd (or nginx). One
- * process serves one request at a time; run as many as you like (spawn-fcgi
- * pools), they share nothing but the database.
+ * process serves CONSUMA_FCGI_THREADS requests at once, one per worker
+ * thread; run a few processes per pool (spawn-fcgi), they share nothing but
+ * the database (and the rate limiter's zone).
+ *
+ * Threads: N workers, each with its own FCGX_Request and its own database
+ * connection, wait in poll(2) on the shared listening socket and take
+ * connections with FCGX_Accept_r (the socket is non-blocking: a worker that
+ * lost the race gets -EAGAIN and polls again). Their writes go through one
+ * store committer per process (lib/store_commit.c), which batches every
+ * waiting job into one transaction and one fdatasync: the more requests in
+ * flight, the fewer syncs per job.
  *
  * Listening socket: fd 0, as spawn-fcgi and lighttpd hand it over, or
  * `--socket PATH` (a unix socket path, or HOST:PORT).
  *
- * Shutdown: SIGTERM or SIGINT set a flag; the request in hand is finished,
- * then the process exits 0. Signals are blocked everywhere except inside
- * ppoll(2) on the listening socket, so a signal can never interrupt a
- * request's reads or writes, and never arrives between "check the flag" and
- * "block in accept" (the window libfcgi's own FCGX_ShutdownPending leaves
- * open). The listening socket is non-blocking: when processes share one
- * socket and another took the connection, FCGX_Accept_r returns -EAGAIN and
- * we go back to ppoll.
+ * Shutdown: SIGTERM, SIGINT and SIGPIPE are blocked in every thread; the
+ * main thread takes SIGTERM and SIGINT with sigwait(2), sets the stop flag
+ * and makes an eventfd readable that every worker polls beside the
+ * listening socket. Each worker finishes the request in hand and returns;
+ * then the committer writes what is queued, and the process exits 0. A
+ * worker that fails (poll or accept error) stops the process the same way,
+ * through SIGUSR1, and the exit code is 1. No signal ever interrupts a
+ * request's reads or writes.
  */
-#define _GNU_SOURCE /* ppoll */
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 #include <fcgiapp.h>
+#include "alloc.h"
 #include "app.h"
 #include "doorbell.h"
 #include "http.h"
@@ -33,17 +45,25 @@
 #include "log.h"
 #include "router.h"
 
-#define PROGRAM        "consuma-fcgi"
-#define LISTEN_BACKLOG 1024
+#define PROGRAM         "consuma-fcgi"
+#define LISTEN_BACKLOG  1024
+#define THREADS_PER_CPU 8
 
-static volatile sig_atomic_t stop_requested;
+/* What the workers share beyond struct app. */
+struct pool {
+	struct app *app;
+	int listen_fd;
+	int stop_fd;        /* eventfd: readable once the process stops */
+	atomic_bool failed; /* a worker hit an error the process cannot serve past */
+	atomic_long served; /* requests answered */
+};
 
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-	FCGX_ShutdownPending();
-}
+struct worker {
+	struct pool *pool;
+	struct store *store; /* this thread's connection */
+	pthread_t thread;
+	bool started;
+};
 
 static void describe_line(const char *name, const char *type_and_range, const char *default_value,
                           const char *help, void *arg)
@@ -62,7 +82,8 @@ static void usage(FILE *f)
 	        "The consuma FastCGI responder: POST /sync, POST /async, GET /requests,\n"
 	        "GET /requests/{id}, GET /healthz. Takes its listening socket on fd 0\n"
 	        "(spawn-fcgi, lighttpd) unless --socket PATH (unix path or HOST:PORT) is\n"
-	        "given. Stops on SIGTERM/SIGINT after the request in hand.\n\n"
+	        "given. Serves CONSUMA_FCGI_THREADS requests at once. Stops on\n"
+	        "SIGTERM/SIGINT after the requests in hand.\n\n"
 	        "Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.\n\n"
 	        "Configuration (environment):\n",
 	        PROGRAM, PROGRAM);
@@ -112,32 +133,26 @@ static int parse_args(int argc, char **argv, const char **socket_path)
 	return -1;
 }
 
-static int setup_signals(sigset_t *during_poll)
+/* Blocks the signals the main thread waits for (and SIGPIPE) in this
+ * thread and every thread it starts afterwards. */
+static int block_signals(sigset_t *waited)
 {
 	struct sigaction sa;
-	sigset_t block;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	if (sigaction(SIGPIPE, &sa, NULL) != 0)
 		return -1;
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0; /* no SA_RESTART: ppoll must return EINTR */
-	if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
-		return -1;
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	if (sigprocmask(SIG_BLOCK, &block, during_poll) != 0)
-		return -1;
-	sigdelset(during_poll, SIGTERM);
-	sigdelset(during_poll, SIGINT);
-	return 0;
+	sigemptyset(waited);
+	sigaddset(waited, SIGTERM);
+	sigaddset(waited, SIGINT);
+	sigaddset(waited, SIGUSR1); /* a worker failed */
+	return pthread_sigmask(SIG_BLOCK, waited, NULL) == 0 ? 0 : -1;
 }
 
-static void serve_one(struct app *app, FCGX_Request *req)
+static void serve_one(struct worker *w, FCGX_Request *req)
 {
+	struct app *app = w->pool->app;
 	struct http_exchange x;
 
 	if (!http_exchange_init(&x, app, req)) {
@@ -146,6 +161,7 @@ static void serve_one(struct app *app, FCGX_Request *req)
 		          "route=- method=%s status=%d duration_ms=0 request_id=-", log_q(x.method),
 		          x.status);
 	} else {
+		x.store = w->store;
 		router_dispatch(&x);
 	}
 	/* the response goes out before the doorbell rings */
@@ -155,42 +171,115 @@ static void serve_one(struct app *app, FCGX_Request *req)
 	http_exchange_done(&x);
 }
 
-/* The accept loop; returns the exit code. */
-static int serve(struct app *app, int listen_fd, const sigset_t *during_poll)
+static void *worker_main(void *arg)
 {
+	struct worker *w = arg;
+	struct pool *p = w->pool;
 	FCGX_Request req;
-	long served = 0;
-	int rc = 0;
 
-	if (FCGX_InitRequest(&req, listen_fd, 0) != 0) {
-		log_event(L_ERROR, "fcgi.init_failed", "fd=%d", listen_fd);
-		return 1;
+	if (FCGX_InitRequest(&req, p->listen_fd, 0) != 0) {
+		log_event(L_ERROR, "fcgi.init_failed", "fd=%d", p->listen_fd);
+		goto failed;
 	}
-	while (!stop_requested) {
-		struct pollfd p = {.fd = listen_fd, .events = POLLIN};
-		int r = ppoll(&p, 1, NULL, during_poll);
+	for (;;) {
+		struct pollfd fds[2] = {{.fd = p->listen_fd, .events = POLLIN},
+		                        {.fd = p->stop_fd, .events = POLLIN}};
+		int r = poll(fds, 2, -1);
 
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			log_event(L_ERROR, "fcgi.poll_failed", "errno=%d", errno);
-			rc = 1;
-			break;
+			goto failed;
 		}
+		if (fds[1].revents != 0)
+			break;
 		r = FCGX_Accept_r(&req);
 		if (r < 0) {
 			if (r == -EAGAIN || r == -EWOULDBLOCK || r == -EINTR || r == -ECONNABORTED)
 				continue;
 			log_event(L_ERROR, "fcgi.accept_failed", "rc=%d", r);
-			rc = 1;
-			break;
+			goto failed;
 		}
-		serve_one(app, &req);
-		limits_request_done(app->limits);
-		served++;
+		serve_one(w, &req);
+		atomic_fetch_add(&p->served, 1);
 	}
-	log_event(L_INFO, "stopping", "reason=%s served=%ld", stop_requested ? "signal" : "error",
-	          served);
+	FCGX_Free(&req, 1);
+	return NULL;
+failed:
+	atomic_store(&p->failed, true);
+	kill(getpid(), SIGUSR1);
+	return NULL;
+}
+
+static int thread_count(const struct config *cfg)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cfg->fcgi_threads > 0)
+		return (int)cfg->fcgi_threads;
+	if (cpus < 1)
+		cpus = 1;
+	return (int)(cpus * THREADS_PER_CPU > 256 ? 256 : cpus * THREADS_PER_CPU);
+}
+
+/* Starts n workers, waits for a stop signal (or a failed worker), stops
+ * them; returns the exit code. */
+static int serve(struct app *app, int listen_fd, int n, const sigset_t *waited)
+{
+	struct pool p = {.app = app, .listen_fd = listen_fd};
+	struct worker *w = cz_calloc((size_t)n, sizeof(*w));
+	char err[512];
+	int started = 0;
+	int rc = 1;
+	int sig = 0;
+
+	p.stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (w == NULL || p.stop_fd < 0) {
+		log_event(L_ERROR, "fcgi.start_failed", "why=%s",
+		          w == NULL ? "out of memory" : log_q(strerror(errno)));
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		enum store_err serr;
+
+		w[i].pool = &p;
+		w[i].store = store_open(app->cfg.database_path, &serr, err, sizeof(err));
+		if (w[i].store == NULL) {
+			log_event(L_ERROR, "store.open_failed", "path=%s error=%s message=%s",
+			          log_q(app->cfg.database_path), store_strerror(serr), log_q(err));
+			goto stop;
+		}
+		store_use_committer(w[i].store, app->committer);
+		if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0) {
+			log_event(L_ERROR, "fcgi.start_failed", "why=\"cannot start a thread\"");
+			goto stop;
+		}
+		w[i].started = true;
+		started++;
+	}
+	log_event(L_INFO, "started", "version=%s db=%s doorbell=%s threads=%d", CONSUMA_VERSION,
+	          log_q(app->cfg.database_path), log_q(app->doorbell_path), n);
+	while (sigwait(waited, &sig) != 0)
+		;
+	rc = atomic_load(&p.failed) ? 1 : 0;
+stop:
+	if (p.stop_fd >= 0 && eventfd_write(p.stop_fd, 1) != 0)
+		log_event(L_ERROR, "fcgi.stop_failed", "errno=%d", errno);
+	for (int i = 0; i < n; i++) {
+		if (w[i].started)
+			pthread_join(w[i].thread, NULL);
+		store_close(w[i].store);
+	}
+	log_event(L_INFO, "stopping", "reason=%s served=%ld threads=%d",
+	          sig == SIGUSR1 ? "error"
+	          : sig != 0     ? "signal"
+	                         : "start_failed",
+	          atomic_load(&p.served), started);
+out:
+	if (p.stop_fd >= 0)
+		close(p.stop_fd);
+	cz_free(w);
 	return rc;
 }
 
@@ -200,8 +289,9 @@ int main(int argc, char **argv)
 	const char *socket_path = NULL;
 	char err[512];
 	enum store_err serr;
-	sigset_t during_poll;
+	sigset_t waited;
 	int listen_fd = 0;
+	int threads;
 	int flags;
 	int rc;
 
@@ -245,42 +335,36 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: cannot make the listening socket non-blocking\n", PROGRAM);
 		return 1;
 	}
-	if (setup_signals(&during_poll) != 0) {
+	if (block_signals(&waited) != 0) {
 		fprintf(stderr, "%s: cannot install signal handlers\n", PROGRAM);
 		return 1;
 	}
 
-	app.store = store_open(app.cfg.database_path, &serr, err, sizeof(err));
-	if (app.store == NULL) {
+	app.committer = store_committer_start(app.cfg.database_path, &serr, err, sizeof(err));
+	if (app.committer == NULL) {
 		log_event(L_ERROR, "store.open_failed", "path=%s error=%s message=%s",
 		          log_q(app.cfg.database_path), store_strerror(serr), log_q(err));
 		return 1;
 	}
-	app.writelock = writelock_open(app.cfg.database_path, err, sizeof(err));
-	if (app.writelock == NULL)
-		log_event(L_WARN, "writelock.unavailable", "why=%s", log_q(err));
+	threads = thread_count(&app.cfg);
 	app.limits = limits_open(&app.cfg, err, sizeof(err));
 	if (app.limits == NULL) {
 		log_event(L_ERROR, "limits.open_failed", "why=%s", log_q(err));
-		writelock_close(app.writelock);
-		store_close(app.store);
+		store_committer_stop(app.committer);
 		return 1;
 	}
-	limits_set_listen_fd(app.limits, listen_fd);
+	limits_set_listen_fd(app.limits, listen_fd, threads);
 	app.doorbell = doorbell_new(app.doorbell_path);
 	if (app.doorbell == NULL)
 		log_event(L_WARN, "doorbell.unavailable",
 		          "path=%s why=\"not a usable unix socket path\" effect=\"the deliverer "
 		          "finds jobs by its poll interval\"",
 		          log_q(app.doorbell_path));
-	log_event(L_INFO, "started", "version=%s db=%s doorbell=%s", CONSUMA_VERSION,
-	          log_q(app.cfg.database_path), log_q(app.doorbell_path));
 
-	rc = serve(&app, listen_fd, &during_poll);
+	rc = serve(&app, listen_fd, threads, &waited);
 
 	limits_close(app.limits);
-	writelock_close(app.writelock);
-	store_close(app.store);
+	store_committer_stop(app.committer); /* writes the /sync records still queued */
 	doorbell_free(app.doorbell);
 	ssrf_policy_free(app.ssrf);
 	return rc;

@@ -161,7 +161,7 @@ void requests_list(struct http_exchange *x, const char *tail)
 	lq.status = p.seen_status ? p.status : NULL;
 	lq.limit = p.limit;
 	lq.offset = p.offset;
-	err = store_list_requests(x->app->store, &lq, &arr);
+	err = store_list_requests(x->store, &lq, &arr);
 	if (err != STORE_OK) {
 		http_store_failed(x, err, "store_list_requests");
 		return;
@@ -179,7 +179,7 @@ void requests_get(struct http_exchange *x, const char *tail)
 		http_error(x, 404, "request_id: no such request");
 		return;
 	}
-	err = store_get_request(x->app->store, tail, &o);
+	err = store_get_request(x->store, tail, &o);
 	if (err == STORE_NOTFOUND) {
 		http_error(x, 404, "request_id: no such request");
 		return;

@@ -77,6 +77,8 @@ static const struct var vars[] = {
         "how long an Idempotency-Key is remembered, seconds"),
     STR("CONSUMA_DOORBELL_PATH", doorbell_path, "",
         "unix datagram socket that wakes the deliverer (default: <database>.bell)"),
+    INT("CONSUMA_FCGI_THREADS", fcgi_threads, "0", 0, 256,
+        "requests one consuma-fcgi process serves at once (0: 8 per CPU)"),
 
     INT("CONSUMA_MAX_INFLIGHT_DELIVERIES", max_inflight_deliveries, "256", 1, 100000,
         "callbacks in flight at once"),

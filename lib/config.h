@@ -35,6 +35,7 @@ struct config {
 	int64_t max_body_bytes;              /* CONSUMA_MAX_BODY_BYTES */
 	int64_t idempotency_ttl;             /* CONSUMA_IDEMPOTENCY_TTL, seconds */
 	char doorbell_path[CONFIG_PATH_MAX]; /* CONSUMA_DOORBELL_PATH ("": <db>.bell) */
+	int64_t fcgi_threads;                /* CONSUMA_FCGI_THREADS (0: see config.c) */
 
 	/* -- deliverer -- */
 	int64_t max_inflight_deliveries;     /* CONSUMA_MAX_INFLIGHT_DELIVERIES */

@@ -107,6 +107,7 @@
 #include "ids.h"
 #include "log.h"
 #include "migrations.h"
+#include "store_int.h"
 
 enum stmt_id {
 	ST_BEGIN,
@@ -183,13 +184,16 @@ static const char *const stmt_sql[ST__COUNT] = {
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[ST__COUNT];
-	int64_t busy_start_ns; /* when the current lock wait began */
-	uint64_t rng;          /* xorshift state for the busy handler's jitter */
-	char msg[512];         /* our own message for the last failure, "" if none */
+	int64_t busy_start_ns;             /* when the current lock wait began */
+	uint64_t rng;                      /* xorshift state for the busy handler's jitter */
+	char msg[512];                     /* our own message for the last failure, "" if none */
+	struct store_committer *committer; /* NULL: this connection writes itself */
 };
 
 #define BUSY_FIRST_US 20
-#define BUSY_MAX_US   1000
+/* Reads through a shared mapping of the database file (store.h). */
+#define STORE_MMAP_BYTES "268435456"
+#define BUSY_MAX_US      1000
 
 const char *store_strerror(enum store_err err)
 {
@@ -535,8 +539,10 @@ struct store *store_open(const char *path, enum store_err *err, char *errmsg, si
 	e = set_wal(s);
 	if (e != STORE_OK)
 		goto out;
-	if (exec_sql(s, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL", "pragmas") !=
-	    SQLITE_OK) {
+	if (exec_sql(s,
+	             "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; "
+	             "PRAGMA mmap_size = " STORE_MMAP_BYTES,
+	             "pragmas") != SQLITE_OK) {
 		e = STORE_IO;
 		goto out;
 	}
@@ -584,22 +590,13 @@ sqlite3 *store_db(struct store *s)
 
 /* ---- writes ------------------------------------------------------------ */
 
-enum store_err store_insert_sync(struct store *s, const struct sync_record *r)
+enum store_err store_sync_record_in_tx(struct store *s, const struct sync_record *r)
 {
-	s->msg[0] = '\0';
-	bool own = sqlite3_get_autocommit(s->db) != 0; /* else: the caller's transaction */
 	enum store_err err = STORE_OK;
 	int rc;
-	if (own) {
-		err = store_begin(s);
-		if (err != STORE_OK)
-			return err;
-	}
 	sqlite3_stmt *st = stmt(s, ST_INSERT_SYNC, &rc);
-	if (!st) {
-		err = store_from_sqlite(rc);
-		goto out;
-	}
+	if (!st)
+		return store_from_sqlite(rc);
 	bind_text(st, 1, r->id);
 	bind_text(st, 2, r->input_data);
 	sqlite3_bind_int64(st, 3, r->iterations);
@@ -612,12 +609,41 @@ enum store_err store_insert_sync(struct store *s, const struct sync_record *r)
 	if (rc != SQLITE_DONE)
 		err = fail(s, rc, "insert sync record");
 	done(st);
+	return err;
+}
+
+enum store_err store_insert_sync(struct store *s, const struct sync_record *r)
+{
+	s->msg[0] = '\0';
+	if (s->committer) {
+		enum store_err err = store_committer_log(s->committer, r);
+		if (err != STORE_OK)
+			set_msg(s, "the store's committer has stopped");
+		return err;
+	}
+	bool own = sqlite3_get_autocommit(s->db) != 0; /* else: the caller's transaction */
+	enum store_err err = STORE_OK;
+	if (own) {
+		err = store_begin(s);
+		if (err != STORE_OK)
+			return err;
+	}
+	err = store_sync_record_in_tx(s, r);
 	if (err == STORE_OK && own)
 		err = store_commit(s);
-out:
 	if (own)
 		store_rollback(s);
 	return err;
+}
+
+bool store_in_tx(struct store *s)
+{
+	return !sqlite3_get_autocommit(s->db);
+}
+
+void store_use_committer(struct store *s, struct store_committer *c)
+{
+	s->committer = c;
 }
 
 /* Reads one integer column of a one-row cached statement; 0 when no row. */
@@ -751,45 +777,31 @@ static enum store_err insert_job_row(struct store *s, const struct job_insert *j
 	return err;
 }
 
-enum store_err store_insert_job_unsynced(struct store *s, const struct job_insert *job,
-                                         struct job_result *res)
+enum store_err store_job_in_tx(struct store *s, const struct job_insert *job,
+                               struct job_result *res)
 {
 	enum store_err err;
 	bool found = false;
 	memset(res, 0, sizeof *res);
-	s->msg[0] = '\0';
-	if (!sqlite3_get_autocommit(s->db)) {
-		set_msg(s, "store_insert_job inside a transaction cannot commit durably");
-		return STORE_IO;
-	}
-	err = store_begin(s);
-	if (err != STORE_OK)
-		goto out;
 	if (job->idempotency_key) {
 		err = find_key(s, job, res, &found);
 		if (err != STORE_OK || found)
-			goto out;
+			return err;
 	}
 	err = check_bounds(s, job, res);
 	if (err != STORE_OK)
-		goto out;
+		return err;
 	err = insert_job_row(s, job);
 	if (err != STORE_OK)
-		goto out;
-	err = store_commit(s);
-	if (err != STORE_OK)
-		goto out;
+		return err;
 	snprintf(res->id, sizeof res->id, "%s", job->id);
 	snprintf(res->status, sizeof res->status, "queued");
-out:
-	store_rollback(s); /* a replay's read, a refusal, or a failure */
-	return err;
+	return STORE_OK;
 }
 
-enum store_err store_sync(struct store *s)
+enum store_err store_wal_sync(struct store *s)
 {
 	sqlite3_file *wal = NULL;
-	s->msg[0] = '\0';
 	int rc = sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
 	if (rc != SQLITE_OK || !wal || !wal->pMethods) {
 		set_msg(s, "sync: no WAL file is open on this connection (%d)", rc);
@@ -803,13 +815,34 @@ enum store_err store_sync(struct store *s)
 	return STORE_OK;
 }
 
+/* Without a committer: this connection commits the job, then syncs. */
+static enum store_err insert_job_here(struct store *s, const struct job_insert *job,
+                                      struct job_result *res)
+{
+	enum store_err err;
+	if (!sqlite3_get_autocommit(s->db)) {
+		set_msg(s, "store_insert_job inside a transaction cannot commit durably");
+		return STORE_IO;
+	}
+	err = store_begin(s);
+	if (err == STORE_OK)
+		err = store_job_in_tx(s, job, res);
+	if (err == STORE_OK)
+		err = store_commit(s);
+	store_rollback(s); /* a replay's read, a refusal, or a failure */
+	/* A replay syncs too: the first request's process may not have. */
+	if (err == STORE_OK)
+		err = store_wal_sync(s);
+	return err;
+}
+
 enum store_err store_insert_job(struct store *s, const struct job_insert *job,
                                 struct job_result *res)
 {
-	enum store_err err = store_insert_job_unsynced(s, job, res);
-	if (err == STORE_OK)
-		err = store_sync(s);
-	return err;
+	s->msg[0] = '\0';
+	if (s->committer)
+		return store_committer_submit(s->committer, job, res, s->msg, sizeof s->msg);
+	return insert_job_here(s, job, res);
 }
 
 /* ---- reads ------------------------------------------------------------- */

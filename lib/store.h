@@ -11,11 +11,19 @@
  *    STORE_BUSY_TIMEOUT_MS, so SQLITE_BUSY does not reach a client while
  *    writers contend.
  *  - The connection runs synchronous=NORMAL. A job insert commits at NORMAL
- *    and then fdatasyncs the WAL (store_sync): when store_insert_job returns
- *    STORE_OK the job is on disk. store_insert_job_unsynced + store_sync is
- *    the same pair split, so that a caller can release its own write lock
- *    between them and concurrent syncs overlap (group commit; store.c says
- *    why that is durable).
+ *    and then fdatasyncs the WAL: when store_insert_job returns STORE_OK the
+ *    job is on disk (store.c says why that is as durable as FULL).
+ *  - Group commit (store_commit.c): a process with many request threads
+ *    starts one store_committer and attaches it to each thread's connection
+ *    (store_use_committer). store_insert_job on such a connection hands the
+ *    job to the committer, which writes every job waiting at that moment in
+ *    one transaction under the host's write lock and makes them durable
+ *    with one fdatasync, then returns; store_insert_sync queues the record
+ *    for the next transaction and returns at once (no fsync: a /sync record
+ *    is a log entry). The caller knows nothing of locks or syncs.
+ *  - PRAGMA mmap_size: pages are read through a shared mapping, so the page
+ *    cache that another process's write invalidates is refilled without a
+ *    pread per page.
  *
  * The deliverer's SQL (claims, leases, attempts, heartbeats) lives in
  * queue.c, which uses store_db() and the transaction helpers below.
@@ -76,9 +84,13 @@ struct sync_record {
 	int64_t completed_at;
 	const char *client_addr;
 };
-/* Inserts a finished /sync record, in the caller's transaction when one is
- * open, else in its own (synchronous=NORMAL: it survives a killed process,
- * not necessarily a power cut). */
+/* Records a finished /sync request. Without a committer: inserted now, in
+ * the caller's transaction when one is open, else in its own. With one:
+ * copied and queued for the committer's next transaction, and STORE_OK
+ * means queued (the record survives a killed process once written, never
+ * promised to survive a power cut: the last few may be lost). May wait for
+ * room when the committer's bounded queue is full. Thread safe with a
+ * committer in the sense that the committer is; s stays one thread's. */
 enum store_err store_insert_sync(struct store *s, const struct sync_record *r);
 
 /* A new async job. */
@@ -120,21 +132,38 @@ struct job_result {
  * keeps keys forever). STORE_CONFLICT when the key matched with a different
  * body_hash (res->id is the first job's); STORE_FULL when a bound refused it
  * (res->refusal says which). STORE_IO when called inside a transaction: it
- * must own its commit to make it durable. */
+ * must own its commit to make it durable. A replay is synced too: the first
+ * request's process may not have synced yet. With a committer attached the
+ * job is written in the committer's next batch; the call returns when that
+ * batch is durable (or failed: then nothing was promised, and a committed
+ * job that missed its sync is found by an Idempotency-Key retry). */
 enum store_err store_insert_job(struct store *s, const struct job_insert *job,
                                 struct job_result *res);
-/* store_insert_job without its final store_sync: on STORE_OK the job (or
- * the replayed key) is committed and survives a killed process, but it is
- * not promised to survive a power cut until store_sync on this connection
- * returns STORE_OK. Answer the client only after that. */
-enum store_err store_insert_job_unsynced(struct store *s, const struct job_insert *job,
-                                         struct job_result *res);
-/* Makes every transaction committed so far, by this connection or any other
- * on the same database, survive a power cut: fdatasync of the WAL through
- * SQLite's own file handle. Needs no SQLite lock; call it after releasing
- * any write lock so that the syncs of concurrent writers overlap. STORE_IO
- * when the sync failed (the commit may or may not be on disk). */
-enum store_err store_sync(struct store *s);
+
+/* ---- group commit (store_commit.c) ---- */
+struct store_committer;
+
+struct store_committer_stats {
+	uint64_t transactions;      /* write transactions committed */
+	uint64_t fsyncs;            /* WAL fdatasyncs (one per batch holding a job) */
+	uint64_t jobs;              /* async jobs made durable, replays included */
+	uint64_t sync_records;      /* /sync records written */
+	uint64_t sync_records_lost; /* /sync records dropped with a failed batch */
+};
+
+/* Opens a connection of its own on path and starts the committer thread.
+ * NULL on failure with *err (and errmsg) set. Thread safe to use from any
+ * number of threads once started. */
+struct store_committer *store_committer_start(const char *path, enum store_err *err, char *errmsg,
+                                              size_t errlen);
+/* Writes everything queued, stops the thread, closes; NULL is a no-op.
+ * Stop it only after every thread that uses it has stopped. */
+void store_committer_stop(struct store_committer *c);
+/* Counters since start (relaxed reads: each one exact, not a snapshot). */
+void store_committer_stats(struct store_committer *c, struct store_committer_stats *out);
+/* Makes store_insert_job and store_insert_sync on s go through c (NULL:
+ * s writes itself again). s must not outlive c in that use. */
+void store_use_committer(struct store *s, struct store_committer *c);
 
 /* The full record of one request, as the API shows it (see README), with
  * "delivery_trace": one object per attempt. *out is a new json_object the

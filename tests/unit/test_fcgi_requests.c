@@ -28,6 +28,7 @@
 static char tmpdir[] = "/tmp/test_fcgi_requests.XXXXXX";
 static char dbpath[256];
 static struct app app;
+static struct store *db; /* the connection the handlers use */
 static char first_id[IDS_UUID_LEN + 1];
 
 /* ---- a fake libfcgi request ---- */
@@ -97,12 +98,12 @@ static int setup(void **state)
 	if (mkdtemp(tmpdir) == NULL)
 		return -1;
 	snprintf(dbpath, sizeof(dbpath), "%s/db.sqlite", tmpdir);
-	app.store = store_open(dbpath, &err, msg, sizeof(msg));
-	if (app.store == NULL) {
+	db = store_open(dbpath, &err, msg, sizeof(msg));
+	if (db == NULL) {
 		fprintf(stderr, "store_open: %s\n", msg);
 		return -1;
 	}
-	if (store_begin(app.store) != STORE_OK)
+	if (store_begin(db) != STORE_OK)
 		return -1;
 	for (int i = 0; i < NROWS; i++) {
 		char id[IDS_UUID_LEN + 1];
@@ -120,10 +121,10 @@ static int setup(void **state)
 		ids_uuidv7(id);
 		if (i == 0)
 			memcpy(first_id, id, sizeof(id));
-		if (store_insert_sync(app.store, &r) != STORE_OK)
+		if (store_insert_sync(db, &r) != STORE_OK)
 			return -1;
 	}
-	return store_commit(app.store) == STORE_OK ? 0 : -1;
+	return store_commit(db) == STORE_OK ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -132,7 +133,7 @@ static int teardown(void **state)
 	char p[300];
 
 	(void)state;
-	store_close(app.store);
+	store_close(db);
 	for (size_t i = 0; i < 3; i++) {
 		snprintf(p, sizeof(p), "%s%s", dbpath, suffix[i]);
 		unlink(p);
@@ -240,6 +241,7 @@ static void test_list(void **state)
 		json_object *o;
 
 		assert_true(http_exchange_init(&x, &app, &f->fr));
+		x.store = db;
 		requests_list(&x, "");
 		print_message("case %zu: '%s' -> %d %.120s\n", i, c->query, x.status, fake_body(f));
 		assert_int_equal(x.status, c->status);
@@ -267,6 +269,7 @@ static json_object *list(const char *query)
 	json_object *o;
 
 	assert_true(http_exchange_init(&x, &app, &f->fr));
+	x.store = db;
 	requests_list(&x, "");
 	assert_int_equal(x.status, 200);
 	o = json_tokener_parse(fake_body(f));
@@ -334,6 +337,7 @@ static void test_get(void **state)
 			continue; /* no hex letters to upper-case: nothing to test */
 		f = fake_new("/requests/x", "");
 		assert_true(http_exchange_init(&x, &app, &f->fr));
+		x.store = db;
 		requests_get(&x, cases[i].tail);
 		print_message("case %zu: '%s' -> %d\n", i, cases[i].tail, x.status);
 		assert_int_equal(x.status, cases[i].status);

@@ -15,6 +15,9 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/file.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,19 +543,6 @@ static void test_insert_job_durable(void **state)
 	/* The connection stays NORMAL: only the job insert syncs. */
 	assert_int_equal(query_int(s, "PRAGMA synchronous"), 1);
 
-	/* The group-commit pair: the commit writes the WAL without syncing it
-	 * (the write lock is not held across an fsync), store_sync syncs it. */
-	ids_uuidv7(id2);
-	j.id = id2;
-	syncs = wal_syncs;
-	assert_int_equal(store_insert_job_unsynced(s, &j, &r), STORE_OK);
-	assert_true(wal_unsynced > 0);
-	assert_int_equal(wal_syncs, syncs);
-	assert_int_equal(store_sync(s), STORE_OK);
-	assert_int_equal(wal_unsynced, 0);
-	assert_int_equal(wal_syncs, syncs + 1);
-	assert_string_equal(r.id, id2);
-
 	/* A replay writes nothing new but still syncs (the first request's
 	 * commit may not be synced yet by its own process). */
 	j.idempotency_key = "k-durable";
@@ -584,10 +574,149 @@ static void test_insert_job_durable(void **state)
 	/* Inside a caller's transaction it cannot commit durably: refused. */
 	assert_int_equal(store_begin(s), STORE_OK);
 	assert_int_equal(insert_new(s, &j, &r, id), STORE_IO);
-	assert_int_equal(store_insert_job_unsynced(s, &j, &r), STORE_IO);
 	store_rollback(s);
 	assert_int_equal(query_int(s, "PRAGMA synchronous"), 1);
 	store_close(s);
+}
+
+/* ---- group commit --------------------------------------------------- */
+
+#define COMMIT_THREADS 16
+
+struct submitter {
+	struct store *s;
+	struct job_insert j;
+	struct job_result r;
+	char id[IDS_UUID_LEN + 1];
+	enum store_err err;
+	int syncs_before, syncs_after; /* WAL syncs seen around the call */
+};
+
+static int submitted;
+static pthread_mutex_t submitted_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *submit_one(void *arg)
+{
+	struct submitter *t = arg;
+	pthread_mutex_lock(&submitted_mu);
+	submitted++;
+	pthread_mutex_unlock(&submitted_mu);
+	t->syncs_before = wal_syncs;
+	t->err = store_insert_job(t->s, &t->j, &t->r);
+	t->syncs_after = wal_syncs;
+	return NULL;
+}
+
+/* Many threads, one committer: every job is durable when its call returns,
+ * the jobs that queued while the write lock was taken share one commit and
+ * one fsync, the bounds count the jobs of a batch against each other, and a
+ * /sync record is written without an fsync of its own. */
+static void test_group_commit(void **state)
+{
+	(void)state;
+	char path[320], lock[340];
+	struct submitter t[COMMIT_THREADS];
+	pthread_t th[COMMIT_THREADS];
+	struct store_committer_stats st;
+	enum store_err err;
+	fresh_path(path, sizeof path);
+	shim_install();
+	struct store *setup = open_ok(path);
+	store_close(setup);
+	struct store_committer *c = store_committer_start(path, &err, NULL, 0);
+	assert_non_null(c);
+
+	/* Hold the host's write lock, as another process would, while every
+	 * thread queues its job: the committer takes the first, blocks on the
+	 * lock, and finds the others queued when it gets it. */
+	snprintf(lock, sizeof lock, "%s.wlock", path);
+	int lfd = open(lock, O_RDWR | O_CREAT, 0600);
+	assert_true(lfd >= 0);
+	assert_int_equal(flock(lfd, LOCK_EX), 0);
+	submitted = 0;
+	for (int i = 0; i < COMMIT_THREADS; i++) {
+		t[i].s = open_ok(path);
+		store_use_committer(t[i].s, c);
+		t[i].j = job_template(NULL);
+		ids_uuidv7(t[i].id);
+		t[i].j.id = t[i].id;
+		t[i].j.max_queue_size = COMMIT_THREADS - 1; /* the last one is refused */
+		assert_int_equal(pthread_create(&th[i], NULL, submit_one, &t[i]), 0);
+	}
+	for (int waited = 0;; waited++) {
+		pthread_mutex_lock(&submitted_mu);
+		int n = submitted;
+		pthread_mutex_unlock(&submitted_mu);
+		if (n == COMMIT_THREADS || waited > 5000)
+			break;
+		usleep(1000);
+	}
+	usleep(100 * 1000); /* past the counter, into the committer's queue */
+	flock(lfd, LOCK_UN);
+	close(lfd);
+
+	int ok = 0, full = 0;
+	for (int i = 0; i < COMMIT_THREADS; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		if (t[i].err == STORE_OK) {
+			ok++;
+			assert_string_equal(t[i].r.id, t[i].id);
+			/* a WAL sync ran after the job was queued, before the answer */
+			assert_true(t[i].syncs_after > t[i].syncs_before);
+		} else {
+			assert_int_equal(t[i].err, STORE_FULL);
+			assert_int_equal(t[i].r.refusal, JOB_QUEUE_FULL);
+			full++;
+		}
+	}
+	assert_int_equal(ok, COMMIT_THREADS - 1);
+	assert_int_equal(full, 1);
+	store_committer_stats(c, &st);
+	print_message("group commit: %d jobs in %llu transactions, %llu fsyncs\n", ok,
+	              (unsigned long long)st.transactions, (unsigned long long)st.fsyncs);
+	assert_int_equal(st.jobs, (uint64_t)ok);
+	assert_true(st.fsyncs >= 1);
+	assert_true(st.fsyncs < (uint64_t)ok); /* many jobs per fsync */
+	assert_int_equal(query_int(t[0].s, "SELECT count(*) FROM requests WHERE mode='async'"), ok);
+
+	/* A /sync record: queued, written by the next transaction, never synced. */
+	char rid[IDS_UUID_LEN + 1];
+	ids_uuidv7(rid);
+	struct sync_record rec = {.id = rid,
+	                          .input_data = "hello",
+	                          .iterations = 1,
+	                          .result = "00",
+	                          .duration_ms = 0.5,
+	                          .created_at = 1,
+	                          .completed_at = 2,
+	                          .client_addr = "c"};
+	int syncs = wal_syncs;
+	assert_int_equal(store_insert_sync(t[0].s, &rec), STORE_OK);
+	char sql[200];
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM requests WHERE id='%s' AND mode='sync'",
+	         rid);
+	int64_t found = 0;
+	for (int waited = 0; waited < 10000 && found == 0; waited++) {
+		found = query_int(t[0].s, sql);
+		if (found == 0)
+			usleep(1000);
+	}
+	assert_int_equal(found, 1);
+	assert_int_equal(wal_syncs, syncs); /* written, not synced */
+
+	/* Stopping writes what is still queued. */
+	ids_uuidv7(rid);
+	assert_int_equal(store_insert_sync(t[0].s, &rec), STORE_OK);
+	for (int i = 0; i < COMMIT_THREADS; i++)
+		store_close(t[i].s);
+	store_committer_stop(c);
+	shim_remove();
+	struct store *check = open_ok(path);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM requests WHERE id='%s' AND mode='sync'",
+	         rid);
+	assert_int_equal(query_int(check, sql), 1);
+	store_close(check);
+	store_committer_stop(NULL);
 }
 
 static void test_idempotency(void **state)
@@ -1094,7 +1223,7 @@ static int make_tmpdir(void **state)
 static int remove_tmpdir(void **state)
 {
 	(void)state;
-	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal", ".wlock"};
 	char p[400];
 	for (int i = 1; i <= dbcount; i++)
 		for (size_t k = 0; k < sizeof suffixes / sizeof suffixes[0]; k++) {
@@ -1112,6 +1241,7 @@ int main(void)
 	    cmocka_unit_test(test_newer_schema_refused),
 	    cmocka_unit_test(test_migrations_concurrent),
 	    cmocka_unit_test(test_insert_job_durable),
+	    cmocka_unit_test(test_group_commit),
 	    cmocka_unit_test(test_idempotency),
 	    cmocka_unit_test(test_bounds),
 	    cmocka_unit_test(test_counters),

@@ -1,0 +1,414 @@
+/*
+ * store_commit: group commit for a process with many request threads (see
+ * store.h, "Group commit").
+ *
+ * DESIGN
+ *   One committer per process owns one connection and one thread. A thread
+ *   that accepts an async job (store_insert_job on a store attached to the
+ *   committer) queues a waiter that lives on its own stack and sleeps; a
+ *   thread that answered a /sync request queues a copy of its record and
+ *   goes on at once. The committer takes everything queued, writes it in one
+ *   BEGIN IMMEDIATE ... COMMIT under the host's write lock, releases the
+ *   lock, makes the WAL durable with one fdatasync when the batch holds a
+ *   job, and only then wakes the job's threads, which answer 202. While it
+ *   syncs, new work queues up behind it: the next batch is as large as the
+ *   arrivals during one commit and one fsync, which is PostgreSQL's WAL
+ *   group flush without a commit_delay (no wait is added when the queue is
+ *   short, so a lone request pays one commit and one fsync as before).
+ *
+ *   Jobs of one batch are independent answers: a refusal (STORE_FULL), a
+ *   key reused with another body (STORE_CONFLICT) or a replay is that job's
+ *   outcome and the transaction goes on; the bounds are read inside the
+ *   same transaction, so the jobs of a batch count against each other as if
+ *   they had come one by one. A hard error (I/O, busy past the busy
+ *   handler's patience) rolls the whole batch back and every job of it is
+ *   answered with that error: none of them was promised.
+ *
+ *   /sync records are log entries, not promises (DESIGN.md): they ride in
+ *   the next transaction, are never waited for and never cause an fsync of
+ *   their own. A record queue that reaches RECORDS_QUEUED_MAX makes the
+ *   next logger wait for room, which bounds memory and slows a thread that
+ *   has already answered its client. A batch that fails loses its records
+ *   (logged with their count): the cost of a crash, which may lose the last
+ *   few /sync records too, never a 202.
+ *
+ *   The write lock: flock(2) on "<database>.wlock", held around each batch
+ *   transaction by every committer of the host (one per consuma-fcgi
+ *   process), so writers queue on a kernel lock that wakes the next one at
+ *   once instead of polling SQLite's lock, and WAL checkpoints get their
+ *   turn (the measurements are in git history of fcgi-app/writelock.h:
+ *   +28% /sync, +64% /async, WAL steady at ~4 MB). The fsync runs after the
+ *   lock is released, so two processes' syncs overlap.
+ *
+ * Locking: mu guards the queues, the flags and every waiter's done/err.
+ * A waiter belongs to its thread until it is queued, to the committer until
+ * done is set (under mu), and to its thread again after.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "store_int.h"
+
+#define BATCH_JOBS_MAX     1024 /* bounds one transaction's size */
+#define BATCH_RECORDS_MAX  4096
+#define RECORDS_QUEUED_MAX 8192 /* bounds the memory of unwritten /sync records */
+#define LOCK_PATH_MAX      4200
+
+struct waiter {
+	const struct job_insert *job;
+	struct job_result *res;
+	enum store_err err;
+	bool done;
+	char msg[256];
+	struct waiter *next;
+};
+
+/* A /sync record with its own copy of every string (the request is gone
+ * by the time it is written). */
+struct record {
+	struct sync_record r;
+	struct record *next;
+	char text[];
+};
+
+struct store_committer {
+	struct store *conn;
+	int lock_fd; /* -1: writes unserialized, the busy handler still guards */
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t mu;
+	pthread_cond_t wake; /* the committer: work queued, or stop */
+	pthread_cond_t done; /* job threads: a batch finished */
+	pthread_cond_t room; /* loggers: the record queue has room */
+	struct waiter *jobs, **jobs_tail;
+	struct record *recs, **recs_tail;
+	size_t nrecs;
+	bool stopping;
+	bool stopped; /* the thread has left its loop: nothing more is written */
+	_Atomic uint64_t transactions, fsyncs, jobs_done, records_written, records_lost;
+};
+
+static void lock_hold(struct store_committer *c)
+{
+	if (c->lock_fd < 0)
+		return;
+	while (flock(c->lock_fd, LOCK_EX) != 0)
+		if (errno != EINTR)
+			return; /* go on unserialized: the busy handler still guards */
+}
+
+static void lock_drop(struct store_committer *c)
+{
+	if (c->lock_fd >= 0)
+		flock(c->lock_fd, LOCK_UN);
+}
+
+static void count(_Atomic uint64_t *n, uint64_t by)
+{
+	atomic_fetch_add_explicit(n, by, memory_order_relaxed);
+}
+
+static void fail_jobs(struct waiter *jobs, enum store_err err, const char *msg)
+{
+	for (struct waiter *w = jobs; w; w = w->next) {
+		w->err = err;
+		snprintf(w->msg, sizeof w->msg, "%s", msg);
+	}
+}
+
+static size_t drop_records(struct record *recs)
+{
+	size_t n = 0;
+	while (recs) {
+		struct record *next = recs->next;
+		cz_free(recs);
+		recs = next;
+		n++;
+	}
+	return n;
+}
+
+/* One transaction for everything taken; fills every waiter's err. */
+static void write_batch(struct store_committer *c, struct waiter *jobs, struct record *recs)
+{
+	enum store_err err;
+	size_t written = 0, lost = 0, durable = 0;
+
+	lock_hold(c);
+	err = store_begin(c->conn);
+	if (err != STORE_OK)
+		goto failed;
+	for (struct record *r = recs; r; r = r->next) {
+		err = store_sync_record_in_tx(c->conn, &r->r);
+		if (err == STORE_OK) {
+			written++;
+			continue;
+		}
+		if (!store_in_tx(c->conn))
+			goto failed; /* SQLite rolled the transaction back */
+		log_event(L_WARN, "store.sync_record_lost", "request_id=%s error=%s", r->r.id,
+		          log_q(store_errmsg(c->conn)));
+		lost++;
+	}
+	for (struct waiter *w = jobs; w; w = w->next) {
+		err = store_job_in_tx(c->conn, w->job, w->res);
+		if (err != STORE_OK && err != STORE_FULL && err != STORE_CONFLICT)
+			goto failed;
+		w->err = err;
+		if (err == STORE_OK)
+			durable++;
+	}
+	err = store_commit(c->conn);
+	if (err != STORE_OK)
+		goto failed;
+	lock_drop(c);
+	count(&c->transactions, 1);
+	count(&c->records_written, written);
+	count(&c->records_lost, lost);
+	drop_records(recs);
+	if (durable == 0)
+		return;
+	/* Outside the lock: other processes commit while this one syncs. */
+	err = store_wal_sync(c->conn);
+	count(&c->fsyncs, 1);
+	if (err != STORE_OK) {
+		/* committed but not promised: 500, never 202 (an Idempotency-Key
+		 * retry finds the job) */
+		for (struct waiter *w = jobs; w; w = w->next)
+			if (w->err == STORE_OK) {
+				w->err = err;
+				snprintf(w->msg, sizeof w->msg, "%s", store_errmsg(c->conn));
+			}
+		return;
+	}
+	count(&c->jobs_done, durable);
+	return;
+failed:
+	fail_jobs(jobs, err, store_errmsg(c->conn));
+	store_rollback(c->conn);
+	lock_drop(c);
+	lost = drop_records(recs);
+	if (lost > 0) {
+		count(&c->records_lost, lost);
+		log_event(L_WARN, "store.sync_records_lost", "count=%zu error=%s", lost,
+		          log_q(store_errmsg(c->conn)));
+	}
+}
+
+static void *committer_main(void *arg)
+{
+	struct store_committer *c = arg;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (!c->jobs && !c->recs && !c->stopping)
+			pthread_cond_wait(&c->wake, &c->mu);
+		if (!c->jobs && !c->recs)
+			break; /* stopping, and everything queued is written */
+
+		struct waiter *jobs = c->jobs, **jt = &c->jobs;
+		for (size_t n = 0; *jt && n < BATCH_JOBS_MAX; n++)
+			jt = &(*jt)->next;
+		c->jobs = *jt;
+		*jt = NULL;
+		if (!c->jobs)
+			c->jobs_tail = &c->jobs;
+
+		struct record *recs = c->recs, **rt = &c->recs;
+		size_t nr = 0;
+		for (; *rt && nr < BATCH_RECORDS_MAX; nr++)
+			rt = &(*rt)->next;
+		c->recs = *rt;
+		*rt = NULL;
+		if (!c->recs)
+			c->recs_tail = &c->recs;
+		c->nrecs -= nr;
+		pthread_cond_broadcast(&c->room);
+		pthread_mutex_unlock(&c->mu);
+
+		write_batch(c, jobs, recs);
+
+		pthread_mutex_lock(&c->mu);
+		for (struct waiter *w = jobs; w;) {
+			struct waiter *next = w->next; /* w is its thread's once done */
+			w->done = true;
+			w = next;
+		}
+		pthread_cond_broadcast(&c->done);
+	}
+	c->stopped = true;
+	pthread_cond_broadcast(&c->room);
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static int open_lock(const char *db_path)
+{
+	char path[LOCK_PATH_MAX];
+	int n = snprintf(path, sizeof path, "%s.wlock", db_path);
+	int fd;
+
+	if (n < 0 || (size_t)n >= sizeof path) {
+		log_event(L_WARN, "store.writelock_unavailable", "why=\"path too long\"");
+		return -1;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		log_event(L_WARN, "store.writelock_unavailable", "path=%s why=%s", log_q(path),
+		          log_q(strerror(errno)));
+	return fd;
+}
+
+struct store_committer *store_committer_start(const char *path, enum store_err *err, char *errmsg,
+                                              size_t errlen)
+{
+	struct store_committer *c = cz_calloc(1, sizeof *c);
+	enum store_err e = STORE_NOMEM;
+
+	if (!c) {
+		if (errmsg && errlen)
+			snprintf(errmsg, errlen, "out of memory");
+		goto out;
+	}
+	c->lock_fd = -1;
+	c->jobs_tail = &c->jobs;
+	c->recs_tail = &c->recs;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->wake, NULL);
+	pthread_cond_init(&c->done, NULL);
+	pthread_cond_init(&c->room, NULL);
+	c->conn = store_open(path, &e, errmsg, errlen);
+	if (!c->conn)
+		goto out;
+	c->lock_fd = open_lock(path);
+	if (pthread_create(&c->thread, NULL, committer_main, c) != 0) {
+		e = STORE_NOMEM;
+		if (errmsg && errlen)
+			snprintf(errmsg, errlen, "cannot start the committer thread");
+		goto out;
+	}
+	c->thread_started = true;
+	e = STORE_OK;
+out:
+	if (e != STORE_OK) {
+		store_committer_stop(c);
+		c = NULL;
+	}
+	if (err)
+		*err = e;
+	return c;
+}
+
+void store_committer_stop(struct store_committer *c)
+{
+	if (!c)
+		return;
+	if (c->thread_started) {
+		pthread_mutex_lock(&c->mu);
+		c->stopping = true;
+		pthread_cond_signal(&c->wake);
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(c->thread, NULL);
+	}
+	store_close(c->conn);
+	if (c->lock_fd >= 0)
+		close(c->lock_fd);
+	pthread_cond_destroy(&c->room);
+	pthread_cond_destroy(&c->done);
+	pthread_cond_destroy(&c->wake);
+	pthread_mutex_destroy(&c->mu);
+	cz_free(c);
+}
+
+void store_committer_stats(struct store_committer *c, struct store_committer_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!c)
+		return;
+	out->transactions = atomic_load_explicit(&c->transactions, memory_order_relaxed);
+	out->fsyncs = atomic_load_explicit(&c->fsyncs, memory_order_relaxed);
+	out->jobs = atomic_load_explicit(&c->jobs_done, memory_order_relaxed);
+	out->sync_records = atomic_load_explicit(&c->records_written, memory_order_relaxed);
+	out->sync_records_lost = atomic_load_explicit(&c->records_lost, memory_order_relaxed);
+}
+
+enum store_err store_committer_submit(struct store_committer *c, const struct job_insert *job,
+                                      struct job_result *res, char *msg, size_t msglen)
+{
+	struct waiter w = {.job = job, .res = res, .err = STORE_IO};
+
+	memset(res, 0, sizeof *res);
+	pthread_mutex_lock(&c->mu);
+	if (c->stopping) {
+		pthread_mutex_unlock(&c->mu);
+		snprintf(msg, msglen, "the store's committer is stopping");
+		return STORE_IO;
+	}
+	*c->jobs_tail = &w;
+	c->jobs_tail = &w.next;
+	pthread_cond_signal(&c->wake);
+	while (!w.done)
+		pthread_cond_wait(&c->done, &c->mu);
+	pthread_mutex_unlock(&c->mu);
+	snprintf(msg, msglen, "%s", w.err == STORE_OK ? "" : w.msg);
+	return w.err;
+}
+
+static size_t text_len(const char *s)
+{
+	return s ? strlen(s) + 1 : 0;
+}
+
+static const char *copy_in(char **p, const char *s)
+{
+	size_t n;
+	const char *at = *p;
+
+	if (!s)
+		return NULL;
+	n = strlen(s) + 1;
+	memcpy(*p, s, n);
+	*p += n;
+	return at;
+}
+
+enum store_err store_committer_log(struct store_committer *c, const struct sync_record *r)
+{
+	size_t n = text_len(r->id) + text_len(r->input_data) + text_len(r->result) +
+	           text_len(r->client_addr);
+	struct record *rec = cz_malloc(sizeof *rec + n);
+	char *p;
+
+	if (!rec)
+		return STORE_NOMEM;
+	rec->r = *r;
+	rec->next = NULL;
+	p = rec->text;
+	rec->r.id = copy_in(&p, r->id);
+	rec->r.input_data = copy_in(&p, r->input_data);
+	rec->r.result = copy_in(&p, r->result);
+	rec->r.client_addr = copy_in(&p, r->client_addr);
+
+	pthread_mutex_lock(&c->mu);
+	while (c->nrecs >= RECORDS_QUEUED_MAX && !c->stopped)
+		pthread_cond_wait(&c->room, &c->mu);
+	if (c->stopped) {
+		pthread_mutex_unlock(&c->mu);
+		cz_free(rec);
+		return STORE_IO;
+	}
+	*c->recs_tail = rec;
+	c->recs_tail = &rec->next;
+	c->nrecs++;
+	pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->mu);
+	return STORE_OK;
+}
