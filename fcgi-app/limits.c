@@ -13,7 +13,10 @@
  *    queue (the kernel's accept queue). The wait of the last one in line is
  *    about (requests waiting) x (mean service time) / (threads); the mean
  *    is an exponentially weighted average of this process's recent /sync
- *    service times. When that estimate passes
+ *    service times. The queue is read (a netlink sock_diag query) only
+ *    while every thread of the process is busy with a /sync: with a
+ *    thread free, the next connection is taken at once and nothing waits.
+ *    When that estimate passes
  *    CONSUMA_SYNC_MAX_WAIT_MS, the request is answered 503 at once with
  *    Retry-After = the estimate in seconds (lighttpd 1.4.69 cannot do this:
  *    a full unix-socket backlog makes it answer 500, see
@@ -58,6 +61,7 @@ struct limits {
 	bool drain_known;      /* the read worked */
 	int listen_fd;         /* for the sync pool's saturation check */
 	int threads;           /* requests this process serves at once */
+	int sync_inflight;     /* admitted /sync requests not yet done */
 	double sync_mean_ms;   /* weighted mean /sync service time; 0 before a sample */
 	bool listen_warned;    /* logged once that the check cannot work */
 };
@@ -148,7 +152,7 @@ static double sync_wait_estimate_ms(struct limits *l)
 	int64_t pending = 0;
 	enum ratelimit_err err;
 
-	if (l->sync_mean_ms <= 0.0)
+	if (l->sync_mean_ms <= 0.0 || l->sync_inflight + 1 < l->threads)
 		return 0.0;
 	err = ratelimit_listen_pending(l->listen_fd, &pending);
 	if (err != RATELIMIT_OK) {
@@ -168,6 +172,8 @@ void limits_sync_done(struct limits *l, int64_t service_ns)
 	if (l == NULL)
 		return;
 	pthread_mutex_lock(&l->mu);
+	if (l->sync_inflight > 0)
+		l->sync_inflight--;
 	/* Weight 1/8: a few slow requests move the mean, one outlier does not. */
 	l->sync_mean_ms =
 	    l->sync_mean_ms <= 0.0 ? ms : l->sync_mean_ms + (ms - l->sync_mean_ms) / 8.0;
@@ -234,6 +240,8 @@ enum limits_verdict limits_admit(struct limits *l, const char *client, const cha
 		return LIMITS_PASS;
 	pthread_mutex_lock(&l->mu);
 	v = admit(l, client, route, retry_after_s);
+	if (v == LIMITS_PASS && route != NULL && strcmp(route, "sync") == 0)
+		l->sync_inflight++;
 	pthread_mutex_unlock(&l->mu);
 	return v;
 }

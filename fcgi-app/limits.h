@@ -49,7 +49,8 @@ void limits_set_listen_fd(struct limits *l, int fd, int threads);
 enum limits_verdict limits_admit(struct limits *l, const char *client, const char *route,
                                  int64_t *retry_after_s);
 
-/* An admitted /sync took service_ns: feeds the wait estimate. */
+/* An admitted /sync took service_ns: feeds the wait estimate. Call once
+ * for every /sync that limits_admit passed. */
 void limits_sync_done(struct limits *l, int64_t service_ns);
 
 /* Retry-After (1..60 s) for a POST /async refused because the queue is full,

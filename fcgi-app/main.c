@@ -5,9 +5,15 @@
  * the database (and the rate limiter's zone).
  *
  * Threads: N workers, each with its own FCGX_Request and its own database
- * connection, wait in poll(2) on the shared listening socket and take
- * connections with FCGX_Accept_r (the socket is non-blocking: a worker that
- * lost the race gets -EAGAIN and polls again). Their writes go through one
+ * connection. One of them at a time (the one holding accept_mu: leader and
+ * followers, Apache's accept mutex) waits in poll(2) on the listening
+ * socket and takes the next connection with FCGX_Accept_r, then hands the
+ * mutex on and serves it; idle workers sleep on the mutex rather than in
+ * poll, so a connection wakes one thread, not all of them (measured: with
+ * every worker in poll, a third of the pool's CPU went to wake-ups that
+ * found nothing to accept). The socket stays non-blocking, so a process
+ * that lost a connection to another process of its pool gets -EAGAIN and
+ * polls again. Their writes go through one
  * store committer per process (lib/store_commit.c), which batches every
  * waiting job into one transaction and one fdatasync: the more requests in
  * flight, the fewer syncs per job.
@@ -53,9 +59,10 @@
 struct pool {
 	struct app *app;
 	int listen_fd;
-	int stop_fd;        /* eventfd: readable once the process stops */
-	atomic_bool failed; /* a worker hit an error the process cannot serve past */
-	atomic_long served; /* requests answered */
+	int stop_fd;               /* eventfd: readable once the process stops */
+	pthread_mutex_t accept_mu; /* held by the one worker waiting for a connection */
+	atomic_bool failed;        /* a worker hit an error the process cannot serve past */
+	atomic_long served;        /* requests answered */
 };
 
 struct worker {
@@ -171,6 +178,42 @@ static void serve_one(struct worker *w, FCGX_Request *req)
 	http_exchange_done(&x);
 }
 
+/* Waits, as the leader, for the next connection: 1 accepted, 0 stopping,
+ * -1 failed. */
+static int accept_next(struct pool *p, FCGX_Request *req)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&p->accept_mu);
+	for (;;) {
+		struct pollfd fds[2] = {{.fd = p->listen_fd, .events = POLLIN},
+		                        {.fd = p->stop_fd, .events = POLLIN}};
+		int r = poll(fds, 2, -1);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			log_event(L_ERROR, "fcgi.poll_failed", "errno=%d", errno);
+			break;
+		}
+		if (fds[1].revents != 0) {
+			rc = 0;
+			break;
+		}
+		r = FCGX_Accept_r(req);
+		if (r >= 0) {
+			rc = 1;
+			break;
+		}
+		if (r != -EAGAIN && r != -EWOULDBLOCK && r != -EINTR && r != -ECONNABORTED) {
+			log_event(L_ERROR, "fcgi.accept_failed", "rc=%d", r);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->accept_mu);
+	return rc;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -182,25 +225,12 @@ static void *worker_main(void *arg)
 		goto failed;
 	}
 	for (;;) {
-		struct pollfd fds[2] = {{.fd = p->listen_fd, .events = POLLIN},
-		                        {.fd = p->stop_fd, .events = POLLIN}};
-		int r = poll(fds, 2, -1);
+		int r = accept_next(p, &req);
 
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			log_event(L_ERROR, "fcgi.poll_failed", "errno=%d", errno);
-			goto failed;
-		}
-		if (fds[1].revents != 0)
+		if (r == 0)
 			break;
-		r = FCGX_Accept_r(&req);
-		if (r < 0) {
-			if (r == -EAGAIN || r == -EWOULDBLOCK || r == -EINTR || r == -ECONNABORTED)
-				continue;
-			log_event(L_ERROR, "fcgi.accept_failed", "rc=%d", r);
+		if (r < 0)
 			goto failed;
-		}
 		serve_one(w, &req);
 		atomic_fetch_add(&p->served, 1);
 	}
@@ -234,6 +264,7 @@ static int serve(struct app *app, int listen_fd, int n, const sigset_t *waited)
 	int rc = 1;
 	int sig = 0;
 
+	pthread_mutex_init(&p.accept_mu, NULL);
 	p.stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (w == NULL || p.stop_fd < 0) {
 		log_event(L_ERROR, "fcgi.start_failed", "why=%s",
@@ -279,6 +310,7 @@ stop:
 out:
 	if (p.stop_fd >= 0)
 		close(p.stop_fd);
+	pthread_mutex_destroy(&p.accept_mu);
 	cz_free(w);
 	return rc;
 }
@@ -364,7 +396,7 @@ int main(int argc, char **argv)
 	rc = serve(&app, listen_fd, threads, &waited);
 
 	limits_close(app.limits);
-	store_committer_stop(app.committer); /* writes the /sync records still queued */
+	store_committer_stop(app.committer); /* writes what is queued, logs its figures */
 	doorbell_free(app.doorbell);
 	ssrf_policy_free(app.ssrf);
 	return rc;

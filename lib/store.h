@@ -156,7 +156,8 @@ struct store_committer_stats {
  * number of threads once started. */
 struct store_committer *store_committer_start(const char *path, enum store_err *err, char *errmsg,
                                               size_t errlen);
-/* Writes everything queued, stops the thread, closes; NULL is a no-op.
+/* Writes everything queued, stops the thread, logs the figures of
+ * store_committer_stats (event store.committer), closes; NULL is a no-op.
  * Stop it only after every thread that uses it has stopped. */
 void store_committer_stop(struct store_committer *c);
 /* Counters since start (relaxed reads: each one exact, not a snapshot). */

@@ -40,13 +40,17 @@
  *   +28% /sync, +64% /async, WAL steady at ~4 MB). The fsync runs after the
  *   lock is released, so two processes' syncs overlap.
  *
- * Locking: mu guards the queues, the flags and every waiter's done/err.
- * A waiter belongs to its thread until it is queued, to the committer until
- * done is set (under mu), and to its thread again after.
+ * Locking: mu guards the queues and the flags. A waiter belongs to its
+ * thread until it is queued, to the committer from when it is taken off the
+ * queue until its semaphore is posted, and to its thread again after (a
+ * semaphore per waiter wakes exactly the threads of the batch, and none of
+ * them has to take mu again: a broadcast woke every waiting thread, most
+ * of them to sleep again, and measured a tenth of the pool's CPU).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -66,8 +70,8 @@ struct waiter {
 	const struct job_insert *job;
 	struct job_result *res;
 	enum store_err err;
-	bool done;
 	char msg[256];
+	sem_t done; /* posted once err is final: wakes exactly this thread */
 	struct waiter *next;
 };
 
@@ -86,7 +90,6 @@ struct store_committer {
 	bool thread_started;
 	pthread_mutex_t mu;
 	pthread_cond_t wake; /* the committer: work queued, or stop */
-	pthread_cond_t done; /* job threads: a batch finished */
 	pthread_cond_t room; /* loggers: the record queue has room */
 	struct waiter *jobs, **jobs_tail;
 	struct record *recs, **recs_tail;
@@ -235,14 +238,12 @@ static void *committer_main(void *arg)
 		pthread_mutex_unlock(&c->mu);
 
 		write_batch(c, jobs, recs);
-
-		pthread_mutex_lock(&c->mu);
 		for (struct waiter *w = jobs; w;) {
-			struct waiter *next = w->next; /* w is its thread's once done */
-			w->done = true;
+			struct waiter *next = w->next; /* w is its thread's once posted */
+			sem_post(&w->done);
 			w = next;
 		}
-		pthread_cond_broadcast(&c->done);
+		pthread_mutex_lock(&c->mu);
 	}
 	c->stopped = true;
 	pthread_cond_broadcast(&c->room);
@@ -283,7 +284,6 @@ struct store_committer *store_committer_start(const char *path, enum store_err *
 	c->recs_tail = &c->recs;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->wake, NULL);
-	pthread_cond_init(&c->done, NULL);
 	pthread_cond_init(&c->room, NULL);
 	c->conn = store_open(path, &e, errmsg, errlen);
 	if (!c->conn)
@@ -317,12 +317,19 @@ void store_committer_stop(struct store_committer *c)
 		pthread_cond_signal(&c->wake);
 		pthread_mutex_unlock(&c->mu);
 		pthread_join(c->thread, NULL);
+		struct store_committer_stats st;
+		store_committer_stats(c, &st);
+		log_event(L_INFO, "store.committer",
+		          "transactions=%llu fsyncs=%llu jobs=%llu sync_records=%llu "
+		          "sync_records_lost=%llu",
+		          (unsigned long long)st.transactions, (unsigned long long)st.fsyncs,
+		          (unsigned long long)st.jobs, (unsigned long long)st.sync_records,
+		          (unsigned long long)st.sync_records_lost);
 	}
 	store_close(c->conn);
 	if (c->lock_fd >= 0)
 		close(c->lock_fd);
 	pthread_cond_destroy(&c->room);
-	pthread_cond_destroy(&c->done);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->mu);
 	cz_free(c);
@@ -346,18 +353,24 @@ enum store_err store_committer_submit(struct store_committer *c, const struct jo
 	struct waiter w = {.job = job, .res = res, .err = STORE_IO};
 
 	memset(res, 0, sizeof *res);
+	if (sem_init(&w.done, 0, 0) != 0) {
+		snprintf(msg, msglen, "sem_init: %s", strerror(errno));
+		return STORE_IO;
+	}
 	pthread_mutex_lock(&c->mu);
 	if (c->stopping) {
 		pthread_mutex_unlock(&c->mu);
+		sem_destroy(&w.done);
 		snprintf(msg, msglen, "the store's committer is stopping");
 		return STORE_IO;
 	}
 	*c->jobs_tail = &w;
 	c->jobs_tail = &w.next;
 	pthread_cond_signal(&c->wake);
-	while (!w.done)
-		pthread_cond_wait(&c->done, &c->mu);
 	pthread_mutex_unlock(&c->mu);
+	while (sem_wait(&w.done) != 0 && errno == EINTR)
+		;
+	sem_destroy(&w.done);
 	snprintf(msg, msglen, "%s", w.err == STORE_OK ? "" : w.msg);
 	return w.err;
 }
