@@ -24,18 +24,20 @@
  *   commit's frames to the WAL file (write(2), page cache) without syncing:
  *   the commit survives a killed process (the kernel has the data) but not
  *   a power cut. Only the async job insert carries a promise (a 202 means on
- *   disk), so store_insert_job commits at NORMAL and then store_sync()
+ *   disk), so store_insert_job commits at NORMAL and then store_wal_sync()
  *   fdatasyncs the WAL through SQLite's own handle for it
  *   (SQLITE_FCNTL_JOURNAL_POINTER, xSync(SQLITE_SYNC_NORMAL): the same call
  *   synchronous=FULL makes at every commit, including the one-time sync of
- *   the directory of a new WAL). The split exists so the caller can drop
- *   its write lock (fcgi-app/writelock.c and SQLite's) between the two:
- *   the fsync (~0.1-0.5 ms) is then no longer inside the one-writer section,
- *   several processes' syncs overlap and the kernel serves them with fewer
- *   device flushes. synchronous=FULL would sync inside COMMIT, holding
- *   SQLite's write lock, so every writer would wait for every fsync.
+ *   the directory of a new WAL). In consuma-fcgi the commit and the sync
+ *   are the committer's (store_commit.c): one transaction for every job
+ *   waiting, the host's write lock (flock on <database>.wlock) and SQLite's
+ *   released, then one fdatasync for the whole batch, then the 202s. The
+ *   fsync (~0.1-0.5 ms) is outside the one-writer section, several
+ *   processes' syncs overlap, and one sync answers many jobs.
+ *   synchronous=FULL would sync inside COMMIT, holding SQLite's write lock,
+ *   so every writer would wait for every fsync.
  *
- *   Why the job is on disk when store_sync returns OK. Our commit appended
+ *   Why the job is on disk when store_wal_sync returns OK. Our commit appended
  *   frames F (ending in a commit frame) to the WAL file before COMMIT
  *   returned. At the moment our fdatasync starts, either
  *   (a) F are still in the WAL file at their offsets: fdatasync writes every
