@@ -112,8 +112,8 @@ wal_kb=$(( $(stat -c %s "$D/consuma/consuma.db-wal" 2>/dev/null || echo 0) / 102
 read -r intake_jpf intake_tpj <<<"$(committed "$D/consuma")"
 
 # Every callback fails: nothing listens on port 9, so each job is retried
-# until CONSUMA_CALLBACK_MAX_RETRIES while intake goes on.
-failing=$(up "$D/failing" CONSUMA_CALLBACK_BACKOFF_BASE_MS=100)
+# until CONSUMA_CALLBACK_MAX_RETRIES while intake goes on (default backoff).
+failing=$(up "$D/failing")
 c_fail=$(run "$failing/async" "$async_body")
 "$stack" down --dir "$D/failing" >/dev/null 2>&1
 
