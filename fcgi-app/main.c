@@ -5,15 +5,13 @@
  * the database (and the rate limiter's zone).
  *
  * Threads: N workers, each with its own FCGX_Request and its own database
- * connection. One of them at a time (the one holding accept_mu: leader and
- * followers, Apache's accept mutex) waits in poll(2) on the listening
- * socket and takes the next connection with FCGX_Accept_r, then hands the
- * mutex on and serves it; idle workers sleep on the mutex rather than in
- * poll, so a connection wakes one thread, not all of them (measured: with
- * every worker in poll, a third of the pool's CPU went to wake-ups that
- * found nothing to accept). The socket stays non-blocking, so a process
- * that lost a connection to another process of its pool gets -EAGAIN and
- * polls again. Their writes go through one
+ * connection, and its own epoll set: the listening socket registered with
+ * EPOLLEXCLUSIVE (a new connection wakes one idle worker, not all of them:
+ * with every worker in poll(2), a third of the pool's CPU went to wake-ups
+ * that found nothing to accept) and the stop eventfd (which wakes them
+ * all). The woken worker takes the connection with FCGX_Accept_r; the
+ * socket is non-blocking, so a worker (or another process of the pool)
+ * that lost the race gets -EAGAIN and waits again. Their writes go through one
  * store committer per process (lib/store_commit.c), which batches every
  * waiting job into one transaction and one fdatasync: the more requests in
  * flight, the fewer syncs per job.
@@ -33,13 +31,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <fcgiapp.h>
@@ -59,10 +57,9 @@
 struct pool {
 	struct app *app;
 	int listen_fd;
-	int stop_fd;               /* eventfd: readable once the process stops */
-	pthread_mutex_t accept_mu; /* held by the one worker waiting for a connection */
-	atomic_bool failed;        /* a worker hit an error the process cannot serve past */
-	atomic_long served;        /* requests answered */
+	int stop_fd;        /* eventfd: readable once the process stops */
+	atomic_bool failed; /* a worker hit an error the process cannot serve past */
+	atomic_long served; /* requests answered */
 };
 
 struct worker {
@@ -178,40 +175,48 @@ static void serve_one(struct worker *w, FCGX_Request *req)
 	http_exchange_done(&x);
 }
 
-/* Waits, as the leader, for the next connection: 1 accepted, 0 stopping,
- * -1 failed. */
-static int accept_next(struct pool *p, FCGX_Request *req)
+/* This worker's wait set: the listening socket (exclusive wake-ups) and
+ * the stop eventfd. -1 on failure, logged. */
+static int wait_set(const struct pool *p)
 {
-	int rc = -1;
+	struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = p->listen_fd};
+	struct epoll_event sev = {.events = EPOLLIN, .data.fd = p->stop_fd};
+	int ep = epoll_create1(EPOLL_CLOEXEC);
 
-	pthread_mutex_lock(&p->accept_mu);
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, p->listen_fd, &lev) != 0 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, p->stop_fd, &sev) != 0) {
+		log_event(L_ERROR, "fcgi.epoll_failed", "errno=%d", errno);
+		if (ep >= 0)
+			close(ep);
+		return -1;
+	}
+	return ep;
+}
+
+/* Waits for the next connection: 1 accepted, 0 stopping, -1 failed. */
+static int accept_next(const struct pool *p, int ep, FCGX_Request *req)
+{
 	for (;;) {
-		struct pollfd fds[2] = {{.fd = p->listen_fd, .events = POLLIN},
-		                        {.fd = p->stop_fd, .events = POLLIN}};
-		int r = poll(fds, 2, -1);
+		struct epoll_event ev[2];
+		int r = epoll_wait(ep, ev, 2, -1);
 
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			log_event(L_ERROR, "fcgi.poll_failed", "errno=%d", errno);
-			break;
+			return -1;
 		}
-		if (fds[1].revents != 0) {
-			rc = 0;
-			break;
-		}
+		for (int i = 0; i < r; i++)
+			if (ev[i].data.fd == p->stop_fd)
+				return 0;
 		r = FCGX_Accept_r(req);
-		if (r >= 0) {
-			rc = 1;
-			break;
-		}
+		if (r >= 0)
+			return 1;
 		if (r != -EAGAIN && r != -EWOULDBLOCK && r != -EINTR && r != -ECONNABORTED) {
 			log_event(L_ERROR, "fcgi.accept_failed", "rc=%d", r);
-			break;
+			return -1;
 		}
 	}
-	pthread_mutex_unlock(&p->accept_mu);
-	return rc;
 }
 
 static void *worker_main(void *arg)
@@ -219,13 +224,16 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct pool *p = w->pool;
 	FCGX_Request req;
+	int ep = wait_set(p);
 
+	if (ep < 0)
+		goto failed;
 	if (FCGX_InitRequest(&req, p->listen_fd, 0) != 0) {
 		log_event(L_ERROR, "fcgi.init_failed", "fd=%d", p->listen_fd);
 		goto failed;
 	}
 	for (;;) {
-		int r = accept_next(p, &req);
+		int r = accept_next(p, ep, &req);
 
 		if (r == 0)
 			break;
@@ -235,8 +243,11 @@ static void *worker_main(void *arg)
 		atomic_fetch_add(&p->served, 1);
 	}
 	FCGX_Free(&req, 1);
+	close(ep);
 	return NULL;
 failed:
+	if (ep >= 0)
+		close(ep);
 	atomic_store(&p->failed, true);
 	kill(getpid(), SIGUSR1);
 	return NULL;
@@ -264,7 +275,6 @@ static int serve(struct app *app, int listen_fd, int n, const sigset_t *waited)
 	int rc = 1;
 	int sig = 0;
 
-	pthread_mutex_init(&p.accept_mu, NULL);
 	p.stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (w == NULL || p.stop_fd < 0) {
 		log_event(L_ERROR, "fcgi.start_failed", "why=%s",
@@ -310,7 +320,6 @@ stop:
 out:
 	if (p.stop_fd >= 0)
 		close(p.stop_fd);
-	pthread_mutex_destroy(&p.accept_mu);
 	cz_free(w);
 	return rc;
 }
