@@ -8,15 +8,18 @@
  *    second, so the limiter can never take the API down with it.
  *  - Client address: lib/ratelimit's right-most-untrusted rule over
  *    X-Forwarded-For, believed only from CONSUMA_TRUSTED_PROXIES.
- *  - Sync saturation: a sync-pool process serves as many requests at a
- *    time as it has worker threads, and requests wait for it in its listen
- *    queue (the kernel's accept queue). The wait of the last one in line is
- *    about (requests waiting) x (mean service time) / (threads); the mean
- *    is an exponentially weighted average of this process's recent /sync
- *    service times. The queue is read (a netlink sock_diag query) only
- *    while every thread of the process is busy with a /sync: with a
- *    thread free, the next connection is taken at once and nothing waits.
- *    When that estimate passes
+ *  - Sync saturation: a sync-pool process computes at most as many hashes
+ *    at once as the machine has CPUs (the compute gate,
+ *    limits_compute_enter/leave): more would only slice the same cores
+ *    thinner and make every request slower. Requests beyond that wait at
+ *    the gate inside the process, and, once every worker thread is taken,
+ *    in the listen queue (the kernel's accept queue). The wait of the last
+ *    one in line is about (requests waiting) x (mean compute time) /
+ *    (CPUs); the mean is an exponentially weighted average of this
+ *    process's recent /sync compute times. The listen queue is read (a
+ *    netlink sock_diag query) only while every thread is in the compute
+ *    phase: with a thread free, the next connection is taken at once and
+ *    waits at the gate, where it is counted. When that estimate passes
  *    CONSUMA_SYNC_MAX_WAIT_MS, the request is answered 503 at once with
  *    Retry-After = the estimate in seconds (lighttpd 1.4.69 cannot do this:
  *    a full unix-socket backlog makes it answer 500, see
@@ -37,6 +40,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include "alloc.h"
 #include "ids.h"
@@ -61,8 +65,11 @@ struct limits {
 	bool drain_known;      /* the read worked */
 	int listen_fd;         /* for the sync pool's saturation check */
 	int threads;           /* requests this process serves at once */
-	int sync_inflight;     /* admitted /sync requests not yet done */
-	double sync_mean_ms;   /* weighted mean /sync service time; 0 before a sample */
+	int cores;             /* hashes computed at once (the compute gate) */
+	int computing;         /* in the gate */
+	int gate_waiting;      /* waiting at the gate */
+	pthread_cond_t gate;   /* a place in the gate came free */
+	double sync_mean_ms;   /* weighted mean /sync compute time; 0 before a sample */
 	bool listen_warned;    /* logged once that the check cannot work */
 };
 
@@ -90,8 +97,12 @@ struct limits *limits_open(const struct config *cfg, char *why, size_t whylen)
 	}
 	l->cfg = cfg;
 	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->gate, NULL);
 	l->listen_fd = 0;
 	l->threads = 1;
+	l->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (l->cores < 1)
+		l->cores = 1;
 	l->trust = ratelimit_trust_new(cfg->trusted_proxies, why, whylen);
 	if (l->trust == NULL)
 		goto fail;
@@ -116,6 +127,7 @@ void limits_close(struct limits *l)
 		return;
 	ratelimit_close(l->rl);
 	ratelimit_trust_free(l->trust);
+	pthread_cond_destroy(&l->gate);
 	pthread_mutex_destroy(&l->mu);
 	cz_free(l);
 }
@@ -152,31 +164,46 @@ static double sync_wait_estimate_ms(struct limits *l)
 	int64_t pending = 0;
 	enum ratelimit_err err;
 
-	if (l->sync_mean_ms <= 0.0 || l->sync_inflight + 1 < l->threads)
+	if (l->sync_mean_ms <= 0.0)
 		return 0.0;
-	err = ratelimit_listen_pending(l->listen_fd, &pending);
-	if (err != RATELIMIT_OK) {
-		if (!l->listen_warned)
-			log_event(L_WARN, "limits.listen_queue_unknown", "fd=%d why=%s",
-			          l->listen_fd, log_q(ratelimit_strerror(err)));
-		l->listen_warned = true;
-		return 0.0;
+	if (l->computing + l->gate_waiting + 1 >= l->threads) {
+		err = ratelimit_listen_pending(l->listen_fd, &pending);
+		if (err != RATELIMIT_OK) {
+			if (!l->listen_warned)
+				log_event(L_WARN, "limits.listen_queue_unknown", "fd=%d why=%s",
+				          l->listen_fd, log_q(ratelimit_strerror(err)));
+			l->listen_warned = true;
+			pending = 0;
+		}
 	}
-	return (double)pending * l->sync_mean_ms / (double)l->threads;
+	return (double)(pending + l->gate_waiting) * l->sync_mean_ms / (double)l->cores;
 }
 
-void limits_sync_done(struct limits *l, int64_t service_ns)
+void limits_compute_enter(struct limits *l)
 {
-	double ms = (double)service_ns / 1e6;
+	if (l == NULL)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->gate_waiting++;
+	while (l->computing >= l->cores)
+		pthread_cond_wait(&l->gate, &l->mu);
+	l->gate_waiting--;
+	l->computing++;
+	pthread_mutex_unlock(&l->mu);
+}
+
+void limits_compute_leave(struct limits *l, int64_t compute_ns)
+{
+	double ms = (double)compute_ns / 1e6;
 
 	if (l == NULL)
 		return;
 	pthread_mutex_lock(&l->mu);
-	if (l->sync_inflight > 0)
-		l->sync_inflight--;
+	l->computing--;
 	/* Weight 1/8: a few slow requests move the mean, one outlier does not. */
 	l->sync_mean_ms =
 	    l->sync_mean_ms <= 0.0 ? ms : l->sync_mean_ms + (ms - l->sync_mean_ms) / 8.0;
+	pthread_cond_signal(&l->gate);
 	pthread_mutex_unlock(&l->mu);
 }
 
@@ -240,8 +267,6 @@ enum limits_verdict limits_admit(struct limits *l, const char *client, const cha
 		return LIMITS_PASS;
 	pthread_mutex_lock(&l->mu);
 	v = admit(l, client, route, retry_after_s);
-	if (v == LIMITS_PASS && route != NULL && strcmp(route, "sync") == 0)
-		l->sync_inflight++;
 	pthread_mutex_unlock(&l->mu);
 	return v;
 }

@@ -41,17 +41,19 @@ void limits_set_listen_fd(struct limits *l, int fd, int threads);
 
 /* Counts one request of client on route ("sync", "async", "requests",
  * "healthz"; healthz is never limited). For "sync", first sheds with
- * LIMITS_OVERLOADED when the requests waiting behind this one in the listen
- * queue would wait longer than CONSUMA_SYNC_MAX_WAIT_MS, estimated from this
- * process's recent /sync service times (a shed request is not counted
- * against the client's rate). Feed each admitted /sync's service time back
- * with limits_sync_done. */
+ * LIMITS_OVERLOADED when the requests waiting behind this one (at the
+ * compute gate and in the listen queue) would wait longer than
+ * CONSUMA_SYNC_MAX_WAIT_MS, estimated from this process's recent /sync
+ * compute times (a shed request is not counted against the client's
+ * rate). */
 enum limits_verdict limits_admit(struct limits *l, const char *client, const char *route,
                                  int64_t *retry_after_s);
 
-/* An admitted /sync took service_ns: feeds the wait estimate. Call once
- * for every /sync that limits_admit passed. */
-void limits_sync_done(struct limits *l, int64_t service_ns);
+/* The compute gate: enter waits until fewer hashes than the machine has
+ * CPUs are being computed by this process; leave frees the place and feeds
+ * the compute time into the wait estimate. Every enter needs one leave. */
+void limits_compute_enter(struct limits *l);
+void limits_compute_leave(struct limits *l, int64_t compute_ns);
 
 /* Retry-After (1..60 s) for a POST /async refused because the queue is full,
  * from the backlog and the recent drain rate. */

@@ -80,7 +80,6 @@ void router_dispatch(struct http_exchange *x)
 {
 	const struct route *r;
 	const char *tail = "";
-	int64_t admitted_ns;
 
 	r = match(x->path, &tail);
 	if (r == NULL) {
@@ -102,10 +101,7 @@ void router_dispatch(struct http_exchange *x)
 	}
 	if (!admit(x, r))
 		goto log;
-	admitted_ns = ids_mono_ns();
 	r->handler(x, tail);
-	if (strcmp(r->name, "sync") == 0)
-		limits_sync_done(x->app->limits, ids_mono_ns() - admitted_ns);
 	if (x->status == 0)
 		http_internal_error(x, "dispatch", "handler sent no response");
 log:

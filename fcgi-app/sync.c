@@ -37,9 +37,12 @@ void sync_handle(struct http_exchange *x, const char *tail)
 	if (!http_read_job(x, REQUEST_SYNC, &job, &body, &len))
 		goto out;
 
+	limits_compute_enter(x->app->limits);
 	t0 = ids_mono_ns();
 	werr = work_sha256_iter(job.input_data, job.input_bytes, job.iterations, hex);
-	duration_ms = (double)(ids_mono_ns() - t0) / 1e6;
+	t0 = ids_mono_ns() - t0;
+	limits_compute_leave(x->app->limits, t0);
+	duration_ms = (double)t0 / 1e6;
 	if (werr != WORK_OK) {
 		http_internal_error(x, "work", work_strerror(werr));
 		goto out;
