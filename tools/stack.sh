@@ -9,7 +9,8 @@
 #   tools/stack.sh stop-deliverer [--dir D]
 #
 # Defaults: port 8000, D = .stack/ in the checkout (git ignores it), one
-# sync-pool process per CPU, two API-pool processes.
+# sync-pool process (it computes one hash per CPU at once) and two API-pool
+# processes, each serving CONSUMA_FCGI_THREADS requests at once.
 #
 # up      builds if needed (cmake into build/ of the checkout, RelWithDebInfo,
 #         no sanitizers; CONSUMA_BUILD_DIR=<dir> uses an existing build
@@ -56,7 +57,7 @@ cmd=${1:-}
 port=8000
 port_set=0
 dir=$root/.stack
-sync_procs=$(nproc 2>/dev/null || echo 2)
+sync_procs=1
 api_procs=2
 procs_set=0
 with_deliverer=1
