@@ -145,8 +145,10 @@ static void decide(struct deliver *d, struct djob *j, enum retry_transport t, co
 	retry_decide(&d->rp, &in, &d->rng, &j->decision);
 }
 
-/* Applies the breaker to an ended attempt; a retry waits for the host's
- * cool-down when this failure opened it. */
+/* Applies the breaker to an ended attempt. A retry that ends while the
+ * destination's breaker is open (this failure opened it, or it was in
+ * flight when others did) waits at least for the cool-down: sooner it
+ * would only be handed back, and last_error says so. */
 static void account_host(struct deliver *d, struct djob *j, bool neutral)
 {
 	if (!j->host)
@@ -154,12 +156,12 @@ static void account_host(struct deliver *d, struct djob *j, bool neutral)
 	int64_t now = ids_mono_ms();
 	bool opened = hosts_finished(d->hosts, j->host, j->decision.host_failure, neutral, now);
 	int64_t until;
-	if (opened && hosts_open(d->hosts, j->host, now, &until)) {
+	if (!hosts_open(d->hosts, j->host, now, &until))
+		return;
+	if (opened)
 		log_event(L_WARN, "breaker.open", "host=%s cooldown_ms=%lld",
 		          log_q(hosts_name(j->host)), (long long)(until - now));
-		if (j->decision.action == RETRY_AGAIN && j->decision.delay_ms < until - now)
-			j->decision.delay_ms = until - now;
-	}
+	retry_hold(&j->decision, until - now, "the destination's circuit breaker is open");
 }
 
 /* An attempt that ends before anything is sent (refused, bad URL, DNS). */

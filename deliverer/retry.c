@@ -4,7 +4,9 @@
  *   2xx                     delivered.
  *   408, 429, 5xx           retried (the receiver is busy or broken for now).
  *                           Retry-After on 429 and 503 sets the delay,
- *                           bounded by CONSUMA_CALLBACK_BACKOFF_MAX_MS.
+ *                           bounded by CONSUMA_CALLBACK_BACKOFF_MAX_MS; the
+ *                           message names the delay applied when the bound
+ *                           cut what the receiver asked for.
  *   410                     failed at once, reason "gone": the receiver says
  *                           the resource is gone for good.
  *   3xx                     failed at once. Redirects are never followed (an
@@ -42,6 +44,7 @@
 #define _XOPEN_SOURCE 700 /* strptime */
 #include "retry.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -136,11 +139,8 @@ static bool classify(const struct retry_input *in, struct retry_decision *out)
 			return false;
 		}
 		if (st == 408 || st == 429 || (st >= 500 && st <= 599)) {
-			if (in->retry_after_ms >= 0 && (st == 429 || st == 503))
-				snprintf(m, ml, "HTTP %d (Retry-After %lld ms)", st,
-				         (long long)in->retry_after_ms);
-			else
-				snprintf(m, ml, "HTTP %d", st);
+			/* retry_decide adds the Retry-After part once the delay is known */
+			snprintf(m, ml, "HTTP %d", st);
 			out->host_failure = true;
 			return true;
 		}
@@ -199,6 +199,38 @@ static bool classify(const struct retry_input *in, struct retry_decision *out)
 	return true;
 }
 
+static bool honours_retry_after(const struct retry_input *in)
+{
+	int st = in->http_status;
+	return in->transport == RETRY_T_RESPONSE && (st == 429 || st == 503) &&
+	       in->retry_after_ms >= 0;
+}
+
+/* Appends to the message; a message that is full stays cut, never overrun. */
+static void append(struct retry_decision *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void append(struct retry_decision *d, const char *fmt, ...)
+{
+	size_t len = strlen(d->message);
+	if (len + 1 >= sizeof d->message)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(d->message + len, sizeof d->message - len, fmt, ap);
+	va_end(ap);
+}
+
+/* What the receiver asked for, and, when the cap cut it, the delay applied:
+ * last_error must not claim a wait that never happened. */
+static void note_retry_after(const struct retry_input *in, struct retry_decision *out)
+{
+	if (out->action == RETRY_AGAIN && out->delay_ms < in->retry_after_ms)
+		append(out, " (Retry-After %lld ms, capped: retrying in %lld ms)",
+		       (long long)in->retry_after_ms, (long long)out->delay_ms);
+	else
+		append(out, " (Retry-After %lld ms)", (long long)in->retry_after_ms);
+}
+
 void retry_decide(const struct retry_policy *p, const struct retry_input *in, uint64_t *rng,
                   struct retry_decision *out)
 {
@@ -213,13 +245,23 @@ void retry_decide(const struct retry_policy *p, const struct retry_input *in, ui
 	}
 	if (in->attempts_known >= p->max_attempts || in->attempts_total >= 2 * p->max_attempts) {
 		out->action = RETRY_FAIL;
+		if (honours_retry_after(in))
+			note_retry_after(in, out);
 		return;
 	}
 	out->action = RETRY_AGAIN;
-	int st = in->http_status;
-	if (in->transport == RETRY_T_RESPONSE && (st == 429 || st == 503) &&
-	    in->retry_after_ms >= 0)
+	if (honours_retry_after(in)) {
 		out->delay_ms = in->retry_after_ms < p->max_ms ? in->retry_after_ms : p->max_ms;
-	else
+		note_retry_after(in, out);
+	} else {
 		out->delay_ms = retry_backoff_ms(p, in->attempts_known, rng);
+	}
+}
+
+void retry_hold(struct retry_decision *d, int64_t min_delay_ms, const char *why)
+{
+	if (d->action != RETRY_AGAIN || d->delay_ms >= min_delay_ms)
+		return;
+	d->delay_ms = min_delay_ms;
+	append(d, "; retry held %lld ms: %s", (long long)min_delay_ms, why);
 }

@@ -62,6 +62,11 @@ struct retry_decision {
 void retry_decide(const struct retry_policy *p, const struct retry_input *in, uint64_t *rng,
                   struct retry_decision *out);
 
+/* Raises a RETRY_AGAIN decision's delay to at least min_delay_ms (the
+ * destination's circuit breaker is open that long) and says so in the
+ * message, with why; any other decision, or a longer delay, is left as is. */
+void retry_hold(struct retry_decision *d, int64_t min_delay_ms, const char *why);
+
 /* The backoff before attempt n+1 after n failed attempts (n >= 1):
  * base * 2^(n-1), capped at max, then +-25% jitter (never above max). */
 int64_t retry_backoff_ms(const struct retry_policy *p, int64_t n, uint64_t *rng);

@@ -5,7 +5,8 @@
  * Retry-After present or not) with the action, error class and breaker
  * verdict each must give; then the backoff schedule (doubling, cap, +-25%
  * jitter over many draws, determinism for a seed), the max-attempts rule
- * (known and unknown outcomes) and Retry-After parsing in both forms.
+ * (known and unknown outcomes), Retry-After parsing in both forms, the
+ * message naming the delay actually applied, and retry_hold.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -72,16 +73,20 @@ static const struct outcome_case outcomes[] = {
     RESP(429, -1, RETRY_AGAIN, "http", true, -1, "HTTP 429"),
     RESP(429, 7000, RETRY_AGAIN, "http", true, 7000, "HTTP 429 (Retry-After 7000 ms)"),
     RESP(429, 0, RETRY_AGAIN, "http", true, 0, "Retry-After 0 ms"),
-    RESP(429, 60000, RETRY_AGAIN, "http", true, 60000, "Retry-After"),
-    /* bounded by the cap */
-    RESP(429, 60001, RETRY_AGAIN, "http", true, 60000, "Retry-After"),
-    RESP(429, 86400000, RETRY_AGAIN, "http", true, 60000, "Retry-After"),
+    RESP(429, 60000, RETRY_AGAIN, "http", true, 60000, "HTTP 429 (Retry-After 60000 ms)"),
+    /* bounded by the cap, and the message says the delay applied */
+    RESP(429, 60001, RETRY_AGAIN, "http", true, 60000,
+         "HTTP 429 (Retry-After 60001 ms, capped: retrying in 60000 ms)"),
+    RESP(429, 3600000, RETRY_AGAIN, "http", true, 60000,
+         "(Retry-After 3600000 ms, capped: retrying in 60000 ms)"),
+    RESP(429, 86400000, RETRY_AGAIN, "http", true, 60000, "capped: retrying in 60000 ms"),
     RESP(500, -1, RETRY_AGAIN, "http", true, -1, "HTTP 500"),
     RESP(500, 7000, RETRY_AGAIN, "http", true, -1, "HTTP 500"),
     RESP(502, -1, RETRY_AGAIN, "http", true, -1, "HTTP 502"),
     RESP(503, -1, RETRY_AGAIN, "http", true, -1, "HTTP 503"),
     RESP(503, 3000, RETRY_AGAIN, "http", true, 3000, "HTTP 503 (Retry-After 3000 ms)"),
-    RESP(503, 999999, RETRY_AGAIN, "http", true, 60000, "Retry-After"),
+    RESP(503, 999999, RETRY_AGAIN, "http", true, 60000,
+         "HTTP 503 (Retry-After 999999 ms, capped: retrying in 60000 ms)"),
     RESP(504, 3000, RETRY_AGAIN, "http", true, -1, "HTTP 504"),
     RESP(599, -1, RETRY_AGAIN, "http", true, -1, "HTTP 599"),
     /* transport failures: retried and counted against the host ... */
@@ -468,6 +473,98 @@ static void test_retry_after_to_decision(void **state)
 	assert_int_equal(out.delay_ms, policy.max_ms);
 }
 
+/* The message never claims a delay that was not applied: an uncapped
+ * Retry-After says only what was asked (and applied), no "capped". */
+static void test_retry_after_message(void **state)
+{
+	static const struct {
+		int status;
+		int64_t asked_ms;
+		const char *want;
+	} cases[] = {
+	    {429, 1, "HTTP 429 (Retry-After 1 ms)"},
+	    {503, 59999, "HTTP 503 (Retry-After 59999 ms)"},
+	    {503, 60000, "HTTP 503 (Retry-After 60000 ms)"},
+	    {503, 60001, "HTTP 503 (Retry-After 60001 ms, capped: retrying in 60000 ms)"},
+	    {429, 3600000, "HTTP 429 (Retry-After 3600000 ms, capped: retrying in 60000 ms)"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct retry_input in = {.transport = RETRY_T_RESPONSE,
+		                         .http_status = cases[i].status,
+		                         .retry_after_ms = cases[i].asked_ms,
+		                         .attempts_known = 1,
+		                         .attempts_total = 1};
+		struct retry_decision d;
+
+		decide(&policy, &in, &d);
+		assert_int_equal(d.action, RETRY_AGAIN);
+		assert_string_equal(d.message, cases[i].want);
+	}
+	/* the last attempt: nothing is applied, the message says what was asked */
+	struct retry_input last = {.transport = RETRY_T_RESPONSE,
+	                           .http_status = 429,
+	                           .retry_after_ms = 3600000,
+	                           .attempts_known = policy.max_attempts,
+	                           .attempts_total = policy.max_attempts};
+	struct retry_decision d;
+
+	decide(&policy, &last, &d);
+	assert_int_equal(d.action, RETRY_FAIL);
+	assert_string_equal(d.message, "HTTP 429 (Retry-After 3600000 ms)");
+}
+
+/* retry_hold raises a retry's delay to the breaker's cool-down and says so;
+ * a longer delay, a final failure or a delivery is left alone. */
+static void test_hold(void **state)
+{
+	struct retry_input in = {.transport = RETRY_T_RESPONSE,
+	                         .http_status = 503,
+	                         .retry_after_ms = 2000,
+	                         .attempts_known = 1,
+	                         .attempts_total = 1};
+	struct retry_decision d;
+
+	(void)state;
+	decide(&policy, &in, &d);
+	retry_hold(&d, 30000, "circuit breaker open");
+	assert_int_equal(d.delay_ms, 30000);
+	assert_string_equal(
+	    d.message, "HTTP 503 (Retry-After 2000 ms); retry held 30000 ms: circuit breaker open");
+
+	decide(&policy, &in, &d);
+	retry_hold(&d, 1500, "circuit breaker open");
+	assert_int_equal(d.delay_ms, 2000);
+	assert_string_equal(d.message, "HTTP 503 (Retry-After 2000 ms)");
+
+	in.http_status = 200;
+	decide(&policy, &in, &d);
+	retry_hold(&d, 30000, "circuit breaker open");
+	assert_int_equal(d.action, RETRY_DELIVERED);
+	assert_int_equal(d.delay_ms, 0);
+
+	in.http_status = 404;
+	decide(&policy, &in, &d);
+	retry_hold(&d, 30000, "circuit breaker open");
+	assert_int_equal(d.action, RETRY_FAIL);
+	assert_null(strstr(d.message, "held"));
+
+	/* a full message stays terminated and in bounds */
+	char detail[2 * RETRY_MESSAGE_MAX];
+	memset(detail, 'x', sizeof detail - 1);
+	detail[sizeof detail - 1] = '\0';
+	struct retry_input t = {.transport = RETRY_T_TIMEOUT,
+	                        .detail = detail,
+	                        .retry_after_ms = -1,
+	                        .attempts_known = 1,
+	                        .attempts_total = 1};
+	decide(&policy, &t, &d);
+	retry_hold(&d, 3600000, "circuit breaker open");
+	assert_int_equal(d.delay_ms, 3600000);
+	assert_int_equal(strlen(d.message), RETRY_MESSAGE_MAX - 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -479,6 +576,8 @@ int main(void)
 	    cmocka_unit_test(test_backoff_rng),
 	    cmocka_unit_test(test_retry_after_parse),
 	    cmocka_unit_test(test_retry_after_to_decision),
+	    cmocka_unit_test(test_retry_after_message),
+	    cmocka_unit_test(test_hold),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
