@@ -22,8 +22,10 @@
  *      K_EMBED     deny always: IPv4-mapped, IPv4-compatible, 6to4, Teredo
  *                  (a real destination never needs these spellings; the
  *                  reason names the embedded IPv4)
- *      K_NAT64     judged by the embedded IPv4 (last 32 bits), through
- *                  steps 1..3 again
+ *      K_NAT64     the well-known prefix 64:ff9b::/96 only (the IPv4 is
+ *                  the last 32 bits there): judged by the embedded IPv4,
+ *                  through steps 1..3 again. The local-use 64:ff9b:1::/48
+ *                  is K_FIXED: not globally reachable.
  *
  * allow_private (CONSUMA_ALLOW_PRIVATE_CALLBACKS) relaxes K_PRIVATE only.
  *
@@ -108,7 +110,10 @@ static const struct rule_src rules[] = {
     {"::ffff:0:0/96", K_EMBED, "IPv4-mapped (::ffff:0:0/96)"},
     {"::/96", K_EMBED, "IPv4-compatible (::/96, deprecated)"},
     {"64:ff9b::/96", K_NAT64, "NAT64 (64:ff9b::/96)"},
-    {"64:ff9b:1::/48", K_NAT64, "local-use NAT64 (64:ff9b:1::/48)"},
+    /* RFC 8215: not globally reachable (IANA), and a local-use translator
+     * may carry the IPv4 at any of RFC 6052's offsets (in the /48 layout
+     * 64:ff9b:1:a00:0:100:: is 10.0.0.1): refused whatever it embeds. */
+    {"64:ff9b:1::/48", K_FIXED, "local-use NAT64 (64:ff9b:1::/48, not globally reachable)"},
     {"100::/64", K_FIXED, "discard-only (100::/64)"},
     {"2001::/23", K_FIXED, "IETF protocol assignments (2001::/23)"},
     {"2001::/32", K_EMBED, "Teredo (2001::/32)"},

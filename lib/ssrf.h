@@ -5,8 +5,10 @@
  * The policy is one table of IPv4 and IPv6 prefixes (IANA special-purpose
  * registries, cloud metadata, everything outside 2000::/3 ...) plus the
  * operator's CONSUMA_CALLBACK_DENY_CIDRS and CONSUMA_CALLBACK_ALLOW_CIDRS.
- * IPv4 embedded in IPv6: NAT64 is judged by the embedded address; the
- * mapped, compatible, 6to4 and Teredo forms are refused outright.
+ * IPv4 embedded in IPv6: the well-known NAT64 prefix 64:ff9b::/96 is
+ * judged by the embedded address; the local-use NAT64 prefix
+ * 64:ff9b:1::/48 and the mapped, compatible, 6to4 and Teredo forms are
+ * refused outright.
  * Precedence: operator DENY_CIDRS > operator ALLOW_CIDRS > the table.
  * allow_private relaxes only the private classes (loopback, RFC 1918,
  * CGNAT, unique-local, site-local, benchmarking): never the URL rules, the

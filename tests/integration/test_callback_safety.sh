@@ -46,6 +46,7 @@ http://168.63.129.16/|cloud metadata \(Azure
 http://[::1]/|::1 is loopback
 http://[::ffff:127.0.0.2]/|IPv4-mapped
 http://[fd00::1]/|unique-local
+http://[64:ff9b:1:a00:0:100:808:808]/|local-use NAT64
 http://127.1/|dotted decimal
 http://user@8.8.8.8/|userinfo
 ftp://8.8.8.8/|scheme

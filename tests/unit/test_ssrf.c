@@ -257,9 +257,19 @@ static const struct vcase strict[] = {
     D("http://[64:ff9b::ffff:ffff]/", "which is broadcast"),
     A("http://[64:ff9b::808:808]/"),
     A("http://[64:ff9b::8.8.4.4]/"),
-    D("http://[64:ff9b:1::7f00:1]/", "local-use NAT64 (64:ff9b:1::/48) embedding 127.0.0.1"),
-    D("http://[64:ff9b:1:ffff:ffff:ffff:ffff:ffff]/", "which is broadcast"),
-    A("http://[64:ff9b:1::808:808]/"),
+    /* local-use NAT64 is not globally reachable: refused whatever it
+     * embeds, at whichever RFC 6052 offset (the /48 layout puts 10.0.0.1
+     * in 64:ff9b:1:a00:0:100::, 127.0.0.1 in 64:ff9b:1:7f00:0:100::) */
+    D("http://[64:ff9b:1:a00:0:100:808:808]/",
+      "64:ff9b:1:a00:0:100:808:808 is local-use NAT64 (64:ff9b:1::/48, not globally reachable)"),
+    D("http://[64:ff9b:1:7f00:0:100::]/", "local-use NAT64"),
+    D("http://[64:ff9b:1::7f00:1]/", "local-use NAT64"),
+    D("http://[64:ff9b:1::808:808]/", "local-use NAT64"),
+    D("http://[64:ff9b:1::]/", "local-use NAT64"),
+    D("http://[64:ff9b:1:ffff:ffff:ffff:ffff:ffff]/", "local-use NAT64"),
+    /* the /48's neighbours are outside 2000::/3 like the rest of 0::/3 */
+    D("http://[64:ff9b:2::808:808]/", "outside 2000::/3"),
+    D("http://[64:ff9b:0:1::808:808]/", "outside 2000::/3"),
     D("http://[2002::]/", "6to4"),
     D("http://[2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff]/", "6to4"),
     D("http://[2002:7f00:1::]/", "6to4 (2002::/16) embedding 127.0.0.1"),
@@ -404,6 +414,8 @@ static const struct vcase relaxed[] = {
     A("http://[fd12::1]/"),
     A("http://[fec0::1]/"),
     A("http://[64:ff9b::7f00:1]/"),
+    D("http://[64:ff9b:1::7f00:1]/", "local-use NAT64"),
+    D("http://[64:ff9b:1:a00:0:100::]/", "local-use NAT64"),
     A("http://localhost:9000/"),
     A("http://private.test/"),
     A("http://mixed.test/"),
