@@ -8,8 +8,10 @@
  *   2. run curl and collect the transfers that ended, deciding each one's
  *      fate with retry.c;
  *   3. dispatch: walk the waiting list in order and start what the bounds
- *      allow (global in-flight cap, per-host cap, breaker); jobs of a host
- *      whose breaker is open are handed back, due when it closes;
+ *      allow (global in-flight cap, per-origin cap, breaker), never-tried
+ *      jobs before tried ones (hosts.c: the half-open trial and the slots
+ *      of an origin with failing URLs); jobs of an origin whose breaker is
+ *      open are handed back, due when it closes;
  *   4. flush: one transaction writes the 'sending' rows (and results not yet
  *      stored) of the jobs about to start, the outcomes of the attempts that
  *      ended and the hand-backs; only after COMMIT are the new requests
@@ -126,6 +128,14 @@ static void finish_job(struct deliver *d, struct djob *j)
 	shared_release(d->sh, 1);
 }
 
+/* A job with an attempt before this claim (failed, or outcome unknown):
+ * hosts.c caps such jobs' share of an origin's slots, and dispatch offers
+ * slots to the others first. */
+static bool tried(const struct djob *j)
+{
+	return j->q.attempts > 0;
+}
+
 static int64_t attempts_known(const struct djob *j)
 {
 	return j->q.attempts - j->q.unknown + 1;
@@ -147,21 +157,24 @@ static void decide(struct deliver *d, struct djob *j, enum retry_transport t, co
 
 /* Applies the breaker to an ended attempt. A retry that ends while the
  * destination's breaker is open (this failure opened it, or it was in
- * flight when others did) waits at least for the cool-down: sooner it
- * would only be handed back, and last_error says so. */
+ * flight when others did) waits at least for the cool-down and the trial
+ * grace (hosts.c: never-tried jobs are claimed for the trial first), and
+ * last_error says so. */
 static void account_host(struct deliver *d, struct djob *j, bool neutral)
 {
 	if (!j->host)
 		return;
 	int64_t now = ids_mono_ms();
-	bool opened = hosts_finished(d->hosts, j->host, j->decision.host_failure, neutral, now);
+	bool opened =
+	    hosts_finished(d->hosts, j->host, tried(j), j->decision.host_failure, neutral, now);
 	int64_t until;
 	if (!hosts_open(d->hosts, j->host, now, &until))
 		return;
 	if (opened)
-		log_event(L_WARN, "breaker.open", "host=%s cooldown_ms=%lld",
+		log_event(L_WARN, "breaker.open", "origin=%s cooldown_ms=%lld",
 		          log_q(hosts_name(j->host)), (long long)(until - now));
-	retry_hold(&j->decision, until - now, "the destination's circuit breaker is open");
+	retry_hold(&j->decision, until - now + hosts_trial_grace_ms(d->hosts),
+	           "the destination's circuit breaker is open");
 }
 
 /* An attempt that ends before anything is sent (refused, bad URL, DNS). */
@@ -173,7 +186,7 @@ static void end_without_sending(struct deliver *d, struct djob *j, enum retry_tr
 	j->duration_ms = 0;
 	decide(d, j, t, j->why, -1);
 	if (j->host) {
-		hosts_started(d->hosts, j->host);
+		hosts_started(d->hosts, j->host, tried(j));
 		account_host(d, j, t != RETRY_T_DNS);
 	}
 	list_push(&d->ended, j);
@@ -187,10 +200,27 @@ static void hand_back(struct deliver *d, struct djob *j, int64_t due_at)
 
 /* ---- intake ---------------------------------------------------------------- */
 
+/* The destination key of hosts.h: scheme, host and port of the checked
+ * URL. A job whose URL did not parse (it ends without sending) is keyed by
+ * its claim key alone. */
+static void origin_of(const struct djob *j, const char *claim_key, char *out, size_t outlen)
+{
+	const struct url_parts *u = &j->target.url;
+	if (!u->host[0]) {
+		snprintf(out, outlen, "%s", claim_key);
+		return;
+	}
+	bool v6 = strchr(u->host, ':') != NULL;
+	snprintf(out, outlen, "%s://%s%s%s:%d", u->https ? "https" : "http", v6 ? "[" : "", u->host,
+	         v6 ? "]" : "", u->port);
+}
+
 static void intake(struct deliver *d, struct djob *j)
 {
-	const char *name = j->q.callback_host[0] ? j->q.callback_host : j->target.url.host;
-	j->host = hosts_get(d->hosts, name);
+	char claim_key[URL_HOST_MAX + 32], origin[URL_HOST_MAX + 32];
+	queue_claim_key(j->q.callback_url, claim_key, sizeof claim_key);
+	origin_of(j, claim_key, origin, sizeof origin);
+	j->host = hosts_get(d->hosts, origin, claim_key);
 	if (j->host)
 		hosts_hold(d->hosts, j->host);
 	switch (j->prep) {
@@ -459,24 +489,38 @@ static void collect(struct deliver *d)
 
 /* ---- dispatch ------------------------------------------------------------- */
 
-static void dispatch(struct deliver *d)
+/* One sweep of the waiting list in arrival order. The first sweep hands
+ * back the jobs of origins whose breaker is open (due when it closes; a
+ * tried job a trial grace later) and starts never-tried jobs; the second
+ * starts tried ones. So a half-open
+ * origin's one trial is a never-tried job when there is one, and a free
+ * slot goes to a never-tried job before a tried one (hosts.c says why). */
+static void dispatch_sweep(struct deliver *d, bool tried_ones, int64_t now)
 {
-	int64_t now = ids_mono_ms();
 	struct djob *j = d->waiting.head;
 	while (j && d->inflight < d->cfg->max_inflight_deliveries) {
 		struct djob *next = j->next;
 		int64_t until;
-		if (hosts_open(d->hosts, j->host, now, &until)) {
+		if (!tried_ones && hosts_open(d->hosts, j->host, now, &until)) {
+			int64_t later = tried(j) ? hosts_trial_grace_ms(d->hosts) : 0;
 			list_remove(&d->waiting, j);
-			hand_back(d, j, ids_now_ms() + (until - now));
-		} else if (hosts_may_start(d->hosts, j->host, now)) {
+			hand_back(d, j, ids_now_ms() + (until - now) + later);
+		} else if (tried(j) == tried_ones &&
+		           hosts_may_start(d->hosts, j->host, tried(j), now)) {
 			list_remove(&d->waiting, j);
-			hosts_started(d->hosts, j->host);
+			hosts_started(d->hosts, j->host, tried(j));
 			d->inflight++;
 			list_push(&d->starting, j);
 		}
 		j = next;
 	}
+}
+
+static void dispatch(struct deliver *d)
+{
+	int64_t now = ids_mono_ms();
+	dispatch_sweep(d, false, now);
+	dispatch_sweep(d, true, now);
 }
 
 /* ---- flush ------------------------------------------------------------------ */
@@ -593,7 +637,7 @@ static bool flush(struct deliver *d)
 	while ((j = list_pop(&d->starting)) != NULL) {
 		if (j->fenced) {
 			log_outcome(j);
-			hosts_unstart(d->hosts, j->host);
+			hosts_unstart(d->hosts, j->host, tried(j));
 			d->inflight--;
 			finish_job(d, j);
 			continue;
@@ -652,7 +696,7 @@ static void final_turn(struct deliver *d)
 	collect(d);
 	struct djob *j;
 	while ((j = list_pop(&d->starting)) != NULL) {
-		hosts_unstart(d->hosts, j->host);
+		hosts_unstart(d->hosts, j->host, tried(j));
 		d->inflight--;
 		hand_back(d, j, ids_now_ms());
 	}

@@ -1,7 +1,7 @@
 /*
  * deliver: the delivery thread. One thread drives a libcurl multi handle:
  * many callbacks in flight, connections reused, bounded per destination
- * host (hosts.h) and in all (CONSUMA_MAX_INFLIGHT_DELIVERIES). It is also
+ * origin (hosts.h) and in all (CONSUMA_MAX_INFLIGHT_DELIVERIES). It is also
  * the only writer of job outcomes: each turn of its loop gathers what
  * happened (jobs ready to send, attempts ended, jobs to hand back) and
  * writes it in one transaction, before any request of that turn is sent.

@@ -1,12 +1,65 @@
 /*
  * hosts: per-destination concurrency bound and circuit breaker (see
- * hosts.h). A chained hash table of hosts keyed by the lowercased callback
- * host; a host lives while it has jobs in hand or an open breaker, so the
- * table holds at most the deliverer's capacity plus the open breakers.
+ * hosts.h). A chained hash table keyed by origin ("scheme://host:port",
+ * host lowercased, port explicit); an origin lives while it has jobs in
+ * hand or an open breaker, so the table holds at most the deliverer's
+ * capacity plus the open breakers.
  *
  * Breaker states: closed (count consecutive retryable failures) -> open
  * (until now + cooldown) -> half-open (after the cool-down: one trial
  * delivery at a time) -> closed on success, open again on failure.
+ *
+ * Why the origin and not the host name: two services on different ports of
+ * one host fail independently; sharing slots, a breaker and a claim
+ * exclusion let one starve the other. Claims are filtered by the origin as
+ * spelled in the URL (queue_claim_key): the origin keeps the claim key of
+ * its first job, so another spelling of it ("HTTP://h:80" for "http://h")
+ * is not left out of claims; such a job is claimed and then handed back or
+ * held like any other, which costs a claim, never correctness.
+ *
+ * Which job is the half-open trial (issue 11, item 1). The breaker is per
+ * origin but failures are often per URL: an origin whose /hang never
+ * answers may answer /ok at once. Trialling in acceptance order made every
+ * trial one of the old failing jobs (they are the oldest), so each
+ * cool-down burnt one more attempt of a bad job and reopened the breaker,
+ * and healthy jobs waited until every bad job had run out of attempts
+ * (10 bad jobs, 5 attempts each, one per cool-down: half an hour at the
+ * defaults). The alternatives:
+ *   - the least recently failed job: needs the failure time of each job;
+ *     a never-tried job is its limit case and carries the most news;
+ *   - rotating trials over the jobs in hand: fair between bad jobs, but a
+ *     healthy job still waits its turn behind every bad one, one cool-down
+ *     each;
+ *   - a never-tried job first (deliver.c's dispatch offers slots to jobs
+ *     with no earlier attempt before tried ones), otherwise the tried job
+ *     that came back last (the waiting list is in arrival order and a
+ *     failed trial leaves it, so trials rotate among the tried ones).
+ * The third is what we do. A never-tried job is either healthy (the trial
+ * succeeds, the breaker closes: it waited one cool-down) or it fails and
+ * becomes tried itself; so a healthy job in hand is the trial within one
+ * cool-down of any bad job ahead of it.
+ *
+ * "In hand" is the catch: when the cool-down ends the origin's jobs are
+ * mostly in the queue (handed back, or retries), and the claim brings them
+ * in due order, one by one through the compute pool; the first to arrive
+ * would be the trial, and a bad job's retry that was scheduled before the
+ * breaker opened is due first. Two rules close that gap:
+ *   - a grace: for grace_ms after the cool-down (a quarter of it, at most
+ *     TRIAL_GRACE_MAX_MS) only a never-tried job may be the trial; a tried
+ *     one waits, and is trialled after the grace when no never-tried job
+ *     came (an origin with only failing jobs loses that much per cycle);
+ *   - due times (deliver.c): while an origin is open, never-tried jobs are
+ *     handed back due when the cool-down ends, tried ones (hand-backs and
+ *     retries that end meanwhile) a grace later, so the claim brings the
+ *     never-tried first and a full claim batch of bad jobs cannot crowd
+ *     them out.
+ *
+ * The same split keeps slots honest while the breaker is closed: tried jobs
+ * take at most ceil(max_per_host / 2) slots (inflight_tried), so failing
+ * URLs that hang for the whole timeout never hold every slot of an origin,
+ * and a healthy job is never queued behind them (no head-of-line blocking
+ * inside an origin). A healthy origin loses nothing: a job that succeeds is
+ * gone, and only jobs that failed before are capped.
  */
 #include "hosts.h"
 
@@ -17,15 +70,20 @@
 #define NBUCKETS 1024
 /* Past this many hosts, idle ones that only remember failures are swept. */
 #define SWEEP_AT 4096
+/* At most this long after a cool-down, a half-open origin waits for a
+ * never-tried job to trial before it trials a tried one. */
+#define TRIAL_GRACE_MAX_MS 1000
 
 enum breaker { CLOSED, OPEN, HALF_OPEN };
 
 struct host {
 	struct host *next; /* bucket chain */
-	char *name;
+	char *name;        /* the origin */
+	char *claim_key;   /* what claims are filtered by */
 	int64_t in_hand;
 	int64_t inflight;
-	int64_t failures; /* consecutive */
+	int64_t inflight_tried; /* of inflight, jobs tried before */
+	int64_t failures;       /* consecutive */
 	enum breaker state;
 	int64_t open_until;
 };
@@ -34,6 +92,7 @@ struct hosts {
 	int64_t max_per_host;
 	int64_t breaker_failures;
 	int64_t cooldown_ms;
+	int64_t grace_ms; /* a tried job's wait for a never-tried trial */
 	struct host *bucket[NBUCKETS];
 	int64_t count;
 	uint64_t excl_hash; /* of the last exclusion list */
@@ -58,7 +117,15 @@ struct hosts *hosts_new(int64_t max_per_host, int64_t breaker_failures, int64_t 
 	hs->max_per_host = max_per_host > 0 ? max_per_host : 1;
 	hs->breaker_failures = breaker_failures;
 	hs->cooldown_ms = cooldown_ms;
+	hs->grace_ms = cooldown_ms / 4 < TRIAL_GRACE_MAX_MS ? cooldown_ms / 4 : TRIAL_GRACE_MAX_MS;
 	return hs;
+}
+
+static void host_free(struct host *h)
+{
+	cz_free(h->name);
+	cz_free(h->claim_key);
+	cz_free(h);
 }
 
 void hosts_free(struct hosts *hs)
@@ -69,26 +136,26 @@ void hosts_free(struct hosts *hs)
 		struct host *h = hs->bucket[i];
 		while (h) {
 			struct host *n = h->next;
-			cz_free(h->name);
-			cz_free(h);
+			host_free(h);
 			h = n;
 		}
 	}
 	cz_free(hs);
 }
 
-struct host *hosts_get(struct hosts *hs, const char *name)
+struct host *hosts_get(struct hosts *hs, const char *origin, const char *claim_key)
 {
-	uint64_t b = hash_str(name) % NBUCKETS;
+	uint64_t b = hash_str(origin) % NBUCKETS;
 	for (struct host *h = hs->bucket[b]; h; h = h->next)
-		if (strcmp(h->name, name) == 0)
+		if (strcmp(h->name, origin) == 0)
 			return h;
 	struct host *h = cz_calloc(1, sizeof *h);
 	if (!h)
 		return NULL;
-	h->name = cz_strdup(name);
-	if (!h->name) {
-		cz_free(h);
+	h->name = cz_strdup(origin);
+	h->claim_key = cz_strdup(claim_key);
+	if (!h->name || !h->claim_key) {
+		host_free(h);
 		return NULL;
 	}
 	h->next = hs->bucket[b];
@@ -109,8 +176,7 @@ static void forget(struct hosts *hs, struct host *h)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = h->next;
-	cz_free(h->name);
-	cz_free(h);
+	host_free(h);
 	hs->count--;
 }
 
@@ -123,8 +189,7 @@ static void sweep(struct hosts *hs)
 			struct host *h = *pp;
 			if (h->in_hand == 0 && h->inflight == 0 && h->state != OPEN) {
 				*pp = h->next;
-				cz_free(h->name);
-				cz_free(h);
+				host_free(h);
 				hs->count--;
 			} else {
 				pp = &h->next;
@@ -167,33 +232,46 @@ bool hosts_open(struct hosts *hs, struct host *h, int64_t now, int64_t *until)
 	return h->state == OPEN;
 }
 
-bool hosts_may_start(struct hosts *hs, struct host *h, int64_t now)
+/* Slots a tried job may take: half, rounded up, so that never-tried jobs
+ * keep the rest and max_per_host 1 still lets tried jobs through. */
+static int64_t tried_share(const struct hosts *hs)
+{
+	return hs->max_per_host - hs->max_per_host / 2;
+}
+
+bool hosts_may_start(struct hosts *hs, struct host *h, bool tried, int64_t now)
 {
 	tick(h, now);
 	if (h->state == OPEN)
 		return false;
 	if (h->state == HALF_OPEN)
-		return h->inflight == 0;
+		return h->inflight == 0 && (!tried || now >= h->open_until + hs->grace_ms);
+	if (tried && h->inflight_tried >= tried_share(hs))
+		return false;
 	return h->inflight < hs->max_per_host;
 }
 
-void hosts_started(struct hosts *hs, struct host *h)
+void hosts_started(struct hosts *hs, struct host *h, bool tried)
 {
 	(void)hs;
 	h->inflight++;
+	if (tried)
+		h->inflight_tried++;
 }
 
-void hosts_unstart(struct hosts *hs, struct host *h)
+void hosts_unstart(struct hosts *hs, struct host *h, bool tried)
 {
 	(void)hs;
 	if (h->inflight > 0)
 		h->inflight--;
+	if (tried && h->inflight_tried > 0)
+		h->inflight_tried--;
 }
 
-bool hosts_finished(struct hosts *hs, struct host *h, bool failure, bool neutral, int64_t now)
+bool hosts_finished(struct hosts *hs, struct host *h, bool tried, bool failure, bool neutral,
+                    int64_t now)
 {
-	if (h->inflight > 0)
-		h->inflight--;
+	hosts_unstart(hs, h, tried);
 	if (neutral)
 		return false;
 	if (!failure) {
@@ -227,8 +305,8 @@ bool hosts_exclusions(struct hosts *hs, int64_t now, struct buf *out)
 			if (!first)
 				buf_putc(out, ',');
 			first = false;
-			buf_json_string(out, h->name, strlen(h->name));
-			hash = (hash ^ hash_str(h->name)) * 1099511628211ULL;
+			buf_json_string(out, h->claim_key, strlen(h->claim_key));
+			hash = (hash ^ hash_str(h->claim_key)) * 1099511628211ULL;
 		}
 	}
 	buf_putc(out, ']');
@@ -244,8 +322,19 @@ int64_t hosts_next_change(struct hosts *hs, int64_t now)
 	for (int i = 0; i < NBUCKETS; i++)
 		for (struct host *h = hs->bucket[i]; h; h = h->next) {
 			tick(h, now);
-			if (h->state == OPEN && (best < 0 || h->open_until < best))
-				best = h->open_until;
+			int64_t t = -1;
+			if (h->state == OPEN)
+				t = h->open_until;
+			else if (h->state == HALF_OPEN && h->inflight == 0 &&
+			         now < h->open_until + hs->grace_ms)
+				t = h->open_until + hs->grace_ms; /* tried jobs may trial then */
+			if (t >= 0 && (best < 0 || t < best))
+				best = t;
 		}
 	return best;
+}
+
+int64_t hosts_trial_grace_ms(const struct hosts *hs)
+{
+	return hs->grace_ms;
 }

@@ -1,17 +1,29 @@
 /*
- * hosts: per-destination bounds for the delivery thread (issue 4, item 8).
+ * hosts: per-destination bounds for the delivery thread (issue 4, item 8;
+ * issue 11, item 1). A destination is an origin: scheme, host and port, so
+ * two services on different ports of one host are bounded apart.
  *
- *  - At most max_per_host deliveries in flight to one callback host. Jobs
- *    over the bound wait in the delivery thread without holding up other
- *    hosts (no head-of-line blocking: the dispatcher skips them).
+ *  - At most max_per_host deliveries in flight to one origin. Jobs over the
+ *    bound wait in the delivery thread without holding up other origins
+ *    (the dispatcher skips them).
+ *  - Inside an origin, jobs that were tried before (a failed or unknown
+ *    attempt: "tried") take at most ceil(max_per_host / 2) of its slots,
+ *    and the dispatcher offers slots to never-tried jobs first. A few
+ *    hanging URLs of an origin therefore never hold every slot: a healthy
+ *    job to the same origin waits at most for other healthy jobs (or, with
+ *    max_per_host 1, for one delivery's timeout).
  *  - A circuit breaker: after breaker_failures consecutive retryable
- *    failures the host is open for cooldown_ms. Its jobs are handed back to
- *    the queue, due when the cool-down ends, without an attempt being
+ *    failures the origin is open for cooldown_ms. Its jobs are handed back
+ *    to the queue, due when the cool-down ends, without an attempt being
  *    counted. Then one trial delivery (half-open): success closes the
  *    breaker, failure opens it again. breaker_failures 0 disables it.
- *  - A host whose jobs in hand reach 2 * max_per_host, or whose breaker is
- *    open, is excluded from claims (hosts_exclusions) so a hanging host
- *    cannot fill the deliverer's capacity.
+ *    Which job is the trial is the caller's choice (deliver.c offers a
+ *    never-tried job first); the breaker allows one at a time, and for a
+ *    short grace after the cool-down only a never-tried one.
+ *  - An origin whose jobs in hand reach 2 * max_per_host, or whose breaker
+ *    is open, is excluded from claims (hosts_exclusions) so a hanging
+ *    origin cannot fill the deliverer's capacity. Claims are filtered by
+ *    the claim key given at hosts_get (queue_claim_key).
  *
  * Times are monotonic milliseconds. Owned by the delivery thread: not
  * thread safe.
@@ -31,9 +43,11 @@ struct hosts *hosts_new(int64_t max_per_host, int64_t breaker_failures, int64_t 
 /* Frees every host. NULL is a no-op. */
 void hosts_free(struct hosts *hs);
 
-/* The host named name, created on first use (NULL when memory ran out).
- * The pointer stays valid while the host has jobs in hand. */
-struct host *hosts_get(struct hosts *hs, const char *name);
+/* The destination with key origin ("https://example.com:443"), created on
+ * first use with claim_key, the string claims are filtered by (NULL when
+ * memory ran out). The pointer stays valid while the origin has jobs in
+ * hand. */
+struct host *hosts_get(struct hosts *hs, const char *origin, const char *claim_key);
 const char *hosts_name(const struct host *h);
 
 /* A job for h entered / left the delivery thread. A host with nothing in
@@ -43,20 +57,28 @@ void hosts_leave(struct hosts *hs, struct host *h);
 
 /* True while h's breaker is open at now; *until then says when it closes. */
 bool hosts_open(struct hosts *hs, struct host *h, int64_t now, int64_t *until);
-/* True when one more delivery to h may start now (bound and breaker). */
-bool hosts_may_start(struct hosts *hs, struct host *h, int64_t now);
-void hosts_started(struct hosts *hs, struct host *h);
+/* True when one more delivery to h may start now (bound, breaker, and for
+ * a tried job its share of the slots). tried: the job had an attempt
+ * before; pass the same value to started, unstart and finished. */
+bool hosts_may_start(struct hosts *hs, struct host *h, bool tried, int64_t now);
+void hosts_started(struct hosts *hs, struct host *h, bool tried);
 /* A delivery to h ended. failure: a retryable failure (counts toward the
  * breaker); neutral: nothing was learnt about the host (internal error,
  * cancelled). Returns true when this outcome opened the breaker. */
-bool hosts_finished(struct hosts *hs, struct host *h, bool failure, bool neutral, int64_t now);
+bool hosts_finished(struct hosts *hs, struct host *h, bool tried, bool failure, bool neutral,
+                    int64_t now);
 /* Undoes hosts_started for a delivery that never left. */
-void hosts_unstart(struct hosts *hs, struct host *h);
+void hosts_unstart(struct hosts *hs, struct host *h, bool tried);
 
-/* Writes the JSON array of hosts to leave out of claims at now into out
- * (reset first). Returns true when it differs from the previous call. */
+/* Writes the JSON array of claim keys to leave out of claims at now into
+ * out (reset first). Returns true when it differs from the previous call. */
 bool hosts_exclusions(struct hosts *hs, int64_t now, struct buf *out);
-/* The earliest time an open breaker closes, or -1. */
+/* The earliest time an open breaker closes or a half-open origin's grace
+ * for tried trials ends, or -1. */
 int64_t hosts_next_change(struct hosts *hs, int64_t now);
+/* How long after a cool-down a half-open origin keeps its trial for a
+ * never-tried job (hosts.c): tried jobs handed back or retried while it is
+ * open are due that much after the cool-down ends. */
+int64_t hosts_trial_grace_ms(const struct hosts *hs);
 
 #endif

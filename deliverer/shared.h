@@ -12,7 +12,8 @@
  *  - sleep_until: the wall time the claim loop sleeps until; the delivery
  *    thread wakes it earlier when a retry it scheduled is due sooner.
  *  - wants_room: the claim loop waits for capacity; wake it when jobs end.
- *  - exclusions: the JSON array of hosts the claim loop must leave alone
+ *  - exclusions: the JSON array of claim keys (origins, queue_claim_key)
+ *    the claim loop must leave alone
  *    (hosts.h), published by the delivery thread.
  *
  * Thread safe: atomics, and a mutex for the exclusion string.

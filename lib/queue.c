@@ -47,8 +47,14 @@ enum stmt {
 	Q__COUNT
 };
 
-#define UNFINISHED      "finished_at IS NULL AND mode = 'async'"
-#define NOT_EXCLUDED(n) "coalesce(callback_host, '') NOT IN (SELECT value FROM json_each(" n "))"
+#define UNFINISHED "finished_at IS NULL AND mode = 'async'"
+/* A row's claim key (queue_claim_key says what it is; the C there follows
+ * these string functions step by step). */
+#define CK_AT   "instr(callback_url, '://')"
+#define CK_REST "replace(replace(substr(callback_url, " CK_AT " + 3), '?', '/'), '#', '/')"
+#define CLAIM_KEY                                                                                  \
+	"lower(substr(callback_url, 1, " CK_AT " + 2 + instr(" CK_REST " || '/', '/') - 1))"
+#define NOT_EXCLUDED(n) CLAIM_KEY " NOT IN (SELECT value FROM json_each(" n "))"
 /* The claim and the due-time read name requests_due (partial on the
  * unfinished jobs, in due order): without statistics the planner prefers
  * requests_mode_created and would walk every async row ever accepted.
@@ -671,4 +677,22 @@ enum queue_err queue_prune(struct store *s, int64_t cutoff_ms, int64_t max_rows,
 	if (deleted)
 		*deleted = n;
 	return QUEUE_OK;
+}
+
+void queue_claim_key(const char *callback_url, char *out, size_t outlen)
+{
+	if (outlen == 0)
+		return;
+	const char *sep = strstr(callback_url, "://");
+	/* instr() is 1-based and 0 when absent: the authority starts 3 bytes
+	 * after the match, or at byte 2 without one, as in CLAIM_KEY */
+	size_t start = sep ? (size_t)(sep - callback_url) + 3 : 2;
+	size_t len = strlen(callback_url);
+	size_t end = start < len ? start + strcspn(callback_url + start, "/?#") : len;
+	size_t i = 0;
+	for (; i < end && i + 1 < outlen; i++) {
+		char c = callback_url[i];
+		out[i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+	}
+	out[i] = '\0';
 }

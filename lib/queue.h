@@ -80,18 +80,25 @@ void queue_free(struct queue *q);
 /* The store's last error message. */
 const char *queue_errmsg(struct queue *q);
 
+/* The key claims leave jobs out by: callback_url's scheme and authority as
+ * spelled, lowercased (everything before the first '/', '?' or '#' after
+ * "://"), so "http://127.0.0.1:8001/x" gives "http://127.0.0.1:8001" and
+ * two ports of one host are two keys. Written into out (always
+ * terminated, cut at outlen - 1). Thread safe. */
+void queue_claim_key(const char *callback_url, char *out, size_t outlen);
+
 /* Claims up to max due, unfinished async jobs in acceptance order
  * (next_attempt_at, seq) whose lease is absent or expired and whose
- * callback_host is not in exclude_json (a JSON array of strings, NULL for
- * none), leasing them to this owner until now + lease_ms, all in one
+ * claim key (queue_claim_key) is not in exclude_json (a JSON array of
+ * strings, NULL for none), leasing them to this owner until now + lease_ms, all in one
  * BEGIN IMMEDIATE transaction. Queued rows become running. Attempts left
  * 'sending' by a dead holder become 'unknown'. *jobs is a cz_malloc'd array
  * of *n jobs (NULL when 0): the caller clears each and cz_frees the array. */
 enum queue_err queue_claim(struct queue *q, int64_t now, int64_t lease_ms, int max,
                            const char *exclude_json, struct queue_job **jobs, int *n);
 
-/* The earliest next_attempt_at of any unfinished async job whose host is
- * not in exclude_json; *found false when there is none. A read. */
+/* The earliest next_attempt_at of any unfinished async job whose claim key
+ * is not in exclude_json; *found false when there is none. A read. */
 enum queue_err queue_next_due(struct queue *q, const char *exclude_json, bool *found, int64_t *due);
 
 /* Inside the caller's transaction: before attempt number `number` is sent,

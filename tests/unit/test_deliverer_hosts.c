@@ -1,10 +1,11 @@
 /*
  * test_deliverer_hosts: the per-host concurrency bound and circuit breaker
- * (deliverer/hosts.h).
+ * (deliverer/hosts.h), per origin.
  *
  * A scripted table drives one host through holds, starts and outcomes with
  * a fake monotonic clock and checks what the bound and the breaker say after
- * each step; separate tests cover host independence, the claim exclusion
+ * each step (tried jobs' share of the slots included); separate tests
+ * cover host and origin independence, the claim exclusion
  * list, the next-change time, the sweep that bounds the table, and the
  * disabled breaker.
  */
@@ -33,6 +34,12 @@ enum op {
 	IS_OPEN,  /* hosts_open must say arg (1/0) */
 	UNTIL,    /* hosts_open's *until must be arg */
 	MAYSTART, /* hosts_may_start must say arg, nothing started */
+	/* the same for a job tried before (its share of the slots is capped) */
+	TSTART,
+	TMAYSTART,
+	TOK,
+	TFAIL,
+	TUNSTART,
 };
 
 struct step {
@@ -250,6 +257,121 @@ static const struct script scripts[] = {
       {LEAVE, 0},
       {IS_OPEN, 1},
       {END, 0}}},
+    /* issue 11, item 1: failing URLs of an origin never hold all its slots */
+    {"tried jobs take at most half the slots, rounded up",
+     8,
+     100,
+     1000,
+     {{HOLD, 0},
+      {TSTART, 1},
+      {TSTART, 1},
+      {TSTART, 1},
+      {TSTART, 1},
+      {TSTART, 0},
+      {TMAYSTART, 0},
+      /* the other half stays for jobs never tried */
+      {START, 1},
+      {START, 1},
+      {START, 1},
+      {START, 1},
+      {START, 0},
+      {MAYSTART, 0},
+      /* a tried job that ends frees its slot for another tried job */
+      {TFAIL, 0},
+      {TSTART, 1},
+      {TSTART, 0},
+      {TUNSTART, 0},
+      {TSTART, 1},
+      {TSTART, 0},
+      /* a never-tried job that ends lets a never-tried one in, not a tried one */
+      {OK, 0},
+      {TMAYSTART, 0},
+      {START, 1},
+      {END, 0}}},
+    {"never-tried jobs may take every slot",
+     4,
+     100,
+     1000,
+     {{HOLD, 0},
+      {START, 1},
+      {START, 1},
+      {START, 1},
+      {START, 1},
+      {START, 0},
+      {TSTART, 0},
+      {OK, 0},
+      {TSTART, 1},
+      {TSTART, 0},
+      {END, 0}}},
+    {"odd and one: the share rounds up, so max_per_host 1 lets a tried job in",
+     1,
+     100,
+     1000,
+     {{HOLD, 0},
+      {TSTART, 1},
+      {START, 0},
+      {TOK, 0},
+      {START, 1},
+      {TSTART, 0},
+      {OK, 0},
+      {TSTART, 1},
+      {END, 0}}},
+    {"3 slots: 2 for tried jobs",
+     3,
+     100,
+     1000,
+     {{HOLD, 0}, {TSTART, 1}, {TSTART, 1}, {TSTART, 0}, {START, 1}, {START, 0}, {END, 0}}},
+    {"half-open: one trial; a tried one only after the grace (a quarter cool-down)",
+     4,
+     1,
+     100,
+     {{HOLD, 0},
+      {TSTART, 1},
+      {TFAIL, 1},
+      {AT, 100},
+      /* the grace: the trial is kept for a job never tried */
+      {TMAYSTART, 0},
+      {AT, 124},
+      {TMAYSTART, 0},
+      {MAYSTART, 1},
+      {START, 1},
+      {TMAYSTART, 0},
+      {MAYSTART, 0},
+      {FAIL, 1},
+      {UNTIL, 224},
+      {AT, 224},
+      {TMAYSTART, 0},
+      {AT, 248},
+      {TMAYSTART, 0},
+      /* no never-tried job came: a tried one is the trial */
+      {AT, 249},
+      {TSTART, 1},
+      {START, 0},
+      {TOK, 0},
+      {IS_OPEN, 0},
+      /* closed: the share applies again, not the grace */
+      {TSTART, 1},
+      {TSTART, 1},
+      {TSTART, 0},
+      {START, 1},
+      {START, 1},
+      {START, 0},
+      {END, 0}}},
+    {"a tried job's failures count toward the breaker like any",
+     4,
+     3,
+     1000,
+     {{HOLD, 0},
+      {TSTART, 1},
+      {TFAIL, 0},
+      {START, 1},
+      {FAIL, 0},
+      {TSTART, 1},
+      {TFAIL, 1},
+      {IS_OPEN, 1},
+      {TMAYSTART, 0},
+      {MAYSTART, 0},
+      {END, 0}}},
 };
 
 static void run_script(const struct script *s)
@@ -259,7 +381,7 @@ static void run_script(const struct script *s)
 	int64_t now = 0;
 
 	assert_non_null(hs);
-	h = hosts_get(hs, "receiver.example");
+	h = hosts_get(hs, "receiver.example", "receiver.example");
 	assert_non_null(h);
 	assert_string_equal(hosts_name(h), "receiver.example");
 	for (size_t i = 0; s->steps[i].op != END; i++) {
@@ -274,7 +396,7 @@ static void run_script(const struct script *s)
 			break;
 		case HOLD:
 			/* a host may be forgotten while nothing is in hand: look it up again */
-			h = hosts_get(hs, "receiver.example");
+			h = hosts_get(hs, "receiver.example", "receiver.example");
 			assert_non_null(h);
 			hosts_hold(hs, h);
 			break;
@@ -283,32 +405,52 @@ static void run_script(const struct script *s)
 			h = NULL;
 			break;
 		case START:
-			got = hosts_may_start(hs, h, now);
+			got = hosts_may_start(hs, h, false, now);
 			assert_int_equal(got, st->arg != 0);
 			if (got)
-				hosts_started(hs, h);
+				hosts_started(hs, h, false);
 			break;
 		case MAYSTART:
-			assert_int_equal(hosts_may_start(hs, h, now), st->arg != 0);
+			assert_int_equal(hosts_may_start(hs, h, false, now), st->arg != 0);
+			break;
+		case TSTART:
+			got = hosts_may_start(hs, h, true, now);
+			assert_int_equal(got, st->arg != 0);
+			if (got)
+				hosts_started(hs, h, true);
+			break;
+		case TMAYSTART:
+			assert_int_equal(hosts_may_start(hs, h, true, now), st->arg != 0);
+			break;
+		case TOK:
+			assert_false(hosts_finished(hs, h, true, false, false, now));
+			break;
+		case TFAIL:
+			assert_int_equal(hosts_finished(hs, h, true, true, false, now),
+			                 st->arg != 0);
+			break;
+		case TUNSTART:
+			hosts_unstart(hs, h, true);
 			break;
 		case OK:
-			assert_false(hosts_finished(hs, h, false, false, now));
+			assert_false(hosts_finished(hs, h, false, false, false, now));
 			break;
 		case FAIL:
-			assert_int_equal(hosts_finished(hs, h, true, false, now), st->arg != 0);
+			assert_int_equal(hosts_finished(hs, h, false, true, false, now),
+			                 st->arg != 0);
 			break;
 		case NEUTRAL:
-			assert_false(hosts_finished(hs, h, true, true, now));
+			assert_false(hosts_finished(hs, h, false, true, true, now));
 			break;
 		case UNSTART:
-			hosts_unstart(hs, h);
+			hosts_unstart(hs, h, false);
 			break;
 		case AT:
 			now = st->arg;
 			break;
 		case IS_OPEN:
 			if (h == NULL)
-				h = hosts_get(hs, "receiver.example");
+				h = hosts_get(hs, "receiver.example", "receiver.example");
 			assert_int_equal(hosts_open(hs, h, now, &until), st->arg != 0);
 			if (st->arg == 0)
 				assert_int_equal(until, -7); /* untouched when closed */
@@ -339,28 +481,70 @@ static void test_hosts_independent(void **state)
 
 	(void)state;
 	assert_non_null(hs);
-	a = hosts_get(hs, "a.example");
-	b = hosts_get(hs, "b.example");
+	a = hosts_get(hs, "a.example", "a.example");
+	b = hosts_get(hs, "b.example", "b.example");
 	assert_non_null(a);
 	assert_non_null(b);
 	assert_ptr_not_equal(a, b);
-	assert_ptr_equal(hosts_get(hs, "a.example"), a);
+	assert_ptr_equal(hosts_get(hs, "a.example", "a.example"), a);
 	/* names are compared exactly: the caller lowercases */
-	assert_ptr_not_equal(hosts_get(hs, "A.example"), a);
+	assert_ptr_not_equal(hosts_get(hs, "A.example", "A.example"), a);
 	hosts_hold(hs, a);
 	hosts_hold(hs, b);
-	assert_true(hosts_may_start(hs, a, 0));
-	hosts_started(hs, a);
-	assert_false(hosts_may_start(hs, a, 0));
-	assert_true(hosts_may_start(hs, b, 0)); /* a's bound is a's */
-	assert_false(hosts_finished(hs, a, true, false, 0));
-	hosts_started(hs, a);
-	assert_true(hosts_finished(hs, a, true, false, 0));
+	assert_true(hosts_may_start(hs, a, false, 0));
+	hosts_started(hs, a, false);
+	assert_false(hosts_may_start(hs, a, false, 0));
+	assert_true(hosts_may_start(hs, b, false, 0)); /* a's bound is a's */
+	assert_false(hosts_finished(hs, a, false, true, false, 0));
+	hosts_started(hs, a, false);
+	assert_true(hosts_finished(hs, a, false, true, false, 0));
 	assert_true(hosts_open(hs, a, 1, NULL));
 	assert_false(hosts_open(hs, b, 1, NULL));
-	assert_true(hosts_may_start(hs, b, 1));
-	hosts_started(hs, b);
-	assert_false(hosts_finished(hs, b, true, false, 1)); /* b's first failure */
+	assert_true(hosts_may_start(hs, b, false, 1));
+	hosts_started(hs, b, false);
+	assert_false(hosts_finished(hs, b, false, true, false, 1)); /* b's first failure */
+	hosts_free(hs);
+}
+
+static const char *excl(struct hosts *hs, int64_t now, struct buf *b, bool *changed);
+
+/* issue 11, item 1: two services on different ports (or schemes) of one
+ * host are two origins: one's open breaker and full slots leave the other
+ * alone, in claims too. */
+static void test_origins_independent(void **state)
+{
+	struct hosts *hs = hosts_new(1, 1, 1000);
+	struct buf b;
+	bool changed;
+
+	(void)state;
+	assert_non_null(hs);
+	buf_init(&b, 4096);
+	struct host *a = hosts_get(hs, "http://127.0.0.1:8001", "http://127.0.0.1:8001");
+	struct host *c = hosts_get(hs, "http://127.0.0.1:8002", "http://127.0.0.1:8002");
+	struct host *t = hosts_get(hs, "https://127.0.0.1:8001", "https://127.0.0.1:8001");
+	assert_non_null(a);
+	assert_non_null(c);
+	assert_non_null(t);
+	assert_ptr_not_equal(a, c);
+	assert_ptr_not_equal(a, t);
+	assert_string_equal(hosts_name(c), "http://127.0.0.1:8002");
+	hosts_hold(hs, a);
+	hosts_hold(hs, c);
+	hosts_hold(hs, t);
+	assert_true(hosts_may_start(hs, a, false, 0));
+	hosts_started(hs, a, false);
+	assert_false(hosts_may_start(hs, a, false, 0));
+	assert_true(hosts_may_start(hs, c, false, 0));
+	assert_true(hosts_may_start(hs, t, false, 0));
+	assert_true(hosts_finished(hs, a, false, true, false, 0));
+	assert_true(hosts_open(hs, a, 1, NULL));
+	assert_false(hosts_open(hs, c, 1, NULL));
+	assert_false(hosts_open(hs, t, 1, NULL));
+	assert_true(hosts_may_start(hs, c, true, 1));
+	/* the exclusion names the open origin's claim key only */
+	assert_string_equal(excl(hs, 1, &b, &changed), "[\"http://127.0.0.1:8001\"]");
+	buf_free(&b);
 	hosts_free(hs);
 }
 
@@ -388,7 +572,7 @@ static void test_exclusions(void **state)
 	assert_string_equal(excl(hs, 0, &b, &changed), "[]");
 	assert_false(changed);
 
-	a = hosts_get(hs, "a.example");
+	a = hosts_get(hs, "a.example", "a.example");
 	hosts_hold(hs, a);
 	hosts_hold(hs, a);
 	hosts_hold(hs, a);
@@ -404,10 +588,10 @@ static void test_exclusions(void **state)
 	assert_true(changed);
 
 	/* a name that needs escaping stays valid JSON */
-	q = hosts_get(hs, "q\"uote.example");
+	q = hosts_get(hs, "http://q\"uote.example:80", "q\"uote.example");
 	hosts_hold(hs, q);
-	hosts_started(hs, q);
-	assert_true(hosts_finished(hs, q, true, false, 50));
+	hosts_started(hs, q, false);
+	assert_true(hosts_finished(hs, q, false, true, false, 50));
 	assert_string_equal(excl(hs, 50, &b, &changed), "[\"q\\\"uote.example\"]");
 	assert_true(changed);
 	assert_string_equal(excl(hs, 1049, &b, &changed), "[\"q\\\"uote.example\"]");
@@ -421,12 +605,12 @@ static void test_exclusions(void **state)
 
 static void trip(struct hosts *hs, const char *name, int64_t now)
 {
-	struct host *h = hosts_get(hs, name);
+	struct host *h = hosts_get(hs, name, name);
 
 	assert_non_null(h);
 	hosts_hold(hs, h);
-	hosts_started(hs, h);
-	assert_true(hosts_finished(hs, h, true, false, now));
+	hosts_started(hs, h, false);
+	assert_true(hosts_finished(hs, h, false, true, false, now));
 }
 
 static void test_next_change(void **state)
@@ -441,8 +625,18 @@ static void test_next_change(void **state)
 	trip(hs, "early.example", 200);
 	assert_int_equal(hosts_next_change(hs, 500), 1200);
 	assert_int_equal(hosts_next_change(hs, 1199), 1200);
-	assert_int_equal(hosts_next_change(hs, 1200), 1500); /* early is half-open now */
-	assert_int_equal(hosts_next_change(hs, 1500), -1);
+	/* early is half-open now: its trial grace (1000 / 4) ends at 1450 */
+	assert_int_equal(hosts_next_change(hs, 1200), 1450);
+	assert_int_equal(hosts_next_change(hs, 1450), 1500);
+	assert_int_equal(hosts_next_change(hs, 1500), 1750);
+	assert_int_equal(hosts_next_change(hs, 1750), -1);
+	/* a trial in flight: nothing to wake for */
+	trip(hs, "busy.example", 2000);
+	struct host *busy = hosts_get(hs, "busy.example", "busy.example");
+	assert_true(hosts_may_start(hs, busy, false, 3000));
+	hosts_started(hs, busy, false);
+	assert_int_equal(hosts_next_change(hs, 3000), -1);
+	assert_int_equal(hosts_trial_grace_ms(hs), 250);
 	hosts_free(hs);
 
 	/* the earliest wins wherever it sits in the table */
@@ -472,43 +666,58 @@ static void test_sweep(void **state)
 	(void)state;
 	assert_non_null(hs);
 	buf_init(&b, 1 << 16);
-	h = hosts_get(hs, "open.example");
+	h = hosts_get(hs, "open.example", "open.example");
 	hosts_hold(hs, h);
 	for (int i = 0; i < 3; i++) {
-		hosts_started(hs, h);
-		assert_int_equal(hosts_finished(hs, h, true, false, 0), i == 2);
+		hosts_started(hs, h, false);
+		assert_int_equal(hosts_finished(hs, h, false, true, false, 0), i == 2);
 	}
 	assert_true(hosts_open(hs, h, 0, NULL));
 	hosts_leave(hs, h);
 
 	for (int i = 0; i < 5000; i++) {
 		snprintf(name, sizeof(name), "h%d.example", i);
-		h = hosts_get(hs, name);
+		h = hosts_get(hs, name, name);
 		assert_non_null(h);
 		hosts_hold(hs, h);
-		hosts_started(hs, h);
-		assert_false(hosts_finished(hs, h, true, false, 0));
+		hosts_started(hs, h, false);
+		assert_false(hosts_finished(hs, h, false, true, false, 0));
 		hosts_leave(hs, h); /* one failure remembered */
 	}
 	/* h0 was swept: its count restarted, so two failures do not open it */
-	h = hosts_get(hs, "h0.example");
+	h = hosts_get(hs, "h0.example", "h0.example");
 	hosts_hold(hs, h);
-	hosts_started(hs, h);
-	assert_false(hosts_finished(hs, h, true, false, 0));
-	hosts_started(hs, h);
-	assert_false(hosts_finished(hs, h, true, false, 0));
+	hosts_started(hs, h, false);
+	assert_false(hosts_finished(hs, h, false, true, false, 0));
+	hosts_started(hs, h, false);
+	assert_false(hosts_finished(hs, h, false, true, false, 0));
 	/* the last one was not (the sweep ran before it was added): two more open it */
-	h = hosts_get(hs, "h4999.example");
+	h = hosts_get(hs, "h4999.example", "h4999.example");
 	hosts_hold(hs, h);
-	hosts_started(hs, h);
-	assert_false(hosts_finished(hs, h, true, false, 0));
-	hosts_started(hs, h);
-	assert_true(hosts_finished(hs, h, true, false, 0));
+	hosts_started(hs, h, false);
+	assert_false(hosts_finished(hs, h, false, true, false, 0));
+	hosts_started(hs, h, false);
+	assert_true(hosts_finished(hs, h, false, true, false, 0));
 	/* the open breaker survived the sweep */
 	hosts_exclusions(hs, 1, &b);
 	assert_non_null(strstr(buf_str(&b), "\"open.example\""));
 	buf_free(&b);
 	hosts_free(hs);
+}
+
+/* The grace is a quarter of the cool-down, at most one second. */
+static void test_grace(void **state)
+{
+	static const int64_t cases[][2] = {{0, 0},       {3, 0},        {100, 25},      {3000, 750},
+	                                   {4000, 1000}, {30000, 1000}, {3600000, 1000}};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct hosts *hs = hosts_new(1, 1, cases[i][0]);
+		assert_non_null(hs);
+		assert_int_equal(hosts_trial_grace_ms(hs), cases[i][1]);
+		hosts_free(hs);
+	}
 }
 
 static void test_free_null(void **state)
@@ -529,17 +738,17 @@ static void test_nomem(void **state)
 	alloc_fail_after(-1);
 	hs = hosts_new(1, 1, 1000);
 	assert_non_null(hs);
-	for (long n = 0; n < 2; n++) {
-		alloc_fail_after(n); /* the host, then its name */
-		assert_null(hosts_get(hs, "oom.example"));
+	for (long n = 0; n < 3; n++) {
+		alloc_fail_after(n); /* the host, its name, its claim key */
+		assert_null(hosts_get(hs, "oom.example", "oom.example"));
 		alloc_fail_after(-1);
 	}
-	h = hosts_get(hs, "oom.example");
+	h = hosts_get(hs, "oom.example", "oom.example");
 	assert_non_null(h);
 	assert_string_equal(hosts_name(h), "oom.example");
 	/* an existing host needs no memory */
 	alloc_fail_after(0);
-	assert_ptr_equal(hosts_get(hs, "oom.example"), h);
+	assert_ptr_equal(hosts_get(hs, "oom.example", "oom.example"), h);
 	alloc_fail_after(-1);
 	hosts_free(hs);
 }
@@ -547,9 +756,14 @@ static void test_nomem(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_scripts),    cmocka_unit_test(test_hosts_independent),
-	    cmocka_unit_test(test_exclusions), cmocka_unit_test(test_next_change),
-	    cmocka_unit_test(test_sweep),      cmocka_unit_test(test_free_null),
+	    cmocka_unit_test(test_scripts),
+	    cmocka_unit_test(test_hosts_independent),
+	    cmocka_unit_test(test_origins_independent),
+	    cmocka_unit_test(test_grace),
+	    cmocka_unit_test(test_exclusions),
+	    cmocka_unit_test(test_next_change),
+	    cmocka_unit_test(test_sweep),
+	    cmocka_unit_test(test_free_null),
 	    cmocka_unit_test(test_nomem),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -138,10 +138,10 @@ static void test_claim_order_batch_exclusions(void **state)
 		const char *excl;
 		const char *want;
 	} rows[] = {
-	    {2, NULL, "j2,j3"},            /* due time, then acceptance order */
-	    {10, "[\"a.example\"]", "j4"}, /* a.example left out */
-	    {10, "[]", "j1"},              /* the rest that is due; j5 is not */
-	    {10, NULL, ""},                /* everything due is leased now */
+	    {2, NULL, "j2,j3"},                   /* due time, then acceptance order */
+	    {10, "[\"http://a.example\"]", "j4"}, /* a.example left out */
+	    {10, "[]", "j1"},                     /* the rest that is due; j5 is not */
+	    {10, NULL, ""},                       /* everything due is leased now */
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
 		claim_ids(f->a, 1000, rows[i].max, rows[i].excl, ids, sizeof ids, NULL);
@@ -154,6 +154,78 @@ static void test_claim_order_batch_exclusions(void **state)
 	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM requests WHERE lease_expires_at = "
 	                               "next_attempt_at AND next_attempt_at = 1000 + 30000"),
 	                 4);
+}
+
+/* Inserts a job due at 0 with callback_url url (and no callback_host). */
+static void add_job_url(struct store *s, const char *id, const char *url)
+{
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(
+	    sqlite3_prepare_v2(store_db(s),
+	                       "INSERT INTO requests (id, mode, status, callback_status, "
+	                       "input_data, iterations, callback_url, created_at, "
+	                       "next_attempt_at) VALUES (?1, 'async', 'queued', "
+	                       "'pending', 'in', 1, ?2, 0, 0)",
+	                       -1, &st, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, url, -1, SQLITE_TRANSIENT);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+}
+
+/* Claims leave jobs out by origin as spelled (issue 11, item 1): the key
+ * queue_claim_key computes in C is the one the claim's SQL computes, for
+ * every URL shape, so an exclusion leaves out exactly its origin. */
+static void test_claim_key(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *url;
+		const char *key;
+	} cases[] = {
+	    {"http://a.example/cb", "http://a.example"},
+	    {"http://127.0.0.1:8001/hang", "http://127.0.0.1:8001"},
+	    {"HTTPS://A.Example:8443/X/Y", "https://a.example:8443"},
+	    {"http://[::1]:9/", "http://[::1]:9"},
+	    {"http://h.example?q=1", "http://h.example"},
+	    {"http://h.example#frag", "http://h.example"},
+	    {"http://h.example", "http://h.example"},
+	    {"http://h.example:80/?a/b", "http://h.example:80"},
+	    {"http:/odd/path", "http:"},
+	    {"x", "x"},
+	    {"", ""},
+	};
+	char key[64], ids[64], excl[128], id[16];
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		queue_claim_key(cases[i].url, key, sizeof key);
+		assert_string_equal(key, cases[i].key);
+		snprintf(id, sizeof id, "k%zu", i);
+		add_job_url(f->s, id, cases[i].url);
+		/* another origin's exclusion leaves it claimable ... */
+		snprintf(excl, sizeof excl, "[\"%s/\", \"http://other.example\"]", key);
+		bool found = false;
+		int64_t due = -1;
+		assert_int_equal(queue_next_due(f->a, excl, &found, &due), QUEUE_OK);
+		assert_true(found);
+		/* ... its own leaves it out; then it is claimed */
+		snprintf(excl, sizeof excl, "[\"%s\"]", key);
+		assert_int_equal(claim_ids(f->a, 1000, 10, excl, ids, sizeof ids, NULL), 0);
+		assert_int_equal(claim_ids(f->a, 1000, 10, NULL, ids, sizeof ids, NULL), 1);
+		assert_string_equal(ids, id);
+	}
+	/* two ports of one host are two keys */
+	add_job_url(f->s, "p1", "http://127.0.0.1:8001/x");
+	add_job_url(f->s, "p2", "http://127.0.0.1:8002/x");
+	assert_int_equal(
+	    claim_ids(f->a, 1000, 10, "[\"http://127.0.0.1:8001\"]", ids, sizeof ids, NULL), 1);
+	assert_string_equal(ids, "p2");
+	/* the key is cut, never overrun, at the buffer */
+	queue_claim_key("http://a.example/cb", key, 5);
+	assert_string_equal(key, "http");
+	queue_claim_key("http://a.example/cb", key, 1);
+	assert_string_equal(key, "");
 }
 
 static void test_lease_exclusive_then_expired(void **state)
@@ -522,6 +594,7 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_claim_order_batch_exclusions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lease_exclusive_then_expired, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fencing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
