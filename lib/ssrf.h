@@ -53,7 +53,8 @@ int ssrf_resolve_system(const char *host, int timeout_ms, struct sockaddr_storag
  * ssrf_policy_free (NULL is a no-op). */
 struct ssrf_policy *ssrf_policy_new(const struct config *cfg, char *why, size_t whylen);
 void ssrf_policy_free(struct ssrf_policy *p);
-/* Replaces the resolver (tests); NULL restores the system one. */
+/* Replaces the resolver (unit tests, the fuzz harness's stub: nothing else
+ * changes); NULL restores the system one. */
 void ssrf_policy_set_resolver(struct ssrf_policy *p, ssrf_resolver fn, void *arg);
 
 /* Classifies one address: SSRF_ALLOW, or SSRF_DENY_ADDRESS with the class

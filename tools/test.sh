@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # tools/test.sh: the one test command. Installs what is missing (as root),
-# checks formatting, builds with ASan+UBSan and runs every test with ctest.
+# checks formatting, builds with ASan+UBSan and runs every test with ctest,
+# then runs each libFuzzer harness of tests/fuzz for a short fixed time
+# (tools/fuzz.sh; CONSUMA_FUZZ_SECONDS per harness, 15 by default, 0 skips).
 #
 #   tools/test.sh            # everything
 #   tools/test.sh -R store   # extra arguments go to ctest
@@ -12,7 +14,7 @@ packages=(build-essential cmake pkg-config git
 	libfcgi-dev libsqlite3-dev sqlite3 libssl-dev openssl libjson-c-dev
 	libcurl4-openssl-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev systemd
 	lighttpd spawn-fcgi nginx-light curl python3 libxml2-utils wrk procps iproute2
-	clang-format)
+	clang-format clang libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -46,5 +48,10 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 cmake --build "$build" -j "$(nproc)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-cd "$build"
-ctest --output-on-failure -j "$(nproc)" "$@"
+(cd "$build" && ctest --output-on-failure -j "$(nproc)" "$@")
+
+# Four harnesses x 15 s: about a minute of fuzzing on every run.
+fuzz_s=${CONSUMA_FUZZ_SECONDS:-15}
+if [ "$fuzz_s" -gt 0 ] && [ $# -eq 0 ]; then
+	"$root/tools/fuzz.sh" -t "$fuzz_s"
+fi
