@@ -8,9 +8,9 @@
  *   2. run curl and collect the transfers that ended, deciding each one's
  *      fate with retry.c;
  *   3. dispatch: walk the waiting list in order and start what the bounds
- *      allow (global in-flight cap, per-origin cap, breaker), never-tried
- *      jobs before tried ones (hosts.c: the half-open trial and the slots
- *      of an origin with failing URLs); jobs of an origin whose breaker is
+ *      allow (global in-flight cap, per-origin cap, breaker), jobs that are
+ *      not suspect before suspect ones (hosts.c: the half-open trial and
+ *      the slots of an origin with failing URLs); jobs of an origin whose breaker is
  *      open are handed back, due when it closes;
  *   4. flush: one transaction writes the 'sending' rows (and results not yet
  *      stored) of the jobs about to start, the outcomes of the attempts that
@@ -128,12 +128,13 @@ static void finish_job(struct deliver *d, struct djob *j)
 	shared_release(d->sh, 1);
 }
 
-/* A job with an attempt before this claim (failed, or outcome unknown):
- * hosts.c caps such jobs' share of an origin's slots, and dispatch offers
- * slots to the others first. */
-static bool tried(const struct djob *j)
+/* A job with an attempt before this claim (failed, or outcome unknown),
+ * or one to a URL path that failed lately at its origin: hosts.c caps such
+ * jobs' share of an origin's slots, and dispatch offers slots to the
+ * others first. */
+static bool suspect(struct deliver *d, const struct djob *j)
 {
-	return j->q.attempts > 0;
+	return j->q.attempts > 0 || hosts_suspect(d->hosts, j->host, j->path);
 }
 
 static int64_t attempts_known(const struct djob *j)
@@ -158,15 +159,15 @@ static void decide(struct deliver *d, struct djob *j, enum retry_transport t, co
 /* Applies the breaker to an ended attempt. A retry that ends while the
  * destination's breaker is open (this failure opened it, or it was in
  * flight when others did) waits at least for the cool-down and the trial
- * grace (hosts.c: never-tried jobs are claimed for the trial first), and
+ * grace (hosts.c: jobs that are not suspect are claimed for the trial first), and
  * last_error says so. */
 static void account_host(struct deliver *d, struct djob *j, bool neutral)
 {
 	if (!j->host)
 		return;
 	int64_t now = ids_mono_ms();
-	bool opened =
-	    hosts_finished(d->hosts, j->host, tried(j), j->decision.host_failure, neutral, now);
+	bool opened = hosts_finished(d->hosts, j->host, j->suspect, j->path,
+	                             j->decision.host_failure, neutral, now);
 	int64_t until;
 	if (!hosts_open(d->hosts, j->host, now, &until))
 		return;
@@ -186,7 +187,8 @@ static void end_without_sending(struct deliver *d, struct djob *j, enum retry_tr
 	j->duration_ms = 0;
 	decide(d, j, t, j->why, -1);
 	if (j->host) {
-		hosts_started(d->hosts, j->host, tried(j));
+		j->suspect = suspect(d, j);
+		hosts_started(d->hosts, j->host, j->suspect);
 		account_host(d, j, t != RETRY_T_DNS);
 	}
 	list_push(&d->ended, j);
@@ -221,6 +223,7 @@ static void intake(struct deliver *d, struct djob *j)
 	queue_claim_key(j->q.callback_url, claim_key, sizeof claim_key);
 	origin_of(j, claim_key, origin, sizeof origin);
 	j->host = hosts_get(d->hosts, origin, claim_key);
+	j->path = hosts_path_key(j->q.callback_url);
 	if (j->host)
 		hosts_hold(d->hosts, j->host);
 	switch (j->prep) {
@@ -491,24 +494,25 @@ static void collect(struct deliver *d)
 
 /* One sweep of the waiting list in arrival order. The first sweep hands
  * back the jobs of origins whose breaker is open (due when it closes; a
- * tried job a trial grace later) and starts never-tried jobs; the second
- * starts tried ones. So a half-open
- * origin's one trial is a never-tried job when there is one, and a free
- * slot goes to a never-tried job before a tried one (hosts.c says why). */
-static void dispatch_sweep(struct deliver *d, bool tried_ones, int64_t now)
+ * suspect job a trial grace later) and starts the jobs that are not
+ * suspect; the second starts suspect ones. So a half-open origin's one
+ * trial is a job that is not suspect when there is one, and a free slot
+ * goes to such a job before a suspect one (hosts.c says why). */
+static void dispatch_sweep(struct deliver *d, bool suspect_ones, int64_t now)
 {
 	struct djob *j = d->waiting.head;
 	while (j && d->inflight < d->cfg->max_inflight_deliveries) {
 		struct djob *next = j->next;
 		int64_t until;
-		if (!tried_ones && hosts_open(d->hosts, j->host, now, &until)) {
-			int64_t later = tried(j) ? hosts_trial_grace_ms(d->hosts) : 0;
+		bool s = suspect(d, j);
+		if (!suspect_ones && hosts_open(d->hosts, j->host, now, &until)) {
+			int64_t later = s ? hosts_trial_grace_ms(d->hosts) : 0;
 			list_remove(&d->waiting, j);
 			hand_back(d, j, ids_now_ms() + (until - now) + later);
-		} else if (tried(j) == tried_ones &&
-		           hosts_may_start(d->hosts, j->host, tried(j), now)) {
+		} else if (s == suspect_ones && hosts_may_start(d->hosts, j->host, s, now)) {
 			list_remove(&d->waiting, j);
-			hosts_started(d->hosts, j->host, tried(j));
+			j->suspect = s;
+			hosts_started(d->hosts, j->host, s);
 			d->inflight++;
 			list_push(&d->starting, j);
 		}
@@ -637,7 +641,7 @@ static bool flush(struct deliver *d)
 	while ((j = list_pop(&d->starting)) != NULL) {
 		if (j->fenced) {
 			log_outcome(j);
-			hosts_unstart(d->hosts, j->host, tried(j));
+			hosts_unstart(d->hosts, j->host, j->suspect);
 			d->inflight--;
 			finish_job(d, j);
 			continue;
@@ -696,7 +700,7 @@ static void final_turn(struct deliver *d)
 	collect(d);
 	struct djob *j;
 	while ((j = list_pop(&d->starting)) != NULL) {
-		hosts_unstart(d->hosts, j->host, tried(j));
+		hosts_unstart(d->hosts, j->host, j->suspect);
 		d->inflight--;
 		hand_back(d, j, ids_now_ms());
 	}

@@ -39,6 +39,8 @@ struct djob {
 	/* delivery thread only */
 	struct djob *prev, *next; /* the list the job is on */
 	struct host *host;
+	uint64_t path;      /* hosts_path_key of the callback URL */
+	bool suspect;       /* as started: tried before, or its path is failing */
 	int64_t number;     /* the attempt being made */
 	int64_t started_at; /* epoch ms */
 	int64_t started_ns; /* monotonic */

@@ -24,20 +24,24 @@
  * cool-down burnt one more attempt of a bad job and reopened the breaker,
  * and healthy jobs waited until every bad job had run out of attempts
  * (10 bad jobs, 5 attempts each, one per cool-down: half an hour at the
- * defaults). The alternatives:
- *   - the least recently failed job: needs the failure time of each job;
- *     a never-tried job is its limit case and carries the most news;
+ * defaults). The candidates we weighed:
  *   - rotating trials over the jobs in hand: fair between bad jobs, but a
  *     healthy job still waits its turn behind every bad one, one cool-down
  *     each;
- *   - a never-tried job first (deliver.c's dispatch offers slots to jobs
- *     with no earlier attempt before tried ones), otherwise the tried job
- *     that came back last (the waiting list is in arrival order and a
- *     failed trial leaves it, so trials rotate among the tried ones).
- * The third is what we do. A never-tried job is either healthy (the trial
- * succeeds, the breaker closes: it waited one cool-down) or it fails and
- * becomes tried itself; so a healthy job in hand is the trial within one
- * cool-down of any bad job ahead of it.
+ *   - a job never tried: carries the most news, but a queue of never-tried
+ *     jobs to the same failing URL is trialled one per cool-down too;
+ *   - the least recently failed job, where "failed" is known per job (it
+ *     was tried before) and per URL path (hosts_path_key: the URL without
+ *     its query; the last FAILED_PATHS paths that failed at this origin,
+ *     cleared by a success on the path).
+ * We take the last: a job is suspect when it was tried before or its path
+ * failed lately, and deliver.c's dispatch offers slots, the trial
+ * included, to the other jobs first; among suspect ones the waiting list's
+ * arrival order rotates them (a failed trial leaves the list). So a
+ * healthy job in hand is the trial as soon as the cool-down ends, unless
+ * its own path is failing; the worst case left is a healthy job whose
+ * path differs from the failing jobs' only in the query (each of those is
+ * then trialled once, and becomes suspect by being tried).
  *
  * "In hand" is the catch: when the cool-down ends the origin's jobs are
  * mostly in the queue (handed back, or retries), and the claim brings them
@@ -45,21 +49,21 @@
  * would be the trial, and a bad job's retry that was scheduled before the
  * breaker opened is due first. Two rules close that gap:
  *   - a grace: for grace_ms after the cool-down (a quarter of it, at most
- *     TRIAL_GRACE_MAX_MS) only a never-tried job may be the trial; a tried
- *     one waits, and is trialled after the grace when no never-tried job
+ *     TRIAL_GRACE_MAX_MS) only a job that is not suspect may be the trial;
+ *     a suspect one waits, and is trialled after the grace when no other
  *     came (an origin with only failing jobs loses that much per cycle);
- *   - due times (deliver.c): while an origin is open, never-tried jobs are
- *     handed back due when the cool-down ends, tried ones (hand-backs and
- *     retries that end meanwhile) a grace later, so the claim brings the
- *     never-tried first and a full claim batch of bad jobs cannot crowd
- *     them out.
+ *   - due times (deliver.c): while an origin is open, jobs that are not
+ *     suspect are handed back due when the cool-down ends, suspect ones
+ *     (hand-backs and retries that end meanwhile) a grace later, so the
+ *     claim brings the others first and a full claim batch of bad jobs
+ *     cannot crowd them out.
  *
- * The same split keeps slots honest while the breaker is closed: tried jobs
- * take at most ceil(max_per_host / 2) slots (inflight_tried), so failing
- * URLs that hang for the whole timeout never hold every slot of an origin,
- * and a healthy job is never queued behind them (no head-of-line blocking
- * inside an origin). A healthy origin loses nothing: a job that succeeds is
- * gone, and only jobs that failed before are capped.
+ * The same split keeps slots honest while the breaker is closed: suspect
+ * jobs take at most ceil(max_per_host / 2) slots (inflight_suspect), so
+ * failing URLs that hang for the whole timeout never hold every slot of an
+ * origin, and a healthy job is never queued behind them (no head-of-line
+ * blocking inside an origin). A healthy origin loses nothing: only jobs
+ * that failed before, or whose path is failing, are capped.
  */
 #include "hosts.h"
 
@@ -70,9 +74,11 @@
 #define NBUCKETS 1024
 /* Past this many hosts, idle ones that only remember failures are swept. */
 #define SWEEP_AT 4096
-/* At most this long after a cool-down, a half-open origin waits for a
- * never-tried job to trial before it trials a tried one. */
+/* At most this long after a cool-down, a half-open origin waits for a job
+ * that is not suspect to trial before it trials a suspect one. */
 #define TRIAL_GRACE_MAX_MS 1000
+/* URL paths per origin remembered as failing lately. */
+#define FAILED_PATHS 16
 
 enum breaker { CLOSED, OPEN, HALF_OPEN };
 
@@ -82,8 +88,10 @@ struct host {
 	char *claim_key;   /* what claims are filtered by */
 	int64_t in_hand;
 	int64_t inflight;
-	int64_t inflight_tried; /* of inflight, jobs tried before */
-	int64_t failures;       /* consecutive */
+	int64_t inflight_suspect;            /* of inflight, suspect jobs */
+	uint64_t failed_paths[FAILED_PATHS]; /* path keys, 0 for none */
+	int failed_next;                     /* the slot to overwrite next */
+	int64_t failures;                    /* consecutive */
 	enum breaker state;
 	int64_t open_until;
 };
@@ -92,7 +100,7 @@ struct hosts {
 	int64_t max_per_host;
 	int64_t breaker_failures;
 	int64_t cooldown_ms;
-	int64_t grace_ms; /* a tried job's wait for a never-tried trial */
+	int64_t grace_ms; /* a suspect job's wait for another trial */
 	struct host *bucket[NBUCKETS];
 	int64_t count;
 	uint64_t excl_hash; /* of the last exclusion list */
@@ -232,48 +240,87 @@ bool hosts_open(struct hosts *hs, struct host *h, int64_t now, int64_t *until)
 	return h->state == OPEN;
 }
 
-/* Slots a tried job may take: half, rounded up, so that never-tried jobs
- * keep the rest and max_per_host 1 still lets tried jobs through. */
-static int64_t tried_share(const struct hosts *hs)
+/* Slots a suspect job may take: half, rounded up, so that the others keep
+ * the rest and max_per_host 1 still lets suspect jobs through. */
+static int64_t suspect_share(const struct hosts *hs)
 {
 	return hs->max_per_host - hs->max_per_host / 2;
 }
 
-bool hosts_may_start(struct hosts *hs, struct host *h, bool tried, int64_t now)
+bool hosts_may_start(struct hosts *hs, struct host *h, bool suspect, int64_t now)
 {
 	tick(h, now);
 	if (h->state == OPEN)
 		return false;
 	if (h->state == HALF_OPEN)
-		return h->inflight == 0 && (!tried || now >= h->open_until + hs->grace_ms);
-	if (tried && h->inflight_tried >= tried_share(hs))
+		return h->inflight == 0 && (!suspect || now >= h->open_until + hs->grace_ms);
+	if (suspect && h->inflight_suspect >= suspect_share(hs))
 		return false;
 	return h->inflight < hs->max_per_host;
 }
 
-void hosts_started(struct hosts *hs, struct host *h, bool tried)
+void hosts_started(struct hosts *hs, struct host *h, bool suspect)
 {
 	(void)hs;
 	h->inflight++;
-	if (tried)
-		h->inflight_tried++;
+	if (suspect)
+		h->inflight_suspect++;
 }
 
-void hosts_unstart(struct hosts *hs, struct host *h, bool tried)
+void hosts_unstart(struct hosts *hs, struct host *h, bool suspect)
 {
 	(void)hs;
 	if (h->inflight > 0)
 		h->inflight--;
-	if (tried && h->inflight_tried > 0)
-		h->inflight_tried--;
+	if (suspect && h->inflight_suspect > 0)
+		h->inflight_suspect--;
 }
 
-bool hosts_finished(struct hosts *hs, struct host *h, bool tried, bool failure, bool neutral,
-                    int64_t now)
+uint64_t hosts_path_key(const char *url)
 {
-	hosts_unstart(hs, h, tried);
+	uint64_t k = 1469598103934665603ULL; /* FNV-1a, up to the query */
+	for (; *url && *url != '?' && *url != '#'; url++) {
+		k ^= (unsigned char)*url;
+		k *= 1099511628211ULL;
+	}
+	return k ? k : 1; /* 0 marks a free slot */
+}
+
+static int find_path(const struct host *h, uint64_t path)
+{
+	for (int i = 0; i < FAILED_PATHS; i++)
+		if (h->failed_paths[i] == path)
+			return i;
+	return -1;
+}
+
+bool hosts_suspect(const struct hosts *hs, const struct host *h, uint64_t path)
+{
+	(void)hs;
+	return path != 0 && find_path(h, path) >= 0;
+}
+
+/* A failure marks the path; a success clears it (it is healthy again). */
+static void note_path(struct host *h, uint64_t path, bool failed)
+{
+	if (path == 0)
+		return;
+	int i = find_path(h, path);
+	if (failed && i < 0) {
+		h->failed_paths[h->failed_next] = path;
+		h->failed_next = (h->failed_next + 1) % FAILED_PATHS;
+	} else if (!failed && i >= 0) {
+		h->failed_paths[i] = 0;
+	}
+}
+
+bool hosts_finished(struct hosts *hs, struct host *h, bool suspect, uint64_t path, bool failure,
+                    bool neutral, int64_t now)
+{
+	hosts_unstart(hs, h, suspect);
 	if (neutral)
 		return false;
+	note_path(h, path, failure);
 	if (!failure) {
 		h->failures = 0;
 		h->state = CLOSED;
@@ -327,7 +374,7 @@ int64_t hosts_next_change(struct hosts *hs, int64_t now)
 				t = h->open_until;
 			else if (h->state == HALF_OPEN && h->inflight == 0 &&
 			         now < h->open_until + hs->grace_ms)
-				t = h->open_until + hs->grace_ms; /* tried jobs may trial then */
+				t = h->open_until + hs->grace_ms; /* suspect jobs may trial then */
 			if (t >= 0 && (best < 0 || t < best))
 				best = t;
 		}

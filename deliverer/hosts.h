@@ -6,20 +6,21 @@
  *  - At most max_per_host deliveries in flight to one origin. Jobs over the
  *    bound wait in the delivery thread without holding up other origins
  *    (the dispatcher skips them).
- *  - Inside an origin, jobs that were tried before (a failed or unknown
- *    attempt: "tried") take at most ceil(max_per_host / 2) of its slots,
- *    and the dispatcher offers slots to never-tried jobs first. A few
- *    hanging URLs of an origin therefore never hold every slot: a healthy
- *    job to the same origin waits at most for other healthy jobs (or, with
- *    max_per_host 1, for one delivery's timeout).
+ *  - Inside an origin, suspect jobs (tried before, or to a URL path that
+ *    failed lately at this origin: hosts_suspect) take at most
+ *    ceil(max_per_host / 2) of its slots, and the dispatcher offers slots
+ *    to the other jobs first. A few hanging URLs of an origin therefore
+ *    never hold every slot: a healthy job to the same origin waits at most
+ *    for other healthy jobs (or, with max_per_host 1, for one delivery's
+ *    timeout).
  *  - A circuit breaker: after breaker_failures consecutive retryable
  *    failures the origin is open for cooldown_ms. Its jobs are handed back
  *    to the queue, due when the cool-down ends, without an attempt being
  *    counted. Then one trial delivery (half-open): success closes the
  *    breaker, failure opens it again. breaker_failures 0 disables it.
- *    Which job is the trial is the caller's choice (deliver.c offers a
- *    never-tried job first); the breaker allows one at a time, and for a
- *    short grace after the cool-down only a never-tried one.
+ *    Which job is the trial is the caller's choice (deliver.c offers jobs
+ *    that are not suspect first); the breaker allows one at a time, and
+ *    for a short grace after the cool-down only one that is not suspect.
  *  - An origin whose jobs in hand reach 2 * max_per_host, or whose breaker
  *    is open, is excluded from claims (hosts_exclusions) so a hanging
  *    origin cannot fill the deliverer's capacity. Claims are filtered by
@@ -57,28 +58,38 @@ void hosts_leave(struct hosts *hs, struct host *h);
 
 /* True while h's breaker is open at now; *until then says when it closes. */
 bool hosts_open(struct hosts *hs, struct host *h, int64_t now, int64_t *until);
+/* The key of url's path for hosts_suspect: the URL up to its query or
+ * fragment, hashed (never 0). Pure. */
+uint64_t hosts_path_key(const char *url);
+/* True when a delivery to path (hosts_path_key) at h failed lately and no
+ * delivery to it succeeded since. */
+bool hosts_suspect(const struct hosts *hs, const struct host *h, uint64_t path);
+
 /* True when one more delivery to h may start now (bound, breaker, and for
- * a tried job its share of the slots). tried: the job had an attempt
- * before; pass the same value to started, unstart and finished. */
-bool hosts_may_start(struct hosts *hs, struct host *h, bool tried, int64_t now);
-void hosts_started(struct hosts *hs, struct host *h, bool tried);
-/* A delivery to h ended. failure: a retryable failure (counts toward the
- * breaker); neutral: nothing was learnt about the host (internal error,
- * cancelled). Returns true when this outcome opened the breaker. */
-bool hosts_finished(struct hosts *hs, struct host *h, bool tried, bool failure, bool neutral,
-                    int64_t now);
+ * a suspect job its share of the slots). suspect: the job had an attempt
+ * before, or hosts_suspect said so; pass the same value to started,
+ * unstart and finished. */
+bool hosts_may_start(struct hosts *hs, struct host *h, bool suspect, int64_t now);
+void hosts_started(struct hosts *hs, struct host *h, bool suspect);
+/* A delivery to h, to path (hosts_path_key, 0 for none), ended. failure: a
+ * retryable failure (counts toward the breaker, marks the path failing);
+ * neutral: nothing was learnt about the host (internal error, cancelled).
+ * A success clears the path. Returns true when this outcome opened the
+ * breaker. */
+bool hosts_finished(struct hosts *hs, struct host *h, bool suspect, uint64_t path, bool failure,
+                    bool neutral, int64_t now);
 /* Undoes hosts_started for a delivery that never left. */
-void hosts_unstart(struct hosts *hs, struct host *h, bool tried);
+void hosts_unstart(struct hosts *hs, struct host *h, bool suspect);
 
 /* Writes the JSON array of claim keys to leave out of claims at now into
  * out (reset first). Returns true when it differs from the previous call. */
 bool hosts_exclusions(struct hosts *hs, int64_t now, struct buf *out);
 /* The earliest time an open breaker closes or a half-open origin's grace
- * for tried trials ends, or -1. */
+ * for suspect trials ends, or -1. */
 int64_t hosts_next_change(struct hosts *hs, int64_t now);
-/* How long after a cool-down a half-open origin keeps its trial for a
- * never-tried job (hosts.c): tried jobs handed back or retried while it is
- * open are due that much after the cool-down ends. */
+/* How long after a cool-down a half-open origin keeps its trial for a job
+ * that is not suspect (hosts.c): suspect jobs handed back or retried while
+ * it is open are due that much after the cool-down ends. */
 int64_t hosts_trial_grace_ms(const struct hosts *hs);
 
 #endif

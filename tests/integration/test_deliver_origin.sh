@@ -11,7 +11,8 @@
 #
 # Then two services on different ports of one host: the hanging one's
 # open breaker and full slots do not hold up the other one's deliveries
-# (slots and breaker are per origin).
+# (slots, breaker and claim exclusions are per origin). Last, never-tried
+# jobs to a path that is failing do not take the trial from healthy ones.
 . "$(dirname "$0")/lib.sh"
 RECV=$SRC/tests/integration/receiver.py
 
@@ -113,6 +114,25 @@ python3 "$RECV" post --base "$BASE" --n 20 --concurrency 1 \
 wait_arrived "$T/b.txt" "$T/b.jsonl" 20 10
 echo "# other port of the same host: $GOT of 20, worst accept->arrival ${LAT_MAX} ms"
 assert_eq "20 callbacks to the other port arrive while the first port hangs" 20 "$GOT"
+
+# ---- many never-tried jobs to a failing path, then healthy ones ---------------
+# 24 jobs to /status/500 on a third receiver open its breaker; 5 jobs to /ok
+# accepted while it is open. The trial must not walk through the 500s one
+# per cool-down (they are never-tried, but their path has failed: suspect):
+# a healthy job is the trial at the first cool-down's end.
+start_receiver c
+cport=$(cat "$T/c.port")
+opened() { grep -c "event=breaker.open origin=\"http://127.0.0.1:$cport\"" "$T/s/deliverer.log"; }
+python3 "$RECV" post --base "$BASE" --n 24 --concurrency 8 \
+	--callback "http://127.0.0.1:$cport/status/500" --out "$T/c500.txt"
+for _ in $(seq 100); do [ "$(opened)" -ge 1 ] && break; sleep 0.1; done
+assert_cmd "the 500s opened the third receiver's breaker" test "$(opened)" -ge 1
+python3 "$RECV" post --base "$BASE" --n 5 --concurrency 1 \
+	--callback "http://127.0.0.1:$cport/ok" --out "$T/cok.txt"
+bound_s=$((3 * COOLDOWN_MS / 1000))
+wait_arrived "$T/cok.txt" "$T/c.jsonl" 5 "$bound_s"
+echo "# healthy jobs behind 24 failing ones: $GOT of 5 within ${bound_s} s; worst accept->arrival ${LAT_MAX} ms"
+assert_eq "healthy jobs are trialled ahead of never-tried jobs to a failing path" 5 "$GOT"
 
 stack_down_ok=0
 "$SRC/tools/stack.sh" down --dir "$T/s" >/dev/null 2>&1 && stack_down_ok=1

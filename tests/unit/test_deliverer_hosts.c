@@ -34,7 +34,7 @@ enum op {
 	IS_OPEN,  /* hosts_open must say arg (1/0) */
 	UNTIL,    /* hosts_open's *until must be arg */
 	MAYSTART, /* hosts_may_start must say arg, nothing started */
-	/* the same for a job tried before (its share of the slots is capped) */
+	/* the same for a suspect job (its share of the slots is capped) */
 	TSTART,
 	TMAYSTART,
 	TOK,
@@ -423,24 +423,24 @@ static void run_script(const struct script *s)
 			assert_int_equal(hosts_may_start(hs, h, true, now), st->arg != 0);
 			break;
 		case TOK:
-			assert_false(hosts_finished(hs, h, true, false, false, now));
+			assert_false(hosts_finished(hs, h, true, 0, false, false, now));
 			break;
 		case TFAIL:
-			assert_int_equal(hosts_finished(hs, h, true, true, false, now),
+			assert_int_equal(hosts_finished(hs, h, true, 0, true, false, now),
 			                 st->arg != 0);
 			break;
 		case TUNSTART:
 			hosts_unstart(hs, h, true);
 			break;
 		case OK:
-			assert_false(hosts_finished(hs, h, false, false, false, now));
+			assert_false(hosts_finished(hs, h, false, 0, false, false, now));
 			break;
 		case FAIL:
-			assert_int_equal(hosts_finished(hs, h, false, true, false, now),
+			assert_int_equal(hosts_finished(hs, h, false, 0, true, false, now),
 			                 st->arg != 0);
 			break;
 		case NEUTRAL:
-			assert_false(hosts_finished(hs, h, false, true, true, now));
+			assert_false(hosts_finished(hs, h, false, 0, true, true, now));
 			break;
 		case UNSTART:
 			hosts_unstart(hs, h, false);
@@ -495,14 +495,14 @@ static void test_hosts_independent(void **state)
 	hosts_started(hs, a, false);
 	assert_false(hosts_may_start(hs, a, false, 0));
 	assert_true(hosts_may_start(hs, b, false, 0)); /* a's bound is a's */
-	assert_false(hosts_finished(hs, a, false, true, false, 0));
+	assert_false(hosts_finished(hs, a, false, 0, true, false, 0));
 	hosts_started(hs, a, false);
-	assert_true(hosts_finished(hs, a, false, true, false, 0));
+	assert_true(hosts_finished(hs, a, false, 0, true, false, 0));
 	assert_true(hosts_open(hs, a, 1, NULL));
 	assert_false(hosts_open(hs, b, 1, NULL));
 	assert_true(hosts_may_start(hs, b, false, 1));
 	hosts_started(hs, b, false);
-	assert_false(hosts_finished(hs, b, false, true, false, 1)); /* b's first failure */
+	assert_false(hosts_finished(hs, b, false, 0, true, false, 1)); /* b's first failure */
 	hosts_free(hs);
 }
 
@@ -537,7 +537,7 @@ static void test_origins_independent(void **state)
 	assert_false(hosts_may_start(hs, a, false, 0));
 	assert_true(hosts_may_start(hs, c, false, 0));
 	assert_true(hosts_may_start(hs, t, false, 0));
-	assert_true(hosts_finished(hs, a, false, true, false, 0));
+	assert_true(hosts_finished(hs, a, false, 0, true, false, 0));
 	assert_true(hosts_open(hs, a, 1, NULL));
 	assert_false(hosts_open(hs, c, 1, NULL));
 	assert_false(hosts_open(hs, t, 1, NULL));
@@ -591,7 +591,7 @@ static void test_exclusions(void **state)
 	q = hosts_get(hs, "http://q\"uote.example:80", "q\"uote.example");
 	hosts_hold(hs, q);
 	hosts_started(hs, q, false);
-	assert_true(hosts_finished(hs, q, false, true, false, 50));
+	assert_true(hosts_finished(hs, q, false, 0, true, false, 50));
 	assert_string_equal(excl(hs, 50, &b, &changed), "[\"q\\\"uote.example\"]");
 	assert_true(changed);
 	assert_string_equal(excl(hs, 1049, &b, &changed), "[\"q\\\"uote.example\"]");
@@ -610,7 +610,7 @@ static void trip(struct hosts *hs, const char *name, int64_t now)
 	assert_non_null(h);
 	hosts_hold(hs, h);
 	hosts_started(hs, h, false);
-	assert_true(hosts_finished(hs, h, false, true, false, now));
+	assert_true(hosts_finished(hs, h, false, 0, true, false, now));
 }
 
 static void test_next_change(void **state)
@@ -670,7 +670,7 @@ static void test_sweep(void **state)
 	hosts_hold(hs, h);
 	for (int i = 0; i < 3; i++) {
 		hosts_started(hs, h, false);
-		assert_int_equal(hosts_finished(hs, h, false, true, false, 0), i == 2);
+		assert_int_equal(hosts_finished(hs, h, false, 0, true, false, 0), i == 2);
 	}
 	assert_true(hosts_open(hs, h, 0, NULL));
 	hosts_leave(hs, h);
@@ -681,23 +681,23 @@ static void test_sweep(void **state)
 		assert_non_null(h);
 		hosts_hold(hs, h);
 		hosts_started(hs, h, false);
-		assert_false(hosts_finished(hs, h, false, true, false, 0));
+		assert_false(hosts_finished(hs, h, false, 0, true, false, 0));
 		hosts_leave(hs, h); /* one failure remembered */
 	}
 	/* h0 was swept: its count restarted, so two failures do not open it */
 	h = hosts_get(hs, "h0.example", "h0.example");
 	hosts_hold(hs, h);
 	hosts_started(hs, h, false);
-	assert_false(hosts_finished(hs, h, false, true, false, 0));
+	assert_false(hosts_finished(hs, h, false, 0, true, false, 0));
 	hosts_started(hs, h, false);
-	assert_false(hosts_finished(hs, h, false, true, false, 0));
+	assert_false(hosts_finished(hs, h, false, 0, true, false, 0));
 	/* the last one was not (the sweep ran before it was added): two more open it */
 	h = hosts_get(hs, "h4999.example", "h4999.example");
 	hosts_hold(hs, h);
 	hosts_started(hs, h, false);
-	assert_false(hosts_finished(hs, h, false, true, false, 0));
+	assert_false(hosts_finished(hs, h, false, 0, true, false, 0));
 	hosts_started(hs, h, false);
-	assert_true(hosts_finished(hs, h, false, true, false, 0));
+	assert_true(hosts_finished(hs, h, false, 0, true, false, 0));
 	/* the open breaker survived the sweep */
 	hosts_exclusions(hs, 1, &b);
 	assert_non_null(strstr(buf_str(&b), "\"open.example\""));
@@ -718,6 +718,60 @@ static void test_grace(void **state)
 		assert_int_equal(hosts_trial_grace_ms(hs), cases[i][1]);
 		hosts_free(hs);
 	}
+}
+
+/* Paths that failed make jobs suspect at their origin until a success on
+ * the path; the memory is per origin and bounded (issue 11, item 1). */
+static void test_suspect_paths(void **state)
+{
+	struct hosts *hs = hosts_new(8, 100, 1000);
+	uint64_t hang = hosts_path_key("http://r.example:80/hang");
+	uint64_t ok = hosts_path_key("http://r.example:80/ok");
+
+	(void)state;
+	assert_non_null(hs);
+	/* the query and fragment are not part of the path */
+	assert_int_equal(hosts_path_key("http://r.example:80/hang?job=1"), hang);
+	assert_int_equal(hosts_path_key("http://r.example:80/hang#x"), hang);
+	assert_int_not_equal(hang, ok);
+	assert_int_not_equal(hosts_path_key(""), 0);
+	struct host *h = hosts_get(hs, "http://r.example:80", "http://r.example:80");
+	struct host *o = hosts_get(hs, "http://r.example:81", "http://r.example:81");
+	hosts_hold(hs, h);
+	hosts_hold(hs, o);
+	assert_false(hosts_suspect(hs, h, hang));
+	hosts_started(hs, h, false);
+	assert_false(hosts_finished(hs, h, false, hang, true, false, 0));
+	assert_true(hosts_suspect(hs, h, hang));
+	assert_false(hosts_suspect(hs, h, ok));
+	assert_false(hosts_suspect(hs, o, hang)); /* another origin's memory */
+	assert_false(hosts_suspect(hs, h, 0));
+	/* a neutral outcome says nothing about the path */
+	hosts_started(hs, h, true);
+	assert_false(hosts_finished(hs, h, true, hang, false, true, 0));
+	assert_true(hosts_suspect(hs, h, hang));
+	/* a success on another path leaves it; on the path clears it */
+	hosts_started(hs, h, false);
+	assert_false(hosts_finished(hs, h, false, ok, false, false, 0));
+	assert_true(hosts_suspect(hs, h, hang));
+	hosts_started(hs, h, true);
+	assert_false(hosts_finished(hs, h, true, hang, false, false, 0));
+	assert_false(hosts_suspect(hs, h, hang));
+	/* bounded: the 17th failing path pushes out the first */
+	char url[64];
+	for (int i = 0; i < 17; i++) {
+		snprintf(url, sizeof url, "http://r.example:80/p%d", i);
+		hosts_started(hs, h, false);
+		hosts_finished(hs, h, false, hosts_path_key(url), true, false, 0);
+	}
+	assert_false(hosts_suspect(hs, h, hosts_path_key("http://r.example:80/p0")));
+	assert_true(hosts_suspect(hs, h, hosts_path_key("http://r.example:80/p1")));
+	assert_true(hosts_suspect(hs, h, hosts_path_key("http://r.example:80/p16")));
+	/* a path failing twice takes one slot of the memory */
+	hosts_started(hs, h, false);
+	hosts_finished(hs, h, false, hosts_path_key("http://r.example:80/p16"), true, false, 0);
+	assert_true(hosts_suspect(hs, h, hosts_path_key("http://r.example:80/p1")));
+	hosts_free(hs);
 }
 
 static void test_free_null(void **state)
@@ -760,6 +814,7 @@ int main(void)
 	    cmocka_unit_test(test_hosts_independent),
 	    cmocka_unit_test(test_origins_independent),
 	    cmocka_unit_test(test_grace),
+	    cmocka_unit_test(test_suspect_paths),
 	    cmocka_unit_test(test_exclusions),
 	    cmocka_unit_test(test_next_change),
 	    cmocka_unit_test(test_sweep),
