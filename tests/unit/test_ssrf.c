@@ -260,6 +260,11 @@ static const struct vcase strict[] = {
     /* local-use NAT64 is not globally reachable: refused whatever it
      * embeds, at whichever RFC 6052 offset (the /48 layout puts 10.0.0.1
      * in 64:ff9b:1:a00:0:100::, 127.0.0.1 in 64:ff9b:1:7f00:0:100::) */
+    /* other spellings of a denied IPv6 literal are denied as the address
+     * (fuzz_ssrf found curl and the guard spelling [::01] apart) */
+    D("http://[::01]/", "::1 is loopback"),
+    D("http://[0:0::1]/", "::1 is loopback"),
+    D("http://[0000::0001]/", "::1 is loopback"),
     D("http://[64:ff9b:1:a00:0:100:808:808]/",
       "64:ff9b:1:a00:0:100:808:808 is local-use NAT64 (64:ff9b:1::/48, not globally reachable)"),
     D("http://[64:ff9b:1:7f00:0:100::]/", "local-use NAT64"),
@@ -414,6 +419,9 @@ static const struct vcase relaxed[] = {
     A("http://[fd12::1]/"),
     A("http://[fec0::1]/"),
     A("http://[64:ff9b::7f00:1]/"),
+    /* fuzz_ssrf: curl rewrites [::01] to [::1]; the guard judges the address */
+    A("http://[::01]/"),
+    A("http://[0:0::1]:8080/"),
     D("http://[64:ff9b:1::7f00:1]/", "local-use NAT64"),
     D("http://[64:ff9b:1:a00:0:100::]/", "local-use NAT64"),
     A("http://localhost:9000/"),
