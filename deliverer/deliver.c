@@ -10,8 +10,8 @@
  *   3. dispatch: walk the waiting list in order and start what the bounds
  *      allow (global in-flight cap, per-origin cap, breaker), jobs that are
  *      not suspect before suspect ones (hosts.c: the half-open trial and
- *      the slots of an origin with failing URLs); jobs of an origin whose breaker is
- *      open are handed back, due when it closes;
+ *      the slots of an origin with failing URLs); jobs of an origin whose
+ *      breaker is open are handed back, due when it closes;
  *   4. flush: one transaction writes the 'sending' rows (and results not yet
  *      stored) of the jobs about to start, the outcomes of the attempts that
  *      ended and the hand-backs; only after COMMIT are the new requests
@@ -159,8 +159,8 @@ static void decide(struct deliver *d, struct djob *j, enum retry_transport t, co
 /* Applies the breaker to an ended attempt. A retry that ends while the
  * destination's breaker is open (this failure opened it, or it was in
  * flight when others did) waits at least for the cool-down and the trial
- * grace (hosts.c: jobs that are not suspect are claimed for the trial first), and
- * last_error says so. */
+ * grace (hosts.c: the jobs that are not suspect are claimed for the trial
+ * first), and last_error says so. */
 static void account_host(struct deliver *d, struct djob *j, bool neutral)
 {
 	if (!j->host)
