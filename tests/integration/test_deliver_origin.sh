@@ -12,7 +12,8 @@
 # Then two services on different ports of one host: the hanging one's
 # open breaker and full slots do not hold up the other one's deliveries
 # (slots, breaker and claim exclusions are per origin). Last, never-tried
-# jobs to a path that is failing do not take the trial from healthy ones.
+# jobs to a path that is failing do not take the trial from healthy ones,
+# and (item 4) a capped Retry-After is recorded as the delay applied.
 . "$(dirname "$0")/lib.sh"
 RECV=$SRC/tests/integration/receiver.py
 
@@ -93,6 +94,10 @@ for _ in $(seq 150); do
 done
 assert_match "the breaker opened on the hanging URLs, keyed by origin" \
 	"event=breaker.open origin=\"http://127.0.0.1:$rport\"" "$(cat "$T/s/deliverer.log")"
+hang_ids=$(cut -d' ' -f1 "$T/hang.txt" | sed "s/.*/'&'/" | paste -sd,)
+assert_match "a retry that ended while the breaker was open says it was held (and how long)" \
+	"retry held [0-9]+ ms: the destination's circuit breaker is open" \
+	"$(sqlite3 "$db" "SELECT error_message FROM attempts WHERE request_seq IN (SELECT seq FROM requests WHERE id IN ($hang_ids)) AND error_message LIKE '%retry held%' LIMIT 1")"
 ok_ids=$(cut -d' ' -f1 "$T/ok.txt" | sed "s/.*/'&'/" | paste -sd,)
 assert_eq "every healthy job is delivered at its first attempt" 50 \
 	"$(sqlite3 "$db" "SELECT count(*) FROM requests WHERE id IN ($ok_ids) AND callback_status='delivered' AND attempts=1")"
@@ -133,6 +138,15 @@ bound_s=$((3 * COOLDOWN_MS / 1000))
 wait_arrived "$T/cok.txt" "$T/c.jsonl" 5 "$bound_s"
 echo "# healthy jobs behind 24 failing ones: $GOT of 5 within ${bound_s} s; worst accept->arrival ${LAT_MAX} ms"
 assert_eq "healthy jobs are trialled ahead of never-tried jobs to a failing path" 5 "$GOT"
+
+# ---- item 4: a capped Retry-After is recorded as the delay applied ----------
+python3 "$RECV" post --base "$BASE" --n 1 --concurrency 1 \
+	--callback "http://127.0.0.1:$bport/retry-after/429/3600" --out "$T/ra.txt"
+ra_id=$(cut -d' ' -f1 "$T/ra.txt")
+ra_msg() { sqlite3 "$db" "SELECT coalesce(error_message, '') FROM attempts WHERE number = 1 AND request_seq = (SELECT seq FROM requests WHERE id = '$ra_id') AND state = 'done'"; }
+for _ in $(seq 100); do [ -n "$(ra_msg)" ] && break; sleep 0.1; done
+assert_eq "Retry-After: 3600 capped at CONSUMA_CALLBACK_BACKOFF_MAX_MS: the attempt names the delay applied" \
+	"HTTP 429 (Retry-After 3600000 ms, capped: retrying in 4000 ms)" "$(ra_msg)"
 
 stack_down_ok=0
 "$SRC/tools/stack.sh" down --dir "$T/s" >/dev/null 2>&1 && stack_down_ok=1
