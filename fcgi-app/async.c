@@ -100,6 +100,7 @@ void async_handle(struct http_exchange *x, const char *tail)
 	enum store_err serr;
 	char why[256] = "";
 	char body_hash[WORK_HEX_LEN + 1];
+	char pending_keys[SSRF_KEYS_MAX];
 	char *body = NULL;
 	size_t len = 0;
 	const char *key;
@@ -141,6 +142,12 @@ void async_handle(struct http_exchange *x, const char *tail)
 	ins.iterations = job.iterations;
 	ins.callback_url = job.callback_url;
 	ins.callback_host = parts.host;
+	/* the bound per destination counts addresses, not spellings */
+	if (!ssrf_pending_keys(&target, pending_keys, sizeof(pending_keys))) {
+		http_internal_error(x, "ssrf_pending_keys", "keys do not fit");
+		goto out;
+	}
+	ins.pending_keys = pending_keys;
 	ins.client_addr = x->client;
 	ins.idempotency_key = key;
 	ins.body_hash = body_hash;

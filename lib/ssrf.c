@@ -654,6 +654,82 @@ enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
 	return SSRF_ALLOW;
 }
 
+/* ---- the intake bound's keys ---------------------------------------------- */
+
+/* One address's key: the unit a destination is counted in. */
+static void addr_key(const struct sockaddr_storage *ss, char *out, size_t outlen)
+{
+	static const unsigned char nat64[12] = {0x00, 0x64, 0xff, 0x9b};
+	unsigned char a[16];
+	char text[INET6_ADDRSTRLEN];
+
+	if (ss->ss_family == AF_INET) {
+		addr_text(AF_INET,
+		          (const unsigned char *)&((const struct sockaddr_in *)(const void *)ss)
+		              ->sin_addr,
+		          text, sizeof(text));
+		snprintf(out, outlen, "%s/32", text);
+		return;
+	}
+	memcpy(a, &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, sizeof(a));
+	if (memcmp(a, nat64, sizeof(nat64)) == 0) {
+		/* the well-known NAT64 prefix reaches the IPv4 it carries */
+		addr_text(AF_INET, a + 12, text, sizeof(text));
+		snprintf(out, outlen, "%s/32", text);
+		return;
+	}
+	/* one /64 is one site: a host is free to answer from any of its
+	 * 2^64 interface identifiers */
+	memset(a + 8, 0, 8);
+	addr_text(AF_INET6, a, text, sizeof(text));
+	snprintf(out, outlen, "%s/64", text);
+}
+
+static void add_key(struct buf *b, char seen[][INET6_ADDRSTRLEN + 8], int *nseen, const char *key)
+{
+	for (int i = 0; i < *nseen; i++)
+		if (strcmp(seen[i], key) == 0)
+			return;
+	snprintf(seen[*nseen], sizeof(seen[0]), "%s", key);
+	(*nseen)++;
+	if (b->len > 1)
+		buf_putc(b, ',');
+	buf_json_string(b, key, strlen(key));
+}
+
+bool ssrf_pending_keys(const struct ssrf_target *t, char *out, size_t outlen)
+{
+	char seen[SSRF_MAX_ADDRS][INET6_ADDRSTRLEN + 8];
+	char key[INET6_ADDRSTRLEN + 8];
+	int nseen = 0;
+	struct buf b;
+	bool ok;
+
+	buf_init(&b, outlen > 0 ? outlen - 1 : 0);
+	buf_putc(&b, '[');
+	if (!t->url.host_is_ip) {
+		size_t n = strlen(t->url.host);
+
+		if (n > 0 && t->url.host[n - 1] == '.')
+			n--;
+		/* url_parse lowercased it already; names never contain '/', so
+		 * no name can collide with an address key */
+		buf_json_string(&b, t->url.host, n);
+	}
+	for (int i = 0; i < t->naddrs && i < SSRF_MAX_ADDRS; i++) {
+		addr_key(&t->addrs[i], key, sizeof(key));
+		add_key(&b, seen, &nseen, key);
+	}
+	buf_putc(&b, ']');
+	ok = b.err == BUF_OK && outlen > 0;
+	if (ok)
+		memcpy(out, buf_str(&b), b.len + 1);
+	else if (outlen > 0)
+		out[0] = '\0';
+	buf_free(&b);
+	return ok;
+}
+
 /* ---- the libcurl guard --------------------------------------------------- */
 
 curl_socket_t ssrf_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)

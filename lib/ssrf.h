@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <curl/curl.h>
 #include "config.h"
@@ -74,6 +75,21 @@ struct ssrf_target {
  * loopback" or "callback_url: userinfo is not allowed". */
 enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
                                  struct ssrf_target *t, char *why, size_t whylen);
+
+/* Room for ssrf_pending_keys: the name and every address, quoted. */
+#define SSRF_KEYS_MAX (URL_HOST_MAX + 8 + SSRF_MAX_ADDRS * (INET6_ADDRSTRLEN + 8))
+
+/* The keys the intake bound per destination (CONSUMA_MAX_PENDING_PER_HOST)
+ * counts a checked target under, as a JSON array of strings, so that no
+ * respelling of one destination gets a bound of its own: the host name
+ * normalised (lowercase, trailing dot removed; left out for an IP literal)
+ * and every checked address in canonical form, IPv4 as "a.b.c.d/32", IPv6
+ * by its /64 ("2001:db8:1:2::/64"; NAT64 64:ff9b::/96 by the IPv4 it
+ * carries), each once. A job counts against all of them: wildcard DNS
+ * shares the addresses, "localhost" the 127.0.0.1 of "127.0.0.1", "[0::1]"
+ * the "::/64" of "[::1]". Writes at most outlen bytes (SSRF_KEYS_MAX is
+ * always enough); false when they do not fit. Thread safe. */
+bool ssrf_pending_keys(const struct ssrf_target *t, char *out, size_t outlen);
 
 /* Prepares an easy handle for a delivery to t: CURLOPT_RESOLVE pinned to
  * the checked addresses, an open-socket callback that checks the peer

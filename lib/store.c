@@ -159,11 +159,14 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_IDEM_FORGET] = "UPDATE requests SET idempotency_key = NULL WHERE seq = ?1",
     [ST_DEPTH] = "SELECT value FROM counters WHERE name = 'queue_depth'",
     [ST_CLIENT_PENDING] = "SELECT n FROM client_pending WHERE client = coalesce(?1, '')",
-    [ST_HOST_PENDING] = "SELECT n FROM host_pending WHERE host = coalesce(?1, '')",
+    /* the busiest of the job's destination keys (sql/005_pending_keys.sql) */
+    [ST_HOST_PENDING] = "SELECT coalesce(max(n), 0) FROM host_pending WHERE host IN (SELECT "
+                        "value FROM json_each(coalesce(?1, json_array(coalesce(?2, '')))))",
     [ST_INSERT_JOB] = "INSERT INTO requests (id, mode, status, callback_status, "
                       "input_data, iterations, callback_url, callback_host, client_addr, "
-                      "idempotency_key, body_hash, created_at, next_attempt_at) VALUES "
-                      "(?1, 'async', 'queued', 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                      "idempotency_key, body_hash, created_at, next_attempt_at, pending_keys) "
+                      "VALUES (?1, 'async', 'queued', 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                      "?9, ?9, ?10)",
     [ST_GET] = "SELECT seq, id, mode, status, callback_status, iterations, result, "
                "duration_ms, input_data, callback_url, created_at, started_at, "
                "completed_at, finished_at, attempts, next_attempt_at, last_error "
@@ -648,8 +651,10 @@ void store_use_committer(struct store *s, struct store_committer *c)
 	s->committer = c;
 }
 
-/* Reads one integer column of a one-row cached statement; 0 when no row. */
-static int read_count(struct store *s, enum stmt_id id, const char *arg, int64_t *out)
+/* Reads one integer column of a one-row cached statement; 0 when no row.
+ * arg2 is ST_HOST_PENDING's second parameter (its fallback key). */
+static int read_count2(struct store *s, enum stmt_id id, const char *arg, const char *arg2,
+                       int64_t *out)
 {
 	int rc;
 	sqlite3_stmt *st = stmt(s, id, &rc);
@@ -657,6 +662,8 @@ static int read_count(struct store *s, enum stmt_id id, const char *arg, int64_t
 		return rc;
 	if (id != ST_DEPTH)
 		bind_text(st, 1, arg);
+	if (id == ST_HOST_PENDING)
+		bind_text(st, 2, arg2);
 	rc = sqlite3_step(st);
 	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
@@ -665,6 +672,11 @@ static int read_count(struct store *s, enum stmt_id id, const char *arg, int64_t
 		fail(s, rc, "read counter");
 	done(st);
 	return rc;
+}
+
+static int read_count(struct store *s, enum stmt_id id, const char *arg, int64_t *out)
+{
+	return read_count2(s, id, arg, NULL, out);
 }
 
 static void copy_text(char *dst, size_t size, const unsigned char *src)
@@ -745,7 +757,7 @@ static enum store_err check_bounds(struct store *s, const struct job_insert *job
 		}
 	}
 	if (job->max_host_pending > 0) {
-		rc = read_count(s, ST_HOST_PENDING, job->callback_host, &n);
+		rc = read_count2(s, ST_HOST_PENDING, job->pending_keys, job->callback_host, &n);
 		if (rc != SQLITE_OK)
 			return store_from_sqlite(rc);
 		if (n >= job->max_host_pending) {
@@ -772,6 +784,7 @@ static enum store_err insert_job_row(struct store *s, const struct job_insert *j
 	bind_text(st, 7, job->idempotency_key);
 	bind_text(st, 8, job->body_hash);
 	sqlite3_bind_int64(st, 9, job->created_at);
+	bind_text(st, 10, job->pending_keys);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
 		err = fail(s, rc, "insert job");

@@ -100,6 +100,9 @@ struct job_insert {
 	int64_t iterations;
 	const char *callback_url;
 	const char *callback_host; /* lowercased */
+	/* JSON array of the keys the per-destination bound counts the job
+	 * under (ssrf_pending_keys); NULL counts it under callback_host alone */
+	const char *pending_keys;
 	const char *client_addr;
 	const char *idempotency_key; /* NULL when the header was absent */
 	const char *body_hash;       /* sha256 hex of the body, for the key check */

@@ -56,6 +56,9 @@ static const struct fake_name names[] = {
     {"dup.test", {"8.8.8.8", "8.8.8.8", "8.8.8.8"}},
     {"nothing.test", {NULL}},
     {"pinned.invalid", {"127.0.0.1"}}, /* a name no real DNS can answer */
+    {"a.wild.test", {"93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"}},
+    {"b.wild.test", {"93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"}},
+    {"site64.test", {"2606:2800:220:1::1", "2606:2800:220:1:ffff::2", "2606:2800:220:2::1"}},
 };
 
 static int fill(const char *text, struct sockaddr_storage *ss)
@@ -635,6 +638,71 @@ static void test_target_contents(void **state)
 	ssrf_policy_free(p);
 }
 
+/* The intake bound's keys: every spelling of one destination gives the
+ * same keys (or shares an address key), each key once. */
+static void test_pending_keys(void **state)
+{
+	static const struct {
+		const char *url;
+		const char *keys;
+	} cases[] = {
+	    /* one IPv6 address, four spellings, any port: one /64 */
+	    {"http://[::1]:9/", "[\"::/64\"]"},
+	    {"http://[0::1]:9/", "[\"::/64\"]"},
+	    {"http://[0:0::1]:10/", "[\"::/64\"]"},
+	    {"http://[0000::0001]/", "[\"::/64\"]"},
+	    {"http://[0:0:0:0:0:0:0:1]/x", "[\"::/64\"]"},
+	    /* IPv4 literal and a name for it share 127.0.0.1/32 */
+	    {"http://127.0.0.1:9/", "[\"127.0.0.1/32\"]"},
+	    {"http://localhost:9/", "[\"localhost\",\"127.0.0.1/32\",\"::/64\"]"},
+	    {"http://LOCALHOST/", "[\"localhost\",\"127.0.0.1/32\",\"::/64\"]"},
+	    {"http://localhost./", "[\"localhost\",\"127.0.0.1/32\",\"::/64\"]"},
+	    /* wildcard DNS: different names, the same address keys */
+	    {"http://a.wild.test/",
+	     "[\"a.wild.test\",\"93.184.216.34/32\",\"2606:2800:220:1::/64\"]"},
+	    {"http://b.wild.test/",
+	     "[\"b.wild.test\",\"93.184.216.34/32\",\"2606:2800:220:1::/64\"]"},
+	    /* one /64 is one key; another /64 another */
+	    {"http://site64.test/",
+	     "[\"site64.test\",\"2606:2800:220:1::/64\",\"2606:2800:220:2::/64\"]"},
+	    {"http://[2606:2800:220:1:ffff:ffff:ffff:ffff]/", "[\"2606:2800:220:1::/64\"]"},
+	    /* NAT64 reaches the IPv4 it carries */
+	    {"http://nat64.test/", "[\"nat64.test\",\"8.8.8.8/32\"]"},
+	    {"http://[64:ff9b::8.8.8.8]/", "[\"8.8.8.8/32\"]"},
+	    {"http://8.8.8.8/", "[\"8.8.8.8/32\"]"},
+	    {"http://dup.test/", "[\"dup.test\",\"8.8.8.8/32\"]"},
+	};
+	struct ssrf_policy *p = policy(true, "", "");
+	struct ssrf_target t;
+	char why[SSRF_REASON_MAX];
+	char keys[SSRF_KEYS_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (ssrf_check_url(p, cases[i].url, &t, why, sizeof(why)) != SSRF_ALLOW)
+			fail_msg("%s: refused: %s", cases[i].url, why);
+		assert_true(ssrf_pending_keys(&t, keys, sizeof(keys)));
+		if (strcmp(keys, cases[i].keys) != 0)
+			fail_msg("%s: keys %s, want %s", cases[i].url, keys, cases[i].keys);
+	}
+	/* too small a buffer: false and an empty string, never a cut array */
+	assert_int_equal(ssrf_check_url(p, "http://localhost/", &t, why, sizeof(why)), SSRF_ALLOW);
+	assert_false(ssrf_pending_keys(&t, keys, 10));
+	assert_string_equal(keys, "");
+	assert_false(ssrf_pending_keys(&t, keys, 0));
+	/* the longest host and the most addresses still fit SSRF_KEYS_MAX */
+	memset(&t, 0, sizeof(t));
+	memset(t.url.host, 'a', sizeof(t.url.host) - 1);
+	t.naddrs = SSRF_MAX_ADDRS;
+	for (int i = 0; i < SSRF_MAX_ADDRS; i++) {
+		char a[64];
+		snprintf(a, sizeof(a), "2606:2800:%x:ffff:ffff:ffff:ffff:ffff", i);
+		assert_int_equal(fill(a, &t.addrs[i]), 1);
+	}
+	assert_true(ssrf_pending_keys(&t, keys, sizeof(keys)));
+	ssrf_policy_free(p);
+}
+
 /* curl hands the callback a struct curl_sockaddr whose addr member is
  * followed by room for a sockaddr_storage (Curl_sockaddr_ex); so must we. */
 union csa_room {
@@ -969,6 +1037,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_cidrs),
 	    cmocka_unit_test(test_rebinding),
 	    cmocka_unit_test(test_target_contents),
+	    cmocka_unit_test(test_pending_keys),
 	    cmocka_unit_test(test_open_socket),
 	    cmocka_unit_test(test_odd_resolver_and_oom),
 	    cmocka_unit_test(test_system_resolver),

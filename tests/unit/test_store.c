@@ -883,6 +883,52 @@ static void test_counters(void **state)
 	store_close(s);
 }
 
+/* pending_keys (sql/005): a job counts once under each of its keys, the
+ * bound refuses a job when any key is full, and finishing frees them all. */
+static void test_pending_keys(void **state)
+{
+	static const struct {
+		const char *keys;
+		enum store_err want;
+	} steps[] = {
+	    {"[\"::/64\"]", STORE_OK},
+	    {"[\"::/64\"]", STORE_FULL},
+	    {"[\"localhost\",\"127.0.0.1/32\",\"::/64\"]", STORE_FULL},
+	    {"[\"127.0.0.1/32\"]", STORE_OK},
+	    {"[\"a.wild.test\",\"93.184.216.34/32\"]", STORE_OK},
+	    {"[\"b.wild.test\",\"93.184.216.34/32\"]", STORE_FULL},
+	    {"[\"b.wild.test\",\"93.184.216.35/32\"]", STORE_OK},
+	};
+	char path[320], id[IDS_UUID_LEN + 1];
+	struct job_insert j = job_template(NULL);
+	struct job_result r;
+
+	(void)state;
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	j.max_host_pending = 1;
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		j.pending_keys = steps[i].keys;
+		enum store_err err = insert_new(s, &j, &r, id);
+		if (err != steps[i].want)
+			fail_msg("step %zu (%s): %s", i, steps[i].keys, store_strerror(err));
+		if (err == STORE_FULL)
+			assert_int_equal(r.refusal, JOB_HOST_PENDING);
+	}
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='b.wild.test'"), 1);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 6);
+	exec_ok(s, "UPDATE requests SET finished_at = 1");
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
+	/* a row without keys (written before sql/005) counts under its host */
+	j.pending_keys = NULL;
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_FULL);
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='example.com'"), 1);
+	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE finished_at IS NULL");
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
+	store_close(s);
+}
+
 /* ---- reads ----------------------------------------------------------------- */
 
 static json_object *field(json_object *o, const char *key)
@@ -1252,6 +1298,7 @@ int main(void)
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_busy_waits),
 	    cmocka_unit_test(test_concurrent_inserts),
+	    cmocka_unit_test(test_pending_keys),
 	};
 	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
