@@ -47,6 +47,8 @@ const char *http_reason(int status)
 		return "Length Required";
 	case 413:
 		return "Content Too Large";
+	case 415:
+		return "Unsupported Media Type";
 	case 422:
 		return "Unprocessable Content";
 	case 429:
@@ -346,6 +348,83 @@ void http_fail_body(struct http_exchange *x, enum http_body_err err, size_t cap)
 	}
 }
 
+static bool ows(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* Whether s[0..n) is word, ASCII case-insensitively. */
+static bool word_is(const char *s, size_t n, const char *word)
+{
+	size_t i;
+
+	for (i = 0; i < n && word[i] != '\0'; i++) {
+		char c = s[i];
+
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if (c != word[i])
+			return false;
+	}
+	return i == n && word[i] == '\0';
+}
+
+bool http_content_type_json(const char *ct)
+{
+	static const char type[] = "application/json";
+	const char *p = ct;
+
+	if (ct == NULL)
+		return false;
+	while (ows(*p))
+		p++;
+	if (strlen(p) < sizeof(type) - 1 || !word_is(p, sizeof(type) - 1, type))
+		return false;
+	p += sizeof(type) - 1;
+	/* parameters (RFC 9110 section 8.3.1): ; name=value, name=value ... */
+	for (;;) {
+		const char *name;
+		const char *eq;
+		const char *v;
+		size_t vn;
+
+		while (ows(*p))
+			p++;
+		if (*p == '\0')
+			return true;
+		if (*p != ';')
+			return false; /* application/jsonx, application/json+foo */
+		p++;
+		while (ows(*p))
+			p++;
+		name = p;
+		p += strcspn(p, "=;");
+		if (*p != '=') {
+			if (p == name)
+				continue; /* an empty parameter: "application/json;" */
+			return false;
+		}
+		eq = p;
+		v = ++p;
+		if (*v == '"') {
+			const char *close = strchr(v + 1, '"');
+
+			if (close == NULL)
+				return false;
+			vn = (size_t)(close - v - 1);
+			v++;
+			p = close + 1;
+		} else {
+			vn = strcspn(v, "; \t");
+			p = v + vn;
+		}
+		/* we read UTF-8 only (RFC 8259 section 8.1): another charset
+		 * would be misread, so it is refused rather than guessed at */
+		if (word_is(name, (size_t)(eq - name), "charset") && !word_is(v, vn, "utf-8"))
+			return false;
+	}
+}
+
 bool http_read_job(struct http_exchange *x, enum request_mode mode, struct job_request *job,
                    char **body, size_t *len)
 {
@@ -355,6 +434,15 @@ bool http_read_job(struct http_exchange *x, enum request_mode mode, struct job_r
 	enum http_body_err berr;
 	enum request_err rerr;
 
+	/* before a byte is read: a browser's cross-origin "simple request"
+	 * (text/plain, a form) must never become a job */
+	*body = NULL;
+	*len = 0;
+	if (!http_content_type_json(http_param(x, "CONTENT_TYPE"))) {
+		http_error(x, 415,
+		           "Content-Type: must be application/json (charset=utf-8 allowed)");
+		return false;
+	}
 	berr = http_read_body(x, cap, body, len);
 	if (berr != HTTP_BODY_OK) {
 		http_fail_body(x, berr, cap);

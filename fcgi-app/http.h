@@ -98,11 +98,17 @@ enum http_body_err http_read_body(struct http_exchange *x, size_t cap, char **bo
 /* Answers the error err with the right status and detail. */
 void http_fail_body(struct http_exchange *x, enum http_body_err err, size_t cap);
 
-/* Reads the body (at most CONSUMA_MAX_BODY_BYTES) and parses it as a job
- * request of mode: the common first step of POST /sync and POST /async.
+/* Whether a Content-Type value is JSON as we read it: the media type
+ * application/json (ASCII case-insensitive, blanks around it allowed) with
+ * any parameters, but a charset parameter must be utf-8. NULL is false. */
+bool http_content_type_json(const char *ct);
+
+/* Checks Content-Type (415 unless http_content_type_json), reads the body
+ * (at most CONSUMA_MAX_BODY_BYTES) and parses it as a job request of mode:
+ * the common first step of POST /sync and POST /async.
  * Returns true with *job filled (request_free it) and *body, *len set (the
- * raw body, cz_free it); false when the answer (400/411/413/422/500) has
- * been given, with nothing left to free. */
+ * raw body, cz_free it); false when the answer (400/411/413/415/422/500)
+ * has been given, with nothing left to free. */
 bool http_read_job(struct http_exchange *x, enum request_mode mode, struct job_request *job,
                    char **body, size_t *len);
 

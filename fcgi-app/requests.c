@@ -4,7 +4,11 @@
  * The query string is parsed strictly: every known parameter is decoded
  * (percent escapes, '+' as space), given at most once and checked against
  * its type and range; a bad one is a 422 naming it. Unknown parameters are
- * ignored, as unknown JSON fields are.
+ * ignored, as unknown JSON fields are, whatever their length: a name too
+ * long to spell a known one, even fully percent-encoded, is not decoded.
+ *
+ * offset is bounded (OFFSET_MAX): SQLite walks every skipped row, so an
+ * unbounded offset would be a table scan on request.
  */
 #include <stdio.h>
 #include <string.h>
@@ -14,8 +18,10 @@
 
 #define LIMIT_DEFAULT 50
 #define LIMIT_MAX     200
-#define OFFSET_MAX    1000000000000LL
+#define OFFSET_MAX    10000
 #define VALUE_MAX     64
+/* the longest known name ("offset", "status") with every byte escaped */
+#define KEY_RAW_MAX (3 * 6)
 
 struct list_params {
 	char mode[VALUE_MAX];
@@ -101,8 +107,10 @@ static bool take(struct http_exchange *x, struct list_params *p, const char *key
 			return false;
 		}
 	} else if (!parse_int(value, 0, OFFSET_MAX, &p->offset)) {
-		http_error(x, 422, "offset: must be an integer from 0 to %lld",
-		           (long long)OFFSET_MAX);
+		http_error(x, 422,
+		           "offset: must be an integer from 0 to %d (narrow the list with mode "
+		           "or status)",
+		           OFFSET_MAX);
 		return false;
 	}
 	return true;
@@ -119,10 +127,10 @@ static bool parse_query(struct http_exchange *x, struct list_params *p)
 		size_t n = amp != NULL ? (size_t)(amp - q) : strlen(q);
 		const char *eq = memchr(q, '=', n);
 		size_t kn = eq != NULL ? (size_t)(eq - q) : n;
-		char key[256];
+		char key[KEY_RAW_MAX + 1];
 		char value[VALUE_MAX];
 
-		if (n > 0) {
+		if (n > 0 && kn <= KEY_RAW_MAX) {
 			if (http_percent_decode(q, kn, key, sizeof(key), true) < 0) {
 				http_error(x, 422, "query: malformed parameter name");
 				return false;

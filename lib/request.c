@@ -1,7 +1,7 @@
 /*
  * request: the JSON body of POST /sync and POST /async, parsed at the
  * boundary through one table (fields[] below: name, type, presence per
- * mode, bounds). Input is hostile, so the body passes three gates in order:
+ * mode, bounds). Input is hostile, so the body passes four gates in order:
  *
  *   1. size and shape: at most cfg->max_body_bytes (413), not empty, a JSON
  *      object (the first non-blank byte is '{');
@@ -16,6 +16,9 @@
  *   3. json-c in strict mode with a nesting limit (REQUEST_MAX_DEPTH, so a
  *      10,000-deep body is an error, not a deep recursion), the whole body
  *      consumed up to trailing whitespace.
+ *   4. after the fields (so that a bad input_data is named as such): the
+ *      whole body is UTF-8 (RFC 8259 section 8.1), unknown keys and values
+ *      included, which json-c does not check.
  *
  * Then each field of the table is checked on the parsed object, and only
  * when every field is good are the strings copied out.
@@ -490,6 +493,14 @@ enum request_err request_parse(const char *body, size_t len, enum request_mode m
 		rc = check_field(&fields[i], mode, root, cfg, &v[i], err);
 		if (rc != REQUEST_OK)
 			goto out;
+	}
+	/* gate 4: json-c passes any byte through strings, so what the known
+	 * fields did not cover (unknown keys and values) is checked here */
+	size_t chars = 0;
+	size_t bad = utf8_scan((const unsigned char *)body, len, &chars);
+	if (bad != len) {
+		rc = fail(err, REQUEST_INVALID, "body", "is not valid UTF-8 at offset %zu", bad);
+		goto out;
 	}
 
 	out->input_data = cz_strndup(v[F_INPUT_DATA].s, v[F_INPUT_DATA].bytes);

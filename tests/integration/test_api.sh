@@ -239,7 +239,7 @@ direct_pid=$!
 t_track $direct_pid
 for _ in $(seq 100); do [ -S "$T/direct.sock" ] && break; sleep 0.05; done
 fcgi() { python3 "$T/fcgi.py" "$T/direct.sock" "$1" "${2:-}"; }
-post='"REQUEST_METHOD": "POST", "REQUEST_URI": "/sync", "REMOTE_ADDR": "127.0.0.1"'
+post='"REQUEST_METHOD": "POST", "REQUEST_URI": "/sync", "REMOTE_ADDR": "127.0.0.1", "CONTENT_TYPE": "application/json"'
 assert_match "direct: a valid /sync" '^200 .*2cf24dba5fb0a30e' \
 	"$(fcgi "{$post, \"CONTENT_LENGTH\": \"37\"}" '{"input_data":"hello","iterations":1}')"
 assert_match "direct: CONTENT_LENGTH not a number" '^400 .*Content-Length' \

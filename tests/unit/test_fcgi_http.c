@@ -500,6 +500,112 @@ static void test_store_busy(void **state)
 	http_exchange_done(&x);
 }
 
+/* ---- Content-Type of a job request: JSON or 415 ---- */
+
+static void test_content_type(void **state)
+{
+	static const struct {
+		const char *ct;
+		bool json;
+	} cases[] = {
+	    {"application/json", true},
+	    {"Application/JSON", true},
+	    {"APPLICATION/JSON", true},
+	    {" application/json ", true},
+	    {"application/json; charset=utf-8", true},
+	    {"application/json;charset=UTF-8", true},
+	    {"application/json; charset=\"utf-8\"", true},
+	    {"application/json ; CHARSET=Utf-8", true},
+	    {"application/json;", true},
+	    {"application/json; foo=bar", true},
+	    {"application/json; foo=bar; charset=utf-8", true},
+	    {"application/json; charset=latin1", false},
+	    {"application/json; charset=utf-16", false},
+	    {"application/json; charset=utf8x", false},
+	    {"application/json; charset=\"utf-8", false},
+	    {"application/json; charset", false},
+	    {"application/json x", false},
+	    {"application/jsonx", false},
+	    {"application/json+ld", false},
+	    {"application/jso", false},
+	    {"application/ld+json", false},
+	    {"text/json", false},
+	    {"text/plain", false},
+	    {"text/plain; charset=utf-8", false},
+	    {"application/x-www-form-urlencoded", false},
+	    {"multipart/form-data; boundary=x", false},
+	    {"", false},
+	    {NULL, false},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (http_content_type_json(cases[i].ct) != cases[i].json)
+			fail_msg("Content-Type [%s]: want %d", cases[i].ct ? cases[i].ct : "(none)",
+			         (int)cases[i].json);
+	}
+}
+
+/* A job request that is not JSON is a 415 naming the header, before any of
+ * its body is read; a JSON one reaches the parser. */
+static void test_read_job_content_type(void **state)
+{
+	static const struct {
+		const char *ct; /* NULL: no CONTENT_TYPE at all */
+		int status;     /* 0: parsed */
+	} cases[] = {
+	    {NULL, 415},
+	    {"CONTENT_TYPE=text/plain", 415},
+	    {"CONTENT_TYPE=application/x-www-form-urlencoded", 415},
+	    {"CONTENT_TYPE=application/json; charset=iso-8859-1", 415},
+	    {"CONTENT_TYPE=application/json", 0},
+	    {"CONTENT_TYPE=application/json; charset=utf-8", 0},
+	};
+	static struct fake f;
+	static struct app app;
+	static const char body[] = "{\"input_data\":\"hello\"}";
+	char len[32];
+
+	(void)state;
+	memset(&app, 0, sizeof(app));
+	app.cfg.max_body_bytes = 1024;
+	app.cfg.max_iterations = 10;
+	app.cfg.default_iterations = 1;
+	snprintf(len, sizeof(len), "CONTENT_LENGTH=%zu", sizeof(body) - 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *env[] = {"REQUEST_METHOD=POST", "REQUEST_URI=/sync", len, cases[i].ct,
+		                     NULL};
+		struct job_request job = {0};
+		struct http_exchange x;
+		char *b = (char *)"untouched";
+		size_t n = 99;
+		bool ok;
+
+		fake_init(&f, env, body, sizeof(body) - 1);
+		assert_true(http_exchange_init(&x, &app, &f.fr));
+		ok = http_read_job(&x, REQUEST_SYNC, &job, &b, &n);
+		if (cases[i].status == 0) {
+			assert_true(ok);
+			assert_string_equal(job.input_data, "hello");
+			assert_int_equal(n, sizeof(body) - 1);
+			request_free(&job);
+			cz_free(b);
+		} else {
+			assert_false(ok);
+			assert_null(b);
+			assert_int_equal(x.status, cases[i].status);
+			assert_non_null(
+			    strstr(fake_output(&f), "Status: 415 Unsupported Media Type\r\n"));
+			assert_non_null(strstr(fake_output(&f),
+			                       "{\"detail\":\"Content-Type: must be "
+			                       "application/json"));
+			/* nothing of the body was read */
+			assert_ptr_equal(f.in.rdNext, f.inbuf);
+		}
+		http_exchange_done(&x);
+	}
+}
+
 /* ---- the route table: 404 for unknown paths, 405 with Allow ---- */
 
 struct route_case {
@@ -595,12 +701,19 @@ static void test_405_detail(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_percent_decode), cmocka_unit_test(test_reason),
-	    cmocka_unit_test(test_exchange_path),  cmocka_unit_test(test_exchange_long_path),
-	    cmocka_unit_test(test_read_body),      cmocka_unit_test(test_read_body_nomem),
-	    cmocka_unit_test(test_response_head),  cmocka_unit_test(test_error_body),
-	    cmocka_unit_test(test_store_busy),     cmocka_unit_test(test_routes),
+	    cmocka_unit_test(test_percent_decode),
+	    cmocka_unit_test(test_reason),
+	    cmocka_unit_test(test_exchange_path),
+	    cmocka_unit_test(test_exchange_long_path),
+	    cmocka_unit_test(test_read_body),
+	    cmocka_unit_test(test_read_body_nomem),
+	    cmocka_unit_test(test_response_head),
+	    cmocka_unit_test(test_error_body),
+	    cmocka_unit_test(test_store_busy),
+	    cmocka_unit_test(test_routes),
 	    cmocka_unit_test(test_405_detail),
+	    cmocka_unit_test(test_content_type),
+	    cmocka_unit_test(test_read_job_content_type),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

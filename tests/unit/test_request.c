@@ -214,6 +214,15 @@ static const struct bad bad[] = {
     INV("\\u0000 in the input_data key", "{\"input_data\\u0000x\":\"a\"}", S, "body"),
     INV("\\u0000 in an unknown key", "{\"input_data\":\"a\",\"z\\u0000\" : 1}", S, "body"),
     INV("lone surrogate in unknown field", "{\"input_data\":\"a\",\"z\":\"\\uDBFF\"}", S, "body"),
+    /* invalid UTF-8 anywhere, not only in input_data */
+    INV("bad UTF-8 in an unknown key", "{\"input_data\":\"a\",\"z\xff\":1}", S, "body"),
+    INV("bad UTF-8 in an unknown value", "{\"input_data\":\"a\",\"z\":\"\xc0\xaf\"}", S, "body"),
+    INV("raw surrogate in an unknown value", "{\"input_data\":\"a\",\"z\":\"\xed\xa0\x80\"}", S,
+        "body"),
+    INV("truncated UTF-8 in a nested unknown", "{\"input_data\":\"a\",\"z\":[\"\xe2\x9c\"]}", S,
+        "body"),
+    INV("bad UTF-8 in callback_url on /sync (ignored field)",
+        "{\"input_data\":\"a\",\"callback_url\":\"\xf5\"}", S, "body"),
     GEN("10,000-deep arrays inside", deep_inside, 10000, S, REQUEST_INVALID, 422, "body"),
     GEN("10,000-deep objects", deep_objects, 10000, S, REQUEST_INVALID, 422, "body"),
     GEN("33-deep objects", deep_objects, 33, S, REQUEST_INVALID, 422, "body"),
@@ -378,8 +387,9 @@ static const struct good good[] = {
        NULL),
     OK("escaped control character", "{\"input_data\":\"\\u0001\"}", S, "\x01", 1, 1, -1, NULL),
     OK("unknown fields ignored",
-       "{\"x\":{\"y\":[1,2.5,-3e2,true,false,null]},\"input_data\":\"a\",\"z\":\"\xff\"}", S, "a",
-       1, 1, -1, NULL),
+       "{\"x\":{\"y\":[1,2.5,-3e2,true,false,null]},\"input_data\":\"a\",\"cl\xc3\xa9\":"
+       "\"\xf0\x9f\x98\x80\"}",
+       S, "a", 1, 1, -1, NULL),
     OK("callback_url ignored on sync", "{\"input_data\":\"a\",\"callback_url\":5}", S, "a", 1, 1,
        -1, NULL),
     OK("async", "{\"input_data\":\"a\",\"iterations\":7" OKURL, A, "a", 1, 1, 7,
@@ -550,6 +560,7 @@ static void test_details(void **state)
 	    {"{\"input_data\":\"a\\u0000\"}", S,
 	     "input_data: must not contain NUL (\\u0000), found at byte 1"},
 	    {"{\"input_data\":\"ab\xff\"}", S, "input_data: is not valid UTF-8 at byte 2"},
+	    {"{\"input_data\":\"ab\",\"k\xff\":1}", S, "body: is not valid UTF-8 at offset 21"},
 	    {"{\"input_data\":\"a\0\"}", S, "body: contains a NUL byte at offset 16"},
 	};
 	struct job_request out;
