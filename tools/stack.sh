@@ -283,6 +283,13 @@ start_lighttpd() {
 	else
 		: >"$dir/lighttpd-limits.conf"
 	fi
+	# lighttpd's own error bodies, in JSON (errorfile-prefix wants .html)
+	local f
+	mkdir -p "$dir/errors"
+	for f in "$root"/proxy-conf/errors/*.json; do
+		[ -e "$f" ] || continue
+		cp "$f" "$dir/errors/$(basename "$f" .json).html"
+	done
 	fill_template "$root/proxy-conf/lighttpd.conf" "$dir/lighttpd.conf"
 	lighttpd -tt -f "$dir/lighttpd.conf" >"$dir/lighttpd.check" 2>&1 ||
 		{ cat "$dir/lighttpd.check" >&2; die "lighttpd refused $dir/lighttpd.conf"; }

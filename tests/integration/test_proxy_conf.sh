@@ -94,4 +94,119 @@ assert_http "nginx: body over the proxy's bound, 413 in JSON" 413 '^body'
 http GET "$BASE/requests/$id"
 assert_http "lighttpd: the job nginx accepted" 200
 
+# ---- every response is JSON, the fronts' own too ------------------------------------------
+# raw PORT: sends stdin as it is, prints "status<TAB>media type<TAB>json|notjson<TAB>detail"
+cat >"$T/raw.py" <<'PY'
+import json, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+try:
+    s.sendall(sys.stdin.buffer.read())
+except OSError:
+    pass
+data = b""
+try:
+    while True:
+        c = s.recv(65536)
+        if not c:
+            break
+        data += c
+        head, sep, body = data.partition(b"\r\n\r\n")
+        cl = [l.split(b":", 1)[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+        if sep and cl and len(body) >= int(cl[0]):
+            break
+except OSError:
+    pass
+head, _, body = data.partition(b"\r\n\r\n")
+lines = head.decode("latin1").split("\r\n")
+parts = lines[0].split(" ")
+ct = next((l.split(":", 1)[1].strip() for l in lines[1:] if l.lower().startswith("content-type:")), "")
+ra = next((l.split(":", 1)[1].strip() for l in lines[1:] if l.lower().startswith("retry-after:")), "-")
+try:
+    j = json.loads(body)
+    kind, detail = "json", (j.get("detail", "-") if isinstance(j, dict) else "-")
+except ValueError:
+    kind, detail = "notjson", body[:60].decode("latin1").replace("\n", " ")
+print(parts[1] if len(parts) > 1 else "000", ct.split(";")[0], kind, detail, ra, sep="\t")
+PY
+lport=${BASE##*:}
+# front NAME PORT STATUS DETAIL_REGEX FORMAT [ARGS...]: the raw request
+# (printf FORMAT ARGS) is answered STATUS in JSON, with a string detail
+# matching DETAIL_REGEX
+front() {
+	local out st ct kind detail
+	# shellcheck disable=SC2059 # the format is the request
+	out=$(printf "$5" "${@:6}" | python3 "$T/raw.py" "$2")
+	IFS=$'\t' read -r st ct kind detail _ <<<"$out"
+	if [ "$st" = "$3" ] && [ "$ct" = application/json ] && [ "$kind" = json ] &&
+		[[ "$detail" =~ $4 ]]; then
+		ok "$1: $3 in JSON ($detail)"
+	else
+		not_ok "$1: expected $3 in JSON with detail /$4/, got [$out]"
+	fi
+}
+H=$'Host: 127.0.0.1\r\n'
+for f in lighttpd:$lport nginx:$nport; do
+	n=${f%%:*} p=${f#*:}
+	front "$n: body over the front's bound" "$p" 413 '^body: larger than the front end accepts' \
+		'POST /sync HTTP/1.1\r\n%sContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n' "$H"
+	front "$n: Content-Length not a number" "$p" 400 '^request: malformed' \
+		'POST /sync HTTP/1.1\r\n%sContent-Length: abc\r\n\r\n' "$H"
+	front "$n: Content-Length and Transfer-Encoding" "$p" 400 '^request: malformed' \
+		'POST /sync HTTP/1.1\r\n%sContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' "$H"
+	front "$n: a 70 kB header" "$p" 431 '^headers: request header fields too large' \
+		'GET /healthz HTTP/1.1\r\n%sX-Big: %s\r\n\r\n' "$H" "$(head -c 70000 /dev/zero | tr '\0' a)"
+	front "$n: an unknown Transfer-Encoding" "$p" 501 '^method: not implemented' \
+		'POST /sync HTTP/1.1\r\n%sTransfer-Encoding: gzip\r\n\r\n' "$H"
+	front "$n: an HTTP version it does not speak" "$p" 505 'HTTP version' \
+		'GET /healthz HTTP/3.0\r\n%s\r\n' "$H"
+done
+# lighttpd refuses these itself; nginx hands them to consuma-fcgi, which
+# answers in JSON too
+front "lighttpd: %00 in the path" "$lport" 400 '^request' \
+	'GET /healthz%%00 HTTP/1.1\r\n%s\r\n' "$H"
+front "nginx: %00 in the path" "$nport" 400 '^request' \
+	'GET /healthz%%00 HTTP/1.1\r\n%s\r\n' "$H"
+front "lighttpd: %00 in the query" "$lport" 400 '^request' \
+	'GET /requests?limit=%%00 HTTP/1.1\r\n%s\r\n' "$H"
+front "nginx: %00 in the query (the app)" "$nport" 422 '^limit' \
+	'GET /requests?limit=%%00 HTTP/1.1\r\n%s\r\n' "$H"
+front "lighttpd: POST without Content-Length" "$lport" 411 '^Content-Length' \
+	'POST /healthz HTTP/1.1\r\n%s\r\n' "$H"
+front "nginx: POST without Content-Length (the app)" "$nport" 405 '^method' \
+	'POST /healthz HTTP/1.1\r\n%s\r\n' "$H"
+front "lighttpd: an unknown method" "$lport" 501 '^method' \
+	'FOO /sync HTTP/1.1\r\n%s\r\n' "$H"
+front "nginx: an unknown method (the app)" "$nport" 405 '^method' \
+	'FOO /sync HTTP/1.1\r\n%s\r\n' "$H"
+
+# no backend at all: the fronts rendered in $C point at sockets that do not exist
+mkdir -p "$C/errors"
+for f in "$SRC"/proxy-conf/errors/*.json; do cp "$f" "$C/errors/$(basename "$f" .json).html"; done
+lp2=$(free_port)
+np2=$(free_port)
+fill "$SRC/proxy-conf/lighttpd.conf" "$C/lighttpd.conf" "$lp2" "$C" 1 1
+fill "$SRC/proxy-conf/nginx.conf" "$C/nginx.conf" "$np2" "$C" 1 1
+lighttpd -D -f "$C/lighttpd.conf" &
+t_track $!
+nginx -c "$C/nginx.conf" -e "$C/nginx.log" -g 'daemon off;' &
+t_track $!
+for _ in $(seq 100); do
+	curl -s -o /dev/null "http://127.0.0.1:$lp2/" && curl -s -o /dev/null "http://127.0.0.1:$np2/" && break
+	sleep 0.1
+done
+front "lighttpd: no backend" "$lp2" 503 '^service: no backend available' \
+	'GET /healthz HTTP/1.1\r\n%s\r\n' "$H"
+front "nginx: no backend" "$np2" 502 '^service: the backend gave no valid answer' \
+	'GET /healthz HTTP/1.1\r\n%s\r\n' "$H"
+assert_eq "nginx: Retry-After on a front-end 502" 1 \
+	'GET /healthz HTTP/1.1\r\n%s\r\n' "$H" | python3 "$T/raw.py" "$np2" | cut -f5
+
+# one text per status for both fronts
+for f in "$SRC"/proxy-conf/errors/*.json; do
+	c=$(basename "$f" .json)
+	d=$(json_get "$(cat "$f")" 'j["detail"]')
+	grep -qF "$c \"$d\";" "$SRC/proxy-conf/nginx.conf" && ok "nginx.conf has errors/$c.json's detail" ||
+		not_ok "nginx.conf's map lacks [$c \"$d\";] of proxy-conf/errors/$c.json"
+done
+
 t_done
