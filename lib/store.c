@@ -102,6 +102,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -511,6 +512,22 @@ out:
 	return err;
 }
 
+/* The database holds every client's data: a file this open creates is made
+ * owner-only, whatever the umask, at the moment SQLite creates it (its
+ * -wal and -shm files copy the database file's mode), so no other user can
+ * open it even briefly. Done with the umask, not open()+close() of our own:
+ * closing any descriptor of the file would drop every POSIX lock this
+ * process holds on it, under its other threads' connections; and not with
+ * a chmod afterwards, which would leave a window. The umask is process-wide:
+ * tightening it for that moment can only make another thread's file more
+ * private, and two threads doing so at once can at worst leave it at 077.
+ * An existing file keeps its mode. */
+static bool is_file_path(const char *path)
+{
+	return path != NULL && path[0] != '\0' && strcmp(path, ":memory:") != 0 &&
+	       strncmp(path, "file:", 5) != 0;
+}
+
 struct store *store_open(const char *path, enum store_err *err, char *errmsg, size_t errlen)
 {
 	enum store_err e = STORE_OK;
@@ -525,8 +542,13 @@ struct store *store_open(const char *path, enum store_err *err, char *errmsg, si
 	if (s->rng == 0)
 		s->rng = 0x9e3779b97f4a7c15u;
 
+	struct stat before;
+	bool creating = is_file_path(path) && stat(path, &before) != 0 && errno == ENOENT;
+	mode_t umask_was = creating ? umask(077) : 0;
 	int rc = sqlite3_open_v2(
 	    path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (creating)
+		umask(umask_was);
 	if (rc != SQLITE_OK) {
 		if (s->db)
 			e = fail(s, rc, "open");

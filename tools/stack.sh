@@ -35,6 +35,10 @@
 # CONSUMA_STACK_FCGI_BIN=<path> runs another FastCGI responder in place of
 # consuma-fcgi (tools/bench/api.sh puts its hello-world yardstick there).
 set -euo pipefail
+# Private state: D/stack.env holds CONSUMA_CALLBACK_SECRET (the signing
+# secret), D/consuma.db every client's data; what this script and the
+# processes it starts create is owner-only (D itself 0700, files 0600).
+umask 077
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -217,6 +221,8 @@ find_binaries() {
 		[ -x "$build/consuma-fcgi" ] || die "CONSUMA_BUILD_DIR=$build has no consuma-fcgi"
 	else
 		build=$root/build
+		# the build is no private state: ordinary modes there
+		umask 022
 		if [ ! -f "$build/CMakeCache.txt" ]; then
 			say "configuring $build"
 			cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -225,6 +231,7 @@ find_binaries() {
 		fi
 		cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" >"$dir/build.log" 2>&1 ||
 			{ tail -n 30 "$dir/build.log" >&2; die "build failed (see $dir/build.log)"; }
+		umask 077
 	fi
 	fcgi_bin=${CONSUMA_STACK_FCGI_BIN:-$build/consuma-fcgi}
 	deliverer_bin=$build/consuma-deliverer
@@ -271,6 +278,7 @@ fill_template() {
 	text=${text//@SYNC_BACKENDS@/$(backends sync "$sync_procs")}
 	text=${text//@API_BACKENDS@/$(backends api "$api_procs")}
 	text=${text//@MAX_REQUEST_KB@/$max_kb}
+	text=${text//@ERRORS_DIR@/$dir/errors}
 	text=${text//@DIR@/$dir}
 	printf '%s\n' "$text" >"$2"
 }
@@ -331,7 +339,7 @@ wait_healthy() {
 
 cmd_up() {
 	local i url
-	mkdir -p "$dir"
+	mkdir -p -m 0700 "$dir"
 	dir=$(cd "$dir" && pwd)
 	# a unix socket path holds at most 107 bytes
 	[ ${#dir} -le 80 ] || DIE_CODE=2 die "--dir $dir is too long for unix socket paths (80 bytes at most)"
@@ -399,7 +407,7 @@ cmd_status() {
 }
 
 cmd_start_deliverer() {
-	mkdir -p "$dir"
+	mkdir -p -m 0700 "$dir"
 	dir=$(cd "$dir" && pwd)
 	load_env
 	find_binaries

@@ -11,11 +11,17 @@
 #     nothing (a browser's cross-origin form or text/plain POST); a charset
 #     parameter and any case pass. Invalid UTF-8 anywhere in the body is
 #     422. offset is bounded; a long unknown query parameter is ignored.
+#  3. Private state: the stack directory is 0700, stack.env (which holds
+#     the signing secret) and consuma.db with its WAL 0600, whatever the
+#     caller's umask; the systemd units keep the state directory 0700.
 . "$(dirname "$0")/lib.sh"
 J='Content-Type: application/json'
 
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_MAX_PENDING_PER_HOST=1
+CONSUMA_CALLBACK_SECRET="whsec_$(head -c 32 /dev/urandom | base64)"
+export CONSUMA_CALLBACK_SECRET
+umask 022 # a permissive caller: stack.sh and the store must not depend on it
 stack_up "$T/s" --api-procs 1 --sync-procs 1 --no-deliverer
 D=$T/s
 
@@ -81,5 +87,28 @@ long=$(head -c 3000 /dev/zero | tr '\0' 'k')
 http GET "$BASE/requests?$long=1&limit=1"
 assert_http "a 3000-byte unknown parameter is ignored" 200
 assert_eq "...and limit still applies" 1 "$(json_get "$HTTP_BODY" 'len(j)')"
+
+# ---- 3. private state ------------------------------------------------------------------------
+mode() { stat -c %a "$1" 2>/dev/null || echo missing; }
+assert_eq "the stack directory is 0700" 700 "$(mode "$D")"
+assert_eq "stack.env is 0600" 600 "$(mode "$D/stack.env")"
+assert_cmd "stack.env holds the signing secret (so it must be private)" \
+	grep -q '^CONSUMA_CALLBACK_SECRET=' "$D/stack.env"
+assert_eq "consuma.db is 0600" 600 "$(mode "$D/consuma.db")"
+# -wal and -shm exist while a connection is open (the pools hold theirs)
+# and copy the database's mode
+assert_eq "consuma.db-wal is 0600" 600 "$(mode "$D/consuma.db-wal")"
+assert_eq "consuma.db-shm is 0600" 600 "$(mode "$D/consuma.db-shm")"
+others=$(find "$D" -perm /077 ! -type s ! -type l | tr '\n' ' ')
+assert_eq "nothing in the stack directory is open to others (sockets aside)" "" "$others"
+for u in "$SRC"/proxy-conf/systemd/*.service; do
+	n=$(basename "$u")
+	if grep -q '^StateDirectory=' "$u"; then
+		assert_eq "$n: StateDirectoryMode=0700" 0700 "$(sed -n 's/^StateDirectoryMode=//p' "$u")"
+		assert_match "$n: UMask keeps others out" '^0[0-7]07$' "$(sed -n 's/^UMask=//p' "$u")"
+	fi
+done
+assert_cmd "systemd README installs consuma.env 0600" \
+	grep -q 'install -m 0600 .env.example /etc/consuma/consuma.env' "$SRC/proxy-conf/systemd/README.md"
 
 t_done

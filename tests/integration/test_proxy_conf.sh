@@ -26,6 +26,7 @@ fill() {
 	text=${text//@API_UPSTREAMS@/$api_n}
 	text=${text//@MAX_REQUEST_KB@/256}
 	text=${text//@USER@/$(id -un)}
+	text=${text//@ERRORS_DIR@/$4/errors}
 	text=${text//@DIR@/$4}
 	printf '%s\n' "$text" >"$2"
 	local left

@@ -5,7 +5,8 @@
  * SQLITE_BUSY surfacing, a lock held elsewhere waited out, idempotency
  * (replay, conflict, expiry), intake bounds and their counters, the WAL
  * sync that makes a job insert durable (watched through a VFS shim), and the
- * JSON of get, list and health.
+ * JSON of get, list and health; files created owner-only, and a second
+ * connection in one process that leaves the first one's locks alone.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -929,6 +931,85 @@ static void test_pending_keys(void **state)
 	store_close(s);
 }
 
+/* The database and its WAL are created owner-only whatever the umask; an
+ * existing file keeps the mode its owner gave it. */
+static void test_private_file(void **state)
+{
+	char path[320], wal[340], id[IDS_UUID_LEN + 1];
+	struct job_insert j = job_template(NULL);
+	struct job_result r;
+	struct stat st;
+	mode_t old = umask(0);
+
+	(void)state;
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	assert_int_equal(stat(wal, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	store_close(s);
+	assert_int_equal(chmod(path, 0640), 0);
+	s = open_ok(path);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0640);
+	store_close(s);
+	umask(old);
+}
+
+/* Whether another process would find a lock of ours on SQLite's SHARED
+ * byte range of the database file (a connection in WAL mode holds a
+ * shared lock there for as long as it is open). Asked from a child: any
+ * descriptor of the file this process closed would drop its locks. */
+static bool shared_lock_held(const char *path)
+{
+	int status = 0;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct flock fl = {
+		    .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0x40000002, .l_len = 510};
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0 || fcntl(fd, F_GETLK, &fl) != 0)
+			_exit(2);
+		_exit(fl.l_type != F_UNLCK ? 1 : 0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 2);
+	return WEXITSTATUS(status) == 1;
+}
+
+/* Opening a second connection in the same process (a worker thread's) must
+ * not drop the first one's locks: a descriptor of the file opened and
+ * closed outside SQLite would release every POSIX lock of the process, and
+ * another process closing last would then delete the WAL under us. */
+static void test_open_keeps_locks(void **state)
+{
+	char path[320];
+
+	(void)state;
+	fresh_path(path, sizeof path);
+	struct store *a = open_ok(path);
+	assert_true(shared_lock_held(path));
+	struct store *b = open_ok(path); /* the file exists now */
+	assert_true(shared_lock_held(path));
+	store_close(b);
+	assert_true(shared_lock_held(path));
+	store_close(a);
+	assert_false(shared_lock_held(path));
+	/* and a first open that creates the file */
+	fresh_path(path, sizeof path);
+	a = open_ok(path);
+	b = open_ok(path);
+	store_close(b);
+	assert_true(shared_lock_held(path));
+	store_close(a);
+}
+
 /* ---- reads ----------------------------------------------------------------- */
 
 static json_object *field(json_object *o, const char *key)
@@ -1299,6 +1380,8 @@ int main(void)
 	    cmocka_unit_test(test_busy_waits),
 	    cmocka_unit_test(test_concurrent_inserts),
 	    cmocka_unit_test(test_pending_keys),
+	    cmocka_unit_test(test_private_file),
+	    cmocka_unit_test(test_open_keeps_locks),
 	};
 	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
