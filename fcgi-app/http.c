@@ -196,8 +196,19 @@ static bool send_raw(struct http_exchange *x, int status, const char *body, size
 		goto out;
 	ok = true;
 out:
+	if (!ok)
+		x->write_failed = true;
 	buf_free(&head);
 	return ok;
+}
+
+bool http_flush(struct http_exchange *x)
+{
+	FCGX_Stream *out = x->fr->out;
+
+	if (FCGX_FFlush(out) != 0 || FCGX_GetError(out) != 0)
+		x->write_failed = true;
+	return !x->write_failed;
 }
 
 bool http_send_json(struct http_exchange *x, int status, json_object *body)
@@ -220,7 +231,10 @@ bool http_finish(struct http_exchange *x)
 	 * (libfcgi writes it when the last writer closes); FCGX_Finish_r later
 	 * finds both closed and only frees. */
 	int err = FCGX_FClose(x->fr->err);
-	return (FCGX_FClose(x->fr->out) | err) == 0;
+
+	if ((FCGX_FClose(x->fr->out) | err) != 0)
+		x->write_failed = true;
+	return !x->write_failed;
 }
 
 void http_error(struct http_exchange *x, int status, const char *fmt, ...)

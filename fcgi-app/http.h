@@ -41,6 +41,7 @@ struct http_exchange {
 	char request_id[IDS_UUID_LEN + 1]; /* "" until a handler names one */
 	int status;                        /* the status sent, 0 before */
 	bool ring_doorbell;                /* ring after the response is flushed */
+	bool write_failed;                 /* a write of the response failed */
 	struct buf headers;                /* extra header lines, CRLF terminated */
 	int64_t start_ns;                  /* monotonic, for duration_ms */
 };
@@ -88,6 +89,12 @@ void http_internal_error(struct http_exchange *x, const char *what, const char *
  * out) is a 503 with Retry-After the client may retry; anything else 500,
  * logged with what and SQLite's message. */
 void http_store_failed(struct http_exchange *x, enum store_err err, const char *what);
+/* Pushes what was sent to the front (FCGX_FFlush; nothing left to push
+ * after http_finish) and says whether all of it got there: false when a
+ * write failed, here or earlier (the front, or its connection to us, is
+ * gone: the client never saw the answer, even if the work was done and a
+ * job committed). Call once the response is complete. */
+bool http_flush(struct http_exchange *x);
 /* The standard reason phrase for status ("Unknown" for others). */
 const char *http_reason(int status);
 

@@ -80,6 +80,7 @@ void router_dispatch(struct http_exchange *x)
 {
 	const struct route *r;
 	const char *tail = "";
+	bool delivered;
 
 	r = match(x->path, &tail);
 	if (r == NULL) {
@@ -105,9 +106,15 @@ void router_dispatch(struct http_exchange *x)
 	if (x->status == 0)
 		http_internal_error(x, "dispatch", "handler sent no response");
 log:
-	log_event(L_INFO, "request",
-	          "route=%s method=%s status=%d duration_ms=%.3f request_id=%s client=%s", x->route,
-	          log_q(x->method), x->status, (double)(ids_mono_ns() - x->start_ns) / 1e6,
+	/* status is what was sent; delivered says whether it reached the
+	 * front. A 202 that did not is still a job: the client saw a 5xx or a
+	 * reset and retries with its Idempotency-Key. */
+	delivered = http_flush(x);
+	log_event(delivered ? L_INFO : L_WARN, "request",
+	          "route=%s method=%s status=%d delivered=%s duration_ms=%.3f request_id=%s "
+	          "client=%s",
+	          x->route, log_q(x->method), x->status, delivered ? "true" : "false",
+	          (double)(ids_mono_ns() - x->start_ns) / 1e6,
 	          x->request_id[0] != '\0' ? x->request_id : "-",
 	          x->client[0] != '\0' ? log_q(x->client) : "-");
 }

@@ -14,6 +14,11 @@
 #  3. Private state: the stack directory is 0700, stack.env (which holds
 #     the signing secret) and consuma.db with its WAL 0600, whatever the
 #     caller's umask; the systemd units keep the state directory 0700.
+#  4. Answers that never arrived: a FastCGI client (the front) that sends
+#     POST /async and goes away before the answer. The job is committed,
+#     the 202 never reaches anyone, and consuma-fcgi logs it so:
+#     status=202 delivered=false, at level warn, with the request id of the
+#     job on disk; an answer that did arrive logs delivered=true.
 . "$(dirname "$0")/lib.sh"
 J='Content-Type: application/json'
 
@@ -110,5 +115,55 @@ for u in "$SRC"/proxy-conf/systemd/*.service; do
 done
 assert_cmd "systemd README installs consuma.env 0600" \
 	grep -q 'install -m 0600 .env.example /etc/consuma/consuma.env' "$SRC/proxy-conf/systemd/README.md"
+
+# ---- 4. answers that never arrived ----------------------------------------------------------
+cat >"$T/fcgi_send.py" <<'PY'
+# fcgi_send.py SOCKET wait|vanish: one POST /async; "wait" reads the answer
+# and prints its status, "vanish" closes the connection right after sending.
+import json, socket, struct, sys
+def rec(t, content):
+    return struct.pack('!BBHHBx', 1, t, 1, len(content), 0) + content
+def ln(n):
+    return struct.pack('!B', n) if n < 128 else struct.pack('!I', n | 0x80000000)
+body = json.dumps({"input_data": "x", "callback_url": "http://127.0.0.1:14/"}).encode()
+env = {"REQUEST_METHOD": "POST", "REQUEST_URI": "/async", "REMOTE_ADDR": "127.0.0.1",
+       "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body))}
+params = b''.join(ln(len(k)) + ln(len(v)) + k.encode() + v.encode() for k, v in env.items())
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall(rec(1, struct.pack('!HB5x', 1, 0)) + rec(4, params) + rec(4, b'') + rec(5, body) + rec(5, b''))
+if sys.argv[2] == "vanish":
+    s.close()
+    sys.exit(0)
+out = b''
+while True:
+    c = s.recv(65536)
+    if not c:
+        break
+    out += c
+i = out.find(b'Status: ')
+print(out[i + 8:i + 11].decode())
+PY
+CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_DATABASE_PATH=$T/direct.db "$BUILD/consuma-fcgi" --socket "$T/direct.sock" 2>"$T/direct.log" &
+t_track $!
+for _ in $(seq 100); do [ -S "$T/direct.sock" ] && break; sleep 0.05; done
+assert_eq "a front that waits gets the 202" 202 "$(python3 "$T/fcgi_send.py" "$T/direct.sock" wait)"
+for _ in $(seq 100); do grep -q 'delivered=true' "$T/direct.log" && break; sleep 0.05; done
+assert_match "...logged delivered=true" 'level=info .*event=request route=async method="POST" status=202 delivered=true' \
+	"$(grep 'event=request' "$T/direct.log")"
+# the front vanishes after sending; on a loaded machine the answer may
+# still beat the close, so a few tries
+for _ in 1 2 3 4 5; do
+	python3 "$T/fcgi_send.py" "$T/direct.sock" vanish
+	for _ in $(seq 100); do [ "$(grep -c 'event=request' "$T/direct.log")" -ge 2 ] && break; sleep 0.05; done
+	grep -q 'delivered=false' "$T/direct.log" && break
+done
+line=$(grep 'delivered=false' "$T/direct.log" | head -n 1)
+assert_match "a 202 that never arrived is logged so, at warn" \
+	'level=warn .*event=request route=async method="POST" status=202 delivered=false' "$line"
+rid=$(sed -n 's/.*request_id=\([0-9a-f-]*\).*/\1/p' <<<"$line")
+assert_eq "...and its job is on disk, to be delivered" "1 pending" \
+	"$(sqlite3 -separator ' ' "$T/direct.db" "SELECT count(*), callback_status FROM requests WHERE id = '$rid'")"
 
 t_done

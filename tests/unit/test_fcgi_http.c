@@ -11,6 +11,7 @@
  * pass to admission control and handlers need a database: integration
  * tests cover them).
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -500,6 +501,58 @@ static void test_store_busy(void **state)
 	http_exchange_done(&x);
 }
 
+/* ---- did the answer arrive ---- */
+
+static void empty_ok(FCGX_Stream *s, int doClose)
+{
+	(void)s;
+	(void)doClose; /* the bytes stay in outbuf, as if written */
+}
+
+static void empty_broken_pipe(FCGX_Stream *s, int doClose)
+{
+	(void)doClose;
+	s->isClosed = 1;
+	s->FCGI_errno = EPIPE;
+}
+
+/* http_flush tells an answer the front took from one whose write failed:
+ * at the flush, or already while it was written. */
+static void test_flush(void **state)
+{
+	static struct fake f;
+	const char *env[] = {"REQUEST_URI=/async", NULL};
+	struct http_exchange x;
+
+	(void)state;
+	fake_init(&f, env, NULL, 0);
+	f.out.emptyBuffProc = empty_ok;
+	assert_true(http_exchange_init(&x, NULL, &f.fr));
+	http_error(&x, 202, "fine");
+	assert_true(http_flush(&x));
+	assert_false(x.write_failed);
+	http_exchange_done(&x);
+
+	fake_init(&f, env, NULL, 0);
+	f.out.emptyBuffProc = empty_broken_pipe;
+	assert_true(http_exchange_init(&x, NULL, &f.fr));
+	http_error(&x, 202, "committed, never seen");
+	assert_int_equal(x.status, 202);
+	assert_false(http_flush(&x));
+	assert_true(x.write_failed);
+	http_exchange_done(&x);
+
+	/* the stream broke before the answer: the write itself fails */
+	fake_init(&f, env, NULL, 0);
+	f.out.emptyBuffProc = empty_broken_pipe;
+	f.out.stop = f.out.wrNext + 8; /* room for 8 bytes, then a flush that fails */
+	assert_true(http_exchange_init(&x, NULL, &f.fr));
+	http_error(&x, 202, "a longer answer than the buffer holds");
+	assert_true(x.write_failed);
+	assert_false(http_flush(&x));
+	http_exchange_done(&x);
+}
+
 /* ---- Content-Type of a job request: JSON or 415 ---- */
 
 static void test_content_type(void **state)
@@ -714,6 +767,7 @@ int main(void)
 	    cmocka_unit_test(test_405_detail),
 	    cmocka_unit_test(test_content_type),
 	    cmocka_unit_test(test_read_job_content_type),
+	    cmocka_unit_test(test_flush),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
