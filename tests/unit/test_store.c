@@ -921,6 +921,16 @@ static void test_pending_keys(void **state)
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 6);
 	exec_ok(s, "UPDATE requests SET finished_at = 1");
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
+	/* a repeated key counts twice and is taken off twice: exact either way */
+	j.pending_keys = "[\"dup.test\",\"dup.test\"]";
+	j.max_host_pending = 3;
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='dup.test'"), 2);
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_FULL);
+	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE finished_at IS NULL");
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
+	j.max_host_pending = 1;
 	/* a row without keys (written before sql/005) counts under its host */
 	j.pending_keys = NULL;
 	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
