@@ -339,7 +339,7 @@ wait_healthy() {
 
 cmd_up() {
 	local i url
-	mkdir -p -m 0700 "$dir"
+	mkdir -p "$dir" # 0700: umask 077 above
 	dir=$(cd "$dir" && pwd)
 	# a unix socket path holds at most 107 bytes
 	[ ${#dir} -le 80 ] || DIE_CODE=2 die "--dir $dir is too long for unix socket paths (80 bytes at most)"
@@ -407,7 +407,7 @@ cmd_status() {
 }
 
 cmd_start_deliverer() {
-	mkdir -p -m 0700 "$dir"
+	mkdir -p "$dir" # 0700: umask 077 above
 	dir=$(cd "$dir" && pwd)
 	load_env
 	find_binaries
