@@ -48,7 +48,8 @@
 
 struct xfer {
 	CURL *easy;
-	uint64_t i;
+	uint64_t i; /* the request's index (recv and expect use it) */
+	bool is_async;
 	int64_t origin_ns; /* latency origin: due time (open loop) or start */
 	struct buf req;
 	struct buf resp;
@@ -72,8 +73,9 @@ struct run {
 	const struct load_config *cfg;
 	const struct opts *o;
 	struct shared *sh;
-	struct result_mode *out; /* this worker's part */
-	uint64_t first;          /* this worker's requests: first, first + stride, ... */
+	struct result_mode *out[2]; /* this worker's part: sync, async */
+	struct timeline *tl;        /* this worker's part */
+	uint64_t first;             /* this worker's requests: first, first + stride, ... */
 	uint64_t stride;
 	uint64_t n_mine;
 	int slots; /* connections of this worker */
@@ -84,10 +86,10 @@ struct run {
 	struct xfer **idle;
 	int n_idle;
 	int n_xfers;
-	char url[URL_MAX];
+	char url[2][URL_MAX]; /* /sync, /async */
 	int logged;
-	int64_t first_ns;
-	int64_t last_ns;
+	int64_t first_ns[2];
+	int64_t last_ns[2];
 	int epfd;
 	int64_t timer_ns; /* when curl wants CURL_SOCKET_TIMEOUT; -1: never */
 };
@@ -130,16 +132,20 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
 static void fail(struct run *r, struct xfer *x, enum result_cause cause, long status,
                  const char *detail)
 {
-	r->out->failed++;
+	struct result_mode *out = r->out[x->is_async];
+	bool refused = cause == CAUSE_HTTP_429 || cause == CAUSE_HTTP_503;
+	out->failed++;
 	atomic_fetch_add_explicit(&r->sh->failed, 1, memory_order_relaxed);
-	r->out->cause[cause]++;
+	out->cause[cause]++;
 	if (cause == CAUSE_HTTP_OTHER && status >= 0 && status < RESULT_STATUS_MAX)
-		r->out->http_status[status]++;
+		out->http_status[status]++;
+	tl_done(r->tl, x->is_async ? TL_ASYNC : TL_SYNC, refused ? TL_REFUSED : TL_FAILED,
+	        r->last_ns[x->is_async], 0);
 	/* Refusals are the service working as designed: counted, not logged. */
-	if (cause != CAUSE_HTTP_429 && cause != CAUSE_HTTP_503 && r->logged < LOGGED_FAILURES) {
+	if (!refused && r->logged < LOGGED_FAILURES) {
 		r->logged++;
 		log_event(L_WARN, "request.failed", "mode=%s i=%llu status=%ld detail=%s",
-		          r->cfg->is_async ? "async" : "sync", (unsigned long long)x->i, status,
+		          x->is_async ? "async" : "sync", (unsigned long long)x->i, status,
 		          log_q(detail));
 	}
 }
@@ -190,35 +196,35 @@ static void finish(struct run *r, struct xfer *x, CURLcode code, int64_t now)
 {
 	const struct load_config *cfg = r->cfg;
 	atomic_fetch_add_explicit(&r->sh->done, 1, memory_order_relaxed);
-	r->last_ns = now;
+	r->last_ns[x->is_async] = now;
 	if (code != CURLE_OK) {
 		fail(r, x, cause_of(code), 0, x->err[0] ? x->err : curl_easy_strerror(code));
 		return;
 	}
 	long status = 0;
 	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-	long want = cfg->is_async ? 202 : 200;
+	long want = x->is_async ? 202 : 200;
 	bool ok_status = r->o->raw ? (status >= 200 && status < 300) : status == want;
 	if (!ok_status) {
 		enum result_cause c = status == 429   ? CAUSE_HTTP_429
 		                      : status == 503 ? CAUSE_HTTP_503
 		                                      : CAUSE_HTTP_OTHER;
 		if (c != CAUSE_HTTP_OTHER && !x->retry_after)
-			r->out->refused_no_retry_after++;
+			r->out[x->is_async]->refused_no_retry_after++;
 		fail(r, x, c, status, buf_str(&x->resp));
 		return;
 	}
 	if (!r->o->raw) {
 		struct json_object *root = NULL;
-		const char *field = cfg->is_async ? "request_id" : "result";
+		const char *field = x->is_async ? "request_id" : "result";
 		const char *v = json_str(&x->resp, field, &root);
 		enum result_cause bad = CAUSE_COUNT;
-		if (!v || (cfg->is_async && !ids_uuid_valid(v)))
+		if (!v || (x->is_async && !ids_uuid_valid(v)))
 			bad = CAUSE_BAD_RESPONSE;
-		else if (!cfg->is_async &&
+		else if (!x->is_async &&
 		         strcmp(v, expect_result(cfg->ex, expect_pick(cfg->ex, x->i))) != 0)
 			bad = CAUSE_WRONG_RESULT;
-		else if (cfg->is_async)
+		else if (x->is_async)
 			recv_note_accept(cfg->rv, x->i, v);
 		json_object_put(root);
 		if (bad != CAUSE_COUNT) {
@@ -226,8 +232,11 @@ static void finish(struct run *r, struct xfer *x, CURLcode code, int64_t now)
 			return;
 		}
 	}
-	r->out->succeeded++;
-	hist_record(&r->out->latency, (now - x->origin_ns) / 1000);
+	struct result_mode *out = r->out[x->is_async];
+	int64_t lat_us = (now - x->origin_ns) / 1000;
+	out->succeeded++;
+	hist_record(&out->latency, lat_us);
+	tl_done(r->tl, x->is_async ? TL_ASYNC : TL_SYNC, TL_OK, now, lat_us);
 }
 
 /* curl's CURLMOPT_SOCKETFUNCTION: mirror what it wants to watch in epoll.
@@ -276,7 +285,7 @@ static enum load_err setup_xfer(struct run *r, struct xfer *x)
 	if (!x->easy)
 		return LOAD_CURL;
 	CURLcode c = CURLE_OK;
-	c |= curl_easy_setopt(x->easy, CURLOPT_URL, r->url);
+	c |= curl_easy_setopt(x->easy, CURLOPT_URL, r->url[r->cfg->is_async && !r->cfg->mixed]);
 	c |= curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
 	c |= curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, r->headers);
 	c |= curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, on_data);
@@ -305,7 +314,7 @@ static enum buf_err build_body(struct run *r, struct xfer *x)
 	buf_puts(b, "{\"input_data\":");
 	buf_json_string(b, in, strlen(in));
 	buf_printf(b, ",\"iterations\":%lld", (long long)r->o->iterations);
-	if (r->cfg->is_async) {
+	if (x->is_async) {
 		char cb[RECV_URL_MAX];
 		recv_callback_url(r->cfg->rv, x->i, cb, sizeof(cb));
 		buf_puts(b, ",\"callback_url\":");
@@ -314,42 +323,51 @@ static enum buf_err build_body(struct run *r, struct xfer *x)
 	return buf_putc(b, '}');
 }
 
-/* Starts request i in slot x, or ends it at once when its deadline passed
- * while it waited for a slot. Returns false when x is still idle. */
-static bool start(struct run *r, struct xfer *x, uint64_t i, int64_t origin_ns, int64_t now)
+/* Ends request x at once, unsent. */
+static void end_unsent(struct run *r, struct xfer *x, enum result_cause cause, const char *why,
+                       int64_t now)
 {
-	x->i = i;
+	atomic_fetch_add_explicit(&r->sh->done, 1, memory_order_relaxed);
+	r->last_ns[x->is_async] = now;
+	fail(r, x, cause, 0, why);
+}
+
+/* Starts request k of this run (index first_index + k) in slot x, or ends
+ * it at once when its deadline passed while it waited for a slot. Returns
+ * false when x is still idle. */
+static bool start(struct run *r, struct xfer *x, uint64_t k, int64_t origin_ns, int64_t now)
+{
+	const struct load_config *cfg = r->cfg;
+	x->i = cfg->first_index + k;
+	x->is_async = cfg->mixed ? load_mixed_is_async(r->o->mix, k) : cfg->is_async;
 	x->origin_ns = origin_ns;
 	x->err[0] = '\0';
 	x->retry_after = false;
 	buf_reset(&x->resp);
 	atomic_fetch_add_explicit(&r->sh->started, 1, memory_order_relaxed);
-	r->out->sent++;
-	if (r->first_ns == 0)
-		r->first_ns = now;
+	r->out[x->is_async]->sent++;
+	tl_sent(r->tl, x->is_async ? TL_ASYNC : TL_SYNC, now);
+	if (r->first_ns[x->is_async] == 0)
+		r->first_ns[x->is_async] = now;
 	int64_t timeout_ms = (int64_t)(r->o->timeout_s * 1000.0) - (now - origin_ns) / 1000000;
 	if (timeout_ms <= 0) {
-		atomic_fetch_add_explicit(&r->sh->done, 1, memory_order_relaxed);
-		r->last_ns = now;
-		fail(r, x, CAUSE_TIMEOUT, 0, "due longer than --timeout ago, never sent");
+		end_unsent(r, x, CAUSE_TIMEOUT, "due longer than --timeout ago, never sent", now);
 		return false;
 	}
 	if (build_body(r, x) != BUF_OK) {
-		atomic_fetch_add_explicit(&r->sh->done, 1, memory_order_relaxed);
-		r->last_ns = now;
-		fail(r, x, CAUSE_TRANSPORT, 0, "request body too large");
+		end_unsent(r, x, CAUSE_TRANSPORT, "request body too large", now);
 		return false;
 	}
-	if (r->cfg->is_async)
-		recv_note_start(r->cfg->rv, i, origin_ns);
+	if (x->is_async)
+		recv_note_start(cfg->rv, x->i, origin_ns);
+	if (cfg->mixed)
+		curl_easy_setopt(x->easy, CURLOPT_URL, r->url[x->is_async]);
 	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, buf_str(&x->req));
 	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req.len);
 	curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
 	if (curl_multi_add_handle(r->multi, x->easy) != CURLM_OK) {
-		atomic_fetch_add_explicit(&r->sh->done, 1, memory_order_relaxed);
-		r->last_ns = now;
-		fail(r, x, CAUSE_TRANSPORT, 0, "curl_multi_add_handle failed");
+		end_unsent(r, x, CAUSE_TRANSPORT, "curl_multi_add_handle failed", now);
 		return false;
 	}
 	return true;
@@ -361,7 +379,9 @@ static void report_progress(struct shared *sh)
 	if (!cfg->progress)
 		return;
 	struct load_progress p = {
-	    .is_async = cfg->is_async,
+	    .label = cfg->mixed      ? "mixed"
+	             : cfg->is_async ? "async"
+	                             : "sync",
 	    .n = cfg->o->num_requests,
 	    .started = atomic_load_explicit(&sh->started, memory_order_relaxed),
 	    .done = atomic_load_explicit(&sh->done, memory_order_relaxed),
@@ -377,11 +397,13 @@ static void make_url(struct run *r)
 	size_t l = strlen(base);
 	while (l > 0 && base[l - 1] == '/')
 		l--;
-	if (r->o->raw)
-		snprintf(r->url, sizeof(r->url), "%s", base);
-	else
-		snprintf(r->url, sizeof(r->url), "%.*s/%s", (int)l, base,
-		         r->cfg->is_async ? "async" : "sync");
+	for (int k = 0; k < 2; k++) {
+		if (r->o->raw)
+			snprintf(r->url[k], sizeof(r->url[k]), "%s", base);
+		else
+			snprintf(r->url[k], sizeof(r->url[k]), "%.*s/%s", (int)l, base,
+			         k ? "async" : "sync");
+	}
 }
 
 /* When request i is due in open loop; clamped so that absurd schedules
@@ -417,9 +439,8 @@ static void teardown(struct run *r)
 static enum load_err work_loop(struct run *pr)
 {
 	struct run r = *pr;
-	const struct opts *o = r.o;
-	struct result_mode *out = r.out;
 	struct shared *sh = r.sh;
+	bool interrupted = false;
 	r.epfd = -1;
 	r.timer_ns = -1;
 	make_url(&r);
@@ -458,15 +479,15 @@ static enum load_err work_loop(struct run *pr)
 	}
 
 	const uint64_t n = r.n_mine;
-	const double period_ns = o->rate > 0 ? 1e9 / o->rate : 0;
+	const double period_ns = r.cfg->rate > 0 ? 1e9 / r.cfg->rate : 0;
 	const int64_t t0 = sh->t0;
 	uint64_t next = 0; /* the next of this worker's requests: r.first + next * r.stride */
 	int running = 0;
 	for (;;) {
 		int64_t now = ids_mono_ns();
 		if (atomic_load_explicit(&sh->stop, memory_order_relaxed))
-			out->interrupted = true;
-		while (!out->interrupted && next < n && r.n_idle > 0) {
+			interrupted = true;
+		while (!interrupted && next < n && r.n_idle > 0) {
 			uint64_t i = r.first + next * r.stride;
 			int64_t due = period_ns > 0 ? due_ns(t0, i, period_ns) : now;
 			if (due > now)
@@ -476,7 +497,7 @@ static enum load_err work_loop(struct run *pr)
 				r.n_idle--;
 			next++;
 		}
-		if (r.n_idle == r.n_xfers && (next >= n || out->interrupted))
+		if (r.n_idle == r.n_xfers && (next >= n || interrupted))
 			break;
 
 		/* A transfer just added asks for an immediate timeout: run it now,
@@ -487,7 +508,7 @@ static enum load_err work_loop(struct run *pr)
 		}
 		now = ids_mono_ns();
 		long wait_ms = 100;
-		if (!out->interrupted && period_ns > 0 && next < n && r.n_idle > 0) {
+		if (!interrupted && period_ns > 0 && next < n && r.n_idle > 0) {
 			int64_t due = due_ns(t0, r.first + next * r.stride, period_ns);
 			int64_t d = (due - now + 999999) / 1000000;
 			wait_ms = d < 0 ? 0 : (d < wait_ms ? (long)d : wait_ms);
@@ -533,8 +554,11 @@ static enum load_err work_loop(struct run *pr)
 	}
 done:
 	teardown(&r);
-	pr->first_ns = r.first_ns;
-	pr->last_ns = r.last_ns;
+	for (int k = 0; k < 2; k++) {
+		pr->first_ns[k] = r.first_ns[k];
+		pr->last_ns[k] = r.last_ns[k];
+		r.out[k]->interrupted |= interrupted;
+	}
 	return rc;
 }
 
@@ -549,26 +573,23 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void merge(struct result_mode *out, const struct result_mode *part)
+bool load_mixed_is_async(double mix, uint64_t i)
 {
-	out->sent += part->sent;
-	out->succeeded += part->succeeded;
-	out->failed += part->failed;
-	for (int c = 0; c < CAUSE_COUNT; c++)
-		out->cause[c] += part->cause[c];
-	for (int s = 0; s < RESULT_STATUS_MAX; s++)
-		out->http_status[s] += part->http_status[s];
-	out->refused_no_retry_after += part->refused_no_retry_after;
-	out->interrupted |= part->interrupted;
-	hist_merge(&out->latency, &part->latency);
+	return floor((double)(i + 1) * mix) > floor((double)i * mix);
 }
 
-enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
+/* The modes a run sends: bit 0 sync, bit 1 async. */
+static int modes_of(const struct load_config *cfg)
+{
+	return cfg->mixed ? 3 : cfg->is_async ? 2 : 1;
+}
+
+enum load_err load_run(const struct load_config *cfg, struct result_mode *sync,
+                       struct result_mode *async)
 {
 	const struct opts *o = cfg->o;
-	out->ran = true;
-	out->is_async = cfg->is_async;
-	out->requested_rate = o->rate;
+	struct result_mode *outs[2] = {sync, async};
+	const int modes = modes_of(cfg);
 	uint64_t t = (uint64_t)o->threads;
 	if (t > (uint64_t)o->concurrency)
 		t = (uint64_t)o->concurrency;
@@ -578,6 +599,7 @@ enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
 		t = 1;
 	const int threads = (int)t;
 
+	enum load_err rc = LOAD_OK;
 	struct shared sh;
 	memset(&sh, 0, sizeof(sh));
 	sh.cfg = cfg;
@@ -585,48 +607,48 @@ enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
 	atomic_init(&sh.started, 0);
 	atomic_init(&sh.done, 0);
 	atomic_init(&sh.failed, 0);
+	bool mu_ready = false, cv_ready = false;
+	int started = 0;
 	struct run *runs = cz_calloc((size_t)threads, sizeof(*runs));
-	struct result_mode *parts = cz_calloc((size_t)threads, sizeof(*parts));
+	struct result_mode *parts = cz_calloc((size_t)threads * 2, sizeof(*parts));
 	pthread_t *tids = cz_calloc((size_t)threads, sizeof(*tids));
 	bool *live = cz_calloc((size_t)threads, sizeof(*live));
 	if (!runs || !parts || !tids || !live) {
-		cz_free(runs);
-		cz_free(parts);
-		cz_free(tids);
-		cz_free(live);
-		return LOAD_NOMEM;
+		rc = LOAD_NOMEM;
+		goto done;
+	}
+	for (int k = 0; k < threads; k++) {
+		runs[k].tl = tl_new_like(cfg->tl);
+		if (!runs[k].tl) {
+			rc = LOAD_NOMEM;
+			goto done;
+		}
 	}
 	if (pthread_mutex_init(&sh.mu, NULL) != 0) {
-		cz_free(runs);
-		cz_free(parts);
-		cz_free(tids);
-		cz_free(live);
-		return LOAD_THREAD;
+		rc = LOAD_THREAD;
+		goto done;
 	}
+	mu_ready = true;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	int cv_err = pthread_cond_init(&sh.cv, &ca);
+	cv_ready = pthread_cond_init(&sh.cv, &ca) == 0;
 	pthread_condattr_destroy(&ca);
-	if (cv_err != 0) {
-		pthread_mutex_destroy(&sh.mu);
-		cz_free(runs);
-		cz_free(parts);
-		cz_free(tids);
-		cz_free(live);
-		return LOAD_THREAD;
+	if (!cv_ready) {
+		rc = LOAD_THREAD;
+		goto done;
 	}
 
-	enum load_err rc = LOAD_OK;
 	sh.t0 = ids_mono_ns();
-	int started = 0;
 	for (int k = 0; k < threads; k++) {
 		struct run *r = &runs[k];
 		r->cfg = cfg;
 		r->o = o;
 		r->sh = &sh;
-		r->out = &parts[k];
-		hist_init(&parts[k].latency);
+		r->out[0] = &parts[2 * k];
+		r->out[1] = &parts[2 * k + 1];
+		hist_init(&parts[2 * k].latency);
+		hist_init(&parts[2 * k + 1].latency);
 		r->first = (uint64_t)k;
 		r->stride = (uint64_t)threads;
 		r->n_mine = (o->num_requests - (uint64_t)k + t - 1) / t;
@@ -658,27 +680,53 @@ enum load_err load_run(const struct load_config *cfg, struct result_mode *out)
 	}
 	report_progress(&sh);
 
-	int64_t first = 0, last = 0;
+	for (int m = 0; m < 2; m++) {
+		if (!(modes & (1 << m)))
+			continue;
+		struct result_mode *out = outs[m];
+		out->ran = true;
+		out->is_async = m == 1;
+		out->requested_rate =
+		    cfg->rate > 0 ? (cfg->mixed ? (m ? o->mix : 1 - o->mix) : 1) * cfg->rate : 0;
+	}
+	int64_t first[2] = {0, 0}, last[2] = {0, 0};
 	for (int k = 0; k < threads; k++) {
 		if (!live[k])
 			continue;
 		pthread_join(tids[k], NULL);
 		if (runs[k].rc != LOAD_OK && rc == LOAD_OK)
 			rc = runs[k].rc;
-		merge(out, &parts[k]);
-		if (runs[k].first_ns && (first == 0 || runs[k].first_ns < first))
-			first = runs[k].first_ns;
-		if (runs[k].last_ns > last)
-			last = runs[k].last_ns;
+		tl_merge(cfg->tl, runs[k].tl);
+		for (int m = 0; m < 2; m++) {
+			if (!(modes & (1 << m)))
+				continue;
+			result_merge(outs[m], &parts[2 * k + m]);
+			if (runs[k].first_ns[m] &&
+			    (first[m] == 0 || runs[k].first_ns[m] < first[m]))
+				first[m] = runs[k].first_ns[m];
+			if (runs[k].last_ns[m] > last[m])
+				last[m] = runs[k].last_ns[m];
+		}
 	}
-	if (first && last > first)
-		out->duration_s = (double)(last - first) / 1e9;
-	if (out->duration_s > 0) {
-		out->achieved_rate = (double)out->sent / out->duration_s;
-		out->succeeded_rate = (double)out->succeeded / out->duration_s;
+	for (int m = 0; m < 2; m++) {
+		if (!(modes & (1 << m)))
+			continue;
+		struct result_mode *out = outs[m];
+		/* a --sweep adds its steps: durations add up, rates are recomputed */
+		if (first[m] && last[m] > first[m])
+			out->duration_s += (double)(last[m] - first[m]) / 1e9;
+		if (out->duration_s > 0) {
+			out->achieved_rate = (double)out->sent / out->duration_s;
+			out->succeeded_rate = (double)out->succeeded / out->duration_s;
+		}
 	}
-	pthread_cond_destroy(&sh.cv);
-	pthread_mutex_destroy(&sh.mu);
+done:
+	if (cv_ready)
+		pthread_cond_destroy(&sh.cv);
+	if (mu_ready)
+		pthread_mutex_destroy(&sh.mu);
+	for (int k = 0; runs && k < threads; k++)
+		tl_free(runs[k].tl);
 	cz_free(runs);
 	cz_free(parts);
 	cz_free(tids);

@@ -2,15 +2,20 @@
  * consuma-storm: the load runner behind tools/storm.sh.
  *
  * Sends --num-requests requests to POST /sync and/or POST /async (sync
- * first), receives the async callbacks itself, checks every result against
- * the work computed locally, and reports latency distributions, failures by
- * cause and callback integrity (report.h). Exit status: 0 nothing failed,
- * was lost or was wrong; 1 otherwise (or a runtime failure); 2 usage.
+ * first, or interleaved with --mode mixed; once per rate with --sweep),
+ * receives the async callbacks itself, checks every result against the work
+ * computed locally, and reports latency distributions, failures by cause,
+ * callback integrity and a timeline of all of it (report.h). --compare
+ * renders saved runs side by side instead (compare.h). Exit status: 0
+ * nothing failed, was lost or was wrong; 1 otherwise (or a runtime
+ * failure); 2 usage; 99 a --threshold failed.
  *
- * Threads: the main thread runs the curl multi loop (load.c); libmicrohttpd
- * runs the callback receiver on its own thread (recv.c). Signals only set
- * `stop`: the loop then starts nothing new, lets the requests in flight end
- * (each bounded by --timeout), skips the callback wait and reports.
+ * Threads: the worker threads run the curl multi loops (load.c), the main
+ * thread supervises them; libmicrohttpd runs the callback receiver on its
+ * own thread (recv.c); one thread samples the server (sample.c). Signals
+ * only set `stop`: the loop then starts nothing new, lets the requests in
+ * flight end (each bounded by --timeout), skips the callback wait and
+ * reports.
  */
 #include <curl/curl.h>
 #include <signal.h>
@@ -28,6 +33,9 @@
 #include "opts.h"
 #include "recv.h"
 #include "report.h"
+#include "compare.h"
+#include "sample.h"
+#include "timeline.h"
 
 #define WAIT_STEP_NS 200000000LL
 
@@ -84,10 +92,9 @@ static bool utf8_locale(void)
 static void show_progress(void *arg, const struct load_progress *p)
 {
 	(void)arg;
-	fprintf(stderr, "\r\033[K[%s] %llu/%llu sent, %llu done, %llu failed, %.1f s",
-	        p->is_async ? "async" : "sync", (unsigned long long)p->started,
-	        (unsigned long long)p->n, (unsigned long long)p->done,
-	        (unsigned long long)p->failed, p->elapsed_s);
+	fprintf(stderr, "\r\033[K[%s] %llu/%llu sent, %llu done, %llu failed, %.1f s", p->label,
+	        (unsigned long long)p->started, (unsigned long long)p->n,
+	        (unsigned long long)p->done, (unsigned long long)p->failed, p->elapsed_s);
 }
 
 static void clear_progress(const struct opts *o)
@@ -97,8 +104,8 @@ static void clear_progress(const struct opts *o)
 }
 
 /* Waits for the callbacks of every accepted request, at most
- * --callback-wait from now (the last accept). */
-static void wait_callbacks(const struct opts *o, struct recv *rv, struct result_mode *m)
+ * --callback-wait from now (the last accept); returns the seconds waited. */
+static double wait_callbacks(const struct opts *o, struct recv *rv)
 {
 	int64_t t0 = ids_mono_ns();
 	int64_t deadline = t0 + (int64_t)(o->callback_wait_s * 1e9);
@@ -119,10 +126,8 @@ static void wait_callbacks(const struct opts *o, struct recv *rv, struct result_
 		if (all)
 			break;
 	}
-	m->cb.waited_s = (double)(ids_mono_ns() - t0) / 1e9;
-	if (stop_flag)
-		m->interrupted = true;
 	clear_progress(o);
+	return (double)(ids_mono_ns() - t0) / 1e9;
 }
 
 /* Nothing lost or wrong: every request answered (a refusal with 429/503 is
@@ -144,6 +149,100 @@ static bool run_ok(const struct report_run *r)
 	return true;
 }
 
+/* One storm at one rate: both halves or the mixed storm, then the
+ * callbacks of its async requests. Returns false on a runtime failure. */
+static bool run_step(struct load_config *lc, struct recv *rv, struct timeline *tl,
+                     struct result_mode *sync, struct result_mode *async)
+{
+	const struct opts *o = lc->o;
+	const char *what[2] = {"sync", "async"};
+	for (int half = 0; half < 2; half++) {
+		if (o->mode == OPTS_MIXED && half == 1)
+			break;
+		if (o->mode != OPTS_MIXED && !(o->mode & (half ? OPTS_ASYNC : OPTS_SYNC)))
+			continue;
+		if (half == 1 && stop_flag)
+			break;
+		lc->is_async = half == 1;
+		lc->mixed = o->mode == OPTS_MIXED;
+		enum load_err le = load_run(lc, sync, async);
+		clear_progress(o);
+		if (le != LOAD_OK) {
+			fprintf(stderr, "consuma-storm: %s run: %s\n",
+			        lc->mixed ? "mixed" : what[half], load_strerror(le));
+			return false;
+		}
+	}
+	if (!(o->mode & OPTS_ASYNC))
+		return true;
+	if (!async->ran) {
+		/* interrupted before the async half started */
+		async->ran = true;
+		async->is_async = true;
+		async->interrupted = true;
+		return true;
+	}
+	double waited = 0;
+	if (!stop_flag)
+		waited = wait_callbacks(o, rv);
+	if (stop_flag)
+		async->interrupted = true;
+	recv_summarize(rv, lc->first_index, o->num_requests, &async->cb, &async->callback_latency,
+	               tl);
+	async->cb.waited_s = waited;
+	return true;
+}
+
+/* A sweep's totals: the steps added up, rates over the summed durations. */
+static void add_step(struct result_mode *total, const struct result_mode *step)
+{
+	if (!step->ran)
+		return;
+	total->ran = true;
+	total->is_async = step->is_async;
+	result_merge(total, step);
+	total->duration_s += step->duration_s;
+	if (total->duration_s > 0) {
+		total->achieved_rate = (double)total->sent / total->duration_s;
+		total->succeeded_rate = (double)total->succeeded / total->duration_s;
+	}
+}
+
+static void dry_run(const struct opts *o)
+{
+	char loop[64] = "closed loop";
+	if (o->n_sweep > 0)
+		snprintf(loop, sizeof(loop), "open loop, sweep of %d rates", o->n_sweep);
+	else if (o->rate > 0)
+		snprintf(loop, sizeof(loop), "open loop at %g/s", o->rate);
+	printf("consuma-storm %s: %llu requests %s, mode %s, concurrency %d, %lld "
+	       "iterations, %s, %g s intervals, %d thresholds, server %s, callbacks to %s:%d\n",
+	       CONSUMA_VERSION, (unsigned long long)o->num_requests,
+	       o->mode == OPTS_MIXED ? "in all" : "per mode", opts_mode_name(o->mode),
+	       o->concurrency, (long long)o->iterations, loop, o->interval_s, o->n_thresholds,
+	       o->server_url, o->callback_host, o->callback_port);
+}
+
+static int write_outputs(const struct opts *o, const struct report_run *r, int status)
+{
+	static const struct {
+		const char *what;
+		enum report_err (*write)(const char *path, const struct report_run *r);
+	} outputs[] = {{"--json", report_json}, {"--csv", report_csv}, {"--html", report_html}};
+	const char *paths[] = {o->json_path, o->csv_path, o->html_path};
+	for (size_t k = 0; k < sizeof(outputs) / sizeof(outputs[0]); k++) {
+		if (!paths[k])
+			continue;
+		enum report_err e = outputs[k].write(paths[k], r);
+		if (e != REPORT_OK) {
+			fprintf(stderr, "consuma-storm: %s %s: %s\n", outputs[k].what, paths[k],
+			        report_strerror(e));
+			status = 1;
+		}
+	}
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	log_init("consuma-storm", L_INFO);
@@ -162,12 +261,16 @@ int main(int argc, char **argv)
 		printf("consuma-storm %s\n", CONSUMA_VERSION);
 		return 0;
 	}
+	if (o.n_compare > 0) {
+		enum compare_err ce = compare_html(&o, err, sizeof(err));
+		if (ce != COMPARE_OK) {
+			fprintf(stderr, "consuma-storm: --compare: %s\n", err);
+			return ce == COMPARE_INPUT ? 2 : 1;
+		}
+		return 0;
+	}
 	if (o.dry_run) {
-		printf("consuma-storm %s: %llu requests per mode, mode %s, concurrency %d, %lld "
-		       "iterations, %s loop, server %s, callbacks to %s:%d\n",
-		       CONSUMA_VERSION, (unsigned long long)o.num_requests, opts_mode_name(o.mode),
-		       o.concurrency, (long long)o.iterations, o.rate > 0 ? "open" : "closed",
-		       o.server_url, o.callback_host, o.callback_port);
+		dry_run(&o);
 		return 0;
 	}
 	if (!isatty(STDERR_FILENO))
@@ -176,19 +279,28 @@ int main(int argc, char **argv)
 	raise_nofile(o.concurrency);
 
 	int status = 1;
+	const int n_steps = o.n_sweep > 0 ? o.n_sweep : 1;
+	const uint64_t n_all = o.num_requests * (uint64_t)n_steps;
 	struct expect *ex = NULL;
 	struct recv *rv = NULL;
+	struct timeline *tl = NULL;
+	struct sample *sampler = NULL;
 	struct report_run *r = cz_calloc(1, sizeof(*r));
-	if (!r) {
+	struct report_step *steps = o.n_sweep ? cz_calloc((size_t)o.n_sweep, sizeof(*steps)) : NULL;
+	if (!r || (o.n_sweep && !steps)) {
 		fprintf(stderr, "consuma-storm: out of memory\n");
+		cz_free(r);
+		cz_free(steps);
 		return 1;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "consuma-storm: libcurl failed to initialise\n");
 		cz_free(r);
+		cz_free(steps);
 		return 1;
 	}
 	r->o = &o;
+	r->steps = steps;
 	ids_rfc3339(ids_now_ms(), r->started_at);
 	report_machine(r);
 	hist_init(&r->sync.latency);
@@ -196,7 +308,7 @@ int main(int argc, char **argv)
 	hist_init(&r->async.callback_latency);
 
 	enum work_err we = WORK_OK;
-	ex = expect_new(o.seed, o.num_requests, o.iterations, !o.raw, &we);
+	ex = expect_new(o.seed, n_all, o.iterations, !o.raw, &we);
 	if (!ex) {
 		fprintf(stderr, "consuma-storm: computing the expected results: %s\n",
 		        work_strerror(we));
@@ -206,7 +318,7 @@ int main(int argc, char **argv)
 		struct recv_config rc = {
 		    .host = o.callback_host,
 		    .port = o.callback_port,
-		    .n = o.num_requests,
+		    .n = n_all,
 		    .ex = ex,
 		    .secret = o.secret,
 		};
@@ -218,67 +330,70 @@ int main(int argc, char **argv)
 			goto done;
 		}
 	}
+	tl = tl_new(ids_mono_ns(), o.interval_s);
+	if (!tl) {
+		fprintf(stderr, "consuma-storm: out of memory for the timeline\n");
+		goto done;
+	}
+	r->tl = tl;
+	if (!o.raw) {
+		enum sample_err se = SAMPLE_OK;
+		sampler = sample_start(o.server_url, o.interval_s, tl, &se);
+		if (!sampler)
+			log_event(L_WARN, "sampler.off", "detail=%s", log_q(sample_strerror(se)));
+	}
 	struct load_config lc = {
 	    .o = &o,
 	    .ex = ex,
+	    .rv = rv,
+	    .tl = tl,
 	    .stop = &stop_flag,
 	    .progress = o.progress ? show_progress : NULL,
 	};
-	if (o.mode & OPTS_SYNC) {
-		lc.is_async = false;
-		enum load_err le = load_run(&lc, &r->sync);
-		clear_progress(&o);
-		if (le != LOAD_OK) {
-			fprintf(stderr, "consuma-storm: sync run: %s\n", load_strerror(le));
+	for (int k = 0; k < n_steps && !stop_flag; k++) {
+		struct result_mode *sync = &r->sync, *async = &r->async;
+		if (o.n_sweep) {
+			steps[k].rate = o.sweep[k];
+			sync = &steps[k].sync;
+			async = &steps[k].async;
+			hist_init(&sync->latency);
+			hist_init(&async->latency);
+			hist_init(&async->callback_latency);
+		}
+		lc.rate = o.n_sweep ? o.sweep[k] : o.rate;
+		lc.first_index = (uint64_t)k * o.num_requests;
+		if (!run_step(&lc, rv, tl, sync, async))
 			goto done;
+		if (o.n_sweep) {
+			add_step(&r->sync, sync);
+			add_step(&r->async, async);
+			r->n_steps = k + 1;
 		}
 	}
-	if ((o.mode & OPTS_ASYNC) && !stop_flag) {
-		lc.is_async = true;
-		lc.rv = rv;
-		enum load_err le = load_run(&lc, &r->async);
-		clear_progress(&o);
-		if (le != LOAD_OK) {
-			fprintf(stderr, "consuma-storm: async run: %s\n", load_strerror(le));
-			goto done;
-		}
-		if (!stop_flag)
-			wait_callbacks(&o, rv, &r->async);
-		else
-			r->async.interrupted = true;
-		recv_summarize(rv, &r->async.cb, &r->async.callback_latency);
-	}
-	if ((o.mode & OPTS_ASYNC) && !r->async.ran) {
-		/* interrupted before the async half started */
-		r->async.ran = true;
-		r->async.is_async = true;
-		r->async.interrupted = true;
+	sample_stop(sampler, tl);
+	sampler = NULL;
+	if (rv) {
+		recv_stop(rv);
+		r->async.cb.unexpected += recv_stray(rv);
 	}
 
 	r->ok = run_ok(r);
-	r->exit_status = r->ok ? 0 : 1;
+	for (int k = 0; k < o.n_thresholds; k++) {
+		r->th[k] = threshold_eval(&o.thresholds[k], &r->sync, &r->async);
+		if (!r->th[k].ok)
+			r->th_failed++;
+	}
+	r->exit_status = !r->ok ? 1 : r->th_failed ? 99 : 0;
 	status = r->exit_status;
 	report_terminal(stdout, r, utf8_locale());
 	fflush(stdout);
-	if (o.json_path) {
-		enum report_err e = report_json(o.json_path, r);
-		if (e != REPORT_OK) {
-			fprintf(stderr, "consuma-storm: --json %s: %s\n", o.json_path,
-			        report_strerror(e));
-			status = 1;
-		}
-	}
-	if (o.html_path) {
-		enum report_err e = report_html(o.html_path, r);
-		if (e != REPORT_OK) {
-			fprintf(stderr, "consuma-storm: --html %s: %s\n", o.html_path,
-			        report_strerror(e));
-			status = 1;
-		}
-	}
+	status = write_outputs(&o, r, status);
 done:
+	sample_stop(sampler, NULL);
 	recv_free(rv);
 	expect_free(ex);
+	tl_free(tl);
+	cz_free(steps);
 	cz_free(r);
 	curl_global_cleanup();
 	return status;

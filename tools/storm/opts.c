@@ -28,6 +28,12 @@ enum {
 	O_JSON,
 	O_HTML,
 	O_SEED,
+	O_MIX,
+	O_INTERVAL,
+	O_THRESHOLD,
+	O_SWEEP,
+	O_COMPARE,
+	O_CSV,
 	O_RAW,
 	O_NO_PROGRESS,
 	O_DRY_RUN,
@@ -51,6 +57,12 @@ static const struct option longopts[] = {
     {"json", required_argument, NULL, O_JSON},
     {"html", required_argument, NULL, O_HTML},
     {"seed", required_argument, NULL, O_SEED},
+    {"mix", required_argument, NULL, O_MIX},
+    {"interval", required_argument, NULL, O_INTERVAL},
+    {"threshold", required_argument, NULL, O_THRESHOLD},
+    {"sweep", required_argument, NULL, O_SWEEP},
+    {"compare", required_argument, NULL, O_COMPARE},
+    {"csv", required_argument, NULL, O_CSV},
     {"raw", no_argument, NULL, O_RAW},
     {"no-progress", no_argument, NULL, O_NO_PROGRESS},
     {"dry-run", no_argument, NULL, O_DRY_RUN},
@@ -69,7 +81,10 @@ static const char usage_text[] =
     "  --num-requests N      requests per mode, 1..10000000 (default 100)\n"
     "  --concurrency N       requests in flight at most, 1..10000 (default 20)\n"
     "  --threads N           worker threads sharing the connections, 1..64 (default 1)\n"
-    "  --mode M              sync, async or both (default both; sync runs first)\n"
+    "  --mode M              sync, async, both (default; sync runs first) or mixed\n"
+    "                        (both in one storm, --num-requests in all)\n"
+    "  --mix F               mixed: the share of async requests, 0..1 exclusive\n"
+    "                        (default 0.5)\n"
     "  --iterations N        SHA-256 rounds per request, 1..1000000 (default 10000)\n"
     "  --rate R              open loop: start R requests/s on a fixed schedule and\n"
     "                        count latency from each scheduled start (wrk2's\n"
@@ -82,7 +97,18 @@ static const char usage_text[] =
     "                        (default 60)\n"
     "  --secret whsec_...    verify every callback's webhook-signature\n"
     "  --seed N              seeds the request inputs (default 1)\n"
+    "  --interval S          timeline resolution in seconds, 0.05..3600 (default 1)\n"
+    "  --threshold EXPR      fail the run (exit 99) unless EXPR holds, e.g.\n"
+    "                        async_accept.p99<50ms, sync_response.p95<200ms,\n"
+    "                        time_to_callback.p99<2s, sync.failed_rate<0.01,\n"
+    "                        async.refused_rate<5%; repeatable (at most 16)\n"
+    "  --sweep R1,R2,...     one open-loop run per rate (requests/s, at most 32),\n"
+    "                        reported as latency against offered rate\n"
+    "  --compare A.json B.json ...\n"
+    "                        put 2..8 saved --json runs side by side in --html;\n"
+    "                        storms nothing\n"
     "  --json FILE           write the results as JSON\n"
+    "  --csv FILE            write the timeline as CSV\n"
     "  --html FILE           write a self-contained HTML report with a chart\n"
     "  --raw                 benchmark mode: POST a sync body to --server-url exactly\n"
     "                        as given, count any 2xx as success, check no body\n"
@@ -92,7 +118,8 @@ static const char usage_text[] =
     "\n"
     "Exit status: 0 nothing was lost or wrong (a refusal with 429 or 503 is an\n"
     "answer, reported but not a failure); 1 a request failed otherwise, a callback\n"
-    "was missing, wrong or badly signed, or the run was interrupted; 2 usage.\n";
+    "was missing, wrong or badly signed, or the run was interrupted; 2 usage;\n"
+    "99 nothing was lost or wrong but a --threshold failed.\n";
 
 const char *opts_usage(void)
 {
@@ -108,6 +135,8 @@ const char *opts_mode_name(enum opts_mode m)
 		return "async";
 	case OPTS_BOTH:
 		return "both";
+	case OPTS_MIXED:
+		return "mixed";
 	}
 	return "?";
 }
@@ -161,6 +190,8 @@ static void defaults(struct opts *o)
 	o->callback_wait_s = 60;
 	o->timeout_s = 120;
 	o->seed = 1;
+	o->mix = 0.5;
+	o->interval_s = 1;
 	o->progress = true;
 }
 
@@ -193,8 +224,62 @@ static int valid_host(const char *s)
 	return 1;
 }
 
+/* "R1,R2,...": each a rate as --rate takes it. */
+static int parse_sweep(const char *s, struct opts *o)
+{
+	o->n_sweep = 0;
+	for (const char *p = s;;) {
+		size_t l = strcspn(p, ",");
+		char one[32];
+		if (l == 0 || l >= sizeof(one) || o->n_sweep >= OPTS_MAX_SWEEP)
+			return -1;
+		memcpy(one, p, l);
+		one[l] = '\0';
+		if (parse_seconds(one, 0.001, OPTS_MAX_RATE, &o->sweep[o->n_sweep]) != 0)
+			return -1;
+		o->n_sweep++;
+		if (p[l] == '\0')
+			return 0;
+		p += l + 1;
+	}
+}
+
+/* What the options mean together, once all are read (their order is free). */
+static enum opts_result check_combinations(struct opts *o, bool mix_given, char *err, size_t errlen)
+{
+	if (o->raw && o->mode == OPTS_BOTH)
+		o->mode = OPTS_SYNC;
+	if (o->raw && o->mode != OPTS_SYNC) {
+		snprintf(err, errlen, "--raw: works with --mode sync only");
+		return OPTS_USAGE;
+	}
+	if (mix_given && o->mode != OPTS_MIXED) {
+		snprintf(err, errlen, "--mix: works with --mode mixed only");
+		return OPTS_USAGE;
+	}
+	if (o->n_sweep > 0 && o->rate > 0) {
+		snprintf(err, errlen, "--sweep: gives the rates itself; drop --rate");
+		return OPTS_USAGE;
+	}
+	if (o->n_compare > 0 && !o->html_path) {
+		snprintf(err, errlen, "--compare: needs --html FILE for the page");
+		return OPTS_USAGE;
+	}
+	for (int k = 0; k < o->n_thresholds; k++) {
+		const struct threshold *t = &o->thresholds[k];
+		bool async = threshold_needs_async(t);
+		if (!(o->mode & (async ? OPTS_ASYNC : OPTS_SYNC))) {
+			snprintf(err, errlen, "--threshold: '%s' needs --mode %s, both or mixed",
+			         t->text, async ? "async" : "sync");
+			return OPTS_USAGE;
+		}
+	}
+	return OPTS_OK;
+}
+
 enum opts_result opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
 {
+	bool mix_given = false;
 	defaults(o);
 	opterr = 0;
 	optind = 1;
@@ -236,8 +321,11 @@ enum opts_result opts_parse(int argc, char **argv, struct opts *o, char *err, si
 				o->mode = OPTS_ASYNC;
 			else if (strcmp(optarg, "both") == 0)
 				o->mode = OPTS_BOTH;
+			else if (strcmp(optarg, "mixed") == 0)
+				o->mode = OPTS_MIXED;
 			else
-				return bad(err, errlen, "--mode", "sync, async or both", optarg);
+				return bad(err, errlen, "--mode", "sync, async, both or mixed",
+				           optarg);
 			break;
 		case O_ITERATIONS:
 			if (parse_u64(optarg, 1, OPTS_MAX_ITERATIONS, &u) != 0)
@@ -298,6 +386,57 @@ enum opts_result opts_parse(int argc, char **argv, struct opts *o, char *err, si
 				           optarg);
 			o->seed = u;
 			break;
+		case O_MIX:
+			if (parse_seconds(optarg, 0, 1, &o->mix) != 0 || o->mix <= 0 || o->mix >= 1)
+				return bad(err, errlen, "--mix",
+				           "a fraction between 0 and 1 (exclusive)", optarg);
+			mix_given = true;
+			break;
+		case O_INTERVAL:
+			if (parse_seconds(optarg, OPTS_MIN_INTERVAL, OPTS_MAX_INTERVAL,
+			                  &o->interval_s) != 0)
+				return bad(err, errlen, "--interval", "seconds 0.05..3600", optarg);
+			break;
+		case O_THRESHOLD: {
+			char why[160];
+			if (o->n_thresholds >= OPTS_MAX_THRESHOLDS) {
+				snprintf(err, errlen, "--threshold: at most %d",
+				         OPTS_MAX_THRESHOLDS);
+				return OPTS_USAGE;
+			}
+			if (!threshold_parse(optarg, &o->thresholds[o->n_thresholds], why,
+			                     sizeof(why))) {
+				snprintf(err, errlen, "--threshold: %s, got '%s'", why, optarg);
+				return OPTS_USAGE;
+			}
+			o->n_thresholds++;
+			break;
+		}
+		case O_SWEEP:
+			if (parse_sweep(optarg, o) != 0)
+				return bad(err, errlen, "--sweep",
+				           "1..32 comma-separated rates 0.001..10000000", optarg);
+			break;
+		case O_COMPARE:
+			/* --compare A.json B.json ...: the files up to the next option */
+			if (!*optarg)
+				return bad(err, errlen, "--compare", "2..8 JSON files", optarg);
+			o->n_compare = 1;
+			o->compare[0] = optarg;
+			while (optind < argc && argv[optind][0] != '-') {
+				if (o->n_compare >= OPTS_MAX_COMPARE || !*argv[optind])
+					return bad(err, errlen, "--compare", "2..8 JSON files",
+					           argv[optind]);
+				o->compare[o->n_compare++] = argv[optind++];
+			}
+			if (o->n_compare < 2)
+				return bad(err, errlen, "--compare", "2..8 JSON files", optarg);
+			break;
+		case O_CSV:
+			if (!*optarg)
+				return bad(err, errlen, "--csv", "a file name", optarg);
+			o->csv_path = optarg;
+			break;
 		case O_RAW:
 			o->raw = true;
 			break;
@@ -323,11 +462,5 @@ enum opts_result opts_parse(int argc, char **argv, struct opts *o, char *err, si
 		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
 		return OPTS_USAGE;
 	}
-	if (o->raw && o->mode == OPTS_BOTH)
-		o->mode = OPTS_SYNC;
-	if (o->raw && o->mode != OPTS_SYNC) {
-		snprintf(err, errlen, "--raw: works with --mode sync only");
-		return OPTS_USAGE;
-	}
-	return OPTS_OK;
+	return check_combinations(o, mix_given, err, errlen);
 }

@@ -12,18 +12,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "threshold.h"
+
 #define OPTS_MAX_REQUESTS    10000000ULL /* bounded memory: about 80 bytes each in async mode */
 #define OPTS_MAX_CONCURRENCY 10000
 #define OPTS_MAX_THREADS     64
 #define OPTS_MAX_ITERATIONS  1000000
 #define OPTS_MAX_SECONDS     86400.0
 #define OPTS_MAX_RATE        10000000.0
+#define OPTS_MAX_THRESHOLDS  16
+#define OPTS_MAX_SWEEP       32
+#define OPTS_MAX_COMPARE     8
+#define OPTS_MIN_INTERVAL    0.05
+#define OPTS_MAX_INTERVAL    3600.0
 
-enum opts_mode { OPTS_SYNC = 1, OPTS_ASYNC = 2, OPTS_BOTH = 3 };
+/* Bits: 1 sends /sync, 2 sends /async, 4 interleaves them in one storm. */
+enum opts_mode { OPTS_SYNC = 1, OPTS_ASYNC = 2, OPTS_BOTH = 3, OPTS_MIXED = 7 };
 
 struct opts {
 	const char *server_url; /* base URL, no trailing slash needed */
-	uint64_t num_requests;  /* per mode */
+	uint64_t num_requests;  /* per mode; mixed: in all, split by mix */
 	int concurrency;        /* transfers in flight at most */
 	int threads;            /* worker threads sharing them */
 	enum opts_mode mode;
@@ -33,7 +41,16 @@ struct opts {
 	double callback_wait_s; /* after the last accept */
 	double timeout_s;       /* per request */
 	double rate;            /* requests/s; 0 = closed loop */
-	const char *secret;     /* whsec_...; NULL = signatures not checked */
+	double mix;             /* mixed: the share of async requests, 0 < mix < 1 */
+	double interval_s;      /* timeline resolution */
+	struct threshold thresholds[OPTS_MAX_THRESHOLDS];
+	int n_thresholds;
+	double sweep[OPTS_MAX_SWEEP]; /* open-loop rates, one run each */
+	int n_sweep;
+	const char *compare[OPTS_MAX_COMPARE]; /* saved --json files to put side by side */
+	int n_compare;
+	const char *csv_path;
+	const char *secret; /* whsec_...; NULL = signatures not checked */
 	const char *json_path;
 	const char *html_path;
 	uint64_t seed;
@@ -54,7 +71,7 @@ enum opts_result {
 enum opts_result opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen);
 /* The --help text. */
 const char *opts_usage(void);
-/* "sync", "async" or "both". */
+/* "sync", "async", "both" or "mixed". */
 const char *opts_mode_name(enum opts_mode m);
 
 #endif

@@ -499,15 +499,30 @@ void recv_counts(struct recv *rv, uint64_t *received, uint64_t *accepted)
 	pthread_mutex_unlock(&rv->mu);
 }
 
-void recv_summarize(struct recv *rv, struct result_callbacks *cb, struct hist *latency)
+void recv_stop(struct recv *rv)
 {
 	if (rv->d) {
 		MHD_stop_daemon(rv->d);
 		rv->d = NULL;
 	}
+}
+
+uint64_t recv_stray(struct recv *rv)
+{
+	pthread_mutex_lock(&rv->mu);
+	uint64_t n = rv->bad_path;
+	pthread_mutex_unlock(&rv->mu);
+	return n;
+}
+
+void recv_summarize(struct recv *rv, uint64_t first, uint64_t n, struct result_callbacks *cb,
+                    struct hist *latency, struct timeline *tl)
+{
+	memset(cb, 0, sizeof(*cb));
 	cb->checked_signatures = rv->key != NULL;
-	cb->unexpected = rv->bad_path;
-	for (uint64_t i = 0; i < rv->n; i++) {
+	uint64_t end = first + n > rv->n ? rv->n : first + n;
+	pthread_mutex_lock(&rv->mu);
+	for (uint64_t i = first; i < end; i++) {
 		const struct slot *s = &rv->slots[i];
 		if (!s->accept_rank) {
 			cb->unexpected += s->cb_count;
@@ -525,16 +540,20 @@ void recv_summarize(struct recv *rv, struct result_callbacks *cb, struct hist *l
 		if (s->flags & F_BADSIG)
 			cb->bad_signature++;
 		hist_record(latency, (s->cb_ns - s->start_ns) / 1000);
+		if (tl)
+			tl_callback(tl, s->cb_ns);
 	}
 	cb->missing = cb->expected - cb->received;
 	uint32_t max_rank = 0;
 	for (uint64_t k = 0; k < rv->n_arrivals; k++) {
-		uint32_t r = rv->slots[rv->arrivals[k]].accept_rank;
-		if (r == 0)
+		uint64_t i = rv->arrivals[k];
+		uint32_t r = rv->slots[i].accept_rank;
+		if (r == 0 || i < first || i >= end)
 			continue;
 		if (r < max_rank)
 			cb->out_of_order++;
 		else
 			max_rank = r;
 	}
+	pthread_mutex_unlock(&rv->mu);
 }

@@ -23,6 +23,7 @@
 
 #include "expect.h"
 #include "result.h"
+#include "timeline.h"
 
 #define RECV_BODY_MAX (64 * 1024)
 #define RECV_URL_MAX  512
@@ -66,8 +67,15 @@ bool recv_wait(struct recv *rv, int64_t until_ns);
 /* Callbacks arrived for accepted requests, and accepted requests. */
 void recv_counts(struct recv *rv, uint64_t *received, uint64_t *accepted);
 
-/* Stops accepting callbacks and fills cb and latency (send to first
- * callback, microseconds). Call once, after the run. */
-void recv_summarize(struct recv *rv, struct result_callbacks *cb, struct hist *latency);
+/* Stops accepting callbacks (joins the daemon's thread). Idempotent. */
+void recv_stop(struct recv *rv);
+/* Fills cb and latency (send to first callback, microseconds) from the
+ * requests first .. first + n - 1, and adds their first callbacks to tl
+ * when not NULL. Callbacks to paths that are not this run's are not in it:
+ * see recv_stray. Thread safe; call after those requests' callback wait. */
+void recv_summarize(struct recv *rv, uint64_t first, uint64_t n, struct result_callbacks *cb,
+                    struct hist *latency, struct timeline *tl);
+/* Callbacks to paths that are not this run's (another run's token). */
+uint64_t recv_stray(struct recv *rv);
 
 #endif

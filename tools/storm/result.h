@@ -1,6 +1,6 @@
 /*
  * result: what one mode of a storm measured. Plain data: load.c fills the
- * request side, recv.c the callback side, report.c prints it. The JSON field
+ * request side, recv.c the callback side, the report_*.c files print it. The JSON field
  * names report.c derives from these are documented in report.h.
  */
 #ifndef CONSUMA_STORM_RESULT_H
@@ -65,5 +65,9 @@ static inline uint64_t result_refused(const struct result_mode *m)
 {
 	return m->cause[CAUSE_HTTP_429] + m->cause[CAUSE_HTTP_503];
 }
+
+/* Adds src's counts, histograms and callback counts to dst (durations and
+ * rates are left to the caller: they do not add up across threads). */
+void result_merge(struct result_mode *dst, const struct result_mode *src);
 
 #endif
