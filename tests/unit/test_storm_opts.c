@@ -4,7 +4,10 @@
  * The defaults are the original load generator's (ORIGIN.md); then one
  * table of argument vectors: each option's good values and its bounds, and
  * the bad values (empty, sign, junk, overflow, out of range, wrong form),
- * each of which must be a usage error whose message names the option.
+ * each of which must be a usage error whose message names the option. The
+ * options of the storm over time (--mode mixed, --mix, --interval,
+ * --threshold, --sweep, --compare, --csv) include the combinations that
+ * only make sense together.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,7 +19,7 @@
 #include <cmocka.h>
 #include "opts.h"
 
-#define MAXARGS 8
+#define MAXARGS 12
 
 static enum opts_result parse(const char *const *args, struct opts *o, char *err, size_t errlen)
 {
@@ -59,6 +62,15 @@ static void test_defaults(void **state)
 	assert_false(o.raw);
 	assert_true(o.progress);
 	assert_false(o.dry_run);
+	assert_true(o.mix == 0.5);
+	assert_true(o.interval_s == 1.0);
+	assert_int_equal(o.n_thresholds, 0);
+	assert_int_equal(o.n_sweep, 0);
+	assert_int_equal(o.n_compare, 0);
+	assert_null(o.csv_path);
+	assert_string_equal(opts_mode_name(OPTS_MIXED), "mixed");
+	assert_non_null(strstr(opts_usage(), "(default 0.5)"));
+	assert_non_null(strstr(opts_usage(), "(default 1)"));
 	assert_string_equal(opts_mode_name(OPTS_SYNC), "sync");
 	assert_string_equal(opts_mode_name(OPTS_ASYNC), "async");
 	assert_string_equal(opts_mode_name(OPTS_BOTH), "both");
@@ -94,6 +106,12 @@ enum field {
 	F_RAW,
 	F_PROGRESS,
 	F_DRY,
+	F_MIX,
+	F_INTERVAL,
+	F_THRESHOLDS, /* u: how many; s: the last one's text */
+	F_SWEEP,      /* u: how many; d: the last rate */
+	F_COMPARE,    /* u: how many; s: the last file */
+	F_CSV,
 };
 
 struct good_case {
@@ -121,6 +139,49 @@ static const struct good_case goods[] = {
     {{"--mode", "sync", NULL}, F_MODE, OPTS_SYNC, 0, NULL},
     {{"--mode", "async", NULL}, F_MODE, OPTS_ASYNC, 0, NULL},
     {{"--mode", "both", NULL}, F_MODE, OPTS_BOTH, 0, NULL},
+    {{"--mode", "mixed", NULL}, F_MODE, OPTS_MIXED, 0, NULL},
+    {{"--mode", "mixed", NULL}, F_MIX, 0, 0.5, NULL},
+    {{"--mix", "0.25", "--mode", "mixed", NULL}, F_MIX, 0, 0.25, NULL},
+    {{"--mode", "mixed", "--mix", "0.001", NULL}, F_MIX, 0, 0.001, NULL},
+    {{"--mode", "mixed", "--mix", ".999", NULL}, F_MIX, 0, 0.999, NULL},
+    {{"--interval", "0.05", NULL}, F_INTERVAL, 0, 0.05, NULL},
+    {{"--interval", "3600", NULL}, F_INTERVAL, 0, 3600, NULL},
+    {{"--interval", "2.5", NULL}, F_INTERVAL, 0, 2.5, NULL},
+    {{"--threshold", "async_accept.p99<50ms", NULL}, F_THRESHOLDS, 1, 0, "async_accept.p99<50ms"},
+    {{"--threshold", "sync_response.p95<200ms", "--threshold", "time_to_callback.p99<2s", NULL},
+     F_THRESHOLDS,
+     2,
+     0,
+     "time_to_callback.p99<2s"},
+    {{"--threshold=sync.failed_rate<0.01", NULL}, F_THRESHOLDS, 1, 0, "sync.failed_rate<0.01"},
+    {{"--threshold", "async.refused_rate<0.05", NULL},
+     F_THRESHOLDS,
+     1,
+     0,
+     "async.refused_rate<0.05"},
+    {{"--mode", "sync", "--threshold", "sync_response.max <= 1s", NULL},
+     F_THRESHOLDS,
+     1,
+     0,
+     "sync_response.max <= 1s"},
+    {{"--mode", "mixed", "--threshold", "async_accept.mean>=1us", NULL},
+     F_THRESHOLDS,
+     1,
+     0,
+     "async_accept.mean>=1us"},
+    {{"--sweep", "10", NULL}, F_SWEEP, 1, 10, NULL},
+    {{"--sweep", "10,50.5,100", NULL}, F_SWEEP, 3, 100, NULL},
+    {{"--sweep", "0.001,10000000", NULL}, F_SWEEP, 2, 10000000, NULL},
+    {{"--sweep",
+      "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32",
+      NULL},
+     F_SWEEP,
+     32,
+     32,
+     NULL},
+    {{"--compare", "a.json", "b.json", "--html", "c.html", NULL}, F_COMPARE, 2, 0, "b.json"},
+    {{"--html", "c.html", "--compare=a.json", "b.json", "x.json", NULL}, F_COMPARE, 3, 0, "x.json"},
+    {{"--csv", "t.csv", NULL}, F_CSV, 0, 0, "t.csv"},
     {{"--iterations", "1", NULL}, F_ITER, 1, 0, NULL},
     {{"--iterations", "1000000", NULL}, F_ITER, 1000000, 0, NULL},
     {{"--callback-port", "1", NULL}, F_PORT, 1, 0, NULL},
@@ -226,6 +287,29 @@ static void test_good(void **state)
 		case F_DRY:
 			assert_true(o.dry_run);
 			break;
+		case F_MIX:
+			assert_int_equal(o.mode, OPTS_MIXED);
+			assert_true(o.mix == c->d);
+			break;
+		case F_INTERVAL:
+			assert_true(o.interval_s == c->d);
+			break;
+		case F_THRESHOLDS:
+			assert_int_equal(o.n_thresholds, c->u);
+			assert_string_equal(o.thresholds[o.n_thresholds - 1].text, c->s);
+			break;
+		case F_SWEEP:
+			assert_int_equal(o.n_sweep, c->u);
+			assert_true(o.sweep[o.n_sweep - 1] == c->d);
+			break;
+		case F_COMPARE:
+			assert_int_equal(o.n_compare, c->u);
+			assert_string_equal(o.compare[o.n_compare - 1], c->s);
+			assert_string_equal(o.html_path, "c.html");
+			break;
+		case F_CSV:
+			assert_string_equal(o.csv_path, c->s);
+			break;
 		}
 	}
 }
@@ -318,6 +402,74 @@ static const struct bad_case bads[] = {
     {{"--", "stray", NULL}, "stray"},
     /* --raw is a sync benchmark */
     {{"--raw", "--mode", "async", NULL}, "--raw"},
+    {{"--raw", "--mode", "mixed", NULL}, "--raw"},
+    /* mixed storms */
+    {{"--mode", "Mixed", NULL}, "--mode"},
+    {{"--mix", "0.5", NULL}, "--mix"}, /* without --mode mixed */
+    {{"--mode", "both", "--mix", "0.5", NULL}, "--mix"},
+    {{"--mode", "mixed", "--mix", "0", NULL}, "--mix"},
+    {{"--mode", "mixed", "--mix", "1", NULL}, "--mix"},
+    {{"--mode", "mixed", "--mix", "1.5", NULL}, "--mix"},
+    {{"--mode", "mixed", "--mix", "-0.5", NULL}, "--mix"},
+    {{"--mode", "mixed", "--mix", "half", NULL}, "--mix"},
+    {{"--mode", "mixed", "--mix", "", NULL}, "--mix"},
+    {{"--mode", "mixed", "--mix", NULL}, "--mix"},
+    /* the timeline */
+    {{"--interval", "0", NULL}, "--interval"},
+    {{"--interval", "0.049", NULL}, "--interval"},
+    {{"--interval", "3601", NULL}, "--interval"},
+    {{"--interval", "1s", NULL}, "--interval"},
+    {{"--interval", "-1", NULL}, "--interval"},
+    {{"--interval", "nan", NULL}, "--interval"},
+    {{"--csv", "", NULL}, "--csv"},
+    /* thresholds: each part of the grammar */
+    {{"--threshold", "", NULL}, "--threshold"},
+    {{"--threshold", "async_accept", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.p99", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.p99<", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.p99<50", NULL}, "--threshold"}, /* no unit */
+    {{"--threshold", "async_accept.p99<50min", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.p99=50ms", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.p99<<50ms", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.p99<-5ms", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.p99<1.2.3ms", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.p100<50ms", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.p0<50ms", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.px<50ms", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.median<50ms", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.failed_rate<0.1", NULL}, "--threshold"},
+    {{"--threshold", "sync.p99<50ms", NULL}, "--threshold"},
+    {{"--threshold", "sync.failed_rate<2", NULL}, "--threshold"},
+    {{"--threshold", "sync.failed_rate<0.1ms", NULL}, "--threshold"},
+    {{"--threshold", "sync.ok_rate<0.1", NULL}, "--threshold"},
+    {{"--threshold", "db_query.p99<5ms", NULL}, "--threshold"},
+    {{"--threshold", "async_accept.p99<50ms ", NULL}, "--threshold"},
+    /* a threshold on a mode the run does not send */
+    {{"--mode", "sync", "--threshold", "async_accept.p99<50ms", NULL}, "--threshold"},
+    {{"--threshold", "time_to_callback.p99<2s", "--mode", "sync", NULL}, "--threshold"},
+    {{"--mode", "async", "--threshold", "sync.failed_rate<0.01", NULL}, "--threshold"},
+    /* sweeps */
+    {{"--sweep", "", NULL}, "--sweep"},
+    {{"--sweep", "10,", NULL}, "--sweep"},
+    {{"--sweep", ",10", NULL}, "--sweep"},
+    {{"--sweep", "10,,20", NULL}, "--sweep"},
+    {{"--sweep", "0", NULL}, "--sweep"},
+    {{"--sweep", "10,-5", NULL}, "--sweep"},
+    {{"--sweep", "10000001", NULL}, "--sweep"},
+    {{"--sweep", "10;20", NULL}, "--sweep"},
+    {{"--sweep", "10 20", NULL}, "--sweep"},
+    {{"--sweep",
+      "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33",
+      NULL},
+     "--sweep"},
+    {{"--sweep", "10,20", "--rate", "5", NULL}, "--sweep"},
+    /* compare */
+    {{"--compare", "a.json", "--html", "c.html", NULL}, "--compare"},
+    {{"--compare", "a.json", "b.json", NULL}, "--compare"}, /* no --html */
+    {{"--compare", "", "b.json", "--html", "c.html", NULL}, "--compare"},
+    {{"--compare", NULL}, "--compare"},
+    {{"--compare", "1", "2", "3", "4", "5", "6", "7", "8", "9", "--html", "c.html", NULL},
+     "--compare"}, /* at most 8 */
 };
 
 static void test_bad(void **state)

@@ -273,7 +273,7 @@ static void time_chart(struct buf *b, const struct run *runs, int n, const char 
 				break;
 			bool any = false;
 			for (size_t i = 0; i < r->n; i++)
-				any |= isfinite(y[i]) && y[i] > 0;
+				any |= isfinite(y[i]) && (which == 2 || y[i] > 0);
 			if (!any)
 				continue;
 			snprintf(labels[nl], sizeof(labels[nl]), "%s %s", r->label,

@@ -63,7 +63,10 @@ bool sample_parse_health(const char *body, size_t len, struct tl_server *out)
 	if (!tok)
 		return false;
 	struct json_object *j = json_tokener_parse_ex(tok, body, (int)len);
-	bool ok = j && json_tokener_get_error(tok) == json_tokener_success &&
+	size_t end = json_tokener_get_parse_end(tok);
+	while (end < len && (body[end] == '\n' || body[end] == '\r' || body[end] == ' '))
+		end++;
+	bool ok = j && json_tokener_get_error(tok) == json_tokener_success && end == len &&
 	          json_object_is_type(j, json_type_object);
 	json_tokener_free(tok);
 	if (ok) {

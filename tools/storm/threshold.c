@@ -103,7 +103,7 @@ bool threshold_parse(const char *s, struct threshold *t, char *why, size_t whyle
 		            "async");
 	t->series = series_names[k].series;
 	const char *stat = dot + 1;
-	size_t sl = strcspn(stat, "<> ");
+	size_t sl = strcspn(stat, "<>= ");
 	if (!parse_stat(stat, sl, t, why, whylen))
 		return false;
 	const char *p = stat + sl;
