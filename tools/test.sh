@@ -14,7 +14,7 @@ packages=(build-essential cmake pkg-config git
 	libfcgi-dev libsqlite3-dev sqlite3 libssl-dev openssl libjson-c-dev
 	libcurl4-openssl-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev systemd
 	lighttpd spawn-fcgi nginx-light curl python3 libxml2-utils wrk procps iproute2
-	clang-format clang libclang-rt-14-dev)
+	clang-format clang libclang-rt-14-dev chromium)
 
 missing=()
 for p in "${packages[@]}"; do

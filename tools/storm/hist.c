@@ -1,36 +1,19 @@
 /*
- * hist: HDR-like histogram (see hist.h). Bucket layout: index v for v below
- * HIST_SUB; for larger v, with e the shift that brings v into
- * [HIST_HALF, HIST_SUB), index HIST_SUB + (e - 1) * HIST_HALF + (v >> e) -
- * HIST_HALF. A bucket's highest value is ((v >> e) + 1) << e minus one.
+ * hist: HDR-like histogram (see hist.h for the bucket layout, which
+ * timeline.c shares at a coarser precision).
  */
 #include "hist.h"
 
 #include <string.h>
 
-static int msb(uint64_t v)
-{
-	return 63 - __builtin_clzll(v);
-}
-
 static size_t index_of(uint64_t v)
 {
-	if (v < HIST_SUB)
-		return (size_t)v;
-	int e = msb(v) - (HIST_SUB_BITS - 1);
-	if (e > HIST_MAX_EXP)
-		return HIST_BUCKETS - 1;
-	return HIST_SUB + (size_t)(e - 1) * HIST_HALF + (size_t)((v >> e) - HIST_HALF);
+	return hist_layout_index(v, HIST_SUB_BITS, HIST_MAX_EXP);
 }
 
 static uint64_t highest_of(size_t idx)
 {
-	if (idx < HIST_SUB)
-		return idx;
-	size_t rel = idx - HIST_SUB;
-	int e = (int)(rel / HIST_HALF) + 1;
-	uint64_t sub = (uint64_t)(rel % HIST_HALF) + HIST_HALF;
-	return ((sub + 1) << e) - 1;
+	return hist_layout_top(idx, HIST_SUB_BITS);
 }
 
 void hist_init(struct hist *h)

@@ -12,6 +12,7 @@
 #ifndef CONSUMA_STORM_HIST_H
 #define CONSUMA_STORM_HIST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define HIST_SUB_BITS 8
@@ -27,6 +28,33 @@ struct hist {
 	double sum_us;
 	uint64_t buckets[HIST_BUCKETS];
 };
+
+/* The bucket layout, shared with histograms of other precision
+ * (timeline.h): with b = sub_bits, value v below 2^b has bucket v; above,
+ * with e the shift that brings v into [2^(b-1), 2^b), bucket
+ * 2^b + (e - 1) * 2^(b-1) + (v >> e) - 2^(b-1), the last bucket taking
+ * everything past max_exp shifts. hist_layout_top is a bucket's highest
+ * value, ((v >> e) + 1) << e minus one. */
+static inline size_t hist_layout_index(uint64_t v, int sub_bits, int max_exp)
+{
+	const uint64_t sub = 1ULL << sub_bits, half = sub / 2;
+	if (v < sub)
+		return (size_t)v;
+	int e = (63 - __builtin_clzll(v)) - (sub_bits - 1);
+	if (e > max_exp)
+		return (size_t)(sub + (uint64_t)max_exp * half - 1);
+	return (size_t)(sub + (uint64_t)(e - 1) * half + ((v >> e) - half));
+}
+
+static inline uint64_t hist_layout_top(size_t idx, int sub_bits)
+{
+	const uint64_t sub = 1ULL << sub_bits, half = sub / 2;
+	if (idx < sub)
+		return idx;
+	uint64_t rel = idx - sub;
+	int e = (int)(rel / half) + 1;
+	return (((rel % half) + half + 1) << e) - 1;
+}
 
 /* Empties h. */
 void hist_init(struct hist *h);

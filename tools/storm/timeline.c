@@ -1,8 +1,6 @@
 /*
  * timeline: per-interval counts (see timeline.h). The histogram has the
- * layout of hist.c with fewer sub-buckets (TL_SUB_BITS): index v below
- * TL_SUB, above it TL_SUB + (e - 1) * TL_HALF + (v >> e) - TL_HALF with e
- * the shift that brings v into [TL_HALF, TL_SUB).
+ * layout of hist.h with fewer sub-buckets (TL_SUB_BITS).
  */
 #include "timeline.h"
 
@@ -10,6 +8,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "hist.h"
 
 struct timeline {
 	int64_t t0_ns;
@@ -18,29 +17,14 @@ struct timeline {
 	struct tl_interval *iv;
 };
 
-static int msb(uint64_t v)
-{
-	return 63 - __builtin_clzll(v);
-}
-
 static size_t index_of(uint64_t v)
 {
-	if (v < TL_SUB)
-		return (size_t)v;
-	int e = msb(v) - (TL_SUB_BITS - 1);
-	if (e > TL_MAX_EXP)
-		return TL_BUCKETS - 1;
-	return TL_SUB + (size_t)(e - 1) * TL_HALF + (size_t)((v >> e) - TL_HALF);
+	return hist_layout_index(v, TL_SUB_BITS, TL_MAX_EXP);
 }
 
 static uint64_t highest_of(size_t idx)
 {
-	if (idx < TL_SUB)
-		return idx;
-	size_t rel = idx - TL_SUB;
-	int e = (int)(rel / TL_HALF) + 1;
-	uint64_t sub = (uint64_t)(rel % TL_HALF) + TL_HALF;
-	return ((sub + 1) << e) - 1;
+	return hist_layout_top(idx, TL_SUB_BITS);
 }
 
 uint64_t tl_hist_percentile(const struct tl_hist *h, double p)
