@@ -299,8 +299,9 @@ static void sweep_chart(struct buf *b, const struct report_run *r)
 		                   true,
 		                   l,
 		                   nl};
-		buf_puts(b, "<h2>Sweep: latency against offered rate</h2>\n");
+		buf_puts(b, "<div>\n<h2>Sweep: latency against offered rate</h2>\n");
 		report_svg_lines(b, &ch);
+		buf_puts(b, "</div>\n");
 	}
 	cz_free(x);
 	for (int k = 0; k < 6; k++)
