@@ -47,6 +47,8 @@ static void sweep_sentences(struct buf *b, const struct report_run *r)
 		else
 			buf_printf(b, "Sweep: %s fell behind from the first rate; at %g/s", path,
 			           r->steps[broke].rate);
+		if (r->o->mode == OPTS_MIXED)
+			buf_printf(b, " (%g/s of it to %s)", bm->requested_rate, path);
 		buf_printf(b, " it answered %.1f/s with a result", bm->succeeded_rate);
 		if (bm->latency.count)
 			buf_printf(
