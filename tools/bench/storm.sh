@@ -5,7 +5,7 @@
 # lighttpd that tools/stack.sh sets up, alternating in the same run:
 #
 #   wrk -t2 -c32 -dD -s post.lua          POST {"input_data":...,"iterations":1}
-#   consuma-storm --raw --concurrency 32 (one thread)
+#   consuma-storm --raw --concurrency 32 (one thread, its timeline on as always)
 #                                          the same body, as many requests as
 #                                          wrk answered in D
 #
