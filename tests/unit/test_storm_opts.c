@@ -172,6 +172,7 @@ static const struct good_case goods[] = {
     {{"--sweep", "10", NULL}, F_SWEEP, 1, 10, NULL},
     {{"--sweep", "10,50.5,100", NULL}, F_SWEEP, 3, 100, NULL},
     {{"--sweep", "0.001,10000000", NULL}, F_SWEEP, 2, 10000000, NULL},
+    {{"--sweep", "1,2", "--num-requests", "5000000", NULL}, F_SWEEP, 2, 2, NULL},
     {{"--sweep",
       "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32",
       NULL},
@@ -463,6 +464,7 @@ static const struct bad_case bads[] = {
       NULL},
      "--sweep"},
     {{"--sweep", "10,20", "--rate", "5", NULL}, "--sweep"},
+    {{"--sweep", "10,20", "--num-requests", "5000001", NULL}, "--sweep"}, /* 10000002 in all */
     /* compare */
     {{"--compare", "a.json", "--html", "c.html", NULL}, "--compare"},
     {{"--compare", "a.json", "b.json", NULL}, "--compare"}, /* no --html */

@@ -257,6 +257,14 @@ static enum opts_result check_combinations(struct opts *o, bool mix_given, char 
 		snprintf(err, errlen, "--mix: works with --mode mixed only");
 		return OPTS_USAGE;
 	}
+	if (o->n_sweep > 0 && o->num_requests * (uint64_t)o->n_sweep > OPTS_MAX_REQUESTS) {
+		/* the receiver keeps a slot per request of the whole run */
+		snprintf(err, errlen,
+		         "--sweep: %d rates of --num-requests %llu pass the %llu requests of a run",
+		         o->n_sweep, (unsigned long long)o->num_requests,
+		         (unsigned long long)OPTS_MAX_REQUESTS);
+		return OPTS_USAGE;
+	}
 	if (o->n_sweep > 0 && o->rate > 0) {
 		snprintf(err, errlen, "--sweep: gives the rates itself; drop --rate");
 		return OPTS_USAGE;
