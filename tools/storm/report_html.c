@@ -317,9 +317,9 @@ static void sweep_table(struct buf *b, const struct report_run *r)
 	            "<th>p99 ms</th><th>callback p99 ms</th></tr>\n");
 	for (int i = 0; i < r->n_steps; i++) {
 		const struct report_step *st = &r->steps[i];
-		const struct result_mode *ms2[2] = {&st->sync, &st->async};
+		const struct result_mode *modes[2] = {&st->sync, &st->async};
 		for (int m = 0; m < 2; m++) {
-			const struct result_mode *rm = ms2[m];
+			const struct result_mode *rm = modes[m];
 			if (!rm->ran)
 				continue;
 			char p50[32] = "-", p99[32] = "-", c99[32] = "-";
@@ -448,9 +448,17 @@ enum report_err report_html(const char *path, const struct report_run *r)
 	report_html_kv(&b, "iterations", v);
 	if (o->rate > 0)
 		snprintf(v, sizeof(v), "open, %.1f requests/s", o->rate);
+	else if (o->n_sweep > 0)
+		snprintf(v, sizeof(v), "open, a sweep of %d rates", o->n_sweep);
 	else
 		snprintf(v, sizeof(v), "closed");
 	report_html_kv(&b, "loop", v);
+	if (o->mode == OPTS_MIXED) {
+		snprintf(v, sizeof(v), "%.0f %% async", o->mix * 100);
+		report_html_kv(&b, "mix", v);
+	}
+	snprintf(v, sizeof(v), "%g s", r->tl ? tl_width_s(r->tl) : o->interval_s);
+	report_html_kv(&b, "timeline interval", v);
 	snprintf(v, sizeof(v), "%.1f s", o->timeout_s);
 	report_html_kv(&b, "timeout", v);
 	snprintf(v, sizeof(v), "%s:%d, wait %.1f s", o->callback_host, o->callback_port,
