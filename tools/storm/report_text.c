@@ -82,15 +82,18 @@ static void latency_row(FILE *f, const struct series *s)
 	fprintf(f, " %8s\n", report_fmt_ms(v, sizeof(v), hist_mean(h) / 1000.0));
 }
 
-static void print_lines(FILE *f, const char *text)
+/* Each line of text as an item, word-wrapped when wrapped is true (the
+ * thresholds are not: one line each stays greppable). */
+static void print_lines(FILE *f, const char *text, bool wrapped)
 {
 	for (const char *p = text; *p;) {
 		size_t l = strcspn(p, "\n");
 		char *line = cz_strndup(p, l);
-		if (line) {
+		if (line && wrapped)
 			wrap(f, line, "  - ", 4);
-			cz_free(line);
-		}
+		else if (line)
+			fprintf(f, "  - %s\n", line);
+		cz_free(line);
 		p += l;
 		if (*p == '\n')
 			p++;
@@ -302,12 +305,12 @@ void report_terminal(FILE *f, const struct report_run *r, bool utf8)
 		buf_reset(&t);
 		report_thresholds(&t, r);
 		fputs("\nThresholds:\n", f);
-		print_lines(f, buf_str(&t));
+		print_lines(f, buf_str(&t), false);
 	}
 	buf_reset(&t);
 	report_sentences(&t, r);
 	fputs("\nWhat the numbers say:\n", f);
-	print_lines(f, buf_str(&t));
+	print_lines(f, buf_str(&t), true);
 	buf_reset(&t);
 	report_verdict(&t, r);
 	fprintf(f, "\nResult: %s (exit %d)\n", buf_str(&t), r->exit_status);
