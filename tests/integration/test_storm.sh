@@ -113,7 +113,9 @@ else
 fi
 
 # ---- one stack for the rest: one sync process, so it saturates early --------
+# (serving one request at a time: the open-loop check below calibrates on that)
 export CONSUMA_RATE_LIMIT_REQUESTS=0 CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_MAX_QUEUE_SHARE=1
+export CONSUMA_FCGI_THREADS=1
 stack_up "$T/stack" --sync-procs 1 --api-procs 2
 
 # ---- 3. open loop shows the queueing; closed loop hides it ---------------------

@@ -37,7 +37,8 @@ stack_up "$T/stack" --sync-procs 1 --api-procs 2
 
 # ---- what one sync process sustains ---------------------------------------
 ITER=300000
-"$STORM" --server-url "$BASE" --mode sync --iterations "$ITER" --num-requests 10 --concurrency 1 \
+# (with as many connections as the storm below, as the process serves several at once)
+"$STORM" --server-url "$BASE" --mode sync --iterations "$ITER" --num-requests 24 --concurrency 8 \
 	--timeout 60 --no-progress --json "$T/calib.json" >"$T/calib.out" 2>&1 || true
 cap=$(py "$T/calib.json" 'j["sync"]["achieved_rate"]' 2>/dev/null || echo 0)
 # The mixed storm offers /sync three times that (80 % of the rate) for about
