@@ -41,14 +41,7 @@ uint64_t hist_percentile(const struct hist *h, double p)
 		return h->min_us;
 	if (p >= 100)
 		return h->max_us;
-	double want = p / 100.0 * (double)h->count;
-	uint64_t rank = (uint64_t)want;
-	/* want carries rounding error (99.9 / 100 * 1000 is 999.0000000000001):
-	 * a fraction that small is not a reason to take the next rank */
-	if ((double)rank < want - want * 1e-12)
-		rank++;
-	if (rank == 0)
-		rank = 1;
+	uint64_t rank = hist_rank(h->count, p);
 	uint64_t seen = 0;
 	for (size_t i = 0; i < HIST_BUCKETS; i++) {
 		seen += h->buckets[i];

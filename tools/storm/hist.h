@@ -56,6 +56,18 @@ static inline uint64_t hist_layout_top(size_t idx, int sub_bits)
 	return (((rel % half) + half + 1) << e) - 1;
 }
 
+/* The 1-based rank of percentile p (0 < p < 100) among count values. */
+static inline uint64_t hist_rank(uint64_t count, double p)
+{
+	double want = p / 100.0 * (double)count;
+	uint64_t rank = (uint64_t)want;
+	/* want carries rounding error (99.9 / 100 * 1000 is 999.0000000000001):
+	 * a fraction that small is not a reason to take the next rank */
+	if ((double)rank < want - want * 1e-12)
+		rank++;
+	return rank == 0 ? 1 : rank;
+}
+
 /* Empties h. */
 void hist_init(struct hist *h);
 /* Records one value; negative values count as 0. */

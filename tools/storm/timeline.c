@@ -31,12 +31,7 @@ uint64_t tl_hist_percentile(const struct tl_hist *h, double p)
 {
 	if (h->count == 0)
 		return 0;
-	double want = p / 100.0 * (double)h->count;
-	uint64_t rank = (uint64_t)want;
-	if ((double)rank < want - want * 1e-12)
-		rank++;
-	if (rank == 0)
-		rank = 1;
+	uint64_t rank = hist_rank(h->count, p);
 	uint64_t seen = 0;
 	for (size_t i = 0; i < TL_BUCKETS; i++) {
 		seen += h->buckets[i];
