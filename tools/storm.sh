@@ -43,7 +43,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 	--secret | --secret=*) secret_given=1 ;;
 	--num-requests) num_requests=$next ;;
 	--num-requests=*) num_requests=${a#*=} ;;
-	--help | -h | --version | --dry-run) info_only=1 ;;
+	--help | -h | --version | --dry-run | --compare | --compare=*) info_only=1 ;;
 	esac
 done
 
@@ -90,7 +90,7 @@ else
 fi
 storm=$build/consuma-storm
 
-# Usage errors, --help and --version need no stack.
+# Usage errors, --help, --version and --compare (saved runs) need no stack.
 if [ $info_only = 1 ] || [ -n "$server_url" ]; then
 	exec "$storm" "$@"
 fi

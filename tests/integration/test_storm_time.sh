@@ -163,6 +163,12 @@ assert_cmd "comparison names the second server" grep -qF "$base2" "$T/compare.ht
 assert_eq "comparison has its charts" True \
 	"$([ "$(grep -c '<svg xmlns' "$T/compare.html")" -ge 4 ] && echo True || echo False)"
 rc=0
+"$SRC/tools/storm.sh" --compare "$T/mixed.json" "$T/other.json" --html "$T/compare2.html" \
+	>/dev/null 2>"$T/compare2.err" || rc=$?
+assert_eq "storm.sh --compare exits 0" 0 "$rc"
+assert_eq "storm.sh --compare starts no stack" 0 "$(grep -c 'starting a local stack' "$T/compare2.err")"
+assert_cmd "storm.sh --compare wrote the same page" cmp -s "$T/compare.html" "$T/compare2.html"
+rc=0
 "$STORM" --compare "$T/mixed.json" "$T/calib.out" --html "$T/bad.html" >/dev/null 2>"$T/compare_bad.err" || rc=$?
 assert_eq "--compare of a file that is not a run: exit 2" 2 "$rc"
 assert_match "and says which file" "calib.out" "$(cat "$T/compare_bad.err")"
