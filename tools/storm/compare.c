@@ -244,14 +244,21 @@ static void percentile_chart(struct buf *b, const struct run *runs, int n)
 			                            xs,         ys[nl],     4};
 			nl++;
 		}
-	struct chart c = {"latency by percentile, each run",
-	                  "Latency by percentile",
-	                  "percentile: 0.3 = p50, 1.3 = p95, 2 = p99, 3 = p99.9",
-	                  "latency, ms (log scale)",
-	                  false,
-	                  true,
-	                  l,
-	                  nl};
+	static const char *const tick_text[] = {"50%", "95%", "99%", "99.9%"};
+	struct chart_tick ticks[4];
+	for (int p = 0; p < 4; p++)
+		ticks[p] = (struct chart_tick){xs[p], tick_text[p]};
+	struct chart c = {
+	    .aria = "latency by percentile, each run",
+	    .title = "Latency by percentile",
+	    .xlabel = "percentile (log scale toward the tail)",
+	    .ylabel = "latency, ms (log scale)",
+	    .ylog = true,
+	    .lines = l,
+	    .n_lines = nl,
+	    .xticks = ticks,
+	    .n_xticks = 4,
+	};
 	report_svg_lines(b, &c);
 }
 
@@ -283,8 +290,8 @@ static void time_chart(struct buf *b, const struct run *runs, int n, const char 
 			nl++;
 		}
 	}
-	struct chart c = {aria, title, "seconds since the first request", ylabel, false, ylog,
-	                  l,    nl};
+	struct chart c = {
+	    aria, title, "seconds since the first request", ylabel, false, ylog, l, nl, NULL, 0};
 	report_svg_lines(b, &c);
 }
 
@@ -331,7 +338,9 @@ static void sweep_chart(struct buf *b, const struct run *runs, int n)
 	                  false,
 	                  true,
 	                  l,
-	                  nl};
+	                  nl,
+	                  NULL,
+	                  0};
 	report_svg_lines(b, &c);
 }
 

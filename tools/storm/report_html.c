@@ -206,7 +206,9 @@ static void time_charts(struct buf *b, const struct report_run *r)
 		                   false,
 		                   false,
 		                   l,
-		                   3};
+		                   3,
+		                   NULL,
+		                   0};
 		report_svg_lines(b, &ch);
 	}
 	struct chart_line lat[4];
@@ -226,7 +228,9 @@ static void time_charts(struct buf *b, const struct report_run *r)
 	                   false,
 	                   true,
 	                   lat,
-	                   nl};
+	                   nl,
+	                   NULL,
+	                   0};
 	report_svg_lines(b, &ch);
 	struct chart_line q[3];
 	int nq = 0;
@@ -241,7 +245,9 @@ static void time_charts(struct buf *b, const struct report_run *r)
 	                   false,
 	                   false,
 	                   q,
-	                   nq};
+	                   nq,
+	                   NULL,
+	                   0};
 	report_svg_lines(b, &cq);
 	buf_puts(b, "</div>\n");
 	cols_free(&c);
@@ -298,7 +304,9 @@ static void sweep_chart(struct buf *b, const struct report_run *r)
 		                   hi > 20 * lo,
 		                   true,
 		                   l,
-		                   nl};
+		                   nl,
+		                   NULL,
+		                   0};
 		buf_puts(b, "<div>\n<h2>Sweep: latency against offered rate</h2>\n");
 		report_svg_lines(b, &ch);
 		buf_puts(b, "</div>\n");

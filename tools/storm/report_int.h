@@ -78,6 +78,11 @@ struct chart_line {
 	size_t n;
 };
 
+struct chart_tick {
+	double x;
+	const char *label;
+};
+
 struct chart {
 	const char *aria; /* what the chart shows, for the aria-label */
 	const char *title;
@@ -87,6 +92,8 @@ struct chart {
 	bool ylog;
 	const struct chart_line *lines;
 	int n_lines;
+	const struct chart_tick *xticks; /* NULL: round numbers */
+	int n_xticks;
 };
 
 /* A line chart: linear or log axes, a legend under the plot. */

@@ -243,7 +243,17 @@ void report_svg_lines(struct buf *b, const struct chart *c)
 	}
 	double xstep = ax.log ? 1 : nice_step(ax.hi - ax.lo, 8);
 	double xfirst = ax.log ? ax.lo : ceil(ax.lo / xstep) * xstep;
-	for (double t = xfirst; t <= ax.hi + xstep * 1e-9; t += xstep) {
+	for (int k = 0; c->xticks && k < c->n_xticks; k++) {
+		double v = c->xticks[k].x;
+		buf_printf(
+		    b,
+		    "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eeeeee\"/>"
+		    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">",
+		    PX(v), LC_T, PX(v), LC_T + ph, PX(v), LC_T + ph + 14);
+		report_html_text(b, c->xticks[k].label);
+		buf_puts(b, "</text>\n");
+	}
+	for (double t = xfirst; !c->xticks && t <= ax.hi + xstep * 1e-9; t += xstep) {
 		double v = ax.log ? pow(10, t) : t;
 		tick_label(label, sizeof(label), v);
 		buf_printf(
