@@ -139,3 +139,18 @@ double report_tl_pct_ms(const struct tl_interval *iv, int m, double p)
 	const struct tl_hist *h = &iv->mode[m].latency;
 	return h->count ? ms(tl_hist_percentile(h, p)) : NAN;
 }
+
+void report_step_cells(const struct result_mode *m, char cells[STEP_CELLS][STEP_CELL_LEN])
+{
+	const struct hist *h[STEP_CELLS] = {&m->latency, &m->latency, &m->callback_latency,
+	                                    &m->callback_latency};
+	static const double ps[STEP_CELLS] = {50, 99, 50, 99};
+	for (int k = 0; k < STEP_CELLS; k++) {
+		if (k >= 2 && !m->is_async)
+			snprintf(cells[k], STEP_CELL_LEN, "%s", "");
+		else if (!h[k]->count)
+			snprintf(cells[k], STEP_CELL_LEN, "-");
+		else
+			report_fmt_ms(cells[k], STEP_CELL_LEN, ms(hist_percentile(h[k], ps[k])));
+	}
+}

@@ -322,7 +322,7 @@ static void sweep_table(struct buf *b, const struct report_run *r)
 		return;
 	buf_puts(b, "<table>\n<tr><th>offered/s</th><th class=\"l\">mode</th><th>sent</th>"
 	            "<th>answered/s</th><th>ok/s</th><th>refused</th><th>failed</th><th>p50 ms</th>"
-	            "<th>p99 ms</th><th>callback p99 ms</th></tr>\n");
+	            "<th>p99 ms</th><th>callback p50 ms</th><th>callback p99 ms</th></tr>\n");
 	for (int i = 0; i < r->n_steps; i++) {
 		const struct report_step *st = &r->steps[i];
 		const struct result_mode *modes[2] = {&st->sync, &st->async};
@@ -330,25 +330,17 @@ static void sweep_table(struct buf *b, const struct report_run *r)
 			const struct result_mode *rm = modes[m];
 			if (!rm->ran)
 				continue;
-			char p50[32] = "-", p99[32] = "-", c99[32] = "-";
-			if (rm->latency.count) {
-				report_fmt_ms(p50, sizeof(p50),
-				              ms(hist_percentile(&rm->latency, 50)));
-				report_fmt_ms(p99, sizeof(p99),
-				              ms(hist_percentile(&rm->latency, 99)));
-			}
-			if (m && rm->callback_latency.count)
-				report_fmt_ms(c99, sizeof(c99),
-				              ms(hist_percentile(&rm->callback_latency, 99)));
+			char c[STEP_CELLS][STEP_CELL_LEN];
+			report_step_cells(rm, c);
 			buf_printf(
 			    b,
 			    "<tr><td>%g</td><th class=\"l\">%s</th><td>%llu</td><td>%.1f</td>"
 			    "<td>%.1f</td><td>%llu</td><td>%llu</td><td>%s</td><td>%s</td>"
-			    "<td>%s</td></tr>\n",
+			    "<td>%s</td><td>%s</td></tr>\n",
 			    st->rate, m ? "async" : "sync", (unsigned long long)rm->sent,
 			    rm->achieved_rate, rm->succeeded_rate,
 			    (unsigned long long)result_refused(rm), (unsigned long long)rm->failed,
-			    p50, p99, m ? c99 : "");
+			    c[0], c[1], c[2], c[3]);
 		}
 	}
 	buf_puts(b, "</table>\n");

@@ -52,6 +52,12 @@ void report_verdict(struct buf *b, const struct report_run *r);
  * failed and by how much. */
 void report_thresholds(struct buf *b, const struct report_run *r);
 
+/* A sweep step's latency cells for one mode: p50, p99, callback p50,
+ * callback p99, formatted ("-" without samples; the callback ones "" for
+ * sync). */
+enum { STEP_CELLS = 4, STEP_CELL_LEN = 32 };
+void report_step_cells(const struct result_mode *m, char cells[STEP_CELLS][STEP_CELL_LEN]);
+
 /* The timeline's per-interval p of mode m in ms, NAN without successes. */
 double report_tl_pct_ms(const struct tl_interval *iv, int m, double p);
 

@@ -183,27 +183,22 @@ static void sweep_table(FILE *f, const struct report_run *r)
 {
 	if (r->n_steps == 0)
 		return;
-	fprintf(f, "\n%-10s %-6s %8s %11s %9s %8s %8s %9s %9s %9s\n", "sweep (/s)", "mode", "sent",
-	        "answered/s", "ok/s", "refused", "failed", "p50 ms", "p99 ms", "cb p99");
+	fprintf(f, "\n%-10s %-6s %7s %10s %8s %7s %7s %8s %8s %8s %8s\n", "sweep (/s)", "mode",
+	        "sent", "answered/s", "ok/s", "refused", "failed", "p50 ms", "p99 ms", "cb p50",
+	        "cb p99");
 	for (int i = 0; i < r->n_steps; i++) {
 		const struct report_step *st = &r->steps[i];
 		for (int m = 0; m < 2; m++) {
 			const struct result_mode *rm = m ? &st->async : &st->sync;
 			if (!rm->ran)
 				continue;
-			char a[32] = "-", b[32] = "-", c[32] = "-";
-			if (rm->latency.count) {
-				report_fmt_ms(a, sizeof(a), ms(hist_percentile(&rm->latency, 50)));
-				report_fmt_ms(b, sizeof(b), ms(hist_percentile(&rm->latency, 99)));
-			}
-			if (m && rm->callback_latency.count)
-				report_fmt_ms(c, sizeof(c),
-				              ms(hist_percentile(&rm->callback_latency, 99)));
-			fprintf(f, "%-10g %-6s %8llu %11.1f %9.1f %8llu %8llu %9s %9s %9s\n",
+			char c[STEP_CELLS][STEP_CELL_LEN];
+			report_step_cells(rm, c);
+			fprintf(f, "%-10g %-6s %7llu %10.1f %8.1f %7llu %7llu %8s %8s %8s %8s\n",
 			        st->rate, m ? "async" : "sync", (unsigned long long)rm->sent,
 			        rm->achieved_rate, rm->succeeded_rate,
 			        (unsigned long long)result_refused(rm),
-			        (unsigned long long)rm->failed, a, b, m ? c : "");
+			        (unsigned long long)rm->failed, c[0], c[1], c[2], c[3]);
 		}
 	}
 }
