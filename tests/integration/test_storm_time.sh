@@ -225,7 +225,7 @@ if [ -z "$CHROMIUM" ]; then
 else
 	for page in mixed compare; do
 		rc=0
-		timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --hide-scrollbars \
+		timeout 60 "$CHROMIUM" --headless --no-sandbox --disable-gpu --hide-scrollbars \
 			--no-first-run --user-data-dir="$T/chromium-$page" --window-size=1400,2400 \
 			--screenshot="$T/$page.png" "file://$T/$page.html" >"$T/chromium-$page.log" 2>&1 || rc=$?
 		assert_eq "chromium renders the $page page (exit 0)" 0 "$rc"
