@@ -113,7 +113,7 @@ else
 fi
 
 # ---- one stack for the rest: one sync process, so it saturates early --------
-# (serving one request at a time: the open-loop check below calibrates on that)
+# (serving one request at a time, so that it saturates at a rate it can be told)
 export CONSUMA_RATE_LIMIT_REQUESTS=0 CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_MAX_QUEUE_SHARE=1
 export CONSUMA_FCGI_THREADS=1
 stack_up "$T/stack" --sync-procs 1 --api-procs 2
@@ -126,7 +126,10 @@ storm_sync() { # NAME ARGS...: a sync-only run, JSON to $T/NAME.json
 	"$STORM" --server-url "$BASE" --mode sync --iterations "$ITER" --timeout 60 \
 		--json "$T/$name.json" "$@" >"$T/$name.out" 2>"$T/$name.err" || true
 }
-storm_sync calib --num-requests 8 --concurrency 1
+# warm the process up first (a fresh one answers its first requests slowly),
+# then measure with the connections the open loop will use
+storm_sync warmup --num-requests 4 --concurrency 1
+storm_sync calib --num-requests 16 --concurrency 4
 cap=$(py "$T/calib.json" 'j["sync"]["achieved_rate"]' 2>/dev/null || echo 0)
 rate=$(python3 -c "import sys; c=float(sys.argv[1]); print(max(2.0, round(2*c, 1)))" "$cap")
 short=$(python3 -c "import sys; print(max(10, int(float(sys.argv[1]) * 0.75)))" "$rate")
