@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ struct crashvfs {
 	uint64_t rand_state;
 	struct crashvfs_counts counts;
 	sqlite3_syscall_ptr real_opendir;
+	pthread_mutex_t mu; /* recursive: the hook may take an image */
 };
 
 /* A file as SQLite sees it: our methods in front, the unix file behind. */
@@ -70,6 +72,19 @@ struct cfile {
 enum keep { KEEP_NONE, KEEP_ALL, KEEP_TORN };
 
 static struct crashvfs *the_shim; /* for openDirectory, which has no context */
+
+/* One lock around the model, held across a recorded operation and its
+ * hooks: a store that syncs from a committer thread still sees a
+ * consistent model (the real I/O is serialized; this is a test). */
+static void lock(struct crashvfs *cv)
+{
+	pthread_mutex_lock(&cv->mu);
+}
+
+static void unlock(struct crashvfs *cv)
+{
+	pthread_mutex_unlock(&cv->mu);
+}
 
 static uint64_t next_rand(uint64_t *s)
 {
@@ -272,7 +287,7 @@ static void dir_synced(struct crashvfs *cv)
 
 typedef int (*opendir_fn)(const char *, int *);
 
-static int shim_opendir(const char *path, int *fd)
+static int shim_opendir_locked(const char *path, int *fd)
 {
 	struct crashvfs *cv = the_shim;
 	int rc = ((opendir_fn)cv->real_opendir)(path, fd);
@@ -283,6 +298,15 @@ static int shim_opendir(const char *path, int *fd)
 	cv->counts.dirsyncs++;
 	dir_synced(cv);
 	fire(cv, CRASHVFS_DIRSYNC, CRASHVFS_DIR, true, 0, 0);
+	return rc;
+}
+
+static int shim_opendir(const char *path, int *fd)
+{
+	struct crashvfs *cv = the_shim;
+	lock(cv);
+	int rc = shim_opendir_locked(path, fd);
+	unlock(cv);
 	return rc;
 }
 
@@ -308,7 +332,7 @@ static bool recording(const struct cfile *c)
 	return c->m && !c->cv->discard;
 }
 
-static int x_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
+static int x_write_locked(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
 {
 	struct cfile *c = (struct cfile *)f;
 	if (!recording(c))
@@ -331,7 +355,16 @@ static int x_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
 	return SQLITE_OK;
 }
 
-static int x_truncate(sqlite3_file *f, sqlite3_int64 size)
+static int x_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
+{
+	struct crashvfs *cv = ((struct cfile *)f)->cv;
+	lock(cv);
+	int rc = x_write_locked(f, buf, amt, off);
+	unlock(cv);
+	return rc;
+}
+
+static int x_truncate_locked(sqlite3_file *f, sqlite3_int64 size)
 {
 	struct cfile *c = (struct cfile *)f;
 	if (!recording(c))
@@ -354,7 +387,16 @@ static int x_truncate(sqlite3_file *f, sqlite3_int64 size)
 	return SQLITE_OK;
 }
 
-static int x_sync(sqlite3_file *f, int flags)
+static int x_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+	struct crashvfs *cv = ((struct cfile *)f)->cv;
+	lock(cv);
+	int rc = x_truncate_locked(f, size);
+	unlock(cv);
+	return rc;
+}
+
+static int x_sync_locked(sqlite3_file *f, int flags)
 {
 	struct cfile *c = (struct cfile *)f;
 	if (!recording(c))
@@ -371,6 +413,15 @@ static int x_sync(sqlite3_file *f, int flags)
 	ops_clear(m);
 	fire(cv, CRASHVFS_SYNC, m->kind, true, 0, 0);
 	return SQLITE_OK;
+}
+
+static int x_sync(sqlite3_file *f, int flags)
+{
+	struct crashvfs *cv = ((struct cfile *)f)->cv;
+	lock(cv);
+	int rc = x_sync_locked(f, flags);
+	unlock(cv);
+	return rc;
 }
 
 static int x_file_size(sqlite3_file *f, sqlite3_int64 *size)
@@ -490,8 +541,8 @@ static bool kind_of(int flags, enum crashvfs_file *kind)
 	return true;
 }
 
-static int v_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int flags,
-                  int *out_flags)
+static int v_open_locked(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int flags,
+                         int *out_flags)
 {
 	struct crashvfs *cv = vfs->pAppData;
 	struct cfile *c = (struct cfile *)f;
@@ -526,7 +577,17 @@ static int v_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int 
 	return SQLITE_OK;
 }
 
-static int v_delete(sqlite3_vfs *vfs, const char *name, int dir_sync)
+static int v_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int flags,
+                  int *out_flags)
+{
+	struct crashvfs *cv = vfs->pAppData;
+	lock(cv);
+	int rc = v_open_locked(vfs, name, f, flags, out_flags);
+	unlock(cv);
+	return rc;
+}
+
+static int v_delete_locked(sqlite3_vfs *vfs, const char *name, int dir_sync)
 {
 	struct crashvfs *cv = vfs->pAppData;
 	struct mfile *m = cv->discard ? NULL : find_live(cv, name);
@@ -541,6 +602,15 @@ static int v_delete(sqlite3_vfs *vfs, const char *name, int dir_sync)
 	int rc = cv->real->xDelete(cv->real, name, dir_sync);
 	if (m)
 		fire(cv, CRASHVFS_DELETE, m->kind, true, 0, 0);
+	return rc;
+}
+
+static int v_delete(sqlite3_vfs *vfs, const char *name, int dir_sync)
+{
+	struct crashvfs *cv = vfs->pAppData;
+	lock(cv);
+	int rc = v_delete_locked(vfs, name, dir_sync);
+	unlock(cv);
 	return rc;
 }
 
@@ -641,6 +711,15 @@ struct crashvfs *crashvfs_install(const char *dir, uint64_t rand_seed)
 	struct crashvfs *cv = calloc(1, sizeof *cv);
 	if (!cv)
 		return NULL;
+	pthread_mutexattr_t attr;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	int mrc = pthread_mutex_init(&cv->mu, &attr);
+	pthread_mutexattr_destroy(&attr);
+	if (mrc != 0) {
+		free(cv);
+		return NULL;
+	}
 	cv->real = real;
 	cv->rand_state = rand_seed;
 	snprintf(cv->dir, sizeof cv->dir, "%s", dir);
@@ -670,6 +749,7 @@ struct crashvfs *crashvfs_install(const char *dir, uint64_t rand_seed)
 	};
 	cv->real_opendir = real->xGetSystemCall(real, "openDirectory");
 	if (!cv->real_opendir) {
+		pthread_mutex_destroy(&cv->mu);
 		free(cv);
 		return NULL;
 	}
@@ -679,6 +759,7 @@ struct crashvfs *crashvfs_install(const char *dir, uint64_t rand_seed)
 	    sqlite3_vfs_register(&cv->vfs, 1) != SQLITE_OK) {
 		real->xSetSystemCall(real, "openDirectory", cv->real_opendir);
 		the_shim = NULL;
+		pthread_mutex_destroy(&cv->mu);
 		free(cv);
 		return NULL;
 	}
@@ -698,6 +779,7 @@ void crashvfs_uninstall(struct crashvfs *cv)
 		cv->files = m->next;
 		mfile_free(m);
 	}
+	pthread_mutex_destroy(&cv->mu);
 	free(cv);
 }
 
@@ -885,8 +967,8 @@ static int write_shm(const char *db_path, const char *outdir, uint64_t *rng,
 	return rc;
 }
 
-int crashvfs_crash_image(struct crashvfs *cv, uint64_t seed, const char *outdir,
-                         struct crashvfs_image *info, char *err, size_t errlen)
+static int crash_image_locked(struct crashvfs *cv, uint64_t seed, const char *outdir,
+                              struct crashvfs_image *info, char *err, size_t errlen)
 {
 	uint64_t rng = seed;
 	struct bytes img = {0};
@@ -931,5 +1013,14 @@ int crashvfs_crash_image(struct crashvfs *cv, uint64_t seed, const char *outdir,
 		info->files++;
 	}
 	bytes_free(&img);
+	return rc;
+}
+
+int crashvfs_crash_image(struct crashvfs *cv, uint64_t seed, const char *outdir,
+                         struct crashvfs_image *info, char *err, size_t errlen)
+{
+	lock(cv);
+	int rc = crash_image_locked(cv, seed, outdir, info, err, errlen);
+	unlock(cv);
 	return rc;
 }

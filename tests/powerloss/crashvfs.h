@@ -31,7 +31,9 @@
  * write, truncate, sync, delete and directory sync of a watched file; a test
  * takes its images there. The hook must not call into SQLite.
  *
- * Not thread safe: one thread drives every connection. There is one shim per
+ * Threads: one recursive lock covers the model, each recorded operation and
+ * its hooks, so connections may sync from other threads (a store's
+ * committer); the hook then runs on that thread. There is one shim per
  * process (the openDirectory replacement has no context argument).
  */
 #ifndef CONSUMA_CRASHVFS_H
