@@ -1108,12 +1108,13 @@ out:
 static void check_pending(struct run *r)
 {
 	for (int i = 0; i < r->npend; i++) {
-		if (!r->fail[0] || r->sc->ack_unsynced)
-			check_image(r, &r->pend[i]);
-		else
+		if (r->fail[0]) {
 			rm_tree(r->pend[i].dir);
+			continue;
+		}
+		check_image(r, &r->pend[i]);
 		if (r->sc->ack_unsynced)
-			r->fail[0] = '\0'; /* the control counts losses; it does not stop */
+			r->fail[0] = '\0'; /* the control counts its losses and goes on */
 	}
 	r->npend = 0;
 }
@@ -1187,7 +1188,8 @@ static void run_seed(const struct scenario *sc, uint64_t seed, const char *keep,
 	r->keep = keep;
 	r->t = t;
 	r->now = 1700000000000LL;
-	snprintf(r->dir, sizeof r->dir, "%s/powerloss.XXXXXX", scratch_dir());
+	/* a kept image is renamed into keep: the run lives on its filesystem */
+	snprintf(r->dir, sizeof r->dir, "%s/powerloss.XXXXXX", keep ? keep : scratch_dir());
 	assert_non_null(mkdtemp(r->dir));
 	snprintf(r->db, sizeof r->db, "%s/store.db", r->dir);
 	snprintf(r->crashroot, sizeof r->crashroot, "%s/crash", r->dir);
