@@ -42,6 +42,10 @@
  *      a 2xx attempt and a result, counters equal to the rows;
  *   5. a new deliverer claims every unfinished job and every 'sending'
  *      attempt becomes 'unknown' (queue.c's recovery).
+ * Two negative controls must lose jobs: answering before the sync, and
+ * checkpointing from a synchronous=OFF connection (no WAL sync before the
+ * copy, no database sync after it: a WAL restart then writes over frames
+ * that are durable nowhere), so the harness is seen to catch what it is for.
  * A failure names the seed and the crash point; `test_powerloss --seed S
  * --keep DIR` repeats that run and keeps the failing image.
  *
@@ -85,9 +89,11 @@ struct scenario {
 	const char *name;
 	int steps;
 	int w_commit, w_sync, w_record, w_claim, w_flush, w_die, w_checkpoint, w_restart;
-	double p_write;    /* share of writes that are crash points */
-	int autockpt[4];   /* wal_autocheckpoint choices for intake connections */
-	bool ack_unsynced; /* negative control: answer 202 before the sync */
+	double p_write;  /* share of writes that are crash points */
+	int autockpt[4]; /* wal_autocheckpoint choices for intake connections */
+	/* Negative controls, which must lose jobs: */
+	bool ack_unsynced;  /* answer 202 before the sync */
+	bool ckpt_sync_off; /* checkpoint from a synchronous=OFF connection */
 };
 
 struct job {
@@ -407,6 +413,11 @@ static struct store *open_store(struct run *r, const char *path)
 	if (!s)
 		failf(r, "store_open %s: %s: %s", path, store_strerror(err), msg);
 	return s;
+}
+
+static bool control(const struct scenario *sc)
+{
+	return sc->ack_unsynced || sc->ckpt_sync_off;
 }
 
 static void new_job(struct run *r, struct job *j)
@@ -749,6 +760,10 @@ static void open_all(struct run *r)
 	}
 	r->d.s = open_store(r, r->db);
 	r->check = open_store(r, r->db);
+	if (r->check && r->sc->ckpt_sync_off)
+		assert_int_equal(
+		    sqlite3_exec(store_db(r->check), "PRAGMA synchronous = OFF", NULL, NULL, NULL),
+		    SQLITE_OK);
 	if (r->d.s && r->check)
 		deliverer_new(r);
 }
@@ -1068,7 +1083,7 @@ static void check_image(struct run *r, struct crash *c)
 	sqlite3_finalize(st);
 	if (!r->fail[0])
 		check_prefix(r, db, c->floor, c->step);
-	if (!r->fail[0] || r->sc->ack_unsynced)
+	if (!r->fail[0] || control(r->sc))
 		check_jobs(r, c, db);
 	if (!r->fail[0]) {
 		check_states(r, db);
@@ -1087,7 +1102,7 @@ out:
 	r->t->dropped += c->info.pieces_dropped;
 	r->t->shm_stale += c->info.shm == 1;
 	r->t->shm_torn += c->info.shm == 2;
-	if (r->fail[0] && !r->sc->ack_unsynced && !r->report[0]) {
+	if (r->fail[0] && !control(r->sc) && !r->report[0]) {
 		snprintf(r->report, sizeof r->report,
 		         "powerloss: FAIL scenario=%s seed=%" PRIu64
 		         " crash=%d step=%d %s %s of the "
@@ -1113,7 +1128,7 @@ static void check_pending(struct run *r)
 			continue;
 		}
 		check_image(r, &r->pend[i]);
-		if (r->sc->ack_unsynced)
+		if (control(r->sc))
 			r->fail[0] = '\0'; /* the control counts its losses and goes on */
 	}
 	r->npend = 0;
@@ -1322,6 +1337,22 @@ static const struct scenario unsynced = {
     .ack_unsynced = true,
 };
 
+static const struct scenario sync_off = {
+    .name = "checkpoint-sync-off",
+    .steps = 160,
+    .w_commit = 30,
+    .w_sync = 20,
+    .w_record = 0,
+    .w_claim = 0,
+    .w_flush = 0,
+    .w_die = 0,
+    .w_checkpoint = 20,
+    .w_restart = 0,
+    .p_write = 0.02,
+    .autockpt = {0, 0, 0, 0},
+    .ckpt_sync_off = true,
+};
+
 /* Odd seeds are the mixed scenario and even ones the checkpoint-heavy one,
  * here and in the sweep, so that a seed names one run. */
 static void run_seeds(const struct scenario *sc, uint64_t from, uint64_t to, struct totals *t)
@@ -1396,6 +1427,18 @@ static void test_control_ack_before_sync(void **state)
 	assert_true(t.lost > 0);
 }
 
+/* The control of the store header's checkpoint argument: a checkpoint that
+ * does not sync (synchronous=OFF) lets a WAL restart write over a job's
+ * frames before they are anywhere durable, and its 202 is then a lie. */
+static void test_control_checkpoint_sync_off(void **state)
+{
+	(void)state;
+	struct totals t = {0};
+	run_seeds(&sync_off, 31, 31, &t);
+	assert_true(t.acks_after_restart > 0);
+	assert_true(t.lost > 0);
+}
+
 static int parse_range(const char *s, uint64_t *from, uint64_t *to)
 {
 	char *end = NULL;
@@ -1465,6 +1508,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_mixed),
 	    cmocka_unit_test(test_checkpoints),
 	    cmocka_unit_test(test_control_ack_before_sync),
+	    cmocka_unit_test(test_control_checkpoint_sync_off),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
