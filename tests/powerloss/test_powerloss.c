@@ -42,7 +42,8 @@
  *      a 2xx attempt and a result, counters equal to the rows;
  *   5. a new deliverer claims every unfinished job and every 'sending'
  *      attempt becomes 'unknown' (queue.c's recovery).
- * Two negative controls must lose jobs: answering before the sync, and
+ * test_model checks the shim alone (a FULL commit survives every cut, an
+ * OFF one only some). Two negative controls must lose jobs: answering before the sync, and
  * checkpointing from a synchronous=OFF connection (no WAL sync before the
  * copy, no database sync after it: a WAL restart then writes over frames
  * that are durable nowhere), so the harness is seen to catch what it is for.
@@ -1439,6 +1440,75 @@ static void test_control_checkpoint_sync_off(void **state)
 	assert_true(t.lost > 0);
 }
 
+/* Counts the rows of t in the image a cut now would leave (-1: no table). */
+static int rows_after_cut(struct crashvfs *cv, const char *dir, uint64_t seed)
+{
+	char img[PATH_MAX + 32], path[PATH_MAX + 64], err[256];
+	struct crashvfs_image info;
+	snprintf(img, sizeof img, "%s/img", dir);
+	assert_int_equal(mkdir(img, 0700), 0);
+	assert_int_equal(crashvfs_crash_image(cv, seed, img, &info, err, sizeof err), 0);
+	snprintf(path, sizeof path, "%s/m.db", img);
+	sqlite3 *db = NULL;
+	int n = -1;
+	assert_int_equal(
+	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+	    SQLITE_OK);
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	rm_tree(img);
+	return n;
+}
+
+/* The shim itself: a commit at synchronous=FULL (WAL and directory synced)
+ * is in every image; at synchronous=OFF (nothing synced, not even the new
+ * files' directory entries) some images lose it and some keep it. */
+static void test_model(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *sync;
+		bool always;
+	} cases[] = {{"FULL", true}, {"OFF", false}};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		char dir[PATH_MAX], path[PATH_MAX + 16], sql[128];
+		snprintf(dir, sizeof dir, "%s/powerloss-model.XXXXXX", scratch_dir());
+		assert_non_null(mkdtemp(dir));
+		snprintf(path, sizeof path, "%s/m.db", dir);
+		struct crashvfs *cv = crashvfs_install(dir, 7);
+		assert_non_null(cv);
+		sqlite3 *db = NULL;
+		assert_int_equal(
+		    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+		    SQLITE_OK);
+		snprintf(sql, sizeof sql,
+		         "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; "
+		         "CREATE TABLE t (x); INSERT INTO t VALUES (1)",
+		         cases[c].sync);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		int kept = 0, lost = 0;
+		for (uint64_t seed = 1; seed <= 64; seed++) {
+			int n = rows_after_cut(cv, dir, seed);
+			kept += n == 1;
+			lost += n != 1;
+		}
+		crashvfs_discard(cv);
+		sqlite3_close(db);
+		crashvfs_uninstall(cv);
+		rm_tree(dir);
+		if (cases[c].always) {
+			assert_int_equal(lost, 0);
+		} else {
+			assert_true(lost > 0);
+			assert_true(kept > 0);
+		}
+	}
+}
+
 static int parse_range(const char *s, uint64_t *from, uint64_t *to)
 {
 	char *end = NULL;
@@ -1505,6 +1575,7 @@ int main(int argc, char **argv)
 		return t.failures || t.lost ? 1 : 0;
 	}
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_model),
 	    cmocka_unit_test(test_mixed),
 	    cmocka_unit_test(test_checkpoints),
 	    cmocka_unit_test(test_control_ack_before_sync),
