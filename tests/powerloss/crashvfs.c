@@ -378,8 +378,7 @@ static int x_truncate_locked(sqlite3_file *f, sqlite3_int64 size)
 	cv->counts.truncates++;
 	if (m->kind == CRASHVFS_WAL)
 		cv->counts.wal_truncates++;
-	/* the unix VFS never grows a file here without a chunk size (none is set) */
-	if ((size_t)size < m->cur.n && !bytes_resize(&m->cur, (size_t)size))
+	if (!bytes_resize(&m->cur, (size_t)size))
 		return SQLITE_IOERR_NOMEM;
 	if (!ops_push(m, true, size, NULL, 0))
 		return SQLITE_IOERR_NOMEM;
@@ -448,11 +447,33 @@ static int x_check_reserved(sqlite3_file *f, int *out)
 	return c->real->pMethods->xCheckReservedLock(c->real, out);
 }
 
+/* A size hint may ftruncate the file longer (the unix VFS does when the
+ * file is mmapped): recorded as a truncate that grows it. */
+static int size_hint(struct cfile *c, void *arg)
+{
+	struct crashvfs *cv = c->cv;
+	struct mfile *m = c->m;
+	sqlite3_int64 size = 0;
+	lock(cv);
+	fire(cv, CRASHVFS_TRUNCATE, m->kind, false, 0, *(sqlite3_int64 *)arg);
+	int rc = c->real->pMethods->xFileControl(c->real, SQLITE_FCNTL_SIZE_HINT, arg);
+	if (c->real->pMethods->xFileSize(c->real, &size) == SQLITE_OK && (size_t)size != m->cur.n) {
+		cv->counts.truncates++;
+		if (!bytes_resize(&m->cur, (size_t)size) || !ops_push(m, true, size, NULL, 0))
+			rc = SQLITE_IOERR_NOMEM;
+	}
+	fire(cv, CRASHVFS_TRUNCATE, m->kind, true, 0, size);
+	unlock(cv);
+	return rc;
+}
+
 static int x_file_control(sqlite3_file *f, int op, void *arg)
 {
 	struct cfile *c = (struct cfile *)f;
 	if (op == SQLITE_FCNTL_CHUNK_SIZE && recording(c))
 		return SQLITE_NOTFOUND; /* a chunk size would grow files behind the model */
+	if (op == SQLITE_FCNTL_SIZE_HINT && recording(c))
+		return size_hint(c, arg);
 	return c->real->pMethods->xFileControl(c->real, op, arg);
 }
 
@@ -799,6 +820,14 @@ const struct crashvfs_counts *crashvfs_counts(const struct crashvfs *cv)
 	return &cv->counts;
 }
 
+int64_t crashvfs_wal_resets(struct crashvfs *cv)
+{
+	lock(cv);
+	int64_t n = cv->counts.wal_restarts + cv->counts.wal_truncates;
+	unlock(cv);
+	return n;
+}
+
 /* ---- crash images ----------------------------------------------------------- */
 
 /* One write of an unsynced op, cut into its sector pieces. */
@@ -842,7 +871,7 @@ static bool device_image(const struct mfile *m, enum keep keep, uint64_t *rng,
 		bool take = keep == KEEP_ALL || (keep == KEEP_TORN && (next_rand(rng) & 1));
 		if (o->truncate) {
 			if (keep == KEEP_ALL || take) {
-				if ((size_t)o->off < img->n && !bytes_resize(img, (size_t)o->off))
+				if (!bytes_resize(img, (size_t)o->off))
 					return false;
 			} else {
 				info->truncates_dropped++;

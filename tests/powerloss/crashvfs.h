@@ -98,7 +98,10 @@ void crashvfs_set_hook(struct crashvfs *cv, crashvfs_hook hook, void *arg);
 /* From now on the shim passes everything through without recording or
  * calling the hook (to close the abandoned connections at the end). */
 void crashvfs_discard(struct crashvfs *cv);
+/* The counters; read them only while no other thread does I/O. */
 const struct crashvfs_counts *crashvfs_counts(const struct crashvfs *cv);
+/* WAL restarts plus truncations so far; safe from any thread. */
+int64_t crashvfs_wal_resets(struct crashvfs *cv);
 
 /* Writes the device image a power cut now could leave into outdir (an
  * existing, empty directory), choosing from seed. Also checks the model

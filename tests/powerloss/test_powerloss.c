@@ -3,21 +3,26 @@
  * power at every sync point and at random points between them (crashvfs.c
  * models what the device holds), under the real store and queue code.
  *
- * One run (one seed) drives, from one thread and a seeded random schedule:
- *   - NPROC intake connections making the calls POST /async makes
- *     (store_insert_job_unsynced under the write lock, store_sync after it:
- *     group commit; some store_insert_job in one call; Idempotency-Key
- *     replays of jobs other connections have not synced yet) and POST /sync
- *     records (store_insert_sync, never synced);
+ * One run (one seed) follows a seeded random schedule of steps; a step
+ * ends when the database is quiet:
+ *   - intake: up to MAX_BATCH request threads of NPROC "processes" (each a
+ *     store_committer with its threads' connections attached, as
+ *     consuma-fcgi runs) call store_insert_job at once, as POST /async does
+ *     (new jobs, and Idempotency-Key replays of earlier ones); the
+ *     committers batch what arrives together, commit, fdatasync and return.
+ *     Often a checkpoint (PASSIVE, FULL, RESTART or TRUNCATE) runs from
+ *     another connection meanwhile: checkpoints race intake, restart and
+ *     truncate the WAL under the committers' feet;
+ *   - POST /sync records (store_insert_sync: queued, written by the
+ *     committer in its next transaction, never synced);
  *   - a deliverer on its own connection: queue_claim, then batched
  *     transactions of queue_attempt_begin / queue_attempt_end like
  *     deliverer/deliver.c's flush; it sometimes dies holding leases, or
  *     hands them back;
- *   - checkpoints racing intake: a small wal_autocheckpoint on some intake
- *     connections (a checkpoint inside a job's COMMIT, before its sync) and
- *     explicit PASSIVE / FULL / RESTART / TRUNCATE checkpoints from another
- *     connection (WAL restarts, truncations), and now and then a restart of
- *     every connection (the WAL checkpointed, deleted, created again).
+ *   - checkpoints between steps, and now and then a restart of every
+ *     process (the WAL checkpointed, deleted, created again).
+ * The intake threads make a run's interleavings, and so its crash images,
+ * vary from one execution to the next; the schedule is the seed's.
  * After every step the harness dumps every row of every table from a
  * reader connection: the model is the list of states the database went
  * through, one per step.
@@ -28,12 +33,14 @@
  * step it is opened with store_open (SQLite's recovery: WAL replay, -shm
  * rebuilt, hot journal rolled back) and checked:
  *   1. store_open succeeds and PRAGMA integrity_check says ok;
- *   2. every job whose 202 would have been sent (its store_sync, or the
- *      replay's, returned STORE_OK before the cut) is there, with its input,
- *      iterations and callback URL; every job row present is whole;
+ *   2. every job whose 202 would have been sent (its store_insert_job, or
+ *      the replay's, returned STORE_OK before the cut) is there, with its
+ *      input, iterations and callback URL; every job row present is whole;
  *   3. the database is exactly the state after one step between the last
  *      WAL sync and the cut (no torn transaction, no row from nowhere, no
- *      step lost that a sync had covered); a /sync record lost is one
+ *      step lost that a sync had covered), or, inside an intake step whose
+ *      jobs went into several transactions, every row as before or after
+ *      the step and the step's new jobs a prefix; a /sync record lost is one
  *      committed after the last WAL sync (counted: the store header says a
  *      power cut may lose them);
  *   4. the deliverer's state machine: attempts numbered 1..attempts, only the
@@ -48,7 +55,7 @@
  * copy, no database sync after it: a WAL restart then writes over frames
  * that are durable nowhere), so the harness is seen to catch what it is for.
  * A failure names the seed and the crash point; `test_powerloss --seed S
- * --keep DIR` repeats that run and keeps the failing image.
+ * --keep DIR` repeats that schedule and keeps a failing image.
  *
  * Usage: test_powerloss (the ctest scenarios, cmocka) or
  *        test_powerloss --seeds A-B [--steps N] [--keep DIR] (a sweep).
@@ -69,6 +76,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -81,7 +91,7 @@
 #define NPROC        3
 #define MAX_HELD     64
 #define LEASE_MS     5000
-#define MAX_PENDING  256
+#define MAX_BATCH    6 /* request threads submitting at once */
 #define ABSENT       0
 #define CHECK_FAR_MS 4000000000000LL /* the recovering deliverer's "now" */
 
@@ -89,11 +99,11 @@
 struct scenario {
 	const char *name;
 	int steps;
-	int w_commit, w_sync, w_record, w_claim, w_flush, w_die, w_checkpoint, w_restart;
-	double p_write;  /* share of writes that are crash points */
-	int autockpt[4]; /* wal_autocheckpoint choices for intake connections */
+	int w_intake, w_record, w_claim, w_flush, w_die, w_checkpoint, w_restart;
+	double p_race;  /* share of intake steps with a checkpoint beside them */
+	double p_write; /* share of writes that are crash points */
 	/* Negative controls, which must lose jobs: */
-	bool ack_unsynced;  /* answer 202 before the sync */
+	bool ack_unsynced;  /* answer 202 when the job is handed over, not when it is durable */
 	bool ckpt_sync_off; /* checkpoint from a synchronous=OFF connection */
 };
 
@@ -110,13 +120,13 @@ struct job {
 	int64_t ack_ev; /* the event count when its 202 would have gone out */
 };
 
+/* One consuma-fcgi process: its committer and its request threads'
+ * connections, attached to it. */
 struct proc {
-	struct store *s;
-	int autockpt;
-	int pending[MAX_PENDING]; /* jobs committed (or replayed) here, not synced */
-	int npending;
-	int64_t
-	    restarts_mark; /* WAL restarts and truncations when the oldest waiting job committed */
+	struct store_committer *c;
+	struct store *conn[MAX_BATCH];
+	int64_t logged;  /* /sync records handed to this committer */
+	int64_t tx_base; /* transactions of its earlier committers (restarts) */
 };
 
 struct held {
@@ -160,8 +170,7 @@ struct crash {
 	int step;
 	int floor;
 	struct crashvfs_event what;
-	bool racing;      /* a checkpoint wrote while jobs awaited their sync */
-	bool overwritten; /* a waiting job's WAL frames were written over */
+	bool racing; /* a checkpoint wrote while request threads waited */
 	struct crashvfs_image info;
 	char dir[PATH_MAX + 64];
 };
@@ -170,8 +179,8 @@ struct totals {
 	int64_t crashes, acked_checked, lost, failures;
 	int64_t acked_jobs, jobs, replays, records;
 	int64_t records_lost, records_lost_max;
-	int64_t acks_after_restart; /* 202s whose frames a WAL restart overwrote before the sync */
-	int64_t overwritten;        /* crash points while such a job waited */
+	int64_t acks_after_restart; /* 202s whose wait spanned a WAL restart or truncation */
+	int64_t relaxed;            /* images matched inside a step of several transactions */
 	int64_t checkpoints, restarts, racing, torn, garbage, dropped, shm_stale, shm_torn;
 	int64_t unknown_recovered, wal_restarts, wal_truncates, dirsyncs;
 	int64_t at[5]; /* crash points by crashvfs_op */
@@ -190,11 +199,14 @@ struct run {
 	int njobs, capjobs;
 	int nrecords, caprecords;
 	int *record_step; /* the step that committed each /sync record */
+	int job_serial;
 	int64_t now;
 	int step;
-	int64_t ev;
-	int floor; /* every step <= floor is durable (the last WAL sync) */
-	bool in_checkpoint;
+	_Atomic int64_t ev; /* crash-point events so far */
+	uint64_t hook_rng;
+	bool in_intake; /* request threads are submitting */
+	int *multi;     /* committer transactions in each step */
+	int floor;      /* every step <= floor is durable (the last WAL sync) */
 	int stamp;
 	struct objtab model;
 	struct crash pend[64];
@@ -424,7 +436,7 @@ static bool control(const struct scenario *sc)
 static void new_job(struct run *r, struct job *j)
 {
 	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789 .,-_";
-	int n = r->njobs;
+	int n = r->job_serial++;
 	int lenclass = pick(r, 10);
 	size_t len = lenclass < 7   ? 10 + (size_t)pick(r, 190)
 	             : lenclass < 9 ? 200 + (size_t)pick(r, 1800)
@@ -464,103 +476,110 @@ static void job_insert_of(const struct job *j, struct job_insert *ins, int64_t n
 	};
 }
 
-static void acked(struct run *r, int idx)
+static void acked(struct run *r, int idx, int64_t ev)
 {
 	if (r->jobs[idx].ack_ev == INT64_MAX) {
-		r->jobs[idx].ack_ev = r->ev;
+		r->jobs[idx].ack_ev = ev;
 		r->t->acked_jobs++;
 	}
 }
 
-/* WAL restarts and truncations so far: either takes older frames away. */
-static int64_t wal_resets(const struct run *r)
-{
-	const struct crashvfs_counts *k = crashvfs_counts(r->cv);
-	return k->wal_restarts + k->wal_truncates;
-}
-
-static void wait_for_sync(struct run *r, struct proc *p, int idx)
-{
-	if (p->npending == 0)
-		p->restarts_mark = wal_resets(r);
-	p->pending[p->npending++] = idx;
-}
-
-/* POST /async: commit under the write lock; the 202 waits for store_sync
- * (intake_sync) unless `durable` asks for store_insert_job in one call. A
- * replay sends the body of an earlier job with its key. */
-static void intake_commit(struct run *r, struct proc *p, bool durable)
-{
+/* One request thread of POST /async: store_insert_job on its connection,
+ * which hands the job to its process's committer and returns once the
+ * committer's batch is durable. The 202 would go out at return: the event
+ * count read then orders it against every crash point. */
+struct submit {
+	struct run *r;
+	struct store *s;
+	struct job fresh; /* a new job, or */
+	int replay;       /* the index of the job whose body and key are sent again */
 	struct job_insert ins;
 	struct job_result res;
-	struct job fresh;
-	const struct job *send = NULL;
-	int replay = -1;
-	if (p->npending >= MAX_PENDING)
-		return;
-	if (r->njobs > 0 && chance(r, 0.15)) {
-		int i = pick(r, r->njobs);
-		if (r->jobs[i].key[0])
-			replay = i;
-	}
-	if (replay >= 0) {
-		send = &r->jobs[replay];
-	} else {
-		new_job(r, &fresh);
-		send = &fresh;
-	}
-	job_insert_of(send, &ins, r->now);
-	enum store_err err = durable ? store_insert_job(p->s, &ins, &res)
-	                             : store_insert_job_unsynced(p->s, &ins, &res);
-	if (err != STORE_OK) {
-		failf(r, "store_insert_job%s: %s: %s", durable ? "" : "_unsynced",
-		      store_strerror(err), store_errmsg(p->s));
-		if (replay < 0)
-			free(fresh.input);
-		return;
-	}
-	int idx;
-	if (replay >= 0) {
-		if (!res.replayed || strcmp(res.id, send->id) != 0)
-			failf(r, "replay of %s answered %s (replayed %d)", send->id, res.id,
-			      res.replayed);
-		idx = replay;
-		r->t->replays++;
-	} else {
-		if (r->njobs == r->capjobs) {
-			r->capjobs = r->capjobs ? r->capjobs * 2 : 256;
-			r->jobs = realloc(r->jobs, (size_t)r->capjobs * sizeof *r->jobs);
-			assert_non_null(r->jobs);
-		}
-		idx = r->njobs++;
-		r->jobs[idx] = fresh;
-		r->t->jobs++;
-	}
-	if (durable || r->sc->ack_unsynced)
-		acked(r, idx);
-	else
-		wait_for_sync(r, p, idx);
+	enum store_err err;
+	char msg[256];
+	int64_t ack_ev;
+	int64_t resets_before, resets_after;
+};
+
+static void *submit_main(void *arg)
+{
+	struct submit *w = arg;
+	w->resets_before = crashvfs_wal_resets(w->r->cv);
+	if (w->r->sc->ack_unsynced) /* the control answers before the store does */
+		w->ack_ev = atomic_load(&w->r->ev);
+	w->err = store_insert_job(w->s, &w->ins, &w->res);
+	if (!w->r->sc->ack_unsynced)
+		w->ack_ev = atomic_load(&w->r->ev);
+	snprintf(w->msg, sizeof w->msg, "%s", w->err == STORE_OK ? "" : store_errmsg(w->s));
+	w->resets_after = crashvfs_wal_resets(w->r->cv);
+	return NULL;
 }
 
-/* The group commit's second half: the sync, then the 202s it covers. */
-static void intake_sync(struct run *r, struct proc *p)
+static int add_job(struct run *r, const struct job *j)
 {
-	if (p->npending == 0)
-		return;
-	int64_t syncs = crashvfs_counts(r->cv)->syncs;
-	enum store_err err = store_sync(p->s);
-	if (err != STORE_OK) {
-		failf(r, "store_sync: %s: %s", store_strerror(err), store_errmsg(p->s));
-		return;
+	if (r->njobs == r->capjobs) {
+		r->capjobs = r->capjobs ? r->capjobs * 2 : 256;
+		r->jobs = realloc(r->jobs, (size_t)r->capjobs * sizeof *r->jobs);
+		assert_non_null(r->jobs);
 	}
-	/* the sync must have gone through the shim, or the model is blind */
-	if (crashvfs_counts(r->cv)->syncs == syncs)
-		failf(r, "store_sync did not reach the crash VFS");
-	if (wal_resets(r) > p->restarts_mark)
-		r->t->acks_after_restart += p->npending;
-	for (int i = 0; i < p->npending; i++)
-		acked(r, p->pending[i]);
-	p->npending = 0;
+	r->jobs[r->njobs] = *j;
+	r->t->jobs++;
+	return r->njobs++;
+}
+
+static int checkpoint_now(struct run *r, int mode);
+
+/* n request threads of random processes submit at once (new jobs, and
+ * Idempotency-Key replays of earlier ones); the committers batch what
+ * arrives together. With `race`, a checkpoint runs meanwhile. */
+static void intake(struct run *r, int n, int race_mode)
+{
+	struct submit w[MAX_BATCH];
+	pthread_t th[MAX_BATCH];
+	for (int i = 0; i < n; i++) {
+		struct proc *p = &r->proc[pick(r, NPROC)];
+		w[i] = (struct submit){.r = r, .s = p->conn[i], .replay = -1};
+		if (r->njobs > 0 && chance(r, 0.15)) {
+			int k = pick(r, r->njobs);
+			if (r->jobs[k].key[0])
+				w[i].replay = k;
+		}
+		const struct job *send = &w[i].fresh;
+		if (w[i].replay >= 0)
+			send = &r->jobs[w[i].replay];
+		else
+			new_job(r, &w[i].fresh);
+		job_insert_of(send, &w[i].ins, r->now);
+	}
+	r->in_intake = true;
+	for (int i = 0; i < n; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, submit_main, &w[i]), 0);
+	int ckpt_rc = race_mode >= 0 ? checkpoint_now(r, race_mode) : SQLITE_OK;
+	for (int i = 0; i < n; i++)
+		pthread_join(th[i], NULL);
+	r->in_intake = false;
+	if (ckpt_rc != SQLITE_OK && ckpt_rc != SQLITE_BUSY)
+		failf(r, "checkpoint racing intake: %s", sqlite3_errmsg(store_db(r->check)));
+	for (int i = 0; i < n; i++) {
+		if (w[i].err != STORE_OK) {
+			failf(r, "store_insert_job: %s: %s", store_strerror(w[i].err), w[i].msg);
+			if (w[i].replay < 0)
+				free(w[i].fresh.input);
+			continue;
+		}
+		int idx = w[i].replay;
+		if (idx >= 0) {
+			if (!w[i].res.replayed || strcmp(w[i].res.id, r->jobs[idx].id) != 0)
+				failf(r, "replay of %s answered %s (replayed %d)", r->jobs[idx].id,
+				      w[i].res.id, w[i].res.replayed);
+			r->t->replays++;
+		} else {
+			idx = add_job(r, &w[i].fresh);
+		}
+		acked(r, idx, w[i].ack_ev);
+		if (w[i].resets_after > w[i].resets_before)
+			r->t->acks_after_restart++;
+	}
 }
 
 static void record_id(int n, char id[37])
@@ -568,7 +587,26 @@ static void record_id(int n, char id[37])
 	snprintf(id, 37, "0190b000-0000-7000-8000-%012x", (unsigned)n);
 }
 
-/* POST /sync: a log entry, committed without a sync. */
+/* Waits (bounded) until p's committer has written every record handed to
+ * it: a step ends when the database is quiet. */
+static void wait_records(struct run *r, struct proc *p)
+{
+	struct store_committer_stats st;
+	for (int i = 0; i < 50000; i++) {
+		store_committer_stats(p->c, &st);
+		if ((int64_t)(st.sync_records + st.sync_records_lost) >= p->logged)
+			break;
+		struct timespec ts = {0, 200000};
+		nanosleep(&ts, NULL);
+	}
+	if ((int64_t)(st.sync_records + st.sync_records_lost) < p->logged)
+		failf(r, "the committer did not write its /sync records within 10 s");
+	if (st.sync_records_lost)
+		failf(r, "the committer lost %llu /sync records",
+		      (unsigned long long)st.sync_records_lost);
+}
+
+/* POST /sync: a log entry, handed to the committer, never synced. */
 static void sync_record(struct run *r, struct proc *p)
 {
 	char id[37], input[64];
@@ -590,11 +628,14 @@ static void sync_record(struct run *r, struct proc *p)
 	    .completed_at = r->now,
 	    .client_addr = "10.0.1.1",
 	};
-	enum store_err err = store_insert_sync(p->s, &rec);
+	enum store_err err = store_insert_sync(p->conn[0], &rec);
 	if (err != STORE_OK) {
-		failf(r, "store_insert_sync: %s: %s", store_strerror(err), store_errmsg(p->s));
+		failf(r, "store_insert_sync: %s: %s", store_strerror(err),
+		      store_errmsg(p->conn[0]));
 		return;
 	}
+	p->logged++;
+	wait_records(r, p);
 	r->record_step[r->nrecords++] = r->step;
 	r->t->records++;
 }
@@ -733,31 +774,48 @@ static void deliverer_stop(struct run *r, bool killed)
 	deliverer_new(r);
 }
 
-static void checkpoint(struct run *r)
+static int checkpoint_mode(struct run *r)
 {
 	static const int modes[] = {SQLITE_CHECKPOINT_PASSIVE, SQLITE_CHECKPOINT_PASSIVE,
 	                            SQLITE_CHECKPOINT_FULL, SQLITE_CHECKPOINT_RESTART,
 	                            SQLITE_CHECKPOINT_TRUNCATE};
+	return modes[pick(r, 5)];
+}
+
+/* Touches nothing of r but the count: it may run beside the committers. */
+static int checkpoint_now(struct run *r, int mode)
+{
 	int log = 0, done = 0;
-	r->in_checkpoint = true;
-	int rc =
-	    sqlite3_wal_checkpoint_v2(store_db(r->check), "main", modes[pick(r, 5)], &log, &done);
-	r->in_checkpoint = false;
+	int rc = sqlite3_wal_checkpoint_v2(store_db(r->check), "main", mode, &log, &done);
+	r->t->checkpoints++;
+	return rc;
+}
+
+static void checkpoint(struct run *r)
+{
+	int rc = checkpoint_now(r, checkpoint_mode(r));
 	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
 		failf(r, "checkpoint: %s", sqlite3_errmsg(store_db(r->check)));
-	r->t->checkpoints++;
 }
 
 static void open_all(struct run *r)
 {
 	for (int i = 0; i < NPROC; i++) {
 		struct proc *p = &r->proc[i];
-		p->s = open_store(r, r->db);
-		if (!p->s)
+		enum store_err err = STORE_IO;
+		char msg[512] = "";
+		p->c = store_committer_start(r->db, &err, msg, sizeof msg);
+		p->logged = 0;
+		if (!p->c) {
+			failf(r, "store_committer_start: %s: %s", store_strerror(err), msg);
 			return;
-		char sql[64];
-		snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %d", p->autockpt);
-		assert_int_equal(sqlite3_exec(store_db(p->s), sql, NULL, NULL, NULL), SQLITE_OK);
+		}
+		for (int k = 0; k < MAX_BATCH; k++) {
+			p->conn[k] = open_store(r, r->db);
+			if (!p->conn[k])
+				return;
+			store_use_committer(p->conn[k], p->c);
+		}
 	}
 	r->d.s = open_store(r, r->db);
 	r->check = open_store(r, r->db);
@@ -769,12 +827,31 @@ static void open_all(struct run *r)
 		deliverer_new(r);
 }
 
+/* Transactions every committer of the run has written. */
+static int64_t transactions(const struct run *r)
+{
+	int64_t n = 0;
+	for (int i = 0; i < NPROC; i++) {
+		struct store_committer_stats st;
+		store_committer_stats(r->proc[i].c, &st);
+		n += r->proc[i].tx_base + (int64_t)st.transactions;
+	}
+	return n;
+}
+
 static void close_all(struct run *r)
 {
 	for (int i = 0; i < NPROC; i++) {
-		store_close(r->proc[i].s);
-		r->proc[i].s = NULL;
-		r->proc[i].npending = 0; /* their clients never got an answer */
+		struct proc *p = &r->proc[i];
+		for (int k = 0; k < MAX_BATCH; k++) {
+			store_close(p->conn[k]);
+			p->conn[k] = NULL;
+		}
+		struct store_committer_stats st;
+		store_committer_stats(p->c, &st);
+		p->tx_base += (int64_t)st.transactions;
+		store_committer_stop(p->c);
+		p->c = NULL;
 	}
 	deliverer_drop_all(&r->d);
 	queue_free(r->d.q);
@@ -795,37 +872,32 @@ static void restart(struct run *r)
 
 /* ---- crash points -------------------------------------------------------------- */
 
-static bool jobs_waiting(const struct run *r)
+/* The crash points' own random stream: the hook runs on committer threads
+ * too, under the shim's lock, and must not touch the schedule's. */
+static uint64_t next_hook_rand(struct run *r)
 {
-	for (int i = 0; i < NPROC; i++)
-		if (r->proc[i].npending)
-			return true;
-	return false;
-}
-
-static bool frames_overwritten(const struct run *r)
-{
-	for (int i = 0; i < NPROC; i++)
-		if (r->proc[i].npending && wal_resets(r) > r->proc[i].restarts_mark)
-			return true;
-	return false;
+	uint64_t z = (r->hook_rng += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
 }
 
 static void on_event(void *arg, const struct crashvfs_event *ev)
 {
-	struct run *r = arg;
-	r->ev++;
+	struct run *r = arg; /* under the shim's lock, on whichever thread did the I/O */
+	atomic_fetch_add(&r->ev, 1);
 	if (ev->after && ev->op == CRASHVFS_SYNC && ev->file == CRASHVFS_WAL &&
 	    r->step - 1 > r->floor)
 		r->floor = r->step - 1;
-	bool take = ev->op != CRASHVFS_WRITE || chance(r, r->sc->p_write);
+	bool take = ev->op != CRASHVFS_WRITE ||
+	            (double)(next_hook_rand(r) >> 11) / 9007199254740992.0 < r->sc->p_write;
 	if (!take || r->npend == (int)(sizeof r->pend / sizeof r->pend[0]) || r->fail[0])
 		return;
 	struct crash *c = &r->pend[r->npend];
-	*c = (struct crash){.id = ++r->ncrash, .ev = r->ev, .step = r->step, .floor = r->floor};
+	*c = (struct crash){
+	    .id = ++r->ncrash, .ev = atomic_load(&r->ev), .step = r->step, .floor = r->floor};
 	c->what = *ev;
-	c->racing = ev->file == CRASHVFS_DB && r->step > 0 && jobs_waiting(r);
-	c->overwritten = frames_overwritten(r);
+	c->racing = ev->file == CRASHVFS_DB && r->in_intake;
 	snprintf(c->dir, sizeof c->dir, "%s/c%d", r->crashroot, c->id);
 	char err[512] = "";
 	if (mkdir(c->dir, 0700) != 0) {
@@ -863,7 +935,52 @@ static void recovered_row(struct run *r, const char *key, uint64_t h)
 	o->rec_seen = r->stamp;
 }
 
-/* 3: the recovered rows are the state after one step in [lo, hi]. */
+static uint64_t recovered(const struct run *r, const struct obj *o)
+{
+	return o->rec_seen == r->stamp ? o->rec : ABSENT;
+}
+
+static bool is_counter(const char *key)
+{
+	static const char *const tables[] = {
+	    "counters:", "host_pending:", "client_pending:", "drain:"};
+	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
+		if (strncmp(key, tables[i], strlen(tables[i])) == 0)
+			return true;
+	return false;
+}
+
+/* Inside step k, whose request threads' jobs went into several committer
+ * transactions, the database passed through states the model never
+ * dumped. The recovered one may be such a state if every row is as before
+ * or as after the step, and the rows the step added that are there are the
+ * older ones (seq order is commit order: the WAL keeps a prefix). The
+ * counters' intermediate values are checked against the rows instead
+ * (check_states). */
+static bool inside_step(const struct run *r, int k)
+{
+	int64_t newest_present = -1, oldest_missing = INT64_MAX;
+	for (size_t i = 0; i < r->model.cap; i++) {
+		const struct obj *o = r->model.slot[i];
+		if (!o || is_counter(o->key))
+			continue;
+		uint64_t h = recovered(r, o), before = obj_at(o, k - 1), after = obj_at(o, k);
+		if (h != before && h != after)
+			return false;
+		long long seq;
+		if (before == ABSENT && after != ABSENT &&
+		    sscanf(o->key, "requests:%lld", &seq) == 1) {
+			if (h == ABSENT && seq < oldest_missing)
+				oldest_missing = seq;
+			if (h != ABSENT && seq > newest_present)
+				newest_present = seq;
+		}
+	}
+	return newest_present < oldest_missing;
+}
+
+/* 3: the recovered rows are the state after one step in [lo, hi] (or one
+ * inside such a step, when it held several transactions). */
 static void check_prefix(struct run *r, sqlite3 *db, int lo, int hi)
 {
 	int n = hi - lo + 1;
@@ -875,11 +992,12 @@ static void check_prefix(struct run *r, sqlite3 *db, int lo, int hi)
 		free(ok);
 		return;
 	}
+	const struct obj *stray = NULL; /* a row in no state of [lo, hi] */
 	for (size_t i = 0; i < r->model.cap; i++) {
 		struct obj *o = r->model.slot[i];
 		if (!o)
 			continue;
-		uint64_t h = o->rec_seen == r->stamp ? o->rec : ABSENT;
+		uint64_t h = recovered(r, o);
 		bool some = false;
 		for (int j = lo; j <= hi; j++) {
 			if (obj_at(o, j) != h)
@@ -887,24 +1005,29 @@ static void check_prefix(struct run *r, sqlite3 *db, int lo, int hi)
 			else
 				some = true;
 		}
-		if (!some) {
-			failf(r,
-			      "row %s is %s after recovery, a state it never had between steps %d "
-			      "and %d",
-			      o->key, h == ABSENT ? "missing" : "different", lo, hi);
-			free(ok);
-			return;
-		}
+		if (!some && !stray && !is_counter(o->key))
+			stray = o;
 	}
 	bool any = false;
 	for (int j = 0; j < n; j++)
 		any |= ok[j];
-	if (!any)
+	free(ok);
+	if (any)
+		return;
+	for (int k = lo + 1; k <= hi; k++)
+		if (r->multi[k] >= 2 && inside_step(r, k)) {
+			r->t->relaxed++;
+			return;
+		}
+	if (stray)
+		failf(r,
+		      "row %s is %s after recovery, a state it never had between steps %d and %d",
+		      stray->key, recovered(r, stray) == ABSENT ? "missing" : "different", lo, hi);
+	else
 		failf(r,
 		      "the recovered rows match no single step between %d and %d (a torn "
 		      "transaction)",
 		      lo, hi);
-	free(ok);
 }
 
 static int64_t sql_int(struct run *r, sqlite3 *db, const char *sql)
@@ -991,6 +1114,19 @@ static void check_states(struct run *r, sqlite3 *db)
 	    {"a job has attempts but no stored result",
 	     "SELECT count(*) FROM requests WHERE mode = 'async' AND attempts > 0 AND "
 	     "(result IS NULL OR status != 'completed')"},
+	    {"host_pending differs from the unfinished jobs per callback host",
+	     "SELECT (SELECT count(*) FROM host_pending h WHERE n != (SELECT count(*) FROM "
+	     "requests WHERE mode = 'async' AND finished_at IS NULL AND coalesce(callback_host, "
+	     "'') "
+	     "= h.host)) + (SELECT count(DISTINCT coalesce(callback_host, '')) FROM requests "
+	     "WHERE mode = 'async' AND finished_at IS NULL AND coalesce(callback_host, '') NOT IN "
+	     "(SELECT host FROM host_pending))"},
+	    {"client_pending differs from the unfinished jobs per client",
+	     "SELECT (SELECT count(*) FROM client_pending c WHERE n != (SELECT count(*) FROM "
+	     "requests WHERE mode = 'async' AND finished_at IS NULL AND coalesce(client_addr, '') "
+	     "= c.client)) + (SELECT count(DISTINCT coalesce(client_addr, '')) FROM requests "
+	     "WHERE mode = 'async' AND finished_at IS NULL AND coalesce(client_addr, '') NOT IN "
+	     "(SELECT client FROM client_pending))"},
 	    {"queue_depth differs from the unfinished jobs",
 	     "SELECT (SELECT value FROM counters WHERE name = 'queue_depth') != "
 	     "(SELECT count(*) FROM requests WHERE mode = 'async' AND finished_at IS NULL)"},
@@ -1097,7 +1233,6 @@ out:
 	r->t->crashes++;
 	r->t->at[c->what.op]++;
 	r->t->racing += c->racing;
-	r->t->overwritten += c->overwritten;
 	r->t->torn += c->info.pieces_kept && c->info.pieces_dropped;
 	r->t->garbage += c->info.pieces_garbage;
 	r->t->dropped += c->info.pieces_dropped;
@@ -1140,36 +1275,34 @@ static void check_pending(struct run *r)
 static void do_step(struct run *r)
 {
 	const struct scenario *sc = r->sc;
-	int w[] = {sc->w_commit, sc->w_sync, sc->w_record,     sc->w_claim,
-	           sc->w_flush,  sc->w_die,  sc->w_checkpoint, sc->w_restart};
+	int w[] = {sc->w_intake, sc->w_record,     sc->w_claim,  sc->w_flush,
+	           sc->w_die,    sc->w_checkpoint, sc->w_restart};
 	int total = 0;
 	for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
 		total += w[i];
 	int x = pick(r, total), a = 0;
 	while (x >= w[a])
 		x -= w[a++];
-	struct proc *p = &r->proc[pick(r, NPROC)];
 	r->now += pick(r, 200);
 	switch (a) {
-	case 0:
-		intake_commit(r, p, chance(r, 0.1));
+	case 0: {
+		int n = 1 + pick(r, MAX_BATCH);
+		intake(r, n, chance(r, sc->p_race) ? checkpoint_mode(r) : -1);
 		break;
+	}
 	case 1:
-		intake_sync(r, p);
+		sync_record(r, &r->proc[pick(r, NPROC)]);
 		break;
 	case 2:
-		sync_record(r, p);
-		break;
-	case 3:
 		deliverer_claim(r);
 		break;
-	case 4:
+	case 3:
 		deliverer_flush(r);
 		break;
-	case 5:
+	case 4:
 		deliverer_stop(r, chance(r, 0.7));
 		break;
-	case 6:
+	case 5:
 		checkpoint(r);
 		break;
 	default:
@@ -1210,8 +1343,9 @@ static void run_seed(const struct scenario *sc, uint64_t seed, const char *keep,
 	snprintf(r->db, sizeof r->db, "%s/store.db", r->dir);
 	snprintf(r->crashroot, sizeof r->crashroot, "%s/crash", r->dir);
 	assert_int_equal(mkdir(r->crashroot, 0700), 0);
-	for (int i = 0; i < NPROC; i++)
-		r->proc[i].autockpt = sc->autockpt[pick(r, 4)];
+	r->hook_rng = seed ^ 0x5bd1e995u;
+	r->multi = calloc((size_t)sc->steps + 2, sizeof *r->multi);
+	assert_non_null(r->multi);
 
 	r->cv = crashvfs_install(r->dir, seed);
 	assert_non_null(r->cv);
@@ -1223,7 +1357,9 @@ static void run_seed(const struct scenario *sc, uint64_t seed, const char *keep,
 		model_step(r);
 	check_pending(r);
 	for (r->step = 1; r->step <= sc->steps && !r->fail[0]; r->step++) {
+		int64_t tx = transactions(r);
 		do_step(r);
+		r->multi[r->step] = (int)(transactions(r) - tx);
 		if (!r->fail[0])
 			model_step(r);
 		check_pending(r);
@@ -1248,6 +1384,7 @@ static void run_seed(const struct scenario *sc, uint64_t seed, const char *keep,
 		free(r->jobs[i].input);
 	free(r->jobs);
 	free(r->record_step);
+	free(r->multi);
 	objtab_free(&r->model);
 	rm_tree(r->dir);
 	free(r);
@@ -1281,9 +1418,9 @@ static void print_totals(const char *name, const struct totals *t)
 	       "; %" PRId64 " 'sending' attempts recovered as 'unknown'; failures %" PRId64 "\n",
 	       name, t->torn, t->dropped, t->garbage, t->shm_stale, t->shm_torn,
 	       t->unknown_recovered, t->failures);
-	printf("powerloss[%s]: %" PRId64 " 202s sent after a WAL restart wrote over their frames; "
-	       "%" PRId64 " crash points while such a job waited for its sync\n",
-	       name, t->acks_after_restart, t->overwritten);
+	printf("powerloss[%s]: %" PRId64 " 202s whose wait spanned a WAL restart or truncation; "
+	       "%" PRId64 " images matched inside a step of several transactions\n",
+	       name, t->acks_after_restart, t->relaxed);
 	printf("powerloss[%s]: /sync records lost to a cut (never synced, as documented): %" PRId64
 	       " in all, at most %" PRId64 " at one cut\n",
 	       name, t->records_lost, t->records_lost_max);
@@ -1294,63 +1431,50 @@ static void print_totals(const char *name, const struct totals *t)
 
 static const struct scenario mixed = {
     .name = "mixed",
-    .steps = 220,
-    .w_commit = 30,
-    .w_sync = 24,
-    .w_record = 8,
+    .steps = 90,
+    .w_intake = 40,
+    .w_record = 10,
     .w_claim = 8,
     .w_flush = 14,
     .w_die = 2,
     .w_checkpoint = 4,
     .w_restart = 1,
+    .p_race = 0.3,
     .p_write = 0.04,
-    .autockpt = {0, 4, 16, 1000},
 };
 
 static const struct scenario checkpoints = {
     .name = "checkpoints",
-    .steps = 160,
-    .w_commit = 30,
-    .w_sync = 20,
+    .steps = 70,
+    .w_intake = 40,
     .w_record = 4,
     .w_claim = 4,
     .w_flush = 6,
     .w_die = 0,
     .w_checkpoint = 20,
     .w_restart = 2,
+    .p_race = 0.8,
     .p_write = 0.04,
-    .autockpt = {1, 2, 4, 8},
 };
 
 static const struct scenario unsynced = {
     .name = "ack-before-sync",
-    .steps = 120,
-    .w_commit = 30,
-    .w_sync = 0,
+    .steps = 40,
+    .w_intake = 40,
     .w_record = 10,
-    .w_claim = 0,
-    .w_flush = 0,
-    .w_die = 0,
     .w_checkpoint = 2,
-    .w_restart = 0,
+    .p_race = 0.2,
     .p_write = 0.05,
-    .autockpt = {0, 0, 1000, 1000},
     .ack_unsynced = true,
 };
 
 static const struct scenario sync_off = {
     .name = "checkpoint-sync-off",
-    .steps = 160,
-    .w_commit = 30,
-    .w_sync = 20,
-    .w_record = 0,
-    .w_claim = 0,
-    .w_flush = 0,
-    .w_die = 0,
+    .steps = 50,
+    .w_intake = 40,
     .w_checkpoint = 20,
-    .w_restart = 0,
+    .p_race = 0.8,
     .p_write = 0.02,
-    .autockpt = {0, 0, 0, 0},
     .ckpt_sync_off = true,
 };
 
@@ -1414,7 +1538,6 @@ static void test_checkpoints(void **state)
 	assert_true(t.wal_truncates > 0);
 	assert_true(t.racing > 0);
 	assert_true(t.acks_after_restart > 0);
-	assert_true(t.overwritten > 0);
 	assert_true(t.at[CRASHVFS_DELETE] > 0);
 }
 
