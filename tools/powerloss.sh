@@ -77,11 +77,12 @@ awk -v seeds="${ranges[*]}" -v secs="$elapsed" '
 		if ($(i + 1) == "WAL" && $(i + 2) == "truncations,") truncs += $i
 	}
 }
-/^powerloss\[sweep\]: .*202s sent after/ { overwritten += $2 }
+/^powerloss\[sweep\]: .*202s whose wait spanned/ { spanned += $2; inside += $(NF - 8) }
+/^powerloss\[sweep\]: crash points at write/ { racing += $(NF - 6) }
 /^powerloss\[sweep\]: \/sync records lost/ { rec += $(NF - 8); if ($(NF - 3) > recmax) recmax = $(NF - 3) }
 /^powerloss\[sweep\]: .*failures/ { fails += $NF }
 END {
-	printf "powerloss sweep (seeds %s, %d s): %d checkpoints, %d WAL restarts, %d WAL truncations; %d 202s sent after a restart overwrote their frames\n", seeds, secs, ckpt, restarts, truncs, overwritten
+	printf "powerloss sweep (seeds %s, %d s): %d checkpoints, %d WAL restarts, %d WAL truncations; %d 202s whose wait spanned a WAL restart or truncation; %d images inside a multi-transaction step; %d crash points in a checkpoint racing intake\n", seeds, secs, ckpt, restarts, truncs, spanned, inside, racing
 	printf "powerloss sweep: /sync records lost to a cut: %d, at most %d at one cut; failed checks: %d\n", rec, recmax, fails
 	printf "powerloss: %d crash points, %d acknowledged jobs, %d lost\n", crashes, acked, lost
 }' "$out"/*.out
