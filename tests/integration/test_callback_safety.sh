@@ -163,11 +163,11 @@ assert_cmd "deliverer VmRSS grew < 16 MiB over a 100 MiB response (grew ${grow} 
 	test "$grow" -lt 16
 
 # ---- a hanging host does not hold up another host ----------------------------
-post "$H/hang/6~1"
+post "$H/hang/9~1"
 hang1=$ID
-post "$H/hang/6~2" # waits behind the first: CONSUMA_MAX_PER_HOST=1
+post "$H/hang/9~2" # waits behind the first: CONSUMA_MAX_PER_HOST=1
 for _ in $(seq 50); do
-	grep -q '"/hang/6~1"' "$T/H.jsonl" 2>/dev/null && break
+	grep -q '"/hang/9~1"' "$T/H.jsonl" 2>/dev/null && break
 	sleep 0.1
 done
 ids=()
