@@ -30,11 +30,13 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "hosts.h"
 #include "ids.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "retry.h"
 
@@ -43,6 +45,7 @@
 #define DB_RETRY_MS        100  /* pause after a failed flush */
 #define EXCL_MAX           SHARED_EXCL_MAX
 #define FINAL_FLUSH_TRIALS 5
+#define GAUGES_EVERY_MS    1000 /* how often the open-breaker gauge is published */
 
 struct list {
 	struct djob *head, *tail;
@@ -79,6 +82,8 @@ struct deliver {
 	int nspare;
 	int64_t db_retry_at; /* monotonic ms */
 	char ua[64];
+	struct metrics *metrics; /* the host's counters zone (GET /metrics); may be NULL */
+	int64_t gauges_at;       /* monotonic ms of the next gauge report */
 };
 
 /* ---- lists ---------------------------------------------------------------- */
@@ -174,6 +179,8 @@ static void account_host(struct deliver *d, struct djob *j, bool neutral)
 	if (opened)
 		log_event(L_WARN, "breaker.open", "origin=%s cooldown_ms=%lld",
 		          log_q(hosts_name(j->host)), (long long)(until - now));
+	if (opened)
+		metrics_count(d->metrics, METRICS_BREAKER_OPENS, 1);
 	retry_hold(&j->decision, until - now + hosts_trial_grace_ms(d->hosts),
 	           "the destination's circuit breaker is open");
 }
@@ -615,6 +622,25 @@ static void log_outcome(const struct djob *j)
 	}
 }
 
+/* Counts an ended attempt whose outcome was just committed. */
+static void count_outcome(struct deliver *d, const struct djob *j, int64_t now_ms)
+{
+	enum metrics_attempt_outcome o = METRICS_ATTEMPT_FAILED;
+	if (j->fenced)
+		return;
+	if (j->nosend) {
+		metrics_attempt(d->metrics, METRICS_ATTEMPT_REFUSED, 0, -1);
+		return;
+	}
+	if (j->decision.action == RETRY_DELIVERED) {
+		o = METRICS_ATTEMPT_DELIVERED;
+		metrics_observe(d->metrics, METRICS_H_E2E, (now_ms - j->q.created_at) * 1000000);
+	} else if (j->decision.action == RETRY_AGAIN) {
+		o = METRICS_ATTEMPT_RETRY;
+	}
+	metrics_attempt(d->metrics, o, j->http_status, (int64_t)(j->duration_ms * 1e6));
+}
+
 /* Writes the three lists in one transaction; on success applies the
  * effects (start transfers, free finished jobs). False when the database
  * refused: everything stays queued for the next try. */
@@ -651,6 +677,7 @@ static bool flush(struct deliver *d)
 	}
 	while ((j = list_pop(&ended)) != NULL) {
 		log_outcome(j);
+		count_outcome(d, j, now);
 		if (!j->fenced && j->decision.action == RETRY_AGAIN && j->due_at < wake_before)
 			wake = true;
 		finish_job(d, j);
@@ -673,6 +700,17 @@ static void publish_exclusions(struct deliver *d)
 		shared_set_exclusions(d->sh, d->excl.err == BUF_OK ? buf_str(&d->excl) : NULL);
 		shared_wake(d->sh); /* a host may have become claimable again */
 	}
+}
+
+/* The open-breaker gauge of this deliverer, at most once per second. */
+static void report_gauges(struct deliver *d)
+{
+	int64_t now = ids_mono_ms();
+	if (!d->metrics || now < d->gauges_at)
+		return;
+	d->gauges_at = now + GAUGES_EVERY_MS;
+	metrics_deliverer_gauges(d->metrics, (int64_t)getpid(), ids_now_ms(),
+	                         hosts_open_count(d->hosts, now));
 }
 
 static int poll_timeout(struct deliver *d)
@@ -724,6 +762,7 @@ static void final_turn(struct deliver *d)
 		finish_job(d, j);
 	/* Transfers in flight: their 'sending' rows stay for the hand-back. */
 	while ((j = list_pop(&d->active)) != NULL) {
+		metrics_attempt(d->metrics, METRICS_ATTEMPT_UNKNOWN, 0, -1);
 		curl_multi_remove_handle(d->multi, j->easy);
 		drop_transfer_state(d, j);
 		d->inflight--;
@@ -749,9 +788,11 @@ static void *run(void *arg)
 		}
 		atomic_store(&d->sh->inflight, (int)d->active.n);
 		publish_exclusions(d);
+		report_gauges(d);
 		curl_multi_poll(d->multi, NULL, 0, poll_timeout(d), NULL);
 	}
 	final_turn(d);
+	metrics_deliverer_gone(d->metrics, (int64_t)getpid());
 	return NULL;
 }
 
@@ -779,6 +820,7 @@ struct deliver *deliver_new(const struct config *cfg, struct store *s, const cha
 		cz_free(d);
 		return NULL;
 	}
+	d->metrics = metrics_open_beside(cfg->database_path);
 	d->q = queue_new(s, owner);
 	d->hosts = hosts_new(cfg->max_per_host, cfg->breaker_failures, cfg->breaker_cooldown_ms);
 	d->multi = curl_multi_init();
@@ -835,6 +877,7 @@ void deliver_free(struct deliver *d)
 		curl_multi_cleanup(d->multi);
 	hosts_free(d->hosts);
 	queue_free(d->q);
+	metrics_close(d->metrics);
 	buf_free(&d->excl);
 	pthread_mutex_destroy(&d->mu);
 	cz_free(d);

@@ -363,6 +363,17 @@ bool hosts_exclusions(struct hosts *hs, int64_t now, struct buf *out)
 	return changed;
 }
 
+int64_t hosts_open_count(struct hosts *hs, int64_t now)
+{
+	int64_t n = 0;
+	for (int i = 0; i < NBUCKETS; i++)
+		for (struct host *h = hs->bucket[i]; h; h = h->next) {
+			tick(h, now);
+			n += h->state == OPEN;
+		}
+	return n;
+}
+
 int64_t hosts_next_change(struct hosts *hs, int64_t now)
 {
 	int64_t best = -1;

@@ -84,6 +84,8 @@ void hosts_unstart(struct hosts *hs, struct host *h, bool suspect);
 /* Writes the JSON array of claim keys to leave out of claims at now into
  * out (reset first). Returns true when it differs from the previous call. */
 bool hosts_exclusions(struct hosts *hs, int64_t now, struct buf *out);
+/* Origins whose breaker is open at now (for GET /metrics). */
+int64_t hosts_open_count(struct hosts *hs, int64_t now);
 /* The earliest time an open breaker closes or a half-open origin's grace
  * for suspect trials ends, or -1. */
 int64_t hosts_next_change(struct hosts *hs, int64_t now);

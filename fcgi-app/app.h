@@ -14,6 +14,7 @@
 #include "config.h"
 #include "doorbell.h"
 #include "limits.h"
+#include "metrics.h"
 #include "ssrf.h"
 #include "store.h"
 
@@ -24,6 +25,7 @@ struct app {
 	char doorbell_path[CONFIG_PATH_MAX];
 	struct doorbell *doorbell; /* NULL when the path cannot be a unix socket */
 	struct ssrf_policy *ssrf;  /* callback address policy, built once */
+	struct metrics *metrics;   /* the host's counters zone; NULL: not counted */
 	int64_t started_mono_ms;   /* for uptime_seconds */
 	int64_t started_wall_ms;
 };

@@ -20,6 +20,7 @@
 #include "alloc.h"
 #include "async.h"
 #include "request.h"
+#include "scrape.h"
 #include "ssrf.h"
 #include "store.h"
 #include "url.h"
@@ -62,6 +63,7 @@ static void refused(struct http_exchange *x, const struct job_result *res,
 	if (retry < 1)
 		retry = 1;
 	http_header(x, "Retry-After", "%lld", (long long)retry);
+	scrape_count_refusal(app, res->refusal);
 	switch (res->refusal) {
 	case JOB_QUEUE_FULL:
 		http_error(x, 503,
@@ -196,6 +198,7 @@ void async_handle(struct http_exchange *x, const char *tail)
 		http_header(x, "Idempotency-Replayed", "true");
 	/* committed: wake the deliverer even if the client has gone */
 	x->ring_doorbell = !res.replayed;
+	metrics_count(app->metrics, METRICS_JOBS_ACCEPTED, res.replayed ? 0 : 1);
 	http_send_json(x, 202, o);
 out:
 	json_object_put(o);

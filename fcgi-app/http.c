@@ -170,7 +170,8 @@ void http_header(struct http_exchange *x, const char *name, const char *fmt, ...
 	buf_printf(&x->headers, "%s: %s\r\n", name, value);
 }
 
-static bool send_raw(struct http_exchange *x, int status, const char *body, size_t len)
+static bool send_typed(struct http_exchange *x, int status, const char *content_type,
+                       const char *body, size_t len)
 {
 	struct buf head;
 	bool ok = false;
@@ -183,11 +184,11 @@ static bool send_raw(struct http_exchange *x, int status, const char *body, size
 	buf_init(&head, HTTP_HEADERS_MAX + 256);
 	buf_printf(&head,
 	           "Status: %d %s\r\n"
-	           "Content-Type: application/json\r\n"
+	           "Content-Type: %s\r\n"
 	           "Content-Length: %zu\r\n"
 	           "Cache-Control: no-store\r\n"
 	           "%s\r\n",
-	           status, http_reason(status), len, buf_str(&x->headers));
+	           status, http_reason(status), content_type, len, buf_str(&x->headers));
 	if (head.err != BUF_OK)
 		goto out;
 	if (FCGX_PutStr(buf_str(&head), (int)head.len, x->fr->out) < 0)
@@ -200,6 +201,17 @@ out:
 		x->write_failed = true;
 	buf_free(&head);
 	return ok;
+}
+
+static bool send_raw(struct http_exchange *x, int status, const char *body, size_t len)
+{
+	return send_typed(x, status, "application/json", body, len);
+}
+
+bool http_send_text(struct http_exchange *x, int status, const char *content_type, const char *body,
+                    size_t len)
+{
+	return send_typed(x, status, content_type, body, len);
 }
 
 bool http_flush(struct http_exchange *x)

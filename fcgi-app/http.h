@@ -80,6 +80,10 @@ bool http_send_json(struct http_exchange *x, int status, json_object *body);
  * exchange is done). Work after it costs the client nothing. Returns false
  * when the answer could not be written. */
 bool http_finish(struct http_exchange *x);
+/* Sends status, headers and len bytes of body with content_type (for
+ * GET /metrics); otherwise as http_send_json. */
+bool http_send_text(struct http_exchange *x, int status, const char *content_type, const char *body,
+                    size_t len);
 /* Sends {"detail": <fmt...>} with status. */
 void http_error(struct http_exchange *x, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

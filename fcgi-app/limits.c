@@ -2,7 +2,7 @@
  * limits: admission control of consuma-fcgi (see limits.h).
  *
  *  - Rate limit: lib/ratelimit's shared zone, one key per client address,
- *    every route but healthz counted against the same budget. The zone is
+ *    every route but healthz and metrics counted against the same budget. The zone is
  *    an optimisation of nothing: when it cannot be used (lock timeout,
  *    broken zone) requests pass and a warning is logged at most once per
  *    second, so the limiter can never take the API down with it.
@@ -216,7 +216,8 @@ static enum limits_verdict admit(struct limits *l, const char *client, const cha
 	bool allowed = true;
 
 	*retry_after_s = 0;
-	if (l == NULL || route == NULL || strcmp(route, "healthz") == 0)
+	if (l == NULL || route == NULL || strcmp(route, "healthz") == 0 ||
+	    strcmp(route, "metrics") == 0)
 		return LIMITS_PASS;
 	if (strcmp(route, "sync") == 0) {
 		double wait_ms = sync_wait_estimate_ms(l);

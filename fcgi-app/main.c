@@ -395,6 +395,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	limits_set_listen_fd(app.limits, listen_fd, threads);
+	app.metrics = metrics_open_beside(app.cfg.database_path);
 	app.doorbell = doorbell_new(app.doorbell_path);
 	if (app.doorbell == NULL)
 		log_event(L_WARN, "doorbell.unavailable",
@@ -405,6 +406,7 @@ int main(int argc, char **argv)
 	rc = serve(&app, listen_fd, threads, &waited);
 
 	limits_close(app.limits);
+	metrics_close(app.metrics);
 	store_committer_stop(app.committer); /* writes what is queued, logs its figures */
 	doorbell_free(app.doorbell);
 	ssrf_policy_free(app.ssrf);

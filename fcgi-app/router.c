@@ -9,51 +9,83 @@
 #include "async.h"
 #include "health.h"
 #include "log.h"
+#include "redeliver.h"
 #include "requests.h"
 #include "router.h"
+#include "scrape.h"
 #include "sync.h"
 
 typedef void (*handler_fn)(struct http_exchange *x, const char *tail);
 
+/* Who may call a route once access control (API keys) exists; until then
+ * every route is open and this is not checked. */
+enum route_access {
+	ROUTE_CLIENT, /* any client, its own records */
+	ROUTE_ADMIN,  /* the admin key only */
+};
+
 struct route {
 	const char *path;   /* exact path, or prefix when prefix is true */
 	bool prefix;        /* the rest of the path is passed as tail */
+	const char *suffix; /* with prefix: the path must end so; tail excludes it */
 	const char *method; /* the one method served */
 	const char *name;   /* for logs and limits_admit */
 	handler_fn handler;
+	enum route_access access;
 };
 
+/* First match wins: exact paths before the prefix routes they overlap. */
 static const struct route routes[] = {
-    {"/sync", false, "POST", "sync", sync_handle},
-    {"/async", false, "POST", "async", async_handle},
-    {"/requests", false, "GET", "requests", requests_list},
-    {"/requests/", true, "GET", "requests", requests_get},
-    {"/healthz", false, "GET", "healthz", health_handle},
+    {"/sync", false, NULL, "POST", "sync", sync_handle, ROUTE_CLIENT},
+    {"/async", false, NULL, "POST", "async", async_handle, ROUTE_CLIENT},
+    {"/requests", false, NULL, "GET", "requests", requests_list, ROUTE_CLIENT},
+    {"/requests/redeliver", false, NULL, "POST", "redeliver", redeliver_bulk, ROUTE_ADMIN},
+    {"/requests/", true, "/redeliver", "POST", "redeliver", redeliver_one, ROUTE_ADMIN},
+    {"/requests/", true, NULL, "GET", "requests", requests_get, ROUTE_CLIENT},
+    {"/healthz", false, NULL, "GET", "healthz", health_handle, ROUTE_CLIENT},
+    {"/metrics", false, NULL, "GET", "metrics", scrape_handle, ROUTE_CLIENT},
 };
 
-static const struct route *match(const char *path, const char **tail)
+/* path minus the route's prefix and suffix into tail (one non-empty
+ * segment, no '/'), or false. */
+static bool match_prefix(const struct route *r, const char *path, char *tail, size_t tailmax)
+{
+	size_t n = strlen(r->path);
+	size_t len = strlen(path);
+	size_t sn = r->suffix != NULL ? strlen(r->suffix) : 0;
+	size_t mid;
+
+	if (strncmp(path, r->path, n) != 0 || len < n + sn + 1)
+		return false;
+	if (sn > 0 && strcmp(path + len - sn, r->suffix) != 0)
+		return false;
+	mid = len - n - sn;
+	if (mid >= tailmax || memchr(path + n, '/', mid) != NULL)
+		return false;
+	memcpy(tail, path + n, mid);
+	tail[mid] = '\0';
+	return true;
+}
+
+static const struct route *match(const char *path, char *tail, size_t tailmax)
 {
 	size_t i;
 
 	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const struct route *r = &routes[i];
-		size_t n = strlen(r->path);
 
 		if (r->prefix) {
-			if (strncmp(path, r->path, n) == 0 && path[n] != '\0' &&
-			    strchr(path + n, '/') == NULL) {
-				*tail = path + n;
+			if (match_prefix(r, path, tail, tailmax))
 				return r;
-			}
 		} else if (strcmp(path, r->path) == 0) {
-			*tail = "";
+			tail[0] = '\0';
 			return r;
 		}
 	}
 	return NULL;
 }
 
-static bool admit(struct http_exchange *x, const struct route *r)
+static bool admit(struct http_exchange *x, const struct route *r, bool *overloaded)
 {
 	struct app *app = x->app;
 	int64_t retry_after = 0;
@@ -66,6 +98,7 @@ static bool admit(struct http_exchange *x, const struct route *r)
 		return true;
 	if (retry_after < 1)
 		retry_after = 1;
+	*overloaded = v == LIMITS_OVERLOADED;
 	http_header(x, "Retry-After", "%lld", (long long)retry_after);
 	if (v == LIMITS_OVERLOADED)
 		http_error(x, 503, "service: the %s pool is saturated; retry after %lld s", r->name,
@@ -79,10 +112,11 @@ static bool admit(struct http_exchange *x, const struct route *r)
 void router_dispatch(struct http_exchange *x)
 {
 	const struct route *r;
-	const char *tail = "";
+	char tail[HTTP_PATH_MAX];
+	bool overloaded = false;
 	bool delivered;
 
-	r = match(x->path, &tail);
+	r = match(x->path, tail, sizeof(tail));
 	if (r == NULL) {
 		http_error(x, 404, "path: no such resource");
 		goto log;
@@ -100,11 +134,14 @@ void router_dispatch(struct http_exchange *x)
 		           r->method);
 		goto log;
 	}
-	if (!admit(x, r))
+	if (!admit(x, r, &overloaded)) {
+		scrape_count_answer(x, false, overloaded);
 		goto log;
+	}
 	r->handler(x, tail);
 	if (x->status == 0)
 		http_internal_error(x, "dispatch", "handler sent no response");
+	scrape_count_answer(x, true, false);
 log:
 	/* status is what was sent; delivered says whether it reached the
 	 * front. A 202 that did not is still a job: the client saw a 5xx or a

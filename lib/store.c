@@ -1143,3 +1143,240 @@ out:
 	store_rollback(s);
 	return err;
 }
+
+/* ---- operations: redelivery and the oldest-pending gauge (issue 13) ----
+ *
+ * Redelivery re-opens a finished job: finished_at back to NULL (the row
+ * re-enters requests_due, where the deliverer claims it like any due job),
+ * due now, and the counters the requests_enqueued trigger keeps for a new
+ * job are counted up here, since no trigger fires when finished_at goes
+ * back to NULL (requests_finished counts them down again when it ends).
+ * The jobs to re-open are first gathered into a temporary table, so the
+ * counters and the update see exactly the same set.
+ *
+ * Pacing is the deliverer's: the jobs are due now in acceptance order and
+ * it starts at most CONSUMA_MAX_PER_HOST at once per destination, holds at
+ * most twice that in hand per destination (a replay to one host cannot
+ * take the claims from the others) and stops at an open breaker; a replay
+ * runs at the receiver's own pace, never faster. */
+
+#define REDELIVER_MATCH                                                                            \
+	"mode = 'async' AND finished_at IS NOT NULL AND callback_status = :status "                \
+	"AND created_at >= :since AND created_at < :until "                                        \
+	"AND (:host IS NULL OR callback_host = :host)"
+
+static const char *const redeliver_apply_sql[] = {
+    "UPDATE counters SET value = value + (SELECT count(*) FROM temp.redeliver_set) "
+    "WHERE name = 'queue_depth'",
+    "INSERT INTO host_pending (host, n) SELECT coalesce(r.callback_host, ''), count(*) "
+    "FROM temp.redeliver_set x JOIN requests r ON r.seq = x.seq WHERE true GROUP BY 1 "
+    "ON CONFLICT (host) DO UPDATE SET n = n + excluded.n",
+    "INSERT INTO client_pending (client, n) SELECT coalesce(r.client_addr, ''), count(*) "
+    "FROM temp.redeliver_set x JOIN requests r ON r.seq = x.seq WHERE true GROUP BY 1 "
+    "ON CONFLICT (client) DO UPDATE SET n = n + excluded.n",
+    "UPDATE requests SET finished_at = NULL, next_attempt_at = :now, "
+    "callback_status = 'retrying', "
+    "status = CASE WHEN status = 'failed' THEN 'queued' ELSE status END "
+    "WHERE seq IN (SELECT seq FROM temp.redeliver_set)",
+};
+
+/* Prepares sql (not cached); NULL with s->msg set on failure. */
+static sqlite3_stmt *prepare_once(struct store *s, const char *sql, int *rc)
+{
+	sqlite3_stmt *st = NULL;
+	*rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (*rc != SQLITE_OK) {
+		fail(s, *rc, "prepare");
+		sqlite3_finalize(st);
+		return NULL;
+	}
+	return st;
+}
+
+static void bind_redeliver(sqlite3_stmt *st, const struct redeliver_query *q)
+{
+	bind_named_text(st, ":status", q->callback_status);
+	bind_named_int(st, ":since", q->since_ms);
+	bind_named_int(st, ":until", q->until_ms);
+	bind_named_text(st, ":host", q->callback_host);
+	bind_named_int(st, ":limit", q->max_jobs);
+}
+
+/* Runs sql to completion; q and now are bound where it names them. */
+static enum store_err run_once(struct store *s, const char *sql, const struct redeliver_query *q,
+                               int64_t now_ms, int64_t *value)
+{
+	int rc;
+	enum store_err err = STORE_OK;
+	sqlite3_stmt *st = prepare_once(s, sql, &rc);
+	if (!st)
+		return store_from_sqlite(rc);
+	if (q)
+		bind_redeliver(st, q);
+	bind_named_int(st, ":now", now_ms);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (value)
+			*value = sqlite3_column_int64(st, 0);
+	if (rc != SQLITE_DONE)
+		err = fail(s, rc, "redeliver");
+	sqlite3_finalize(st);
+	return err;
+}
+
+/* Inside the caller's write transaction: empties the set. */
+static enum store_err redeliver_set_reset(struct store *s)
+{
+	enum store_err err =
+	    run_once(s, "CREATE TEMP TABLE IF NOT EXISTS redeliver_set (seq INTEGER PRIMARY KEY)",
+	             NULL, 0, NULL);
+	if (err == STORE_OK)
+		err = run_once(s, "DELETE FROM temp.redeliver_set", NULL, 0, NULL);
+	return err;
+}
+
+/* Inside the caller's write transaction: re-opens every job of the set. */
+static enum store_err redeliver_set_apply(struct store *s, int64_t now_ms)
+{
+	enum store_err err = STORE_OK;
+	for (size_t i = 0; err == STORE_OK && i < sizeof redeliver_apply_sql / sizeof(char *); i++)
+		err = run_once(s, redeliver_apply_sql[i], NULL, now_ms, NULL);
+	return err;
+}
+
+enum store_err store_redeliver_one(struct store *s, const char *id, int64_t now_ms,
+                                   enum store_redeliver *outcome, int64_t *seq)
+{
+	int rc;
+	bool async = false, finished = false;
+	*outcome = STORE_REDELIVER_NOTJOB;
+	*seq = 0;
+	s->msg[0] = '\0';
+	enum store_err err = store_begin(s);
+	if (err != STORE_OK)
+		return err;
+	sqlite3_stmt *st =
+	    prepare_once(s,
+	                 "SELECT seq, mode = 'async', finished_at IS NOT NULL FROM requests "
+	                 "WHERE id = ?1",
+	                 &rc);
+	if (!st) {
+		err = store_from_sqlite(rc);
+		goto out;
+	}
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*seq = sqlite3_column_int64(st, 0);
+		async = sqlite3_column_int(st, 1) != 0;
+		finished = sqlite3_column_int(st, 2) != 0;
+	} else if (rc == SQLITE_DONE) {
+		err = STORE_NOTFOUND;
+	} else {
+		err = fail(s, rc, "read request");
+	}
+	sqlite3_finalize(st);
+	if (err != STORE_OK)
+		goto out;
+	if (!async || !finished) {
+		*outcome = async ? STORE_REDELIVER_BUSY : STORE_REDELIVER_NOTJOB;
+		goto out; /* nothing to write: the rollback ends the read */
+	}
+	err = redeliver_set_reset(s);
+	if (err == STORE_OK) {
+		char sql[96];
+		snprintf(sql, sizeof sql,
+		         "INSERT INTO temp.redeliver_set (seq) VALUES (%" PRId64 ")", *seq);
+		err = run_once(s, sql, NULL, 0, NULL);
+	}
+	if (err == STORE_OK)
+		err = redeliver_set_apply(s, now_ms);
+	if (err == STORE_OK)
+		err = store_commit(s);
+	if (err == STORE_OK)
+		*outcome = STORE_REDELIVERED;
+out:
+	store_rollback(s);
+	return err;
+}
+
+enum store_err store_redeliver_bulk(struct store *s, const struct redeliver_query *q, bool dry_run,
+                                    int64_t now_ms, int64_t *matched, int64_t *redelivered,
+                                    int64_t *min_seq)
+{
+	enum store_err err;
+	*matched = *redelivered = *min_seq = 0;
+	s->msg[0] = '\0';
+	err = dry_run ? begin_read(s) : store_begin(s);
+	if (err != STORE_OK)
+		return err;
+	err = run_once(s, "SELECT count(*) FROM requests WHERE " REDELIVER_MATCH, q, 0, matched);
+	if (err != STORE_OK || dry_run || *matched == 0 || q->max_jobs <= 0)
+		goto out;
+	err = redeliver_set_reset(s);
+	if (err == STORE_OK)
+		err = run_once(s,
+		               "INSERT INTO temp.redeliver_set (seq) SELECT seq FROM requests "
+		               "WHERE " REDELIVER_MATCH " ORDER BY seq LIMIT :limit",
+		               q, 0, NULL);
+	if (err == STORE_OK)
+		err = run_once(s, "SELECT count(*) FROM temp.redeliver_set", NULL, 0, redelivered);
+	if (err == STORE_OK)
+		err = run_once(s, "SELECT coalesce(min(seq), 0) FROM temp.redeliver_set", NULL, 0,
+		               min_seq);
+	if (err == STORE_OK)
+		err = redeliver_set_apply(s, now_ms);
+	if (err == STORE_OK)
+		err = store_commit(s);
+	if (err != STORE_OK)
+		*redelivered = *min_seq = 0;
+out:
+	store_rollback(s); /* a dry run's read, or a failure */
+	return err;
+}
+
+enum store_err store_oldest_pending(struct store *s, int64_t mark, int64_t scan_max, bool *found,
+                                    int64_t *seq, int64_t *created_at)
+{
+	int rc;
+	int64_t newest = 0;
+	*found = false;
+	*seq = *created_at = 0;
+	s->msg[0] = '\0';
+	enum store_err err = begin_read(s);
+	if (err != STORE_OK)
+		return err;
+	err = run_once(s, "SELECT coalesce(max(seq), 0) FROM requests", NULL, 0, &newest);
+	if (err != STORE_OK)
+		goto out;
+	/* Forward from the mark by rowid (NOT INDEXED keeps the planner off
+	 * requests_due, whose order is not seq); from scratch through
+	 * requests_due, the unfinished jobs only. */
+	const char *sql =
+	    mark > 0 && newest - mark <= scan_max
+	        ? "SELECT seq, created_at FROM requests NOT INDEXED WHERE seq >= ?1 "
+	          "AND mode = 'async' AND finished_at IS NULL ORDER BY seq LIMIT 1"
+	        : "SELECT seq, created_at FROM requests INDEXED BY requests_due "
+	          "WHERE finished_at IS NULL AND mode = 'async' AND ?1 >= 0 ORDER BY seq LIMIT 1";
+	sqlite3_stmt *st = prepare_once(s, sql, &rc);
+	if (!st) {
+		err = store_from_sqlite(rc);
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, mark);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*found = true;
+		*seq = sqlite3_column_int64(st, 0);
+		*created_at = sqlite3_column_int64(st, 1);
+	} else if (rc == SQLITE_DONE) {
+		*seq = newest + 1;
+	} else {
+		err = fail(s, rc, "oldest pending");
+	}
+	sqlite3_finalize(st);
+	if (err == STORE_OK)
+		err = store_commit(s);
+out:
+	store_rollback(s);
+	return err;
+}

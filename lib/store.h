@@ -201,4 +201,49 @@ struct store_health {
  * heartbeats count as alive. */
 enum store_err store_health(struct store *s, int64_t stale_ms, struct store_health *h);
 
+/* ---- operations: redelivery and the oldest-pending gauge (issue 13) -----
+ * Their statements are prepared per call (not in the cached table): they
+ * serve operator requests and scrapes, not the hot paths. */
+
+enum store_redeliver {
+	STORE_REDELIVERED = 0,  /* put back: due now, attempts continue its trace */
+	STORE_REDELIVER_BUSY,   /* unfinished: still queued, running or retrying */
+	STORE_REDELIVER_NOTJOB, /* a /sync record: there is no callback */
+};
+
+/* Puts the finished async job id back in the queue in one write
+ * transaction: finished_at cleared, callback_status retrying (a failed work
+ * status queued again), due at now_ms, the queue counters (depth, host,
+ * client) counted up again as for a new job. Its attempts and webhook-id
+ * stay: the deliverer appends attempt n+1 to the trace. *outcome says what
+ * happened; *seq is the job's seq when redelivered. STORE_NOTFOUND for an
+ * unknown id. */
+enum store_err store_redeliver_one(struct store *s, const char *id, int64_t now_ms,
+                                   enum store_redeliver *outcome, int64_t *seq);
+
+struct redeliver_query {
+	const char *callback_status; /* "failed" or "delivered" */
+	int64_t since_ms;            /* created_at >= since_ms */
+	int64_t until_ms;            /* created_at < until_ms */
+	const char *callback_host;   /* lowercased; NULL for any */
+	int64_t max_jobs;            /* at most this many, oldest first (<= 0: none) */
+};
+
+/* Counts the finished async jobs q matches (*matched); unless dry_run, puts
+ * the oldest q->max_jobs of them back as store_redeliver_one does, in one
+ * write transaction (*redelivered, and *min_seq the lowest seq put back, 0
+ * for none). A dry run is a read and writes nothing. */
+enum store_err store_redeliver_bulk(struct store *s, const struct redeliver_query *q, bool dry_run,
+                                    int64_t now_ms, int64_t *matched, int64_t *redelivered,
+                                    int64_t *min_seq);
+
+/* The oldest unfinished async job, read forward from mark (a seq at or
+ * below it; 0 when unknown). When mark is 0 or more than scan_max rows
+ * behind the newest row, it is found through the requests_due index
+ * instead (O(queue depth)). *found false when nothing is unfinished; then
+ * *seq is one past the newest row (a mark for the next call), else the
+ * job's seq, with *created_at its acceptance time. One read transaction. */
+enum store_err store_oldest_pending(struct store *s, int64_t mark, int64_t scan_max, bool *found,
+                                    int64_t *seq, int64_t *created_at);
+
 #endif
