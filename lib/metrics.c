@@ -331,15 +331,16 @@ void metrics_deliverer_gauges(struct metrics *m, int64_t pid, int64_t now_ms, in
 	for (int i = 0; i < METRICS_DELIVERER_SLOTS && mine == NULL; i++)
 		if (atomic_load_explicit(&m->z->deliverer[i].pid, memory_order_relaxed) == pid)
 			mine = &m->z->deliverer[i];
-	/* first report: take a free slot, or one whose process is gone */
-	for (int i = 0; i < METRICS_DELIVERER_SLOTS && mine == NULL; i++) {
-		struct zslot *s = &m->z->deliverer[i];
-		int64_t owner = atomic_load_explicit(&s->pid, memory_order_relaxed);
+	/* first report: take a free slot, else one whose process is gone */
+	for (int pass = 0; pass < 2 && mine == NULL; pass++)
+		for (int i = 0; i < METRICS_DELIVERER_SLOTS && mine == NULL; i++) {
+			struct zslot *s = &m->z->deliverer[i];
+			int64_t owner = atomic_load_explicit(&s->pid, memory_order_relaxed);
+			bool takeable = pass == 0 ? owner == 0 : pid_gone(owner);
 
-		if ((owner == 0 || pid_gone(owner)) &&
-		    atomic_compare_exchange_strong(&s->pid, &owner, pid))
-			mine = s;
-	}
+			if (takeable && atomic_compare_exchange_strong(&s->pid, &owner, pid))
+				mine = s;
+		}
 	if (mine == NULL)
 		return; /* more deliverers than slots: this one's gauges are not shown */
 	atomic_store_explicit(&mine->open_breakers, open_breakers, memory_order_relaxed);

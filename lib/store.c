@@ -1352,7 +1352,7 @@ enum store_err store_oldest_pending(struct store *s, int64_t mark, int64_t scan_
 	 * requests_due, whose order is not seq); from scratch through
 	 * requests_due, the unfinished jobs only. */
 	const char *sql =
-	    mark > 0 && newest - mark <= scan_max
+	    mark > 0 && mark <= newest + 1 && newest - mark <= scan_max
 	        ? "SELECT seq, created_at FROM requests NOT INDEXED WHERE seq >= ?1 "
 	          "AND mode = 'async' AND finished_at IS NULL ORDER BY seq LIMIT 1"
 	        : "SELECT seq, created_at FROM requests INDEXED BY requests_due "

@@ -1370,6 +1370,204 @@ static int remove_tmpdir(void **state)
 	return rmdir(tmpdir) == 0 || errno == ENOENT ? 0 : -1;
 }
 
+/* ---- operations: redelivery, oldest pending (issue 13) -------------------- */
+
+static int64_t depth_of(struct store *s)
+{
+	return query_int(s, "SELECT value FROM counters WHERE name='queue_depth'");
+}
+
+static void test_redeliver_one(void **state)
+{
+	(void)state;
+	char path[320], id[IDS_UUID_LEN + 1], sql[256];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	struct job_insert j = job_template(NULL);
+	struct job_result r;
+	enum store_redeliver out;
+	int64_t seq = -1;
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+
+	/* unfinished: refused, nothing changes */
+	assert_int_equal(store_redeliver_one(s, id, 5, &out, &seq), STORE_OK);
+	assert_int_equal(out, STORE_REDELIVER_BUSY);
+	assert_int_equal(depth_of(s), 1);
+	/* failed after 3 attempts: back in the queue, counted, attempts kept */
+	snprintf(sql, sizeof sql,
+	         "UPDATE requests SET callback_status='failed', finished_at=7, attempts=3, "
+	         "next_attempt_at=NULL WHERE id='%s'",
+	         id);
+	exec_ok(s, sql);
+	assert_int_equal(depth_of(s), 0);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
+	assert_int_equal(store_redeliver_one(s, id, 9000, &out, &seq), STORE_OK);
+	assert_int_equal(out, STORE_REDELIVERED);
+	assert_int_equal(seq, 1);
+	assert_int_equal(depth_of(s), 1);
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='example.com'"), 1);
+	assert_int_equal(query_int(s, "SELECT n FROM client_pending WHERE client='192.0.2.1'"), 1);
+	assert_int_equal(query_int(s,
+	                           "SELECT finished_at IS NULL AND next_attempt_at = 9000 AND "
+	                           "attempts = 3 AND callback_status = 'retrying' FROM requests"),
+	                 1);
+	/* again while it is due: in progress */
+	assert_int_equal(store_redeliver_one(s, id, 9001, &out, &seq), STORE_OK);
+	assert_int_equal(out, STORE_REDELIVER_BUSY);
+	/* it finishes again: the trigger counts it down as for any job */
+	exec_ok(s, "UPDATE requests SET finished_at = 9500, callback_status = 'delivered'");
+	assert_int_equal(depth_of(s), 0);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
+	/* unknown id; a sync record */
+	assert_int_equal(
+	    store_redeliver_one(s, "0190a0a0-0000-7000-8000-0000000000ff", 1, &out, &seq),
+	    STORE_NOTFOUND);
+	struct sync_record rec = {
+	    "0190a0a0-0000-7000-8000-000000000001", "x", 1, "ab", 1.5, 5, 6, "192.0.2.1"};
+	assert_int_equal(store_insert_sync(s, &rec), STORE_OK);
+	assert_int_equal(store_redeliver_one(s, rec.id, 1, &out, &seq), STORE_OK);
+	assert_int_equal(out, STORE_REDELIVER_NOTJOB);
+	assert_int_equal(depth_of(s), 0);
+	store_close(s);
+}
+
+static void test_redeliver_bulk(void **state)
+{
+	(void)state;
+	char path[320], id[IDS_UUID_LEN + 1];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	struct job_result r;
+	/* created_at 1000..1009; even ones failed, 3 and 5 delivered, 1, 7, 9 unfinished;
+	 * hosts a (i < 5) and b */
+	for (int i = 0; i < 10; i++) {
+		struct job_insert j = job_template(NULL);
+		j.created_at = 1000 + i;
+		j.callback_host = i < 5 ? "a.example" : "b.example";
+		assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	}
+	exec_ok(s, "UPDATE requests SET finished_at = 2000, callback_status = 'failed' "
+	           "WHERE created_at % 2 = 0");
+	exec_ok(s, "UPDATE requests SET finished_at = 2000, callback_status = 'delivered' "
+	           "WHERE created_at IN (1003, 1005)");
+	assert_int_equal(depth_of(s), 3);
+	static const struct {
+		const char *status, *host;
+		int64_t since, until, want;
+	} cases[] = {
+	    {"failed", NULL, 0, 5000, 5},           /* 1000 1002 1004 1006 1008 */
+	    {"failed", NULL, 1002, 1006, 2},        /* since inclusive, until exclusive */
+	    {"failed", "a.example", 0, 5000, 3},    /* 1000 1002 1004 */
+	    {"failed", "b.example", 1007, 5000, 1}, /* 1008 */
+	    {"failed", "c.example", 0, 5000, 0},    {"delivered", NULL, 0, 5000, 2},
+	    {"failed", NULL, 1009, 5000, 0}, /* 1009 is unfinished */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct redeliver_query q = {cases[i].status, cases[i].since, cases[i].until,
+		                            cases[i].host, 100};
+		int64_t matched = -1, done = -1, min_seq = -1;
+		assert_int_equal(store_redeliver_bulk(s, &q, true, 1, &matched, &done, &min_seq),
+		                 STORE_OK);
+		if (matched != cases[i].want)
+			fail_msg("case %zu: matched %lld, want %lld", i, (long long)matched,
+			         (long long)cases[i].want);
+		assert_int_equal(done, 0);
+	}
+	assert_int_equal(depth_of(s), 3); /* dry runs wrote nothing */
+
+	/* a real run bounded to 2: the oldest two, counted per host */
+	struct redeliver_query q = {"failed", 0, 5000, NULL, 2};
+	int64_t matched, done, min_seq;
+	assert_int_equal(store_redeliver_bulk(s, &q, false, 7777, &matched, &done, &min_seq),
+	                 STORE_OK);
+	assert_int_equal(matched, 5);
+	assert_int_equal(done, 2);
+	assert_int_equal(min_seq, 1);
+	assert_int_equal(depth_of(s), 5);
+	char text[64];
+	assert_string_equal(query_text(s,
+	                               "SELECT group_concat(created_at) FROM (SELECT created_at "
+	                               "FROM requests WHERE next_attempt_at = 7777 AND "
+	                               "finished_at IS NULL ORDER BY seq)",
+	                               text, sizeof text),
+	                    "1000,1002");
+	/* the rest, then nothing is left */
+	q.max_jobs = 100;
+	assert_int_equal(store_redeliver_bulk(s, &q, false, 7778, &matched, &done, &min_seq),
+	                 STORE_OK);
+	assert_int_equal(matched, 3);
+	assert_int_equal(done, 3);
+	assert_int_equal(min_seq, 5);
+	assert_int_equal(depth_of(s), 8);
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='a.example'"), 4);
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='b.example'"), 4);
+	assert_int_equal(store_redeliver_bulk(s, &q, false, 7779, &matched, &done, &min_seq),
+	                 STORE_OK);
+	assert_int_equal(matched, 0);
+	assert_int_equal(done, 0);
+	/* no room: nothing is put back */
+	exec_ok(s, "UPDATE requests SET finished_at = 3000, callback_status = 'failed'");
+	assert_int_equal(depth_of(s), 0);
+	q.max_jobs = 0;
+	assert_int_equal(store_redeliver_bulk(s, &q, false, 1, &matched, &done, &min_seq),
+	                 STORE_OK);
+	assert_int_equal(matched, 10);
+	assert_int_equal(done, 0);
+	assert_int_equal(depth_of(s), 0);
+	store_close(s);
+}
+
+static void test_oldest_pending(void **state)
+{
+	(void)state;
+	char path[320], id[IDS_UUID_LEN + 1];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	struct job_result r;
+	bool found = true;
+	int64_t seq = -1, created = -1;
+
+	assert_int_equal(store_oldest_pending(s, 0, 100, &found, &seq, &created), STORE_OK);
+	assert_false(found);
+	assert_int_equal(seq, 1); /* empty table: the mark is one past nothing */
+	for (int i = 0; i < 6; i++) {
+		struct job_insert j = job_template(NULL);
+		j.created_at = 1000 + i;
+		assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	}
+	struct sync_record rec = {
+	    "0190a0a0-0000-7000-8000-000000000001", "x", 1, "ab", 1.5, 5, 6, "192.0.2.1"};
+	assert_int_equal(store_insert_sync(s, &rec), STORE_OK); /* seq 7, never pending */
+	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE seq IN (1, 2, 4)");
+	/* the oldest retry is due later than a younger job: age is by acceptance */
+	exec_ok(s, "UPDATE requests SET next_attempt_at = 99999 WHERE seq = 3");
+	static const struct {
+		int64_t mark, scan_max;
+		bool found;
+		int64_t seq, created;
+	} cases[] = {
+	    {0, 100, true, 3, 1002},  /* from scratch */
+	    {1, 100, true, 3, 1002},  /* forward from a low mark */
+	    {3, 100, true, 3, 1002},  /* at it */
+	    {4, 100, true, 5, 1004},  /* a mark past it reads forward (redeliveries lower it) */
+	    {1, 2, true, 3, 1002},    /* too far behind: from scratch */
+	    {50, 100, true, 3, 1002}, /* past the newest row (a new database): from scratch */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		assert_int_equal(store_oldest_pending(s, cases[i].mark, cases[i].scan_max, &found,
+		                                      &seq, &created),
+		                 STORE_OK);
+		if (found != cases[i].found || seq != cases[i].seq || created != cases[i].created)
+			fail_msg("case %zu: found %d seq %lld created %lld", i, found,
+			         (long long)seq, (long long)created);
+	}
+	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE finished_at IS NULL");
+	assert_int_equal(store_oldest_pending(s, 3, 100, &found, &seq, &created), STORE_OK);
+	assert_false(found);
+	assert_int_equal(seq, 8); /* one past the newest row */
+	store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1392,6 +1590,9 @@ int main(void)
 	    cmocka_unit_test(test_pending_keys),
 	    cmocka_unit_test(test_private_file),
 	    cmocka_unit_test(test_open_keeps_locks),
+	    cmocka_unit_test(test_redeliver_one),
+	    cmocka_unit_test(test_redeliver_bulk),
+	    cmocka_unit_test(test_oldest_pending),
 	};
 	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
