@@ -1334,10 +1334,38 @@ out:
 	return err;
 }
 
-enum store_err store_oldest_pending(struct store *s, int64_t mark, int64_t scan_max, bool *found,
+#define PENDING_FORWARD                                                                            \
+	"SELECT seq, created_at FROM requests NOT INDEXED WHERE seq >= ?1 "                        \
+	"AND mode = 'async' AND finished_at IS NULL ORDER BY seq LIMIT 1"
+#define PENDING_SCRATCH                                                                            \
+	"SELECT seq, created_at FROM requests INDEXED BY requests_due "                            \
+	"WHERE finished_at IS NULL AND mode = 'async' AND ?1 >= 0 ORDER BY seq LIMIT 1"
+
+/* The first unfinished job sql finds from mark; *found false when none. */
+static enum store_err first_pending(struct store *s, const char *sql, int64_t mark, bool *found,
                                     int64_t *seq, int64_t *created_at)
 {
 	int rc;
+	enum store_err err = STORE_OK;
+	sqlite3_stmt *st = prepare_once(s, sql, &rc);
+	if (!st)
+		return store_from_sqlite(rc);
+	sqlite3_bind_int64(st, 1, mark);
+	rc = sqlite3_step(st);
+	*found = rc == SQLITE_ROW;
+	if (rc == SQLITE_ROW) {
+		*seq = sqlite3_column_int64(st, 0);
+		*created_at = sqlite3_column_int64(st, 1);
+	} else if (rc != SQLITE_DONE) {
+		err = fail(s, rc, "oldest pending");
+	}
+	sqlite3_finalize(st);
+	return err;
+}
+
+enum store_err store_oldest_pending(struct store *s, int64_t mark, int64_t scan_max, bool *found,
+                                    int64_t *seq, int64_t *created_at)
+{
 	int64_t newest = 0;
 	*found = false;
 	*seq = *created_at = 0;
@@ -1349,31 +1377,18 @@ enum store_err store_oldest_pending(struct store *s, int64_t mark, int64_t scan_
 	if (err != STORE_OK)
 		goto out;
 	/* Forward from the mark by rowid (NOT INDEXED keeps the planner off
-	 * requests_due, whose order is not seq); from scratch through
-	 * requests_due, the unfinished jobs only. */
-	const char *sql =
-	    mark > 0 && mark <= newest + 1 && newest - mark <= scan_max
-	        ? "SELECT seq, created_at FROM requests NOT INDEXED WHERE seq >= ?1 "
-	          "AND mode = 'async' AND finished_at IS NULL ORDER BY seq LIMIT 1"
-	        : "SELECT seq, created_at FROM requests INDEXED BY requests_due "
-	          "WHERE finished_at IS NULL AND mode = 'async' AND ?1 >= 0 ORDER BY seq LIMIT 1";
-	sqlite3_stmt *st = prepare_once(s, sql, &rc);
-	if (!st) {
-		err = store_from_sqlite(rc);
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, mark);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*found = true;
-		*seq = sqlite3_column_int64(st, 0);
-		*created_at = sqlite3_column_int64(st, 1);
-	} else if (rc == SQLITE_DONE) {
+	 * requests_due, whose order is not seq). From scratch through
+	 * requests_due (the unfinished jobs only) when the mark is unusable,
+	 * or when the forward read found nothing: the caller asks only when
+	 * the queue is not empty, so a job below the mark exists (a seq
+	 * reused after retention pruned the newest rows). */
+	bool forward = mark > 0 && mark <= newest + 1 && newest - mark <= scan_max;
+	err = first_pending(s, forward ? PENDING_FORWARD : PENDING_SCRATCH, mark, found, seq,
+	                    created_at);
+	if (err == STORE_OK && forward && !*found)
+		err = first_pending(s, PENDING_SCRATCH, mark, found, seq, created_at);
+	if (err == STORE_OK && !*found)
 		*seq = newest + 1;
-	} else {
-		err = fail(s, rc, "oldest pending");
-	}
-	sqlite3_finalize(st);
 	if (err == STORE_OK)
 		err = store_commit(s);
 out:

@@ -240,7 +240,8 @@ enum store_err store_redeliver_bulk(struct store *s, const struct redeliver_quer
 /* The oldest unfinished async job, read forward from mark (a seq at or
  * below it; 0 when unknown). When mark is 0 or more than scan_max rows
  * behind the newest row, it is found through the requests_due index
- * instead (O(queue depth)). *found false when nothing is unfinished; then
+ * instead (O(queue depth)), and so it is when the forward read finds
+ * nothing. *found false when nothing is unfinished; then
  * *seq is one past the newest row (a mark for the next call), else the
  * job's seq, with *created_at its acceptance time. One read transaction. */
 enum store_err store_oldest_pending(struct store *s, int64_t mark, int64_t scan_max, bool *found,

@@ -1552,6 +1552,7 @@ static void test_oldest_pending(void **state)
 	    {4, 100, true, 5, 1004},  /* a mark past it reads forward (redeliveries lower it) */
 	    {1, 2, true, 3, 1002},    /* too far behind: from scratch */
 	    {50, 100, true, 3, 1002}, /* past the newest row (a new database): from scratch */
+	    {7, 100, true, 3, 1002},  /* nothing forward of the mark: from scratch */
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		assert_int_equal(store_oldest_pending(s, cases[i].mark, cases[i].scan_max, &found,
