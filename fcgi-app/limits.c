@@ -2,8 +2,8 @@
  * limits: admission control of consuma-fcgi (see limits.h).
  *
  *  - Rate limit: lib/ratelimit's shared zone, one key per client address,
- *    every route but healthz and metrics counted against the same budget. The zone is
- *    an optimisation of nothing: when it cannot be used (lock timeout,
+ *    every route but healthz and metrics counted against the same budget.
+ *    The zone is an optimisation of nothing: when it cannot be used (lock timeout,
  *    broken zone) requests pass and a warning is logged at most once per
  *    second, so the limiter can never take the API down with it.
  *  - Client address: lib/ratelimit's right-most-untrusted rule over
