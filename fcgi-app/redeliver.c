@@ -11,10 +11,11 @@
  *
  * Pacing. The bulk route does not send anything itself: it re-opens the
  * jobs, due now in acceptance order (lib/store.c), and the deliverer's
- * bounds pace them as they pace any traffic: at most CONSUMA_MAX_PER_HOST
- * in flight per destination, at most twice that claimed per destination
- * (others are not starved), and an open circuit breaker holds a
- * destination's jobs until its cool-down ends. A replay therefore runs at
+ * bounds pace them as they pace any traffic, per origin: at most
+ * CONSUMA_MAX_PER_HOST in flight, of which a redelivered job (tried before,
+ * so "suspect" to deliverer/hosts.h) takes at most half; at most twice the
+ * bound claimed (other origins are not starved); and an open circuit
+ * breaker holds an origin's jobs until its cool-down ends. A replay runs at
  * the receiver's pace, never faster. It also cannot push the queue past
  * CONSUMA_MAX_QUEUE_SIZE: a run takes the oldest matching jobs that fit in
  * the room the queue has, says how many remain, and is simply called again

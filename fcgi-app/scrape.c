@@ -232,9 +232,9 @@ static void render_zone(struct buf *b, const struct metrics_snapshot *s)
 			    attempt_names[o], class_names[c],
 			    (unsigned long long)s->attempts[o][c]);
 	counter(b, "consuma_callback_breaker_opens_total",
-	        "Times a destination's circuit breaker opened.", s->counter[METRICS_BREAKER_OPENS]);
+	        "Times an origin's circuit breaker opened.", s->counter[METRICS_BREAKER_OPENS]);
 	gauge(b, "consuma_callback_breakers_open",
-	      "Destinations whose circuit breaker is open at the live deliverers.",
+	      "Origins whose circuit breaker is open at the live deliverers.",
 	      (double)s->open_breakers);
 	histogram(b, "consuma_callback_e2e_seconds",
 	          "From acceptance (202) to the delivered callback.", s, METRICS_H_E2E);

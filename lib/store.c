@@ -1155,10 +1155,11 @@ out:
  * counters and the update see exactly the same set.
  *
  * Pacing is the deliverer's: the jobs are due now in acceptance order and
- * it starts at most CONSUMA_MAX_PER_HOST at once per destination, holds at
- * most twice that in hand per destination (a replay to one host cannot
- * take the claims from the others) and stops at an open breaker; a replay
- * runs at the receiver's own pace, never faster. */
+ * it starts at most CONSUMA_MAX_PER_HOST at once per origin (a job tried
+ * before at most half of them), holds at most twice that in hand per origin
+ * (a replay to one origin cannot take the claims from the others) and stops
+ * at an open breaker; a replay runs at the receiver's own pace, never
+ * faster. */
 
 #define REDELIVER_MATCH                                                                            \
 	"mode = 'async' AND finished_at IS NOT NULL AND callback_status = :status "                \
