@@ -110,6 +110,17 @@ bool redeliver_parse_time(const char *s, int64_t *ms)
 	return true;
 }
 
+/* Both routes change state on a POST: like every POST they want a JSON
+ * Content-Type (a browser's cross-origin "simple request", a form or
+ * text/plain, must never trigger a replay). 415 and false otherwise. */
+static bool json_post(struct http_exchange *x)
+{
+	if (http_content_type_json(http_param(x, "CONTENT_TYPE")))
+		return true;
+	http_error(x, 415, "Content-Type: must be application/json (charset=utf-8 allowed)");
+	return false;
+}
+
 void redeliver_one(struct http_exchange *x, const char *tail)
 {
 	struct app *app = x->app;
@@ -122,6 +133,8 @@ void redeliver_one(struct http_exchange *x, const char *tail)
 		http_error(x, 404, "request_id: no such request");
 		return;
 	}
+	if (!json_post(x))
+		return;
 	memcpy(x->request_id, tail, IDS_UUID_LEN + 1);
 	err = store_redeliver_one(x->store, tail, ids_now_ms(), &outcome, &seq);
 	if (err == STORE_NOTFOUND) {
@@ -318,6 +331,8 @@ void redeliver_bulk(struct http_exchange *x, const char *tail)
 	json_object *j = NULL;
 
 	(void)tail;
+	if (!json_post(x))
+		return;
 	berr = http_read_body(x, cap, &body, &len);
 	if (berr != HTTP_BODY_OK) {
 		http_fail_body(x, berr, cap);

@@ -7,7 +7,8 @@
 #  - a delivered job redelivered calls back again with the same webhook-id
 #    (two callbacks, attempts 1 and 2, the same signature scheme);
 #  - 404 for an unknown or malformed id, 409 while a job is in progress and
-#    for a /sync record, 405 for GET, 422 for bad bulk bodies;
+#    for a /sync record, 405 for GET, 415 unless the Content-Type is JSON,
+#    422 for bad bulk bodies;
 #  - the bulk dry run counts exactly the failed jobs of the window (and of
 #    a callback_host); the bulk run delivers them all, never more than
 #    CONSUMA_MAX_PER_HOST at once (measured from the attempts' own times),
@@ -42,7 +43,7 @@ wait_status() { # ID STATUS
 	for _ in $(seq 300); do [ "$(status_of "$1")" = "$2" ] && return 0; sleep 0.1; done
 	return 1
 }
-redeliver() { http POST "$BASE/requests/$1/redeliver" -d ''; }
+redeliver() { http POST "$BASE/requests/$1/redeliver" -H 'Content-Type: application/json' -d ''; }
 bulk() { http POST "$BASE/requests/redeliver" -H 'Content-Type: application/json' -d "$1"; }
 now3339() { python3 -c 'import datetime; print(datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")'; }
 # callbacks LOG ID: "attempt webhook-id" per callback of job ID received in LOG
@@ -65,6 +66,10 @@ redeliver 01a2338b-7ecb-7034-a672-cf1767c61599
 assert_http "unknown id: 404" 404 '^request_id'
 redeliver not-a-uuid
 assert_http "malformed id: 404" 404
+http POST "$BASE/requests/01a2338b-7ecb-7034-a672-cf1767c61599/redeliver" -d ''
+assert_http "a form POST (a browser's simple request): 415" 415 '^Content-Type'
+http POST "$BASE/requests/redeliver" -H 'Content-Type: text/plain' -d '{"status":"failed"}'
+assert_http "bulk as text/plain: 415" 415 '^Content-Type'
 http GET "$BASE/requests/01a2338b-7ecb-7034-a672-cf1767c61599/redeliver"
 assert_http "GET on the redeliver route: 405" 405
 assert_eq "405 says POST" POST "$(header_get Allow)"
