@@ -1150,7 +1150,9 @@ out:
  * re-enters requests_due, where the deliverer claims it like any due job),
  * due now, and the counters the requests_enqueued trigger keeps for a new
  * job are counted up here, since no trigger fires when finished_at goes
- * back to NULL (requests_finished counts them down again when it ends).
+ * back to NULL (requests_finished counts them down again when it ends):
+ * queue_depth, client_pending, and host_pending once under each of the
+ * job's pending_keys (or its callback_host, for rows older than them).
  * The jobs to re-open are first gathered into a temporary table, so the
  * counters and the update see exactly the same set.
  *
@@ -1169,9 +1171,11 @@ out:
 static const char *const redeliver_apply_sql[] = {
     "UPDATE counters SET value = value + (SELECT count(*) FROM temp.redeliver_set) "
     "WHERE name = 'queue_depth'",
-    "INSERT INTO host_pending (host, n) SELECT coalesce(r.callback_host, ''), count(*) "
-    "FROM temp.redeliver_set x JOIN requests r ON r.seq = x.seq WHERE true GROUP BY 1 "
-    "ON CONFLICT (host) DO UPDATE SET n = n + excluded.n",
+    /* once per key of each job, as requests_enqueued (sql/005_pending_keys.sql) */
+    "INSERT INTO host_pending (host, n) SELECT k.value, count(*) "
+    "FROM temp.redeliver_set x JOIN requests r ON r.seq = x.seq, "
+    "json_each(coalesce(r.pending_keys, json_array(coalesce(r.callback_host, '')))) k "
+    "WHERE true GROUP BY k.value ON CONFLICT (host) DO UPDATE SET n = n + excluded.n",
     "INSERT INTO client_pending (client, n) SELECT coalesce(r.client_addr, ''), count(*) "
     "FROM temp.redeliver_set x JOIN requests r ON r.seq = x.seq WHERE true GROUP BY 1 "
     "ON CONFLICT (client) DO UPDATE SET n = n + excluded.n",

@@ -1428,6 +1428,26 @@ static void test_redeliver_one(void **state)
 	assert_int_equal(store_redeliver_one(s, rec.id, 1, &out, &seq), STORE_OK);
 	assert_int_equal(out, STORE_REDELIVER_NOTJOB);
 	assert_int_equal(depth_of(s), 0);
+	/* a job counted under several keys is counted under each again, and
+	 * its finish takes each off (a repeated key twice) */
+	struct job_insert k = job_template(NULL);
+	char kid[IDS_UUID_LEN + 1];
+	k.pending_keys = "[\"example.com\",\"192.0.2.7/32\",\"192.0.2.7/32\"]";
+	assert_int_equal(insert_new(s, &k, &r, kid), STORE_OK);
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='192.0.2.7/32'"), 2);
+	snprintf(sql, sizeof sql,
+	         "UPDATE requests SET finished_at = 1, callback_status = 'failed' "
+	         "WHERE id = '%s'",
+	         kid);
+	exec_ok(s, sql);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
+	assert_int_equal(store_redeliver_one(s, kid, 5, &out, &seq), STORE_OK);
+	assert_int_equal(out, STORE_REDELIVERED);
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='192.0.2.7/32'"), 2);
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='example.com'"), 1);
+	exec_ok(s, sql);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
+	assert_int_equal(depth_of(s), 0);
 	store_close(s);
 }
 
