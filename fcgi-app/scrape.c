@@ -100,7 +100,7 @@ void scrape_count_answer(struct http_exchange *x, bool admitted, bool overloaded
 		                              : METRICS_REFUSED_RATE_LIMIT);
 	else if (x->status == 413)
 		metrics_refused(m, METRICS_REFUSED_BODY_TOO_LARGE);
-	else if (x->status == 422)
+	else if (x->status == 422 || x->status == 415)
 		metrics_refused(m, METRICS_REFUSED_BAD_REQUEST);
 	else if (x->status == 400)
 		metrics_refused(m, x->route != NULL && strcmp(x->route, "async") == 0

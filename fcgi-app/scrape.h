@@ -19,7 +19,7 @@ void scrape_handle(struct http_exchange *x, const char *tail);
 void scrape_count_refusal(struct app *app, enum job_refusal why);
 
 /* Counts what the answer to x says about the service, once per request,
- * after the handler: refusals by reason (413, 422, 400) and every POST
+ * after the handler: refusals by reason (413, 415, 422, 400) and every POST
  * /sync by outcome with its duration. admitted false: the router's
  * admission refused it (verdict in overloaded). */
 void scrape_count_answer(struct http_exchange *x, bool admitted, bool overloaded);

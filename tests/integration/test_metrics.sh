@@ -128,7 +128,8 @@ job() { # URL
 J=(-H 'Content-Type: application/json')
 as 198.51.100.1 POST /sync "${J[@]}" -d '{"input_data":1}'
 assert_eq "422 for a bad body" 422 "$HTTP_CODE"
-as 198.51.100.1 POST /sync "${J[@]}" -d '{}'
+as 198.51.100.1 POST /sync -H 'Content-Type: text/plain' -d '{}'
+assert_eq "415 for a body that is not JSON" 415 "$HTTP_CODE"
 as 198.51.100.1 POST /sync "${J[@]}" -d "{\"input_data\":\"$(head -c 2000 /dev/zero | tr '\0' a)\"}"
 assert_eq "413 for a body over the cap" 413 "$HTTP_CODE"
 as 198.51.100.1 POST /async "${J[@]}" -d "$(job ftp://127.0.0.1/x)"
@@ -155,7 +156,7 @@ for pair in rate_limit=2 bad_request=2 body_too_large=1 callback_url=1 client_sh
 		"$(value "$T/refusals.prom" "consuma_requests_refused_total{reason=\"${pair%=*}\"}")"
 done
 assert_eq "accepted 2" 2 "$(value "$T/refusals.prom" consuma_jobs_accepted_total)"
-assert_eq "/sync: 3 invalid (422, 422, 413)" 3 "$(value "$T/refusals.prom" 'consuma_sync_requests_total{outcome="invalid"}')"
+assert_eq "/sync: 3 invalid (422, 415, 413)" 3 "$(value "$T/refusals.prom" 'consuma_sync_requests_total{outcome="invalid"}')"
 assert_eq "queue depth 2" 2 "$(value "$T/refusals.prom" consuma_queue_depth)"
 assert_eq "no deliverer ever beat: no heartbeat age" absent \
 	"$(value "$T/refusals.prom" consuma_deliverer_heartbeat_age_seconds)"
