@@ -3,7 +3,8 @@
  * input is split at NUL bytes into at most 32 arguments after argv[0].
  *
  * Invariants: OPTS_OK leaves every value inside its documented bound (the
- * OPTS_MAX_* of opts.h) and a server URL; OPTS_USAGE writes a message.
+ * OPTS_MAX_* and OPTS_MIN_* of opts.h, the mode one of the four, the mix
+ * strictly between 0 and 1) and a server URL; OPTS_USAGE writes a message.
  */
 #include <string.h>
 
@@ -38,7 +39,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(o.num_requests <= OPTS_MAX_REQUESTS);
 		FUZZ_CHECK(o.concurrency >= 1 && o.concurrency <= OPTS_MAX_CONCURRENCY);
 		FUZZ_CHECK(o.threads >= 1 && o.threads <= OPTS_MAX_THREADS);
-		FUZZ_CHECK(o.mode == OPTS_SYNC || o.mode == OPTS_ASYNC || o.mode == OPTS_BOTH);
+		FUZZ_CHECK(o.mode == OPTS_SYNC || o.mode == OPTS_ASYNC || o.mode == OPTS_BOTH ||
+		           o.mode == OPTS_MIXED);
+		FUZZ_CHECK(o.mix > 0.0 && o.mix < 1.0);
+		FUZZ_CHECK(o.interval_s >= OPTS_MIN_INTERVAL && o.interval_s <= OPTS_MAX_INTERVAL);
 		FUZZ_CHECK(o.iterations >= 1 && o.iterations <= OPTS_MAX_ITERATIONS);
 		FUZZ_CHECK(o.callback_port >= 0 && o.callback_port <= 65535);
 		FUZZ_CHECK(o.rate >= 0 && o.rate <= OPTS_MAX_RATE);
