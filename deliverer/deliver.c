@@ -330,13 +330,15 @@ static bool build_headers(struct deliver *d, struct djob *j)
 	snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
 	ok = ok && add_header(&j->headers, line);
 	if (ok && d->key) {
+		/* one v1, signature per CONSUMA_CALLBACK_SECRET entry (rotation) */
 		char sig[SIGN_HEADER_MAX];
+		char sig_line[sizeof "webhook-signature: " + SIGN_HEADER_MAX];
 		enum sign_err e =
 		    sign_webhook(d->key, j->q.id, ts, j->body.data, j->body.len, sig, sizeof sig);
 		if (e != SIGN_OK)
 			return false;
-		snprintf(line, sizeof line, "webhook-signature: %s", sig);
-		ok = add_header(&j->headers, line);
+		snprintf(sig_line, sizeof sig_line, "webhook-signature: %s", sig);
+		ok = add_header(&j->headers, sig_line);
 	}
 	return ok;
 }

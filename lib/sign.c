@@ -5,7 +5,8 @@
  * multiple of 4, the standard alphabet, '=' only as the last one or two
  * characters); EVP_DecodeBlock alone would skip whitespace and count the
  * padding as key bytes. The HMAC is streamed over id, '.', timestamp, '.',
- * body with OpenSSL 3's EVP_MAC, so the body is never copied.
+ * body with OpenSSL 3's EVP_MAC, so the body is never copied; once per
+ * secret of a rotation list.
  */
 #include "sign.h"
 
@@ -21,10 +22,15 @@
 
 #define KEY_MAX 64
 
-struct sign_key {
-	EVP_MAC *mac;
+struct secret {
 	size_t len;
 	unsigned char key[KEY_MAX];
+};
+
+struct sign_key {
+	EVP_MAC *mac;
+	size_t n;
+	struct secret s[SIGN_KEYS_MAX];
 };
 
 const char *sign_strerror(enum sign_err err)
@@ -33,7 +39,8 @@ const char *sign_strerror(enum sign_err err)
 	case SIGN_OK:
 		return "ok";
 	case SIGN_BAD_SECRET:
-		return "secret must be \"whsec_\" followed by the base64 of 1..64 bytes";
+		return "secret must be \"whsec_\" followed by the base64 of 1..64 bytes (up to 8, "
+		       "space-separated)";
 	case SIGN_NOMEM:
 		return "out of memory";
 	case SIGN_CRYPTO:
@@ -79,10 +86,10 @@ static int b64_decode_strict(const char *s, unsigned char *out)
 struct sign_key *sign_key_new(const char *secret, enum sign_err *err)
 {
 	struct sign_key *k;
-	int n;
+	char one[6 + (KEY_MAX + 2) / 3 * 4 + 1];
 
 	*err = SIGN_OK;
-	if (secret == NULL || strncmp(secret, "whsec_", 6) != 0) {
+	if (secret == NULL) {
 		*err = SIGN_BAD_SECRET;
 		return NULL;
 	}
@@ -91,19 +98,38 @@ struct sign_key *sign_key_new(const char *secret, enum sign_err *err)
 		*err = SIGN_NOMEM;
 		return NULL;
 	}
-	n = b64_decode_strict(secret + 6, k->key);
-	if (n < 0) {
-		*err = SIGN_BAD_SECRET;
-		goto fail;
+	/* secrets separated by single spaces: no empty one, nothing around them */
+	for (;;) {
+		size_t len = strcspn(secret, " ");
+		int n;
+
+		if (k->n == SIGN_KEYS_MAX || len < 6 || len >= sizeof(one) ||
+		    strncmp(secret, "whsec_", 6) != 0) {
+			*err = SIGN_BAD_SECRET;
+			goto fail;
+		}
+		memcpy(one, secret + 6, len - 6);
+		one[len - 6] = '\0';
+		n = b64_decode_strict(one, k->s[k->n].key);
+		if (n < 0) {
+			*err = SIGN_BAD_SECRET;
+			goto fail;
+		}
+		k->s[k->n++].len = (size_t)n;
+		secret += len;
+		if (*secret == '\0')
+			break;
+		secret++;
 	}
-	k->len = (size_t)n;
 	k->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 	if (k->mac == NULL) {
 		*err = SIGN_CRYPTO;
 		goto fail;
 	}
+	OPENSSL_cleanse(one, sizeof(one));
 	return k;
 fail:
+	OPENSSL_cleanse(one, sizeof(one));
 	sign_key_free(k);
 	return NULL;
 }
@@ -113,51 +139,74 @@ void sign_key_free(struct sign_key *k)
 	if (k == NULL)
 		return;
 	EVP_MAC_free(k->mac);
-	OPENSSL_cleanse(k->key, sizeof(k->key));
+	OPENSSL_cleanse(k->s, sizeof(k->s));
 	cz_free(k);
 }
 
-enum sign_err sign_webhook(const struct sign_key *k, const char *msg_id, int64_t timestamp,
-                           const char *body, size_t body_len, char *out, size_t outlen)
+size_t sign_key_count(const struct sign_key *k)
+{
+	return k != NULL ? k->n : 0;
+}
+
+/* Writes "v1,<base64>" (SIGN_ONE_LEN bytes, no NUL) for one secret. */
+static enum sign_err sign_one(const struct sign_key *k, const struct secret *sec,
+                              const char *msg_id, const char *ts, size_t tslen, const char *body,
+                              size_t body_len, char *out)
 {
 	EVP_MAC_CTX *ctx = NULL;
 	OSSL_PARAM params[2];
 	unsigned char mac[EVP_MAX_MD_SIZE];
+	char b64[4 * 32 / 3 + 4 + 1];
 	size_t maclen = 0;
-	char ts[24];
-	int tslen, b64len;
+	int b64len;
 	enum sign_err rc = SIGN_CRYPTO;
 
-	if (outlen > 0)
-		out[0] = '\0';
-	/* "v1," + base64 of 32 bytes (44) + NUL */
-	if (outlen < 3 + 44 + 1)
-		return SIGN_CRYPTO;
-	tslen = snprintf(ts, sizeof(ts), "%" PRId64, timestamp);
 	ctx = EVP_MAC_CTX_new(k->mac);
 	if (ctx == NULL)
 		return SIGN_NOMEM;
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
 	params[1] = OSSL_PARAM_construct_end();
-	if (EVP_MAC_init(ctx, k->key, k->len, params) != 1)
+	if (EVP_MAC_init(ctx, sec->key, sec->len, params) != 1)
 		goto out;
 	if (EVP_MAC_update(ctx, (const unsigned char *)msg_id, strlen(msg_id)) != 1 ||
 	    EVP_MAC_update(ctx, (const unsigned char *)".", 1) != 1 ||
-	    EVP_MAC_update(ctx, (const unsigned char *)ts, (size_t)tslen) != 1 ||
+	    EVP_MAC_update(ctx, (const unsigned char *)ts, tslen) != 1 ||
 	    EVP_MAC_update(ctx, (const unsigned char *)".", 1) != 1 ||
 	    (body_len > 0 && EVP_MAC_update(ctx, (const unsigned char *)body, body_len) != 1))
 		goto out;
 	if (EVP_MAC_final(ctx, mac, &maclen, sizeof(mac)) != 1 || maclen != 32)
 		goto out;
-	memcpy(out, "v1,", 3);
-	b64len = EVP_EncodeBlock((unsigned char *)out + 3, mac, (int)maclen);
+	b64len = EVP_EncodeBlock((unsigned char *)b64, mac, (int)maclen);
 	if (b64len != 44)
 		goto out;
-	out[3 + b64len] = '\0';
+	memcpy(out, "v1,", 3);
+	memcpy(out + 3, b64, 44);
 	rc = SIGN_OK;
 out:
-	if (rc != SIGN_OK)
-		out[0] = '\0';
 	EVP_MAC_CTX_free(ctx);
+	return rc;
+}
+
+enum sign_err sign_webhook(const struct sign_key *k, const char *msg_id, int64_t timestamp,
+                           const char *body, size_t body_len, char *out, size_t outlen)
+{
+	char ts[24];
+	int tslen;
+	size_t i, pos = 0;
+	enum sign_err rc = SIGN_OK;
+
+	if (outlen > 0)
+		out[0] = '\0';
+	/* every signature, the spaces between them and the NUL */
+	if (k->n == 0 || outlen < k->n * (SIGN_ONE_LEN + 1))
+		return SIGN_CRYPTO;
+	tslen = snprintf(ts, sizeof(ts), "%" PRId64, timestamp);
+	for (i = 0; i < k->n && rc == SIGN_OK; i++) {
+		if (i > 0)
+			out[pos++] = ' ';
+		rc = sign_one(k, &k->s[i], msg_id, ts, (size_t)tslen, body, body_len, out + pos);
+		pos += SIGN_ONE_LEN;
+	}
+	out[rc == SIGN_OK ? pos : 0] = '\0';
 	return rc;
 }

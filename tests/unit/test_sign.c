@@ -41,6 +41,17 @@ static const struct vector vectors[] = {
      "v1,24PAi31nFLfxCjmWGKqS7klYz0EyO0dqNMkUV5Ljm3Q="},
     /* a NUL inside the body and a negative timestamp: key 00 01 02 */
     {"whsec_AAEC", "msg", -1, BODY("a\0b"), "v1,VYV5B9N5iFCSlRWvXGDkXkJwtv3/hJSr6Q7wnjtGyCU="},
+    /* rotation: two secrets, one signature each, in the order given. The
+     * second: python3 hmac.new(b"A", b"msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330."
+     * b'{"test": 2432232314}', sha256), base64 */
+    {"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_QQ==", "msg_p5jXN8AQM9LWM0D4loKWxJek",
+     1614265330, BODY("{\"test\": 2432232314}"),
+     "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= "
+     "v1,VAux9uNSj6zbc0s5zoiFavs+2tHiHFyWWuBCCWPNN1Y="},
+    {"whsec_QQ== whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek",
+     1614265330, BODY("{\"test\": 2432232314}"),
+     "v1,VAux9uNSj6zbc0s5zoiFavs+2tHiHFyWWuBCCWPNN1Y= "
+     "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="},
 };
 
 static void test_vectors(void **state)
@@ -119,6 +130,18 @@ static const struct secret_case secrets[] = {
     {"whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+"
      "P0A=",
      SIGN_BAD_SECRET},
+    /* rotation lists: single spaces between secrets, 1..8 of them */
+    {"whsec_QQ== whsec_QUI=", SIGN_OK},
+    {"whsec_QQ== whsec_QQ== whsec_QQ== whsec_QQ== whsec_QQ== whsec_QQ== whsec_QQ== whsec_QQ==",
+     SIGN_OK},
+    {"whsec_QQ== whsec_QQ== whsec_QQ== whsec_QQ== whsec_QQ== whsec_QQ== whsec_QQ== whsec_QQ== "
+     "whsec_QQ==",
+     SIGN_BAD_SECRET},                           /* nine */
+    {"whsec_QQ==  whsec_QUI=", SIGN_BAD_SECRET}, /* two spaces */
+    {"whsec_QQ== ", SIGN_BAD_SECRET},            /* trailing space */
+    {"whsec_QQ== QUI=", SIGN_BAD_SECRET},        /* second without prefix */
+    {"whsec_QQ== whsec_QQ", SIGN_BAD_SECRET},    /* second unpadded */
+    {"whsec_QQ==\twhsec_QUI=", SIGN_BAD_SECRET}, /* tab */
 };
 
 static void test_secrets(void **state)
