@@ -134,6 +134,15 @@ enum stmt_id {
 	ST_LIST_SYNC_STATUS,
 	ST_LIST_ASYNC,
 	ST_LIST_ASYNC_STATUS,
+	/* the eight above in the same order, for one owner (ST_LIST_OWNED) */
+	ST_OWN_ALL,
+	ST_OWN_MODE,
+	ST_OWN_STATUS,
+	ST_OWN_MODE_STATUS,
+	ST_OWN_SYNC,
+	ST_OWN_SYNC_STATUS,
+	ST_OWN_ASYNC,
+	ST_OWN_ASYNC_STATUS,
 	ST_HEARTBEATS,
 	ST__COUNT
 };
@@ -145,6 +154,9 @@ enum stmt_id {
  * the partial index requests_async (a bound parameter cannot imply it). */
 #define LIST_ORDER   " ORDER BY seq DESC LIMIT :limit OFFSET :offset"
 #define STATUS_MATCH "(status = :status OR callback_status = :status)"
+/* An owner's list walks requests_owner (sql/006_owner.sql). */
+#define OWNED         LIST_COLUMNS "WHERE owner = :owner"
+#define ST_LIST_OWNED (ST_OWN_ALL - ST_LIST_ALL)
 
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -153,8 +165,8 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_INSERT_SYNC] = "INSERT INTO requests (id, mode, status, input_data, iterations, "
                        "result, duration_ms, created_at, started_at, completed_at, "
-                       "finished_at, client_addr) VALUES (?1, 'sync', 'completed', ?2, ?3, "
-                       "?4, ?5, ?6, ?6, ?7, ?7, ?8)",
+                       "finished_at, client_addr, owner) VALUES (?1, 'sync', 'completed', ?2, "
+                       "?3, ?4, ?5, ?6, ?6, ?7, ?7, ?8, ?9)",
     [ST_IDEM_FIND] = "SELECT seq, id, status, body_hash, created_at FROM requests "
                      "WHERE client_addr IS ?1 AND idempotency_key = ?2",
     [ST_IDEM_FORGET] = "UPDATE requests SET idempotency_key = NULL WHERE seq = ?1",
@@ -165,13 +177,13 @@ static const char *const stmt_sql[ST__COUNT] = {
                         "value FROM json_each(coalesce(?1, json_array(coalesce(?2, '')))))",
     [ST_INSERT_JOB] = "INSERT INTO requests (id, mode, status, callback_status, "
                       "input_data, iterations, callback_url, callback_host, client_addr, "
-                      "idempotency_key, body_hash, created_at, next_attempt_at, pending_keys) "
-                      "VALUES (?1, 'async', 'queued', 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                      "?9, ?9, ?10)",
+                      "idempotency_key, body_hash, created_at, next_attempt_at, pending_keys, "
+                      "owner) VALUES (?1, 'async', 'queued', 'pending', ?2, ?3, ?4, ?5, ?6, ?7, "
+                      "?8, ?9, ?9, ?10, ?11)",
     [ST_GET] = "SELECT seq, id, mode, status, callback_status, iterations, result, "
                "duration_ms, input_data, callback_url, created_at, started_at, "
                "completed_at, finished_at, attempts, next_attempt_at, last_error "
-               "FROM requests WHERE id = ?1",
+               "FROM requests WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
     [ST_ATTEMPTS] = "SELECT number, state, started_at, duration_ms, http_status, "
                     "error_class, error_message, next_attempt_at FROM attempts "
                     "WHERE request_seq = ?1 ORDER BY number",
@@ -183,6 +195,14 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_LIST_SYNC_STATUS] = LIST_COLUMNS "WHERE mode = 'sync' AND " STATUS_MATCH LIST_ORDER,
     [ST_LIST_ASYNC] = LIST_COLUMNS "WHERE mode = 'async'" LIST_ORDER,
     [ST_LIST_ASYNC_STATUS] = LIST_COLUMNS "WHERE mode = 'async' AND " STATUS_MATCH LIST_ORDER,
+    [ST_OWN_ALL] = OWNED LIST_ORDER,
+    [ST_OWN_MODE] = OWNED " AND mode = :mode" LIST_ORDER,
+    [ST_OWN_STATUS] = OWNED " AND " STATUS_MATCH LIST_ORDER,
+    [ST_OWN_MODE_STATUS] = OWNED " AND mode = :mode AND " STATUS_MATCH LIST_ORDER,
+    [ST_OWN_SYNC] = OWNED " AND mode = 'sync'" LIST_ORDER,
+    [ST_OWN_SYNC_STATUS] = OWNED " AND mode = 'sync' AND " STATUS_MATCH LIST_ORDER,
+    [ST_OWN_ASYNC] = OWNED " AND mode = 'async'" LIST_ORDER,
+    [ST_OWN_ASYNC_STATUS] = OWNED " AND mode = 'async' AND " STATUS_MATCH LIST_ORDER,
     [ST_HEARTBEATS] = "SELECT owner, pid, started_at, beat_at, busy_workers, workers, "
                       "inflight FROM heartbeats ORDER BY beat_at DESC",
 };
@@ -632,6 +652,7 @@ enum store_err store_sync_record_in_tx(struct store *s, const struct sync_record
 	sqlite3_bind_int64(st, 6, r->created_at);
 	sqlite3_bind_int64(st, 7, r->completed_at);
 	bind_text(st, 8, r->client_addr);
+	bind_text(st, 9, r->owner);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
 		err = fail(s, rc, "insert sync record");
@@ -807,6 +828,7 @@ static enum store_err insert_job_row(struct store *s, const struct job_insert *j
 	bind_text(st, 8, job->body_hash);
 	sqlite3_bind_int64(st, 9, job->created_at);
 	bind_text(st, 10, job->pending_keys);
+	bind_text(st, 11, job->owner);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
 		err = fail(s, rc, "insert job");
@@ -993,6 +1015,12 @@ static enum store_err record_json(sqlite3_stmt *st, json_object *o, bool *async)
 
 enum store_err store_get_request(struct store *s, const char *id, json_object **out)
 {
+	return store_get_request_owned(s, id, NULL, out);
+}
+
+enum store_err store_get_request_owned(struct store *s, const char *id, const char *owner,
+                                       json_object **out)
+{
 	int rc;
 	bool async = false;
 	int64_t seq = 0;
@@ -1008,6 +1036,7 @@ enum store_err store_get_request(struct store *s, const char *id, json_object **
 		goto out;
 	}
 	bind_text(st, 1, id);
+	bind_text(st, 2, owner);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		o = json_object_new_object();
@@ -1041,7 +1070,7 @@ out:
 	return err;
 }
 
-static enum stmt_id list_stmt(const struct list_query *q)
+static enum stmt_id list_stmt_all(const struct list_query *q)
 {
 	if (!q->mode)
 		return q->status ? ST_LIST_STATUS : ST_LIST_ALL;
@@ -1050,6 +1079,12 @@ static enum stmt_id list_stmt(const struct list_query *q)
 	if (strcmp(q->mode, "sync") == 0)
 		return q->status ? ST_LIST_SYNC_STATUS : ST_LIST_SYNC;
 	return q->status ? ST_LIST_MODE_STATUS : ST_LIST_MODE;
+}
+
+static enum stmt_id list_stmt(const struct list_query *q)
+{
+	enum stmt_id id = list_stmt_all(q);
+	return q->owner ? (enum stmt_id)(id + ST_LIST_OWNED) : id;
 }
 
 enum store_err store_list_requests(struct store *s, const struct list_query *q, json_object **out)
@@ -1071,6 +1106,7 @@ enum store_err store_list_requests(struct store *s, const struct list_query *q, 
 	}
 	bind_named_text(st, ":mode", q->mode);
 	bind_named_text(st, ":status", q->status);
+	bind_named_text(st, ":owner", q->owner);
 	bind_named_int(st, ":limit", limit);
 	bind_named_int(st, ":offset", offset);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

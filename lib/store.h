@@ -83,6 +83,7 @@ struct sync_record {
 	int64_t created_at; /* epoch ms */
 	int64_t completed_at;
 	const char *client_addr;
+	const char *owner; /* the API key's client name; NULL when the service runs open */
 };
 /* Records a finished /sync request. Without a committer: inserted now, in
  * the caller's transaction when one is open, else in its own. With one:
@@ -112,6 +113,7 @@ struct job_insert {
 	int64_t max_queue_size;
 	int64_t max_client_pending; /* the client's share of the queue */
 	int64_t max_host_pending;   /* unfinished jobs per callback host */
+	const char *owner;          /* the API key's client name; NULL when open */
 };
 
 enum job_refusal {
@@ -173,12 +175,18 @@ void store_use_committer(struct store *s, struct store_committer *c);
  * "delivery_trace": one object per attempt. *out is a new json_object the
  * caller puts. STORE_NOTFOUND for an unknown id. */
 enum store_err store_get_request(struct store *s, const char *id, json_object **out);
+/* store_get_request seen by owner: a record of another owner (or of none)
+ * is STORE_NOTFOUND, by the same one-row lookup as an unknown id. NULL
+ * owner sees every record (an admin key, or the service running open). */
+enum store_err store_get_request_owned(struct store *s, const char *id, const char *owner,
+                                       json_object **out);
 
 struct list_query {
 	const char *mode;   /* "sync", "async" or NULL */
 	const char *status; /* a status or NULL */
 	int64_t limit;      /* 1..200 */
 	int64_t offset;     /* >= 0 */
+	const char *owner;  /* only this owner's records; NULL: everyone's */
 };
 /* A json array of {"id","mode","status","callback_status","duration_ms",
  * "created_at"}, newest first. "status" is the work status and

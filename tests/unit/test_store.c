@@ -4,8 +4,9 @@
  * schema refused), four processes inserting 5,000 durable jobs each with no
  * SQLITE_BUSY surfacing, a lock held elsewhere waited out, idempotency
  * (replay, conflict, expiry), intake bounds and their counters, the WAL
- * sync that makes a job insert durable (watched through a VFS shim), and the
- * JSON of get, list and health; files created owner-only, and a second
+ * sync that makes a job insert durable (watched through a VFS shim), the
+ * JSON of get, list and health, ownership (get and list scoped to an
+ * owner, through its index); files created owner-only, and a second
  * connection in one process that leaves the first one's locks alone.
  */
 #include <setjmp.h>
@@ -353,7 +354,7 @@ static void test_busy_waits(void **state)
 	assert_true(locked);
 
 	/* Readers do not wait for the writer (WAL). */
-	struct list_query q = {NULL, NULL, 10, 0};
+	struct list_query q = {NULL, NULL, 10, 0, NULL};
 	json_object *list = NULL;
 	struct store_health h;
 	assert_int_equal(store_list_requests(s, &q, &list), STORE_OK);
@@ -876,7 +877,7 @@ static void test_counters(void **state)
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
 	/* Sync records never count. */
 	struct sync_record rec = {
-	    "0190a0a0-0000-7000-8000-000000000001", "x", 1, "ab", 1.5, 5, 6, "192.0.2.1"};
+	    "0190a0a0-0000-7000-8000-000000000001", "x", 1, "ab", 1.5, 5, 6, "192.0.2.1", NULL};
 	assert_int_equal(store_insert_sync(s, &rec), STORE_OK);
 	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name='queue_depth'"), 0);
 	/* A duplicate id is an error, not a crash, and the message says why. */
@@ -1051,8 +1052,8 @@ static struct store *populated(void)
 	char path[320];
 	fresh_path(path, sizeof path);
 	struct store *s = open_ok(path);
-	struct sync_record rec = {SYNC_ID,       "abc",         3,          "deadbeef", 2.5,
-	                          1700000000000, 1700000000002, "192.0.2.1"};
+	struct sync_record rec = {SYNC_ID,       "abc",         3,           "deadbeef", 2.5,
+	                          1700000000000, 1700000000002, "192.0.2.1", NULL};
 	assert_int_equal(store_insert_sync(s, &rec), STORE_OK);
 	struct job_insert j = job_template(ASYNC_ID);
 	struct job_result r;
@@ -1175,8 +1176,8 @@ static void test_list_requests(void **state)
 			exec_ok(s, sql);
 		} else {
 			struct sync_record rec = {
-			    id,         "x", 1, "00", 1.0, rows[i].created, rows[i].created + 1,
-			    "192.0.2.1"};
+			    id,          "x", 1, "00", 1.0, rows[i].created, rows[i].created + 1,
+			    "192.0.2.1", NULL};
 			assert_int_equal(store_insert_sync(s, &rec), STORE_OK);
 		}
 	}
@@ -1202,7 +1203,7 @@ static void test_list_requests(void **state)
 	};
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
 		const struct list_case *lc = &cases[c];
-		struct list_query q = {lc->mode, lc->status, lc->limit, lc->offset};
+		struct list_query q = {lc->mode, lc->status, lc->limit, lc->offset, NULL};
 		json_object *list = NULL;
 		char got[16] = "";
 		assert_int_equal(store_list_requests(s, &q, &list), STORE_OK);
@@ -1242,7 +1243,7 @@ static void test_list_acceptance_order(void **state)
 	fresh_path(path, sizeof path);
 	struct store *s = open_ok(path);
 	struct sync_record rec = {
-	    "0190a0a0-0000-7000-8000-00000000000a", "x", 1, "00", 1.0, 500, 501, "192.0.2.1"};
+	    "0190a0a0-0000-7000-8000-00000000000a", "x", 1, "00", 1.0, 500, 501, "192.0.2.1", NULL};
 	assert_int_equal(store_insert_sync(s, &rec), STORE_OK);
 	struct job_insert j = job_template("0190a0a0-0000-7000-8000-00000000000b");
 	struct job_result r;
@@ -1253,7 +1254,7 @@ static void test_list_acceptance_order(void **state)
 		const char *want;
 	} cases[] = {{NULL, "ba"}, {"async", "b"}, {"sync", "a"}};
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-		struct list_query q = {cases[c].mode, NULL, 50, 0};
+		struct list_query q = {cases[c].mode, NULL, 50, 0, NULL};
 		json_object *list = NULL;
 		char got[8] = "";
 		assert_int_equal(store_list_requests(s, &q, &list), STORE_OK);
@@ -1271,7 +1272,117 @@ static void test_list_acceptance_order(void **state)
 	           "WHERE type = 'index' AND tbl_name = 'requests' ORDER BY name)",
 	           names, sizeof names);
 	assert_string_equal(names, "requests_async,requests_due,requests_idempotency,"
-	                           "requests_lease_owner,sqlite_autoindex_requests_1");
+	                           "requests_lease_owner,requests_owner,"
+	                           "sqlite_autoindex_requests_1");
+	store_close(s);
+}
+
+/* ---- ownership -------------------------------------------------------------- */
+
+/* The ids a list returns, as their last characters, newest first. */
+static void list_tail(struct store *s, const struct list_query *q, char *got, size_t n)
+{
+	json_object *list = NULL;
+	size_t i;
+
+	assert_int_equal(store_list_requests(s, q, &list), STORE_OK);
+	for (i = 0; i < json_object_array_length(list) && i + 1 < n; i++) {
+		const char *id = json_object_get_string(
+		    json_object_object_get(json_object_array_get_idx(list, i), "id"));
+		got[i] = id[strlen(id) - 1];
+	}
+	got[i] = '\0';
+	json_object_put(list);
+}
+
+static void test_owner(void **state)
+{
+	(void)state;
+	char path[512];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	/* rows 1..6: sync alice, async alice, sync bob, async bob, sync open, async open */
+	static const struct {
+		const char *owner;
+		bool async;
+	} rows[] = {{"alice", false}, {"alice", true}, {"bob", false},
+	            {"bob", true},    {NULL, false},   {NULL, true}};
+	char ids[6][IDS_UUID_LEN + 1];
+	for (size_t i = 0; i < 6; i++) {
+		snprintf(ids[i], sizeof ids[i], "0190a0a0-0000-7000-8000-00000000000%zu", i + 1);
+		if (rows[i].async) {
+			struct job_insert j = job_template(ids[i]);
+			struct job_result r;
+			j.owner = rows[i].owner;
+			assert_int_equal(store_insert_job(s, &j, &r), STORE_OK);
+		} else {
+			struct sync_record rec = {ids[i], "x", 1,           "00",         1.0,
+			                          500,    501, "192.0.2.1", rows[i].owner};
+			assert_int_equal(store_insert_sync(s, &rec), STORE_OK);
+		}
+	}
+	/* get: own and admin (NULL) found; another owner's and an unowned record
+	 * answer exactly as an unknown id */
+	static const struct {
+		size_t row;
+		const char *owner;
+		enum store_err want;
+	} gets[] = {
+	    {0, "alice", STORE_OK},       {1, "alice", STORE_OK},
+	    {2, "alice", STORE_NOTFOUND}, {3, "alice", STORE_NOTFOUND},
+	    {4, "alice", STORE_NOTFOUND}, {5, "alice", STORE_NOTFOUND},
+	    {2, "bob", STORE_OK},         {1, "bob", STORE_NOTFOUND},
+	    {0, NULL, STORE_OK},          {3, NULL, STORE_OK},
+	    {4, NULL, STORE_OK},          {1, "alicE", STORE_NOTFOUND},
+	    {1, "", STORE_NOTFOUND},
+	};
+	for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) {
+		json_object *o = NULL;
+		enum store_err err =
+		    store_get_request_owned(s, ids[gets[i].row], gets[i].owner, &o);
+		if (err != gets[i].want)
+			fail_msg("get %zu as %s: %s", i, gets[i].owner ? gets[i].owner : "(all)",
+			         store_strerror(err));
+		assert_true((o != NULL) == (gets[i].want == STORE_OK));
+		json_object_put(o);
+	}
+	json_object *o = NULL;
+	assert_int_equal(
+	    store_get_request_owned(s, "0190a0a0-0000-7000-8000-0000000000ff", "alice", &o),
+	    STORE_NOTFOUND);
+	assert_null(o);
+	/* list: every mode x status statement, scoped and not */
+	static const struct {
+		const char *owner, *mode, *status, *want;
+	} lists[] = {
+	    {"alice", NULL, NULL, "21"},       {"bob", NULL, NULL, "43"},
+	    {NULL, NULL, NULL, "654321"},      {"alice", "sync", NULL, "1"},
+	    {"alice", "async", NULL, "2"},     {"bob", "async", NULL, "4"},
+	    {"alice", NULL, "completed", "1"}, {"alice", NULL, "pending", "2"},
+	    {"bob", "sync", "completed", "3"}, {"bob", "async", "queued", "4"},
+	    {"bob", "async", "completed", ""}, {"carol", NULL, NULL, ""},
+	    {NULL, "async", "queued", "642"},
+	};
+	for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+		struct list_query q = {lists[i].mode, lists[i].status, 50, 0, lists[i].owner};
+		char got[8];
+		list_tail(s, &q, got, sizeof got);
+		if (strcmp(got, lists[i].want) != 0)
+			fail_msg("list %zu: got [%s], want [%s]", i, got, lists[i].want);
+	}
+	/* an owner's list walks its index, not the whole table */
+	sqlite3_stmt *st = NULL;
+	bool indexed = false;
+	assert_int_equal(sqlite3_prepare_v2(store_db(s),
+	                                    "EXPLAIN QUERY PLAN SELECT id FROM requests WHERE "
+	                                    "owner = 'alice' ORDER BY seq DESC LIMIT 5",
+	                                    -1, &st, NULL),
+	                 SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		indexed = indexed || strstr((const char *)sqlite3_column_text(st, 3),
+		                            "USING INDEX requests_owner") != NULL;
+	sqlite3_finalize(st);
+	assert_true(indexed);
 	store_close(s);
 }
 
@@ -1423,7 +1534,7 @@ static void test_redeliver_one(void **state)
 	    store_redeliver_one(s, "0190a0a0-0000-7000-8000-0000000000ff", 1, &out, &seq),
 	    STORE_NOTFOUND);
 	struct sync_record rec = {
-	    "0190a0a0-0000-7000-8000-000000000001", "x", 1, "ab", 1.5, 5, 6, "192.0.2.1"};
+	    "0190a0a0-0000-7000-8000-000000000001", "x", 1, "ab", 1.5, 5, 6, "192.0.2.1", NULL};
 	assert_int_equal(store_insert_sync(s, &rec), STORE_OK);
 	assert_int_equal(store_redeliver_one(s, rec.id, 1, &out, &seq), STORE_OK);
 	assert_int_equal(out, STORE_REDELIVER_NOTJOB);
@@ -1556,7 +1667,7 @@ static void test_oldest_pending(void **state)
 		assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
 	}
 	struct sync_record rec = {
-	    "0190a0a0-0000-7000-8000-000000000001", "x", 1, "ab", 1.5, 5, 6, "192.0.2.1"};
+	    "0190a0a0-0000-7000-8000-000000000001", "x", 1, "ab", 1.5, 5, 6, "192.0.2.1", NULL};
 	assert_int_equal(store_insert_sync(s, &rec), STORE_OK); /* seq 7, never pending */
 	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE seq IN (1, 2, 4)");
 	/* the oldest retry is due later than a younger job: age is by acceptance */
@@ -1604,6 +1715,7 @@ int main(void)
 	    cmocka_unit_test(test_get_request),
 	    cmocka_unit_test(test_list_requests),
 	    cmocka_unit_test(test_list_acceptance_order),
+	    cmocka_unit_test(test_owner),
 	    cmocka_unit_test(test_health),
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_busy_waits),
