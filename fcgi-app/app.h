@@ -4,7 +4,7 @@
  * its start time). It holds nothing between requests beyond these: every
  * request reads and writes the database. Filled once by main.c before the
  * worker threads start, then only read by the handlers; the objects it
- * points to are thread safe (limits, committer, doorbell, ssrf policy).
+ * points to are thread safe (limits, committer, doorbell, ssrf policy, auth).
  * Each worker thread has its own database connection (http_exchange).
  */
 #ifndef CONSUMA_FCGI_APP_H
@@ -18,6 +18,8 @@
 #include "ssrf.h"
 #include "store.h"
 
+struct auth;
+
 struct app {
 	struct config cfg;
 	struct store_committer *committer; /* every thread's writes, batched */
@@ -26,6 +28,7 @@ struct app {
 	struct doorbell *doorbell; /* NULL when the path cannot be a unix socket */
 	struct ssrf_policy *ssrf;  /* callback address policy, built once */
 	struct metrics *metrics;   /* the host's counters zone; NULL: not counted */
+	struct auth *auth;         /* API keys (auth.h); never NULL once started */
 	int64_t started_mono_ms;   /* for uptime_seconds */
 	int64_t started_wall_ms;
 };

@@ -19,6 +19,7 @@
 #include <string.h>
 #include "alloc.h"
 #include "async.h"
+#include "auth.h"
 #include "request.h"
 #include "scrape.h"
 #include "ssrf.h"
@@ -150,7 +151,8 @@ void async_handle(struct http_exchange *x, const char *tail)
 		goto out;
 	}
 	ins.pending_keys = pending_keys;
-	ins.client_addr = x->client;
+	ins.client_addr = x->client; /* "key:<client>" with an API key: share, key per client */
+	ins.owner = auth_owner(x);
 	ins.idempotency_key = key;
 	ins.body_hash = body_hash;
 	ins.created_at = ids_now_ms();

@@ -6,8 +6,13 @@
  *   degraded  the database fails, or a deliverer used to beat and its
  *             newest heartbeat is older than CONSUMA_HEARTBEAT_STALE_SECONDS
  *             (accepted jobs would wait): 503 with the same body
+ *
+ * Open to everyone, with or without API keys (a load balancer has none), so
+ * it says nothing private: no client, no key count, no record. "auth" is
+ * "open" when the service runs without a keys file, "keys" with one.
  */
 #include <stdio.h>
+#include "auth.h"
 #include "health.h"
 #include "ids.h"
 #include "store.h"
@@ -76,6 +81,7 @@ void health_handle(struct http_exchange *x, const char *tail)
 	json_object_object_add(o, "db_connected", json_object_new_boolean(db_ok));
 	json_object_object_add(o, "uptime_seconds", json_object_new_double_s(uptime_s, up));
 	json_object_object_add(o, "version", json_object_new_string(CONSUMA_VERSION));
+	json_object_object_add(o, "auth", json_object_new_string(auth_mode(app->auth)));
 	json_object_object_add(o, "deliverer", deliverer_section(&h, db_ok));
 	if (!db_ok)
 		json_object_object_add(o, "detail", json_object_new_string(store_strerror(err)));

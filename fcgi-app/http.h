@@ -36,7 +36,10 @@ struct http_exchange {
 	const char *method;                /* REQUEST_METHOD, never NULL */
 	char path[HTTP_PATH_MAX];          /* percent-decoded path, no query */
 	const char *query;                 /* raw QUERY_STRING, never NULL */
-	char client[HTTP_CLIENT_MAX];      /* the address the request counts against */
+	char client[HTTP_CLIENT_MAX];      /* whom the request counts against: "key:<client>"
+	                                    * with an API key, else the address */
+	char owner[HTTP_CLIENT_MAX - 4];   /* the API key's client name; "" when open (auth.h) */
+	bool admin;                        /* the API key's role is admin */
 	const char *route;                 /* route name for logs, "-" until routed */
 	char request_id[IDS_UUID_LEN + 1]; /* "" until a handler names one */
 	int status;                        /* the status sent, 0 before */

@@ -26,7 +26,8 @@
  * then the committer writes what is queued, and the process exits 0. A
  * worker that fails (poll or accept error) stops the process the same way,
  * through SIGUSR1, and the exit code is 1. No signal ever interrupts a
- * request's reads or writes.
+ * request's reads or writes. SIGHUP, taken by the same sigwait, reads the
+ * API keys file again (fcgi-app/auth.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +44,7 @@
 #include <fcgiapp.h>
 #include "alloc.h"
 #include "app.h"
+#include "auth.h"
 #include "doorbell.h"
 #include "http.h"
 #include "ids.h"
@@ -82,15 +84,17 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "Usage: %s [--socket PATH]\n"
+	        "       %s --mint-key CLIENT ROLE   (a new API key and its keys-file line)\n"
 	        "       %s --help | --version\n\n"
 	        "The consuma FastCGI responder: POST /sync, POST /async, GET /requests,\n"
 	        "GET /requests/{id}, GET /healthz. Takes its listening socket on fd 0\n"
 	        "(spawn-fcgi, lighttpd) unless --socket PATH (unix path or HOST:PORT) is\n"
 	        "given. Serves CONSUMA_FCGI_THREADS requests at once. Stops on\n"
-	        "SIGTERM/SIGINT after the requests in hand.\n\n"
+	        "SIGTERM/SIGINT after the requests in hand. SIGHUP reads the API keys\n"
+	        "file again (so does a change to it, within a second).\n\n"
 	        "Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.\n\n"
 	        "Configuration (environment):\n",
-	        PROGRAM, PROGRAM);
+	        PROGRAM, PROGRAM, PROGRAM);
 	config_describe(describe_line, f);
 }
 
@@ -122,6 +126,8 @@ static int parse_args(int argc, char **argv, const char **socket_path)
 			printf("%s %s\n", PROGRAM, CONSUMA_VERSION);
 			return 0;
 		}
+		if (strcmp(a, "--mint-key") == 0 && i + 2 < argc && i + 3 == argc)
+			return auth_mint_key(argv[i + 1], argv[i + 2]);
 		if (strcmp(a, "--socket") == 0 && i + 1 < argc) {
 			*socket_path = argv[++i];
 			continue;
@@ -151,6 +157,7 @@ static int block_signals(sigset_t *waited)
 	sigaddset(waited, SIGTERM);
 	sigaddset(waited, SIGINT);
 	sigaddset(waited, SIGUSR1); /* a worker failed */
+	sigaddset(waited, SIGHUP);  /* read the API keys file again */
 	return pthread_sigmask(SIG_BLOCK, waited, NULL) == 0 ? 0 : -1;
 }
 
@@ -301,8 +308,11 @@ static int serve(struct app *app, int listen_fd, int n, const sigset_t *waited)
 	}
 	log_event(L_INFO, "started", "version=%s db=%s doorbell=%s threads=%d", CONSUMA_VERSION,
 	          log_q(app->cfg.database_path), log_q(app->doorbell_path), n);
-	while (sigwait(waited, &sig) != 0)
-		;
+	while (sigwait(waited, &sig) != 0 || sig == SIGHUP) {
+		if (sig == SIGHUP)
+			auth_sighup(app->auth);
+		sig = 0;
+	}
 	rc = atomic_load(&p.failed) ? 1 : 0;
 stop:
 	if (p.stop_fd >= 0 && eventfd_write(p.stop_fd, 1) != 0)
@@ -349,6 +359,12 @@ int main(int argc, char **argv)
 	app.ssrf = ssrf_policy_new(&app.cfg, err, sizeof(err));
 	if (app.ssrf == NULL) {
 		fprintf(stderr, "%s: %s\n", PROGRAM, err);
+		return 2;
+	}
+	app.auth = auth_open(&app.cfg, err, sizeof(err));
+	if (app.auth == NULL) {
+		fprintf(stderr, "%s: %s\n", PROGRAM, err);
+		ssrf_policy_free(app.ssrf);
 		return 2;
 	}
 	app.started_mono_ms = ids_mono_ms();
@@ -410,5 +426,6 @@ int main(int argc, char **argv)
 	store_committer_stop(app.committer); /* writes what is queued, logs its figures */
 	doorbell_free(app.doorbell);
 	ssrf_policy_free(app.ssrf);
+	auth_close(app.auth);
 	return rc;
 }

@@ -9,9 +9,15 @@
  *
  * offset is bounded (OFFSET_MAX): SQLite walks every skipped row, so an
  * unbounded offset would be a table scan on request.
+ *
+ * With API keys both routes see the caller's own records only (an admin
+ * key sees all): a record of another client is a 404 exactly like an
+ * unknown id, from the same one-row lookup, so neither the answer nor its
+ * time says that the id exists.
  */
 #include <stdio.h>
 #include <string.h>
+#include "auth.h"
 #include "ids.h"
 #include "requests.h"
 #include "store.h"
@@ -169,6 +175,7 @@ void requests_list(struct http_exchange *x, const char *tail)
 	lq.status = p.seen_status ? p.status : NULL;
 	lq.limit = p.limit;
 	lq.offset = p.offset;
+	lq.owner = auth_scope(x);
 	err = store_list_requests(x->store, &lq, &arr);
 	if (err != STORE_OK) {
 		http_store_failed(x, err, "store_list_requests");
@@ -187,7 +194,7 @@ void requests_get(struct http_exchange *x, const char *tail)
 		http_error(x, 404, "request_id: no such request");
 		return;
 	}
-	err = store_get_request(x->store, tail, &o);
+	err = store_get_request_owned(x->store, tail, auth_scope(x), &o);
 	if (err == STORE_NOTFOUND) {
 		http_error(x, 404, "request_id: no such request");
 		return;

@@ -4,9 +4,15 @@
  * Paths are matched after percent-decoding, exactly (no trailing-slash
  * aliases), so lighttpd and nginx reach the same handler for the same
  * request whatever prefix rules they used to pick a pool.
+ *
+ * Order for a matched route: method (405), API key (401/403, auth.h; the
+ * route's `need` says who may call it), then admission control (429/503)
+ * counted per client key when there is one, else per address.
  */
+#include <stdio.h>
 #include <string.h>
 #include "async.h"
+#include "auth.h"
 #include "health.h"
 #include "log.h"
 #include "redeliver.h"
@@ -17,13 +23,6 @@
 
 typedef void (*handler_fn)(struct http_exchange *x, const char *tail);
 
-/* Who may call a route once access control (API keys) exists; until then
- * every route is open and this is not checked. */
-enum route_access {
-	ROUTE_CLIENT, /* any client, its own records */
-	ROUTE_ADMIN,  /* the admin key only */
-};
-
 struct route {
 	const char *path;   /* exact path, or prefix when prefix is true */
 	bool prefix;        /* the rest of the path is passed as tail */
@@ -31,19 +30,21 @@ struct route {
 	const char *method; /* the one method served */
 	const char *name;   /* for logs and limits_admit */
 	handler_fn handler;
-	enum route_access access;
+	enum auth_need need; /* AUTH_KEY: any client (its own records); AUTH_ADMIN: the
+	                      * admin key only; AUTH_NONE: anyone (auth.h) */
 };
 
 /* First match wins: exact paths before the prefix routes they overlap. */
 static const struct route routes[] = {
-    {"/sync", false, NULL, "POST", "sync", sync_handle, ROUTE_CLIENT},
-    {"/async", false, NULL, "POST", "async", async_handle, ROUTE_CLIENT},
-    {"/requests", false, NULL, "GET", "requests", requests_list, ROUTE_CLIENT},
-    {"/requests/redeliver", false, NULL, "POST", "redeliver", redeliver_bulk, ROUTE_ADMIN},
-    {"/requests/", true, "/redeliver", "POST", "redeliver", redeliver_one, ROUTE_ADMIN},
-    {"/requests/", true, NULL, "GET", "requests", requests_get, ROUTE_CLIENT},
-    {"/healthz", false, NULL, "GET", "healthz", health_handle, ROUTE_CLIENT},
-    {"/metrics", false, NULL, "GET", "metrics", scrape_handle, ROUTE_CLIENT},
+    {"/sync", false, NULL, "POST", "sync", sync_handle, AUTH_KEY},
+    {"/async", false, NULL, "POST", "async", async_handle, AUTH_KEY},
+    {"/requests", false, NULL, "GET", "requests", requests_list, AUTH_KEY},
+    {"/requests/redeliver", false, NULL, "POST", "redeliver", redeliver_bulk, AUTH_ADMIN},
+    {"/requests/", true, "/redeliver", "POST", "redeliver", redeliver_one, AUTH_ADMIN},
+    {"/requests/", true, NULL, "GET", "requests", requests_get, AUTH_KEY},
+    {"/healthz", false, NULL, "GET", "healthz", health_handle, AUTH_NONE},
+    /* every client's figures: for the operator's scraper, an admin key */
+    {"/metrics", false, NULL, "GET", "metrics", scrape_handle, AUTH_ADMIN},
 };
 
 /* path minus the route's prefix and suffix into tail (one non-empty
@@ -85,14 +86,31 @@ static const struct route *match(const char *path, char *tail, size_t tailmax)
 	return NULL;
 }
 
+/* The API key, then whom the request counts against: the key's client
+ * when there is one (rate limit, queue share and Idempotency-Key are then
+ * per client, whatever address it comes from), else the address. */
+static bool authenticate(struct http_exchange *x, const struct route *r, char addr[HTTP_CLIENT_MAX])
+{
+	struct app *app = x->app;
+
+	limits_client_addr(app->limits, http_param(x, "REMOTE_ADDR"),
+	                   http_param(x, "HTTP_X_FORWARDED_FOR"), x->client, sizeof(x->client));
+	auth_refresh(app->auth);
+	if (!auth_check(app->auth, x, r->need))
+		return false;
+	if (x->owner[0] != '\0') {
+		memcpy(addr, x->client, HTTP_CLIENT_MAX); /* still logged */
+		snprintf(x->client, sizeof(x->client), "key:%s", x->owner);
+	}
+	return true;
+}
+
 static bool admit(struct http_exchange *x, const struct route *r, bool *overloaded)
 {
 	struct app *app = x->app;
 	int64_t retry_after = 0;
 	enum limits_verdict v;
 
-	limits_client_addr(app->limits, http_param(x, "REMOTE_ADDR"),
-	                   http_param(x, "HTTP_X_FORWARDED_FOR"), x->client, sizeof(x->client));
 	v = limits_admit(app->limits, x->client, r->name, &retry_after);
 	if (v == LIMITS_PASS)
 		return true;
@@ -115,6 +133,7 @@ void router_dispatch(struct http_exchange *x)
 	char tail[HTTP_PATH_MAX];
 	bool overloaded = false;
 	bool delivered;
+	char addr[HTTP_CLIENT_MAX] = ""; /* the address, when x->client is a key */
 
 	r = match(x->path, tail, sizeof(tail));
 	if (r == NULL) {
@@ -134,6 +153,10 @@ void router_dispatch(struct http_exchange *x)
 		           r->method);
 		goto log;
 	}
+	if (!authenticate(x, r, addr)) {
+		scrape_count_answer(x, true, false); /* a 401/403: counted by its status */
+		goto log;
+	}
 	if (!admit(x, r, &overloaded)) {
 		scrape_count_answer(x, false, overloaded);
 		goto log;
@@ -149,9 +172,10 @@ log:
 	delivered = http_flush(x);
 	log_event(delivered ? L_INFO : L_WARN, "request",
 	          "route=%s method=%s status=%d delivered=%s duration_ms=%.3f request_id=%s "
-	          "client=%s",
+	          "client=%s%s%s",
 	          x->route, log_q(x->method), x->status, delivered ? "true" : "false",
 	          (double)(ids_mono_ns() - x->start_ns) / 1e6,
 	          x->request_id[0] != '\0' ? x->request_id : "-",
-	          x->client[0] != '\0' ? log_q(x->client) : "-");
+	          x->client[0] != '\0' ? log_q(x->client) : "-", addr[0] != '\0' ? " addr=" : "",
+	          addr[0] != '\0' ? log_q(addr) : "");
 }

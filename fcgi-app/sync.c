@@ -10,6 +10,7 @@
  */
 #include <stdio.h>
 #include "alloc.h"
+#include "auth.h"
 #include "log.h"
 #include "request.h"
 #include "store.h"
@@ -70,6 +71,7 @@ void sync_handle(struct http_exchange *x, const char *tail)
 	rec.created_at = created;
 	rec.completed_at = ids_now_ms();
 	rec.client_addr = x->client;
+	rec.owner = auth_owner(x);
 	serr = store_insert_sync(x->store, &rec);
 	if (serr != STORE_OK)
 		log_event(L_WARN, "sync.record_lost", "request_id=%s error=%s", x->request_id,

@@ -18,6 +18,7 @@
 #include <strings.h>
 #include "config.h"
 #include "log.h"
+#include "sign.h"
 
 enum type { T_INT, T_BOOL, T_DOUBLE, T_STR, T_CIDRS, T_SECRET, T_LEVEL };
 
@@ -110,7 +111,8 @@ static const struct var vars[] = {
           "callback destinations allowed even in a denied class (known partners)"),
     {"CONSUMA_CALLBACK_SECRET", T_SECRET, OFF(callback_secret),
      sizeof(((struct config *)0)->callback_secret), 0, 0, 0, 0, "",
-     "whsec_<base64> key that signs callbacks (Standard Webhooks); empty: unsigned"},
+     "whsec_<base64> keys that sign callbacks (Standard Webhooks), space-separated: one "
+     "signature per key; empty: unsigned"},
     INT("CONSUMA_MAX_PER_HOST", max_per_host, "8", 1, 10000,
         "concurrent deliveries to one destination origin (scheme, host, port)"),
     INT("CONSUMA_BREAKER_FAILURES", breaker_failures, "5", 0, 1000,
@@ -130,6 +132,10 @@ static const struct var vars[] = {
         "client addresses the rate-limit zone tracks before evicting the stalest"),
     INT("CONSUMA_SYNC_MAX_WAIT_MS", sync_max_wait_ms, "1000", 1, 600000,
         "estimated wait in a /sync process's queue above which /sync answers 503"),
+
+    STR("CONSUMA_API_KEYS_FILE", api_keys_file, "",
+        "file of '<client> <role> <sha256 hex>' lines; empty: no API keys, the service runs "
+        "open"),
 
     {"CONSUMA_LOG_LEVEL", T_LEVEL, OFF(log_level), 0, 0, 3, 0, 0, "info",
      "debug, info, warn or error"},
@@ -252,16 +258,15 @@ bool config_cidr_list_valid(const char *s)
 	return true;
 }
 
-static bool secret_valid(const char *s)
+/* One whsec_ secret of n bytes at s. */
+static bool one_secret_valid(const char *s, size_t n)
 {
-	size_t i, n, pad = 0;
+	size_t i, pad = 0;
 
-	if (*s == '\0')
-		return true;
-	if (strncmp(s, "whsec_", 6) != 0)
+	if (n < 6 || strncmp(s, "whsec_", 6) != 0)
 		return false;
 	s += 6;
-	n = strlen(s);
+	n -= 6;
 	if (n == 0 || n % 4 != 0)
 		return false;
 	for (i = 0; i < n; i++) {
@@ -276,6 +281,26 @@ static bool secret_valid(const char *s)
 		}
 	}
 	return n / 4 * 3 - pad >= 1 && n / 4 * 3 - pad <= 64;
+}
+
+/* Empty, or 1..SIGN_KEYS_MAX secrets separated by single spaces (key
+ * rotation: every callback is signed with each). */
+static bool secret_valid(const char *s)
+{
+	size_t count = 0;
+
+	if (*s == '\0')
+		return true;
+	for (;;) {
+		size_t n = strcspn(s, " ");
+
+		if (++count > SIGN_KEYS_MAX || !one_secret_valid(s, n))
+			return false;
+		s += n;
+		if (*s == '\0')
+			return true;
+		s++; /* the one space; an empty secret after it is refused above */
+	}
 }
 
 static const char *range_text(const struct var *v, char *buf, size_t len)
@@ -298,7 +323,9 @@ static const char *range_text(const struct var *v, char *buf, size_t len)
 		snprintf(buf, len, "comma-separated IPv4/IPv6 addresses or CIDRs");
 		break;
 	case T_SECRET:
-		snprintf(buf, len, "empty, or whsec_ followed by base64 of 1..64 bytes");
+		snprintf(buf, len,
+		         "empty, or whsec_ + base64 of 1..64 bytes; up to %d, space-separated",
+		         SIGN_KEYS_MAX);
 		break;
 	case T_LEVEL:
 		snprintf(buf, len, "debug, info, warn or error");

@@ -54,7 +54,7 @@ struct config {
 	int64_t dns_timeout_ms;                     /* CONSUMA_DNS_TIMEOUT_MS */
 	char callback_deny_cidrs[CONFIG_LIST_MAX];  /* CONSUMA_CALLBACK_DENY_CIDRS */
 	char callback_allow_cidrs[CONFIG_LIST_MAX]; /* CONSUMA_CALLBACK_ALLOW_CIDRS */
-	char callback_secret[CONFIG_STR_MAX];       /* CONSUMA_CALLBACK_SECRET (whsec_...) */
+	char callback_secret[CONFIG_LIST_MAX];      /* CONSUMA_CALLBACK_SECRET (whsec_... list) */
 	int64_t max_per_host;                       /* CONSUMA_MAX_PER_HOST */
 	int64_t breaker_failures;                   /* CONSUMA_BREAKER_FAILURES */
 	int64_t breaker_cooldown_ms;                /* CONSUMA_BREAKER_COOLDOWN_MS */
@@ -66,6 +66,9 @@ struct config {
 	char rate_limit_zone[CONFIG_PATH_MAX]; /* CONSUMA_RATE_LIMIT_ZONE ("": <db>.ratelimit) */
 	int64_t rate_limit_zone_entries;       /* CONSUMA_RATE_LIMIT_ZONE_ENTRIES */
 	int64_t sync_max_wait_ms;              /* CONSUMA_SYNC_MAX_WAIT_MS */
+
+	/* -- access -- */
+	char api_keys_file[CONFIG_PATH_MAX]; /* CONSUMA_API_KEYS_FILE ("": the service runs open) */
 
 	/* -- operations -- */
 	int log_level; /* CONSUMA_LOG_LEVEL (enum log_level) */

@@ -396,7 +396,7 @@ static const char *copy_in(char **p, const char *s)
 enum store_err store_committer_log(struct store_committer *c, const struct sync_record *r)
 {
 	size_t n = text_len(r->id) + text_len(r->input_data) + text_len(r->result) +
-	           text_len(r->client_addr);
+	           text_len(r->client_addr) + text_len(r->owner);
 	struct record *rec = cz_malloc(sizeof *rec + n);
 	char *p;
 
@@ -409,6 +409,7 @@ enum store_err store_committer_log(struct store_committer *c, const struct sync_
 	rec->r.input_data = copy_in(&p, r->input_data);
 	rec->r.result = copy_in(&p, r->result);
 	rec->r.client_addr = copy_in(&p, r->client_addr);
+	rec->r.owner = copy_in(&p, r->owner);
 
 	pthread_mutex_lock(&c->mu);
 	while (c->nrecs >= RECORDS_QUEUED_MAX && !c->stopped)

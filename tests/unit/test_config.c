@@ -134,6 +134,8 @@ static void test_good_values(void **state)
 	expect_good("CONSUMA_MAX_WORKERS", "0");
 	expect_good("CONSUMA_RATE_LIMIT_REQUESTS", "0");
 	expect_good("CONSUMA_CALLBACK_SECRET", "");
+	expect_good("CONSUMA_CALLBACK_SECRET", "whsec_YWJj whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+	expect_good("CONSUMA_API_KEYS_FILE", "/etc/consuma/api-keys");
 }
 
 /* Every variable, every class of bad value its type has. */
@@ -154,8 +156,18 @@ static void test_bad_values(void **state)
 	static const char *cidr_bad[] = {"10.0.0.0/33",    "foo",         "1.2.3.4/-1",
 	                                 "::1/129",        "1.2.3.4/",    "/8",
 	                                 "10.0.0.0/8,bad", "1.2.3.4/8/8", "256.1.1.1"};
-	static const char *secret_bad[] = {"abc",       "whsec_",          "whsec_!!!!",
-	                                   "whsec_abc", "whsec_YWJj=YWJj", "WHSEC_YWJj"};
+	static const char *secret_bad[] = {"abc",
+	                                   "whsec_",
+	                                   "whsec_!!!!",
+	                                   "whsec_abc",
+	                                   "whsec_YWJj=YWJj",
+	                                   "WHSEC_YWJj",
+	                                   "whsec_YWJj ",
+	                                   " whsec_YWJj",
+	                                   "whsec_YWJj  whsec_YWJj",
+	                                   "whsec_YWJj abc",
+	                                   "whsec_YWJj whsec_YWJj whsec_YWJj whsec_YWJj whsec_YWJj "
+	                                   "whsec_YWJj whsec_YWJj whsec_YWJj whsec_YWJj"};
 	static const char *level_bad[] = {"", "loud", "INFO2", "0"};
 	size_t i, j;
 	char big[CONFIG_LIST_MAX + 10];
