@@ -56,6 +56,7 @@ static void test_defaults(void **state)
 	assert_true(o.callback_wait_s == 60.0);
 	assert_true(o.rate == 0.0);
 	assert_null(o.secret);
+	assert_null(o.api_key);
 	assert_null(o.json_path);
 	assert_null(o.html_path);
 	assert_int_equal(o.seed, 1);
@@ -100,6 +101,7 @@ enum field {
 	F_TIMEOUT,
 	F_RATE,
 	F_SECRET,
+	F_API_KEY,
 	F_JSON,
 	F_HTML,
 	F_SEED,
@@ -122,7 +124,9 @@ struct good_case {
 	const char *s;
 };
 
-#define SECRET "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM="
+#define SECRET      "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM="
+#define API_KEY_64  "ck_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abc"
+#define API_KEY_256 API_KEY_64 API_KEY_64 API_KEY_64 API_KEY_64
 
 static const struct good_case goods[] = {
     {{"--server-url", "http://127.0.0.1:8000", NULL}, F_URL, 0, 0, "http://127.0.0.1:8000"},
@@ -203,6 +207,9 @@ static const struct good_case goods[] = {
     {{"--rate", "250.5", NULL}, F_RATE, 0, 250.5, NULL},
     {{"--rate", "10000000", NULL}, F_RATE, 0, 10000000, NULL},
     {{"--secret", SECRET, NULL}, F_SECRET, 0, 0, SECRET},
+    {{"--api-key", "ck_0123abcd", NULL}, F_API_KEY, 0, 0, "ck_0123abcd"},
+    {{"--api-key=a-b.c_d~e+f/g==", NULL}, F_API_KEY, 0, 0, "a-b.c_d~e+f/g=="},
+    {{"--api-key", API_KEY_256, NULL}, F_API_KEY, 0, 0, API_KEY_256},
     {{"--json", "out.json", NULL}, F_JSON, 0, 0, "out.json"},
     {{"--html", "/tmp/r.html", NULL}, F_HTML, 0, 0, "/tmp/r.html"},
     {{"--seed", "0", NULL}, F_SEED, 0, 0, NULL},
@@ -268,6 +275,9 @@ static void test_good(void **state)
 			break;
 		case F_SECRET:
 			assert_string_equal(o.secret, c->s);
+			break;
+		case F_API_KEY:
+			assert_string_equal(o.api_key, c->s);
 			break;
 		case F_JSON:
 			assert_string_equal(o.json_path, c->s);
@@ -385,6 +395,15 @@ static const struct bad_case bads[] = {
     {{"--secret", "c2VjcmV0", NULL}, "--secret"},
     {{"--secret", "whsec_", NULL}, "--secret"},
     {{"--secret", "whsec_!!!notbase64", NULL}, "--secret"},
+    {{"--secret", SECRET " " SECRET, NULL}, "--secret"}, /* one secret only */
+    {{"--api-key", "", NULL}, "--api-key"},
+    {{"--api-key", "ck 01", NULL}, "--api-key"},
+    {{"--api-key", "ck_01\n", NULL}, "--api-key"},
+    {{"--api-key", "=ck", NULL}, "--api-key"},
+    {{"--api-key", "ck=01", NULL}, "--api-key"},
+    {{"--api-key", "ck_\"", NULL}, "--api-key"},
+    {{"--api-key", API_KEY_256 "a", NULL}, "--api-key"},
+    {{"--api-key", NULL}, "--api-key"},
     {{"--json", "", NULL}, "--json"},
     {{"--html", "", NULL}, "--html"},
     {{"--seed", "-1", NULL}, "--seed"},
@@ -495,6 +514,10 @@ static void test_bad(void **state)
 	const char *leak[] = {"--secret", "whsec_!!!TOPSECRET", NULL};
 
 	assert_int_equal(parse(leak, &o, err, sizeof(err)), OPTS_USAGE);
+	assert_null(strstr(err, "TOPSECRET"));
+	const char *leak_key[] = {"--api-key", "ck_TOPSECRET\"", NULL};
+
+	assert_int_equal(parse(leak_key, &o, err, sizeof(err)), OPTS_USAGE);
 	assert_null(strstr(err, "TOPSECRET"));
 	/* a short error buffer is cut, never overrun */
 	char small[8];

@@ -456,6 +456,11 @@ static enum load_err work_loop(struct run *pr)
 		r.headers = h;
 	h = h ? curl_slist_append(r.headers, "Accept: application/json") : NULL;
 	h = h ? curl_slist_append(r.headers, "Expect:") : NULL;
+	if (h && r.o->api_key) {
+		char authz[sizeof "Authorization: Bearer " + OPTS_MAX_API_KEY];
+		snprintf(authz, sizeof authz, "Authorization: Bearer %s", r.o->api_key);
+		h = curl_slist_append(r.headers, authz);
+	}
 	if (!r.xfers || !r.idle || !h) {
 		rc = LOAD_NOMEM;
 		goto done;

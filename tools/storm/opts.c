@@ -25,6 +25,7 @@ enum {
 	O_TIMEOUT,
 	O_RATE,
 	O_SECRET,
+	O_API_KEY,
 	O_JSON,
 	O_HTML,
 	O_SEED,
@@ -54,6 +55,7 @@ static const struct option longopts[] = {
     {"timeout", required_argument, NULL, O_TIMEOUT},
     {"rate", required_argument, NULL, O_RATE},
     {"secret", required_argument, NULL, O_SECRET},
+    {"api-key", required_argument, NULL, O_API_KEY},
     {"json", required_argument, NULL, O_JSON},
     {"html", required_argument, NULL, O_HTML},
     {"seed", required_argument, NULL, O_SEED},
@@ -96,7 +98,8 @@ static const char usage_text[] =
     "  --callback-port P     callback receiver port (default 9000)\n"
     "  --callback-wait S     seconds to wait for callbacks after the last accept\n"
     "                        (default 60)\n"
-    "  --secret whsec_...    verify every callback's webhook-signature\n"
+    "  --secret whsec_...    verify every callback's webhook-signature (one secret)\n"
+    "  --api-key KEY         send Authorization: Bearer KEY (CONSUMA_API_KEYS_FILE)\n"
     "  --seed N              seeds the request inputs (default 1)\n"
     "  --interval S          timeline resolution in seconds, 0.05..3600 (default 1)\n"
     "  --threshold EXPR      fail the run (exit 99) unless EXPR holds, e.g.\n"
@@ -209,6 +212,18 @@ static int valid_url(const char *s)
 	else
 		return 0;
 	return *host != '\0' && *host != '/' && *host != ':' && *host != '?' && *host != '#';
+}
+
+/* RFC 6750's token68: what may follow "Bearer ". */
+static int valid_api_key(const char *s)
+{
+	size_t n =
+	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/");
+
+	if (n == 0)
+		return 0;
+	n += strspn(s + n, "=");
+	return s[n] == '\0' && n <= OPTS_MAX_API_KEY;
 }
 
 static int valid_host(const char *s)
@@ -371,7 +386,8 @@ enum opts_result opts_parse(int argc, char **argv, struct opts *o, char *err, si
 			break;
 		case O_SECRET: {
 			enum sign_err se = SIGN_OK;
-			struct sign_key *k = sign_key_new(optarg, &se);
+			/* one secret: the receiver checks one signature per callback */
+			struct sign_key *k = strchr(optarg, ' ') ? NULL : sign_key_new(optarg, &se);
 			if (!k)
 				return bad(err, errlen, "--secret",
 				           "whsec_ followed by base64 of 1..64 bytes", "<hidden>");
@@ -379,6 +395,13 @@ enum opts_result opts_parse(int argc, char **argv, struct opts *o, char *err, si
 			o->secret = optarg;
 			break;
 		}
+		case O_API_KEY:
+			if (!valid_api_key(optarg))
+				return bad(err, errlen, "--api-key",
+				           "1..256 characters of A-Z a-z 0-9 - . _ ~ + / (then =)",
+				           "<hidden>");
+			o->api_key = optarg;
+			break;
 		case O_JSON:
 			if (!*optarg)
 				return bad(err, errlen, "--json", "a file name", optarg);

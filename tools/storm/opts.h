@@ -25,6 +25,7 @@
 #define OPTS_MAX_COMPARE     8
 #define OPTS_MIN_INTERVAL    0.05
 #define OPTS_MAX_INTERVAL    3600.0
+#define OPTS_MAX_API_KEY     256 /* bytes of --api-key */
 
 /* Bits: 1 sends /sync, 2 sends /async, 4 interleaves them in one storm. */
 enum opts_mode { OPTS_SYNC = 1, OPTS_ASYNC = 2, OPTS_BOTH = 3, OPTS_MIXED = 7 };
@@ -50,7 +51,8 @@ struct opts {
 	const char *compare[OPTS_MAX_COMPARE]; /* saved --json files to put side by side */
 	int n_compare;
 	const char *csv_path;
-	const char *secret; /* whsec_...; NULL = signatures not checked */
+	const char *secret;  /* whsec_...; NULL = signatures not checked */
+	const char *api_key; /* sent as Authorization: Bearer; NULL = none */
 	const char *json_path;
 	const char *html_path;
 	uint64_t seed;
