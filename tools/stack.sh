@@ -2,7 +2,7 @@
 # tools/stack.sh: runs the whole consuma stack locally, every piece a real
 # process with its own pid file, all state under one directory.
 #
-#   tools/stack.sh up [--port P] [--dir D] [--sync-procs N] [--api-procs N] [--no-deliverer]
+#   tools/stack.sh up [--port P] [--dir D] [--sync-procs N] [--api-procs N] [--no-deliverer] [--auth]
 #   tools/stack.sh status [--dir D]
 #   tools/stack.sh down [--dir D]
 #   tools/stack.sh start-deliverer [--dir D]
@@ -21,6 +21,11 @@
 #           deliverer                consuma-deliverer, when it is built
 #         waits (bounded) until /healthz answers and prints the base URL as
 #         its last line of stdout (progress goes to stderr).
+#         Access: open (no API keys, as for local development) unless
+#         CONSUMA_API_KEYS_FILE is set or --auth is given; --auth without
+#         the variable uses D/api-keys and, when that file is empty or
+#         missing, mints an admin key into D/admin.key (both 0600) and says
+#         where on stderr. Send it as `Authorization: Bearer $(cat D/admin.key)`.
 # down    SIGTERM to exactly the pids in D/*.pid, waits (bounded; then
 #         SIGKILL), removes the pid files.
 # status  one line per pid file: name, pid, running or dead. Exit 0 when
@@ -65,6 +70,7 @@ sync_procs=1
 api_procs=2
 procs_set=0
 with_deliverer=1
+want_auth=0
 
 positive_int() { [[ "$1" =~ ^[1-9][0-9]{0,3}$ ]]; }
 
@@ -93,6 +99,10 @@ while [ $# -gt 0 ]; do
 		;;
 	--no-deliverer)
 		with_deliverer=0
+		shift
+		;;
+	--auth)
+		want_auth=1
 		shift
 		;;
 	-h | --help) usage ;;
@@ -234,6 +244,7 @@ find_binaries() {
 		umask 077
 	fi
 	fcgi_bin=${CONSUMA_STACK_FCGI_BIN:-$build/consuma-fcgi}
+	mint_bin=$build/consuma-fcgi
 	deliverer_bin=$build/consuma-deliverer
 }
 
@@ -335,6 +346,28 @@ wait_healthy() {
 	return 1
 }
 
+# setup_auth: with --auth and no CONSUMA_API_KEYS_FILE, a keys file in D
+# holding one minted admin key (kept across ups until D is removed).
+# Returns 0 when it changed the environment.
+setup_auth() {
+	local out
+	if [ -n "${CONSUMA_API_KEYS_FILE:-}" ]; then
+		say "auth: API keys from $CONSUMA_API_KEYS_FILE"
+		return 1
+	fi
+	[ $want_auth = 1 ] || return 1
+	export CONSUMA_API_KEYS_FILE=$dir/api-keys
+	if [ ! -s "$dir/api-keys" ] || [ ! -s "$dir/admin.key" ]; then
+		out=$(umask 077 && "$mint_bin" --mint-key admin admin 2>/dev/null) ||
+			die "consuma-fcgi --mint-key failed"
+		(umask 077 && sed -n 1p <<<"$out" >"$dir/admin.key" &&
+			sed -n 2p <<<"$out" >"$dir/api-keys")
+		chmod 600 "$dir/admin.key" "$dir/api-keys"
+	fi
+	say "auth: admin key in $dir/admin.key (0600), keys file $dir/api-keys"
+	return 0
+}
+
 # ---- commands ----------------------------------------------------------------------
 
 cmd_up() {
@@ -346,6 +379,7 @@ cmd_up() {
 	load_env
 	load_layout
 	find_binaries
+	if setup_auth; then save_env; fi
 	[ -f "$dir/stack.env" ] || save_env
 	for ((i = 1; i <= sync_procs; i++)); do start_fcgi sync "$i"; done
 	for ((i = 1; i <= api_procs; i++)); do start_fcgi api "$i"; done

@@ -14,6 +14,11 @@
 # (Ctrl-C included). CONSUMA_* variables in the environment override those
 # settings. With --server-url it runs against that server only.
 #
+# Access: the private stack runs open (no API keys) unless --auth is given:
+# then tools/stack.sh --auth mints an admin key into the stack's directory
+# and consuma-storm sends it (--api-key). --api-key KEY goes to
+# consuma-storm as it is (a server of your own with CONSUMA_API_KEYS_FILE).
+#
 # Every option goes to consuma-storm (see `tools/storm.sh --help`). It
 # builds first when needed (cmake, Release, into build/ of the checkout; as
 # root it installs missing Debian packages, else it prints the apt-get line
@@ -32,15 +37,24 @@ callback_port_given=0
 secret_given=0
 num_requests=100
 info_only=0
+auth=0
+api_key_given=0
 args=("$@")
+storm_args=() # the arguments without storm.sh's own (--auth)
 for ((i = 0; i < ${#args[@]}; i++)); do
 	a=${args[i]}
 	next=${args[i + 1]:-}
+	if [ "$a" = --auth ]; then
+		auth=1
+		continue
+	fi
+	storm_args+=("$a")
 	case $a in
 	--server-url) server_url=$next ;;
 	--server-url=*) server_url=${a#*=} ;;
 	--callback-port | --callback-port=*) callback_port_given=1 ;;
 	--secret | --secret=*) secret_given=1 ;;
+	--api-key | --api-key=*) api_key_given=1 ;;
 	--num-requests) num_requests=$next ;;
 	--num-requests=*) num_requests=${a#*=} ;;
 	--help | -h | --version | --dry-run | --compare | --compare=*) info_only=1 ;;
@@ -90,11 +104,15 @@ else
 fi
 storm=$build/consuma-storm
 
+if [ $auth = 1 ] && [ -n "$server_url" ]; then
+	say "--auth starts a private stack with API keys; against --server-url pass --api-key KEY"
+	exit 2
+fi
 # Usage errors, --help, --version and --compare (saved runs) need no stack.
 if [ $info_only = 1 ] || [ -n "$server_url" ]; then
-	exec "$storm" "$@"
+	exec "$storm" "${storm_args[@]}"
 fi
-"$storm" --dry-run "$@" >/dev/null || exit $?
+"$storm" --dry-run "${storm_args[@]}" >/dev/null || exit $?
 
 # ---- a private stack ------------------------------------------------------------
 free_port() {
@@ -144,10 +162,18 @@ elif [ $secret_given = 0 ]; then
 	extra+=(--secret "$CONSUMA_CALLBACK_SECRET")
 fi
 export CONSUMA_BUILD_DIR=$build
+stack_opts=()
+if [ $auth = 1 ]; then
+	# the stack's own keys file and admin key, whatever the environment names
+	unset CONSUMA_API_KEYS_FILE
+	stack_opts+=(--auth)
+elif [ -n "${CONSUMA_API_KEYS_FILE:-}" ] && [ $api_key_given = 0 ]; then
+	say "CONSUMA_API_KEYS_FILE is set but no --api-key given: expect 401s (or use --auth)"
+fi
 
 port=$(free_port)
 say "starting a local stack on port $port (state in $stack_dir)"
-url=$("$root/tools/stack.sh" up --dir "$stack_dir" --port "$port" 2>>"$stack_dir/storm-stack.log" | tail -n 1) || {
+url=$("$root/tools/stack.sh" up --dir "$stack_dir" --port "$port" "${stack_opts[@]}" 2>>"$stack_dir/storm-stack.log" | tail -n 1) || {
 	tail -n 20 "$stack_dir/storm-stack.log" >&2 || true
 	say "the local stack did not start"
 	STORM_KEEP=1
@@ -155,10 +181,14 @@ url=$("$root/tools/stack.sh" up --dir "$stack_dir" --port "$port" 2>>"$stack_dir
 }
 [ $interrupted = 0 ] || exit 130
 [ $callback_port_given = 1 ] || extra+=(--callback-port "$(free_port)")
+if [ $auth = 1 ] && [ $api_key_given = 0 ]; then
+	say "API keys on: storming with the admin key minted in $stack_dir/admin.key"
+	extra+=(--api-key "$(cat "$stack_dir/admin.key")")
+fi
 
 # In the background so a TERM can be passed on; wait returns early when a
 # trapped signal arrives, so wait again until consuma-storm has ended.
-"$storm" --server-url "$url" "${extra[@]}" "$@" &
+"$storm" --server-url "$url" "${extra[@]}" "${storm_args[@]}" &
 storm_pid=$!
 rc=0
 while :; do
