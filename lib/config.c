@@ -63,7 +63,7 @@ static const struct var vars[] = {
     INT("CONSUMA_CALLBACK_MAX_RETRIES", callback_max_retries, "5", 1, 100,
         "callback attempts in all before a job fails"),
     INT("CONSUMA_RATE_LIMIT_REQUESTS", rate_limit_requests, "100", 0, 100000,
-        "requests per window per client address (0: no limit)"),
+        "requests per window per client (its API key, else its address; 0: no limit)"),
     INT("CONSUMA_RATE_LIMIT_WINDOW", rate_limit_window, "60", 1, 86400,
         "rate limit sliding window, seconds"),
     BOOL("CONSUMA_ALLOW_PRIVATE_CALLBACKS", allow_private_callbacks, "false",
@@ -123,7 +123,7 @@ static const struct var vars[] = {
         "unfinished jobs per callback host before 429 at intake (0: no bound)"),
 
     {"CONSUMA_MAX_QUEUE_SHARE", T_DOUBLE, OFF(max_queue_share), 0, 0, 0, 0.0, 1.0, "0.5",
-     "fraction of the queue one client address may hold (0 < share <= 1)"},
+     "fraction of the queue one client (API key, else address) may hold (0 < share <= 1)"},
     CIDRS("CONSUMA_TRUSTED_PROXIES", trusted_proxies,
           "proxies whose X-Forwarded-For is believed (comma-separated CIDRs)"),
     STR("CONSUMA_RATE_LIMIT_ZONE", rate_limit_zone, "",
