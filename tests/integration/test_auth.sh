@@ -12,7 +12,8 @@
 #    sees both
 #  - ownership and per-client scoping are on disk: owner, and client_addr
 #    "key:<client>" (rate limit, queue share and Idempotency-Key key); the
-#    same Idempotency-Key from two clients is two jobs
+#    same Idempotency-Key from two clients is two jobs; on a second stack
+#    two clients from one address each get their own rate limit and share
 #  - revoking carol by editing the file (mv over it) takes effect without a
 #    restart while the others keep working; SIGHUP reloads too; a bad file
 #    keeps the last good set and logs why
@@ -209,6 +210,38 @@ for _ in 1 2 3 4; do
 	codes+="$HTTP_CODE "
 done
 assert_eq "  and the last good set stays: alice and carol served" "200 200 200 200 200 200 200 200 " "$codes"
+
+# ---- rate limit and queue share per client, not per address --------------------------
+# A second stack without a deliverer (jobs stay queued): 6 requests per
+# window per client, a queue of 4 with a share of 0.5 (2 per client). Both
+# clients come from 127.0.0.1: per address, bob would be refused with alice.
+write_keys alice bob root carol # a good file again: a bad one stops a new stack (exit 2)
+CONSUMA_RATE_LIMIT_REQUESTS=6 CONSUMA_MAX_QUEUE_SIZE=4 CONSUMA_MAX_QUEUE_SHARE=0.5 \
+	CONSUMA_DATABASE_PATH=$T/l/consuma.db stack_up "$T/l" --sync-procs 1 --api-procs 1 --no-deliverer
+codes=''
+for i in 1 2 3; do
+	as "$k_alice" POST /async "${json[@]}" -d "$(body "share-a-$i")"
+	codes+="$HTTP_CODE "
+done
+assert_eq "alice: two jobs, then her share of the queue is full" "202 202 429 " "$codes"
+assert_match "  the 429 names her key, not an address" 'client key:alice holds its share' \
+	"$(json_get "$HTTP_BODY" 'j["detail"]')"
+codes=''
+for i in 1 2; do
+	as "$k_bob" POST /async "${json[@]}" -d "$(body "share-b-$i")"
+	codes+="$HTTP_CODE "
+done
+assert_eq "bob from the same address still has his own share" "202 202 " "$codes"
+codes=''
+for _ in 1 2 3 4; do
+	as "$k_alice" GET /requests
+	codes+="$HTTP_CODE "
+done
+assert_eq "alice: 6 requests in the window, then 429" "200 200 200 429 " "$codes"
+assert_match "  rate limited as her key" 'rate limit exceeded for client key:alice' \
+	"$(json_get "$HTTP_BODY" 'j["detail"]')"
+as "$k_bob" GET /requests
+assert_http "bob from the same address is not rate limited with her" 200
 
 # ---- rotation: two secrets, two signatures ----------------------------------------
 python3 "$RECV" wait --log "$T/r.jsonl" --count 2 --timeout 60 >/dev/null
