@@ -3,7 +3,8 @@
  * fake FCGX_Request (as in test_fcgi_http): one table of Authorization
  * headers x what the route needs, each passing with the right owner and
  * role or answering 401/403 with the right WWW-Authenticate; the open mode;
- * a reload on SIGHUP that revokes a key; a bad file that keeps the last
+ * a reload on SIGHUP that revokes a key; reloads racing lookups from
+ * several threads; a bad file that keeps the last
  * good set; a bad file at start-up.
  */
 #include <setjmp.h>
@@ -14,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "auth.h"
@@ -251,26 +252,74 @@ static void test_reload(void **state)
 	/* revoked in the file: still valid until a reload, refused after it */
 	write_keys(LINE_ROOT);
 	assert_int_equal(status_of(a, "Bearer ck_test"), 0);
-	auth_on_sighup(SIGHUP);
-	auth_refresh(a);
+	auth_sighup(a);
 	assert_int_equal(status_of(a, "Bearer ck_test"), 401);
 	assert_int_equal(status_of(a, "Bearer k2"), 0);
 	/* a bad file keeps the last good set */
 	write_keys("root admin 00\n");
-	auth_on_sighup(SIGHUP);
-	auth_refresh(a);
+	auth_sighup(a);
 	assert_int_equal(status_of(a, "Bearer k2"), 0);
 	/* so does a file that vanished */
 	assert_int_equal(unlink(keys_path), 0);
-	auth_on_sighup(SIGHUP);
-	auth_refresh(a);
+	auth_sighup(a);
 	assert_int_equal(status_of(a, "Bearer k2"), 0);
 	/* and a fixed one is taken */
 	write_keys(LINE_ALICE);
-	auth_on_sighup(SIGHUP);
-	auth_refresh(a);
+	auth_sighup(a);
 	assert_int_equal(status_of(a, "Bearer ck_test"), 0);
 	assert_int_equal(status_of(a, "Bearer k2"), 401);
+	auth_close(a);
+}
+
+/* Lookups in four threads while the main thread swaps the set back and
+ * forth: every answer is one of the two sets' (ASan sees any use of a
+ * freed set). */
+#define RACE_THREADS 4
+#define RACE_LOOPS   2000
+
+struct racer {
+	struct auth *a;
+	int odd; /* answers that neither set gives */
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+
+	for (int i = 0; i < RACE_LOOPS; i++) {
+		int root = status_of(r->a, "Bearer k2");
+		int alice = status_of(r->a, "Bearer ck_test");
+
+		/* root is in both sets; alice in one of them */
+		if (root != 0 || (alice != 0 && alice != 401))
+			r->odd++;
+	}
+	return NULL;
+}
+
+static void test_threads(void **state)
+{
+	pthread_t t[RACE_THREADS];
+	struct racer r[RACE_THREADS];
+	struct auth *a;
+
+	(void)state;
+	write_keys(LINE_ALICE LINE_ROOT);
+	a = open_keys();
+	for (int i = 0; i < RACE_THREADS; i++) {
+		r[i].a = a;
+		r[i].odd = 0;
+		assert_int_equal(pthread_create(&t[i], NULL, race, &r[i]), 0);
+	}
+	for (int i = 0; i < 200; i++) {
+		write_keys(i % 2 == 0 ? LINE_ROOT : LINE_ALICE LINE_ROOT);
+		auth_sighup(a);
+		auth_refresh(a);
+	}
+	for (int i = 0; i < RACE_THREADS; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(r[i].odd, 0);
+	}
 	auth_close(a);
 }
 
@@ -309,9 +358,8 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_check),
-	    cmocka_unit_test(test_open),
-	    cmocka_unit_test(test_reload),
+	    cmocka_unit_test(test_check),        cmocka_unit_test(test_open),
+	    cmocka_unit_test(test_reload),       cmocka_unit_test(test_threads),
 	    cmocka_unit_test(test_bad_at_start),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
