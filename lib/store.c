@@ -155,8 +155,18 @@ enum stmt_id {
 #define LIST_ORDER   " ORDER BY seq DESC LIMIT :limit OFFSET :offset"
 #define STATUS_MATCH "(status = :status OR callback_status = :status)"
 /* An owner's list walks requests_owner (sql/006_owner.sql). */
-#define OWNED         LIST_COLUMNS "WHERE owner = :owner"
 #define ST_LIST_OWNED (ST_OWN_ALL - ST_LIST_ALL)
+/* The eight lists of prefix P (ST_LIST_ or ST_OWN_): W is the scope's
+ * WHERE ("" or one owner's), A what joins the next condition to it. */
+#define LIST_STMTS(P, W, A)                                                                        \
+	[P##ALL] = LIST_COLUMNS W LIST_ORDER,                                                      \
+	[P##MODE] = LIST_COLUMNS W A "mode = :mode" LIST_ORDER,                                    \
+	[P##STATUS] = LIST_COLUMNS W A STATUS_MATCH LIST_ORDER,                                    \
+	[P##MODE_STATUS] = LIST_COLUMNS W A "mode = :mode AND " STATUS_MATCH LIST_ORDER,           \
+	[P##SYNC] = LIST_COLUMNS W A "mode = 'sync'" LIST_ORDER,                                   \
+	[P##SYNC_STATUS] = LIST_COLUMNS W A "mode = 'sync' AND " STATUS_MATCH LIST_ORDER,          \
+	[P##ASYNC] = LIST_COLUMNS W A "mode = 'async'" LIST_ORDER,                                 \
+	[P##ASYNC_STATUS] = LIST_COLUMNS W A "mode = 'async' AND " STATUS_MATCH LIST_ORDER
 
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -187,22 +197,8 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_ATTEMPTS] = "SELECT number, state, started_at, duration_ms, http_status, "
                     "error_class, error_message, next_attempt_at FROM attempts "
                     "WHERE request_seq = ?1 ORDER BY number",
-    [ST_LIST_ALL] = LIST_COLUMNS LIST_ORDER,
-    [ST_LIST_MODE] = LIST_COLUMNS "WHERE mode = :mode" LIST_ORDER,
-    [ST_LIST_STATUS] = LIST_COLUMNS "WHERE " STATUS_MATCH LIST_ORDER,
-    [ST_LIST_MODE_STATUS] = LIST_COLUMNS "WHERE mode = :mode AND " STATUS_MATCH LIST_ORDER,
-    [ST_LIST_SYNC] = LIST_COLUMNS "WHERE mode = 'sync'" LIST_ORDER,
-    [ST_LIST_SYNC_STATUS] = LIST_COLUMNS "WHERE mode = 'sync' AND " STATUS_MATCH LIST_ORDER,
-    [ST_LIST_ASYNC] = LIST_COLUMNS "WHERE mode = 'async'" LIST_ORDER,
-    [ST_LIST_ASYNC_STATUS] = LIST_COLUMNS "WHERE mode = 'async' AND " STATUS_MATCH LIST_ORDER,
-    [ST_OWN_ALL] = OWNED LIST_ORDER,
-    [ST_OWN_MODE] = OWNED " AND mode = :mode" LIST_ORDER,
-    [ST_OWN_STATUS] = OWNED " AND " STATUS_MATCH LIST_ORDER,
-    [ST_OWN_MODE_STATUS] = OWNED " AND mode = :mode AND " STATUS_MATCH LIST_ORDER,
-    [ST_OWN_SYNC] = OWNED " AND mode = 'sync'" LIST_ORDER,
-    [ST_OWN_SYNC_STATUS] = OWNED " AND mode = 'sync' AND " STATUS_MATCH LIST_ORDER,
-    [ST_OWN_ASYNC] = OWNED " AND mode = 'async'" LIST_ORDER,
-    [ST_OWN_ASYNC_STATUS] = OWNED " AND mode = 'async' AND " STATUS_MATCH LIST_ORDER,
+    LIST_STMTS(ST_LIST_, "", "WHERE "),
+    LIST_STMTS(ST_OWN_, "WHERE owner = :owner", " AND "),
     [ST_HEARTBEATS] = "SELECT owner, pid, started_at, beat_at, busy_workers, workers, "
                       "inflight FROM heartbeats ORDER BY beat_at DESC",
 };
