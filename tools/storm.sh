@@ -159,7 +159,8 @@ if [ $secret_given = 0 ] && [ -z "${CONSUMA_CALLBACK_SECRET:-}" ]; then
 	export CONSUMA_CALLBACK_SECRET
 	extra+=(--secret "$CONSUMA_CALLBACK_SECRET")
 elif [ $secret_given = 0 ]; then
-	extra+=(--secret "$CONSUMA_CALLBACK_SECRET")
+	# a rotation list signs with each; the storm verifies with the first
+	extra+=(--secret "${CONSUMA_CALLBACK_SECRET%% *}")
 fi
 export CONSUMA_BUILD_DIR=$build
 stack_opts=()

@@ -9,7 +9,8 @@
 #     key's client;
 #  3. the keys are really enforced: with CONSUMA_API_KEYS_FILE set and no
 #     --api-key every request fails (401) and the storm exits 1; with
-#     --api-key of a minted client key passed through, it succeeds.
+#     --api-key of a minted client key passed through, it succeeds;
+#  4. with two signing secrets (rotation) storm.sh verifies with the first.
 . "$(dirname "$0")/lib.sh"
 
 STORM=$BUILD/consuma-storm
@@ -76,4 +77,16 @@ CONSUMA_API_KEYS_FILE=$T/keys TMPDIR=$T/withkey "$SRC/tools/storm.sh" "${small[@
 assert_eq "keys on and --api-key passed through: exit 0" 0 "$rc"
 [ "$rc" = 0 ] || cat "$T/withkey.out" "$T/withkey.err" >&2
 assert_eq "  async: 20 of 20 succeeded" 20 "$(py "$T/withkey.json" "j['async']['succeeded']" 2>/dev/null)"
+
+# ---- 4. a rotation list: the storm verifies the first secret's signature -----------
+mkdir -p "$T/rot"
+rc=0
+CONSUMA_CALLBACK_SECRET="whsec_$(head -c 32 /dev/urandom | base64 -w0) whsec_$(head -c 32 /dev/urandom | base64 -w0)" \
+	TMPDIR=$T/rot "$SRC/tools/storm.sh" "${small[@]}" --mode async --json "$T/rot.json" \
+	>"$T/rot.out" 2>"$T/rot.err" || rc=$?
+assert_eq "two secrets in CONSUMA_CALLBACK_SECRET: storm.sh exits 0" 0 "$rc"
+[ "$rc" = 0 ] || cat "$T/rot.out" "$T/rot.err" >&2
+assert_eq "  signatures were checked" true "$(py "$T/rot.json" 'j["settings"]["signatures_checked"]' 2>/dev/null)"
+assert_eq "  and every one verified" "20 0" \
+	"$(py "$T/rot.json" "'%d %d' % (j['async']['callbacks']['received'], j['async']['callbacks']['bad_signature'])" 2>/dev/null)"
 t_done
