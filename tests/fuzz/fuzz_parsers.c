@@ -11,9 +11,10 @@
  *
  * Beyond memory safety (ASan, UBSan), each has an invariant: decoded text
  * has no NUL and fits; a valid UUID has the 8-4-4-4-12 hex shape; a key
- * signs into "v1,<base64>"; the client address is terminated and fits
- * RATELIMIT_ADDR_MAX; a parsed Retry-After is never negative; the UTF-8
- * validator agrees with the straightforward one below.
+ * signs into "v1,<base64>", once per secret of a rotation list; the client
+ * address is terminated and fits RATELIMIT_ADDR_MAX; a parsed Retry-After
+ * is never negative; the UTF-8 validator agrees with the straightforward
+ * one below.
  */
 #include <stdbool.h>
 #include <string.h>
@@ -72,7 +73,14 @@ static void signing_key(const uint8_t *data, size_t size)
 	if (k) {
 		char sig[SIGN_HEADER_MAX];
 		FUZZ_CHECK(sign_webhook(k, "id", 1, s, size, sig, sizeof sig) == SIGN_OK);
-		FUZZ_CHECK(strncmp(sig, "v1,", 3) == 0 && strlen(sig) == 3 + 44);
+		/* one "v1,<44 base64>" per secret of a rotation list, space-separated */
+		size_t n = sign_key_count(k);
+		FUZZ_CHECK(n >= 1 && n <= SIGN_KEYS_MAX);
+		FUZZ_CHECK(strlen(sig) == n * (SIGN_ONE_LEN + 1) - 1);
+		for (size_t i = 0; i < n; i++)
+			FUZZ_CHECK(
+			    strncmp(sig + i * (SIGN_ONE_LEN + 1), "v1,", 3) == 0 &&
+			    (i + 1 == n || sig[i * (SIGN_ONE_LEN + 1) + SIGN_ONE_LEN] == ' '));
 		sign_key_free(k);
 	} else {
 		FUZZ_CHECK(err != SIGN_OK);
