@@ -6,7 +6,8 @@
 #    admin (root), and carol, whose key is revoked later
 #  - /healthz needs no key and says "auth": "keys", nothing about clients
 #  - a missing, wrong or malformed key is 401 with WWW-Authenticate: Bearer
-#    and a JSON detail
+#    and a JSON detail; a client key on GET /metrics or a redelivery route
+#    is 403, the admin key scrapes
 #  - isolation both ways: alice lists and reads only hers, bob only his;
 #    another client's id answers exactly what an unknown id answers; root
 #    sees both
@@ -144,6 +145,19 @@ done
 assert_eq "on disk: owner and the per-client key" \
 	"alice key:alice 2|bob key:bob 2" \
 	"$(sqlite3 "$db" "SELECT owner || ' ' || client_addr || ' ' || count(*) FROM requests GROUP BY owner ORDER BY owner" | tr '\n' '|' | sed 's/|$//')"
+
+# ---- admin-only routes: 403 for a client key ----------------------------------------
+http GET "$BASE/metrics" -H "Authorization: Bearer $k_alice"
+assert_http "GET /metrics with a client key is 403" 403 'needs an admin key'
+assert_match "  with error=insufficient_scope" 'error="insufficient_scope"' "$(header_get WWW-Authenticate)"
+http GET "$BASE/metrics"
+assert_eq "GET /metrics without a key is 401" 401 "$HTTP_CODE"
+http GET "$BASE/metrics" -H "Authorization: Bearer $k_root"
+assert_eq "GET /metrics with the admin key is 200" 200 "$HTTP_CODE"
+as "$k_bob" POST "/requests/$b_async/redeliver" "${json[@]}" -d '{}'
+assert_http "a client key cannot redeliver, even its own job" 403
+as "$k_bob" POST /requests/redeliver "${json[@]}" -d '{}'
+assert_http "nor in bulk" 403
 
 # ---- revocation and reload without a restart -------------------------------------
 pids_before=$(cat "$T"/s/fcgi-*.pid | sort | tr '\n' ' ')
