@@ -3,6 +3,7 @@
  * atomic countdown shared by all threads: cheap enough to leave in release
  * builds, so the same binary that ships is the one tests torture.
  */
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,4 +74,11 @@ char *cz_strdup(const char *s)
 void cz_free(void *p)
 {
 	free(p);
+}
+
+void cz_keep_freed_memory(void)
+{
+	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+	mallopt(M_TOP_PAD, 16 * 1024 * 1024);
+	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
 }

@@ -21,6 +21,14 @@ char *cz_strndup(const char *s, size_t n);
 /* cz_free(NULL) is a no-op. */
 void cz_free(void *p);
 
+/* For a long-running program that allocates and frees the same working set
+ * over and over (a request, a job): keeps freed memory in the process
+ * instead of trimming the heap back to the kernel after every free of a
+ * large block, which costs an madvise and page faults to get it back
+ * (glibc's per-thread arenas trim too). Call once at start-up, before
+ * threads. No-op where mallopt is intercepted (sanitizers). */
+void cz_keep_freed_memory(void);
+
 /* Test hook: the n+1-th allocation from now on, and every one after it,
  * fails. n < 0 switches failures off (the default). */
 void alloc_fail_after(long n);

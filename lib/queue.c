@@ -54,7 +54,10 @@ enum stmt {
 #define CK_REST "replace(replace(substr(callback_url, " CK_AT " + 3), '?', '/'), '#', '/')"
 #define CLAIM_KEY                                                                                  \
 	"lower(substr(callback_url, 1, " CK_AT " + 2 + instr(" CK_REST " || '/', '/') - 1))"
-#define NOT_EXCLUDED(n) CLAIM_KEY " NOT IN (SELECT value FROM json_each(" n "))"
+/* n is NULL when nothing is excluded: the OR then stops before the key is
+ * computed, which costs ten times a plain row visit (see exclusions()). */
+#define NOT_EXCLUDED(n)                                                                            \
+	"(" n " IS NULL OR " CLAIM_KEY " NOT IN (SELECT value FROM json_each(" n ")))"
 /* The claim and the due-time read name requests_due (partial on the
  * unfinished jobs, in due order): without statistics the planner prefers
  * requests_mode_created and would walk every async row ever accepted.
@@ -235,9 +238,13 @@ static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_null(st, i);
 }
 
-static const char *exclude_or_empty(const char *exclude_json)
+/* The exclusion list to bind: NULL for none (no list, "", or "[]"), so the
+ * claim and the due-time read skip computing every row's claim key. */
+static const char *exclusions(const char *exclude_json)
 {
-	return exclude_json && exclude_json[0] ? exclude_json : "[]";
+	if (!exclude_json || !exclude_json[0] || strcmp(exclude_json, "[]") == 0)
+		return NULL;
+	return exclude_json;
 }
 
 static char *column_strdup(sqlite3_stmt *st, int col, size_t *len)
@@ -316,7 +323,7 @@ enum queue_err queue_claim(struct queue *q, int64_t now, int64_t lease_ms, int m
 	}
 	sqlite3_stmt *sel = q->st[Q_CLAIM_SELECT];
 	sqlite3_bind_int64(sel, 1, now);
-	sqlite3_bind_text(sel, 2, exclude_or_empty(exclude_json), -1, SQLITE_STATIC);
+	bind_text_or_null(sel, 2, exclusions(exclude_json));
 	sqlite3_bind_int(sel, 3, max);
 	int rc;
 	while (count < max && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
@@ -371,7 +378,7 @@ enum queue_err queue_next_due(struct queue *q, const char *exclude_json, bool *f
 {
 	sqlite3_stmt *st = q->st[Q_NEXT_DUE];
 	*found = false;
-	sqlite3_bind_text(st, 1, exclude_or_empty(exclude_json), -1, SQLITE_STATIC);
+	bind_text_or_null(st, 1, exclusions(exclude_json));
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
 		*found = true;
