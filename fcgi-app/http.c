@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "alloc.h"
+#include "hex.h"
 #include "http.h"
 #include "log.h"
 
@@ -62,17 +63,6 @@ const char *http_reason(int status)
 	}
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 long http_percent_decode(const char *in, size_t n, char *out, size_t outlen, bool plus_is_space)
 {
 	size_t i = 0;
@@ -89,8 +79,8 @@ long http_percent_decode(const char *in, size_t n, char *out, size_t outlen, boo
 
 			if (n - i < 3)
 				return -1;
-			hi = hexval(in[i + 1]);
-			lo = hexval(in[i + 2]);
+			hi = hex_digit(in[i + 1]);
+			lo = hex_digit(in[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			c = (char)(hi * 16 + lo);

@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 
 #include "alloc.h"
+#include "hex.h"
 
 struct entry {
 	unsigned char hash[APIKEYS_HASH_LEN];
@@ -109,17 +110,6 @@ bool apikeys_client_valid(const char *name)
 	return true;
 }
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool parse_hash(const char *s, unsigned char out[APIKEYS_HASH_LEN])
 {
 	size_t i;
@@ -127,7 +117,7 @@ static bool parse_hash(const char *s, unsigned char out[APIKEYS_HASH_LEN])
 	if (strlen(s) != APIKEYS_HEX_LEN)
 		return false;
 	for (i = 0; i < APIKEYS_HASH_LEN; i++) {
-		int hi = hex_value(s[2 * i]), lo = hex_value(s[2 * i + 1]);
+		int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return false;
