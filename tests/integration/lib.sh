@@ -117,6 +117,23 @@ json_get() {
 	python3 -c 'import json,sys; j=json.loads(sys.argv[1]); v=eval(sys.argv[2]); print(v if not isinstance(v,(dict,list,bool)) and v is not None else json.dumps(v))' "$1" "$2"
 }
 
+# json_file FILE EXPR: json_get over a JSON file (reports too large for an
+# argument: the storm's timeline).
+json_file() {
+	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); v=eval(sys.argv[2]); print(v if not isinstance(v,(dict,list,bool)) and v is not None else json.dumps(v))' "$1" "$2"
+}
+
+# need_storm: STORM is the build's consuma-storm, or the test ends here
+# (it is built only when libmicrohttpd was found at configure time).
+need_storm() {
+	STORM=$BUILD/consuma-storm
+	if [ ! -x "$STORM" ]; then
+		not_ok "no consuma-storm in $BUILD (libmicrohttpd missing at configure time?)"
+		t_done
+	fi
+	export CONSUMA_BUILD_DIR=$BUILD
+}
+
 # header_get NAME: the value of response header NAME from the last `http`
 # call (case-insensitive name, first occurrence, CR stripped); empty if absent.
 header_get() {

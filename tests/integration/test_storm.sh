@@ -18,17 +18,7 @@
 # Counts are small: this checks behaviour, tools/bench/storm.sh measures.
 . "$(dirname "$0")/lib.sh"
 
-STORM=$BUILD/consuma-storm
-if [ ! -x "$STORM" ]; then
-	not_ok "no consuma-storm in $BUILD (libmicrohttpd missing at configure time?)"
-	t_done
-fi
-export CONSUMA_BUILD_DIR=$BUILD
-
-# jq-like checks without jq: py FILE EXPR prints EXPR over the parsed file `j`.
-py() {
-	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); v=eval(sys.argv[2]); print(json.dumps(v) if isinstance(v,(dict,list,bool)) or v is None else v)' "$1" "$2"
-}
+need_storm
 
 # ---- 1. usage errors ---------------------------------------------------------
 usage_case() { # OPTION-NAME ARGS...
@@ -72,26 +62,26 @@ assert_eq "small storm exits 0" 0 "$rc"
 [ "$rc" = 0 ] || { cat "$T/small.out" "$T/small.err" >&2; }
 if [ -s "$T/small.json" ]; then
 	ok "small storm wrote its JSON"
-	assert_eq "JSON parses, schema named" "consuma-storm/1" "$(py "$T/small.json" 'j["schema"]')"
+	assert_eq "JSON parses, schema named" "consuma-storm/1" "$(json_file "$T/small.json" 'j["schema"]')"
 	for m in sync async; do
 		assert_eq "$m: sent = succeeded + failed" true \
-			"$(py "$T/small.json" "j['$m']['sent'] == j['$m']['succeeded'] + j['$m']['failed']")"
-		assert_eq "$m: 40 sent" 40 "$(py "$T/small.json" "j['$m']['sent']")"
+			"$(json_file "$T/small.json" "j['$m']['sent'] == j['$m']['succeeded'] + j['$m']['failed']")"
+		assert_eq "$m: 40 sent" 40 "$(json_file "$T/small.json" "j['$m']['sent']")"
 		# a busy sync pool may refuse (429/503) under a parallel test run: an answer, not a loss
-		assert_eq "$m: nothing failed but refusals" true "$(py "$T/small.json" "j['$m']['failed'] == j['$m']['refused']")"
+		assert_eq "$m: nothing failed but refusals" true "$(json_file "$T/small.json" "j['$m']['failed'] == j['$m']['refused']")"
 		assert_eq "$m: one latency sample per success" true \
-			"$(py "$T/small.json" "j['$m']['latency_ms']['count'] == j['$m']['succeeded']")"
+			"$(json_file "$T/small.json" "j['$m']['latency_ms']['count'] == j['$m']['succeeded']")"
 	done
 	cb="j['async']['callbacks']"
-	assert_eq "async: all 40 accepted" 40 "$(py "$T/small.json" "j['async']['succeeded']")"
-	assert_eq "every accepted job's callback expected" 40 "$(py "$T/small.json" "$cb['expected']")"
-	assert_eq "every callback received" 40 "$(py "$T/small.json" "$cb['received']")"
-	assert_eq "no callback missing" 0 "$(py "$T/small.json" "$cb['missing']")"
-	assert_eq "no callback with a wrong result" 0 "$(py "$T/small.json" "$cb['wrong_result']")"
-	assert_eq "signatures were checked (storm.sh made a secret)" true "$(py "$T/small.json" 'j["settings"]["signatures_checked"]')"
-	assert_eq "no bad signature" 0 "$(py "$T/small.json" "$cb['bad_signature']")"
-	assert_eq "callback latency has 40 samples" 40 "$(py "$T/small.json" "j['async']['callback_latency_ms']['count']")"
-	assert_eq "ok is true" true "$(py "$T/small.json" 'j["ok"]')"
+	assert_eq "async: all 40 accepted" 40 "$(json_file "$T/small.json" "j['async']['succeeded']")"
+	assert_eq "every accepted job's callback expected" 40 "$(json_file "$T/small.json" "$cb['expected']")"
+	assert_eq "every callback received" 40 "$(json_file "$T/small.json" "$cb['received']")"
+	assert_eq "no callback missing" 0 "$(json_file "$T/small.json" "$cb['missing']")"
+	assert_eq "no callback with a wrong result" 0 "$(json_file "$T/small.json" "$cb['wrong_result']")"
+	assert_eq "signatures were checked (storm.sh made a secret)" true "$(json_file "$T/small.json" 'j["settings"]["signatures_checked"]')"
+	assert_eq "no bad signature" 0 "$(json_file "$T/small.json" "$cb['bad_signature']")"
+	assert_eq "callback latency has 40 samples" 40 "$(json_file "$T/small.json" "j['async']['callback_latency_ms']['count']")"
+	assert_eq "ok is true" true "$(json_file "$T/small.json" 'j["ok"]')"
 else
 	not_ok "small storm wrote no JSON"
 fi
@@ -130,7 +120,7 @@ storm_sync() { # NAME ARGS...: a sync-only run, JSON to $T/NAME.json
 # then measure with the connections the open loop will use
 storm_sync warmup --num-requests 4 --concurrency 1
 storm_sync calib --num-requests 16 --concurrency 4
-cap=$(py "$T/calib.json" 'j["sync"]["achieved_rate"]' 2>/dev/null || echo 0)
+cap=$(json_file "$T/calib.json" 'j["sync"]["achieved_rate"]' 2>/dev/null || echo 0)
 rate=$(python3 -c "import sys; c=float(sys.argv[1]); print(max(2.0, round(2*c, 1)))" "$cap")
 short=$(python3 -c "import sys; print(max(10, int(float(sys.argv[1]) * 0.75)))" "$rate")
 long=$((short * 3))
@@ -138,21 +128,21 @@ storm_sync open_short --rate "$rate" --num-requests "$short" --concurrency 4
 storm_sync open_long --rate "$rate" --num-requests "$long" --concurrency 4
 storm_sync closed_long --num-requests "$long" --concurrency 4
 row() { # NAME LABEL
-	py "$T/$1.json" "'%-22s %8d %8s %11.1f %9.1f %9.1f' % ('$2', j['sync']['sent'], j['settings']['rate'] or '-', j['sync']['achieved_rate'], j['sync']['latency_ms']['p50'] or 0, j['sync']['latency_ms']['p99'] or 0)"
+	json_file "$T/$1.json" "'%-22s %8d %8s %11.1f %9.1f %9.1f' % ('$2', j['sync']['sent'], j['settings']['rate'] or '-', j['sync']['achieved_rate'], j['sync']['latency_ms']['p50'] or 0, j['sync']['latency_ms']['p99'] or 0)"
 }
 echo "# one sync process sustains about $cap req/s; open loop at $rate req/s, 4 connections:"
 printf '# %-22s %8s %8s %11s %9s %9s\n' run requests rate achieved/s "p50 ms" "p99 ms"
 for r in "open_short:open loop, short" "open_long:open loop, 3x longer" "closed_long:closed loop, same"; do
 	echo "# $(row "${r%%:*}" "${r#*:}" 2>/dev/null || echo "${r#*:}: no result")"
 done
-p99() { py "$T/$1.json" 'j["sync"]["latency_ms"]["p99"] or 0' 2>/dev/null || echo 0; }
+p99() { json_file "$T/$1.json" 'j["sync"]["latency_ms"]["p99"] or 0' 2>/dev/null || echo 0; }
 grows=$(python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(b > 1.3*a and a > 0)" "$(p99 open_short)" "$(p99 open_long)")
 assert_eq "open loop: p99 grows with the run's length (queueing shows)" True "$grows"
 hides=$(python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(a > b > 0)" "$(p99 open_long)" "$(p99 closed_long)")
 assert_eq "closed loop at the same settings reports a lower p99 (coordinated omission)" True "$hides"
 for r in open_short open_long closed_long; do
 	assert_eq "$r: every request answered" true \
-		"$(py "$T/$r.json" 'j["sync"]["sent"] == j["sync"]["succeeded"] + j["sync"]["failed"]' 2>/dev/null)"
+		"$(json_file "$T/$r.json" 'j["sync"]["sent"] == j["sync"]["succeeded"] + j["sync"]["failed"]' 2>/dev/null)"
 done
 
 # ---- worker threads share one schedule and one receiver ------------------------
@@ -162,9 +152,9 @@ rc=0
 	--json "$T/threads.json" >"$T/threads.out" 2>"$T/threads.err" || rc=$?
 assert_eq "--threads 3: exit 0" 0 "$rc"
 assert_eq "--threads 3: 30 sent, 30 accepted" "30 30" \
-	"$(py "$T/threads.json" '"%d %d" % (j["async"]["sent"], j["async"]["succeeded"])' 2>/dev/null)"
-assert_eq "--threads 3: every callback back" 30 "$(py "$T/threads.json" 'j["async"]["callbacks"]["received"]' 2>/dev/null)"
-assert_eq "--threads 3: one latency sample per request" 30 "$(py "$T/threads.json" 'j["async"]["latency_ms"]["count"]' 2>/dev/null)"
+	"$(json_file "$T/threads.json" '"%d %d" % (j["async"]["sent"], j["async"]["succeeded"])' 2>/dev/null)"
+assert_eq "--threads 3: every callback back" 30 "$(json_file "$T/threads.json" 'j["async"]["callbacks"]["received"]' 2>/dev/null)"
+assert_eq "--threads 3: one latency sample per request" 30 "$(json_file "$T/threads.json" 'j["async"]["latency_ms"]["count"]' 2>/dev/null)"
 
 # ---- 4. deliverer stopped: bounded wait, every callback missing ----------------
 "$SRC/tools/stack.sh" stop-deliverer --dir "$T/stack" >/dev/null 2>&1
@@ -175,9 +165,9 @@ rc=0
 	--json "$T/nodeliver.json" >"$T/nodeliver.out" 2>"$T/nodeliver.err" || rc=$?
 elapsed_ms=$((($(date +%s%N) - t0) / 1000000))
 assert_eq "no deliverer: exit 1" 1 "$rc"
-assert_eq "no deliverer: 6 accepted" 6 "$(py "$T/nodeliver.json" 'j["async"]["callbacks"]["expected"]' 2>/dev/null)"
-assert_eq "no deliverer: all 6 reported missing" 6 "$(py "$T/nodeliver.json" 'j["async"]["callbacks"]["missing"]' 2>/dev/null)"
-waited=$(py "$T/nodeliver.json" 'j["async"]["callbacks"]["waited_s"]' 2>/dev/null || echo 0)
+assert_eq "no deliverer: 6 accepted" 6 "$(json_file "$T/nodeliver.json" 'j["async"]["callbacks"]["expected"]' 2>/dev/null)"
+assert_eq "no deliverer: all 6 reported missing" 6 "$(json_file "$T/nodeliver.json" 'j["async"]["callbacks"]["missing"]' 2>/dev/null)"
+waited=$(json_file "$T/nodeliver.json" 'j["async"]["callbacks"]["waited_s"]' 2>/dev/null || echo 0)
 assert_eq "no deliverer: waited the 2 s callback wait, not more" True \
 	"$(python3 -c "import sys; print(1.9 <= float(sys.argv[1]) < 3.5)" "$waited")"
 assert_eq "no deliverer: the whole run ended in bounded time (<30 s)" True \
@@ -241,10 +231,10 @@ rc=0
 	--callback-port "$(free_port)" --callback-wait 3 --timeout 10 --secret "$secret" \
 	--json "$T/liar.json" >"$T/liar.out" 2>"$T/liar.err2" || rc=$?
 assert_eq "lying server: exit 1" 1 "$rc"
-assert_eq "lying server: every sync result caught as wrong" 10 "$(py "$T/liar.json" 'j["sync"]["failures"]["wrong_result"]' 2>/dev/null)"
+assert_eq "lying server: every sync result caught as wrong" 10 "$(json_file "$T/liar.json" 'j["sync"]["failures"]["wrong_result"]' 2>/dev/null)"
 for f in "received 8" "missing 2" "duplicated 2" "wrong_result 2" "bad_signature 2" "expected 10"; do
 	assert_eq "lying server: callbacks ${f% *} = ${f#* }" "${f#* }" \
-		"$(py "$T/liar.json" "j['async']['callbacks']['${f% *}']" 2>/dev/null)"
+		"$(json_file "$T/liar.json" "j['async']['callbacks']['${f% *}']" 2>/dev/null)"
 done
 assert_match "lying server: the report says a result was wrong" "disagreed with the request" "$(cat "$T/liar.out")"
 

@@ -13,15 +13,7 @@
 #  4. with two signing secrets (rotation) storm.sh verifies with the first.
 . "$(dirname "$0")/lib.sh"
 
-STORM=$BUILD/consuma-storm
-if [ ! -x "$STORM" ]; then
-	not_ok "no consuma-storm in $BUILD (libmicrohttpd missing at configure time?)"
-	t_done
-fi
-export CONSUMA_BUILD_DIR=$BUILD
-py() {
-	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); v=eval(sys.argv[2]); print(json.dumps(v) if isinstance(v,(dict,list,bool)) or v is None else v)' "$1" "$2"
-}
+need_storm
 small=(--num-requests 20 --concurrency 4 --iterations 100 --callback-wait 60 --timeout 60)
 
 # ---- 1. usage ------------------------------------------------------------------
@@ -50,10 +42,10 @@ assert_eq "the keys file is 0600" 600 "$(stat -c %a "$sdir/api-keys" 2>/dev/null
 assert_match "the keys file holds its hash only" '^admin admin [0-9a-f]{64}$' "$(cat "$sdir/api-keys" 2>/dev/null)"
 if [ -s "$T/auth.json" ]; then
 	for m in sync async; do
-		assert_eq "$m: 20 of 20 succeeded with the key" 20 "$(py "$T/auth.json" "j['$m']['succeeded']")"
+		assert_eq "$m: 20 of 20 succeeded with the key" 20 "$(json_file "$T/auth.json" "j['$m']['succeeded']")"
 	done
-	assert_eq "every callback received" 20 "$(py "$T/auth.json" "j['async']['callbacks']['received']")"
-	assert_eq "no bad signature" 0 "$(py "$T/auth.json" "j['async']['callbacks']['bad_signature']")"
+	assert_eq "every callback received" 20 "$(json_file "$T/auth.json" "j['async']['callbacks']['received']")"
+	assert_eq "no bad signature" 0 "$(json_file "$T/auth.json" "j['async']['callbacks']['bad_signature']")"
 else
 	not_ok "storm.sh --auth wrote no JSON"
 fi
@@ -69,14 +61,14 @@ rc=0
 CONSUMA_API_KEYS_FILE=$T/keys TMPDIR=$T/nokey "$SRC/tools/storm.sh" "${small[@]}" --mode sync \
 	--json "$T/nokey.json" >"$T/nokey.out" 2>"$T/nokey.err" || rc=$?
 assert_eq "keys on and no --api-key: the storm fails (exit 1)" 1 "$rc"
-assert_eq "  every request failed" 20 "$(py "$T/nokey.json" "j['sync']['failed']" 2>/dev/null)"
+assert_eq "  every request failed" 20 "$(json_file "$T/nokey.json" "j['sync']['failed']" 2>/dev/null)"
 assert_match "  storm.sh warned" 'no --api-key given' "$(cat "$T/nokey.err")"
 rc=0
 CONSUMA_API_KEYS_FILE=$T/keys TMPDIR=$T/withkey "$SRC/tools/storm.sh" "${small[@]}" \
 	--api-key "$key" --json "$T/withkey.json" >"$T/withkey.out" 2>"$T/withkey.err" || rc=$?
 assert_eq "keys on and --api-key passed through: exit 0" 0 "$rc"
 [ "$rc" = 0 ] || cat "$T/withkey.out" "$T/withkey.err" >&2
-assert_eq "  async: 20 of 20 succeeded" 20 "$(py "$T/withkey.json" "j['async']['succeeded']" 2>/dev/null)"
+assert_eq "  async: 20 of 20 succeeded" 20 "$(json_file "$T/withkey.json" "j['async']['succeeded']" 2>/dev/null)"
 
 # ---- 4. a rotation list: the storm verifies the first secret's signature -----------
 mkdir -p "$T/rot"
@@ -86,7 +78,7 @@ CONSUMA_CALLBACK_SECRET="whsec_$(head -c 32 /dev/urandom | base64 -w0) whsec_$(h
 	>"$T/rot.out" 2>"$T/rot.err" || rc=$?
 assert_eq "two secrets in CONSUMA_CALLBACK_SECRET: storm.sh exits 0" 0 "$rc"
 [ "$rc" = 0 ] || cat "$T/rot.out" "$T/rot.err" >&2
-assert_eq "  signatures were checked" true "$(py "$T/rot.json" 'j["settings"]["signatures_checked"]' 2>/dev/null)"
+assert_eq "  signatures were checked" true "$(json_file "$T/rot.json" 'j["settings"]["signatures_checked"]' 2>/dev/null)"
 assert_eq "  and every one verified" "20 0" \
-	"$(py "$T/rot.json" "'%d %d' % (j['async']['callbacks']['received'], j['async']['callbacks']['bad_signature'])" 2>/dev/null)"
+	"$(json_file "$T/rot.json" "'%d %d' % (j['async']['callbacks']['received'], j['async']['callbacks']['bad_signature'])" 2>/dev/null)"
 t_done

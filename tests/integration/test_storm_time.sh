@@ -17,17 +17,7 @@
 # Counts are small: behaviour, not speed.
 . "$(dirname "$0")/lib.sh"
 
-STORM=$BUILD/consuma-storm
-if [ ! -x "$STORM" ]; then
-	not_ok "no consuma-storm in $BUILD (libmicrohttpd missing at configure time?)"
-	t_done
-fi
-export CONSUMA_BUILD_DIR=$BUILD
-
-# py FILE EXPR: EXPR over the parsed JSON file `j`
-py() {
-	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); v=eval(sys.argv[2]); print(json.dumps(v) if isinstance(v,(dict,list,bool)) or v is None else v)' "$1" "$2"
-}
+need_storm
 
 # /sync sheds early: one process, at most 300 ms of estimated wait
 export CONSUMA_RATE_LIMIT_REQUESTS=0 CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_MAX_QUEUE_SHARE=1
@@ -40,7 +30,7 @@ ITER=300000
 # (with as many connections as the storm below, as the process serves several at once)
 "$STORM" --server-url "$BASE" --mode sync --iterations "$ITER" --num-requests 24 --concurrency 8 \
 	--timeout 60 --no-progress --json "$T/calib.json" >"$T/calib.out" 2>&1 || true
-cap=$(py "$T/calib.json" 'j["sync"]["achieved_rate"]' 2>/dev/null || echo 0)
+cap=$(json_file "$T/calib.json" 'j["sync"]["achieved_rate"]' 2>/dev/null || echo 0)
 # The mixed storm offers /sync three times that (80 % of the rate) for about
 # 5 s, and /async 20 %: enough that the one deliverer worker's share of the
 # two cores leaves the API pool room, as on a real host the deliverer would
@@ -58,23 +48,23 @@ rc=0
 assert_eq "mixed storm exits 0 (refusals are answers)" 0 "$rc"
 [ "$rc" = 0 ] || cat "$T/mixed.out" "$T/mixed.err" >&2
 assert_eq "settings say mixed, a fifth async" '"mixed" 0.2' \
-	"$(py "$T/mixed.json" '"\"%s\" %s" % (j["settings"]["mode"], j["settings"]["mix"])')"
-assert_eq "both modes sent, $n in all" "$n" "$(py "$T/mixed.json" 'j["sync"]["sent"] + j["async"]["sent"]')"
+	"$(json_file "$T/mixed.json" '"\"%s\" %s" % (j["settings"]["mode"], j["settings"]["mix"])')"
+assert_eq "both modes sent, $n in all" "$n" "$(json_file "$T/mixed.json" 'j["sync"]["sent"] + j["async"]["sent"]')"
 for m in sync async; do
 	for f in sent:sent ok:succeeded refused:refused failed:failed; do
 		assert_eq "timeline: $m ${f%%:*} sums to the total ${f#*:}" true \
-			"$(py "$T/mixed.json" "sum(e['$m']['${f%%:*}'] for e in j['timeline']) == j['$m']['${f#*:}']")"
+			"$(json_file "$T/mixed.json" "sum(e['$m']['${f%%:*}'] for e in j['timeline']) == j['$m']['${f#*:}']")"
 	done
 done
 assert_eq "timeline: callbacks sum to callbacks received" true \
-	"$(py "$T/mixed.json" "sum(e['async']['callbacks'] for e in j['timeline']) == j['async']['callbacks']['received']")"
+	"$(json_file "$T/mixed.json" "sum(e['async']['callbacks'] for e in j['timeline']) == j['async']['callbacks']['received']")"
 assert_eq "timeline: intervals of --interval, t_s in order" true \
-	"$(py "$T/mixed.json" "j['timeline_interval_s'] == 0.5 and [e['t_s'] for e in j['timeline']] == [i * 0.5 for i in range(len(j['timeline']))]")"
+	"$(json_file "$T/mixed.json" "j['timeline_interval_s'] == 0.5 and [e['t_s'] for e in j['timeline']] == [i * 0.5 for i in range(len(j['timeline']))]")"
 assert_eq "timeline: /healthz sampled during the run" true \
-	"$(py "$T/mixed.json" "sum(1 for e in j['timeline'] if e['server'] and e['server']['queue_depth'] is not None) >= 2")"
+	"$(json_file "$T/mixed.json" "sum(1 for e in j['timeline'] if e['server'] and e['server']['queue_depth'] is not None) >= 2")"
 assert_eq "CSV: a header and one row per interval" True \
 	"$(python3 -c "import csv,json,sys; r=list(csv.DictReader(open(sys.argv[1]))); j=json.load(open(sys.argv[2])); print(len(r) == len(j['timeline']) and sum(int(x['sync_sent']) for x in r) == j['sync']['sent'])" "$T/mixed.csv" "$T/mixed.json")"
-refused=$(py "$T/mixed.json" 'j["sync"]["refused"]')
+refused=$(json_file "$T/mixed.json" 'j["sync"]["refused"]')
 assert_eq "/sync refused some of the storm (it was offered 4x what it sustains)" True \
 	"$([ "${refused:-0}" -gt 0 ] && echo True || echo "False (refused $refused)")"
 # the isolation: where /sync refuses, /async still accepts fast
@@ -116,7 +106,7 @@ rc=0
 	--json "$T/th_pass.json" >"$T/th_pass.out" 2>&1 || rc=$?
 assert_eq "thresholds that hold: exit 0" 0 "$rc"
 assert_eq "thresholds that hold: all ok in the JSON" "[true, true, true]" \
-	"$(py "$T/th_pass.json" '[t["ok"] for t in j["thresholds"]]')"
+	"$(json_file "$T/th_pass.json" '[t["ok"] for t in j["thresholds"]]')"
 rc=0
 "$STORM" "${small[@]}" --callback-port "$(free_port)" --threshold 'async_accept.p99<60s' \
 	--threshold 'async_accept.p50<1us' --json "$T/th_fail.json" >"$T/th_fail.out" 2>&1 || rc=$?
@@ -125,7 +115,7 @@ assert_match "the report names the failed threshold and by how much" \
 	"FAILED async_accept.p50<1us: [0-9.]+ ms, [0-9.]+ ms past the limit" "$(cat "$T/th_fail.out")"
 assert_match "the one that held is reported ok" "ok async_accept.p99<60s" "$(cat "$T/th_fail.out")"
 assert_eq "JSON: exit_status 99, ok still true (nothing lost)" "99 true" \
-	"$(py "$T/th_fail.json" '"%d %s" % (j["exit_status"], str(j["ok"]).lower())')"
+	"$(json_file "$T/th_fail.json" '"%d %s" % (j["exit_status"], str(j["ok"]).lower())')"
 rc=0
 "$STORM" "${small[@]}" --threshold 'async_accept.p99<50' >/dev/null 2>"$T/th_bad.err" || rc=$?
 assert_eq "a bad threshold expression: exit 2" 2 "$rc"
@@ -137,14 +127,14 @@ rc=0
 	--iterations 10 --timeout 30 --callback-port "$(free_port)" --callback-wait 30 --no-progress \
 	--json "$T/sweep.json" --html "$T/sweep.html" >"$T/sweep.out" 2>&1 || rc=$?
 assert_eq "sweep exits 0" 0 "$rc"
-assert_eq "sweep: two entries at the rates asked" "[20.0, 40.0]" "$(py "$T/sweep.json" '[float(s["rate"]) for s in j["sweep"]]')"
+assert_eq "sweep: two entries at the rates asked" "[20.0, 40.0]" "$(json_file "$T/sweep.json" '[float(s["rate"]) for s in j["sweep"]]')"
 for m in sync async; do
 	assert_eq "sweep: $m sent per step, summed in the totals" "16 16 32" \
-		"$(py "$T/sweep.json" "'%d %d %d' % (j['sweep'][0]['$m']['sent'], j['sweep'][1]['$m']['sent'], j['$m']['sent'])")"
+		"$(json_file "$T/sweep.json" "'%d %d %d' % (j['sweep'][0]['$m']['sent'], j['sweep'][1]['$m']['sent'], j['$m']['sent'])")"
 	assert_eq "sweep: $m has p50 and p99 per rate" true \
-		"$(py "$T/sweep.json" "all(s['$m']['p50_ms'] is not None and s['$m']['p99_ms'] >= s['$m']['p50_ms'] for s in j['sweep'])")"
+		"$(json_file "$T/sweep.json" "all(s['$m']['p50_ms'] is not None and s['$m']['p99_ms'] >= s['$m']['p50_ms'] for s in j['sweep'])")"
 done
-assert_eq "sweep: every callback of both steps back" 32 "$(py "$T/sweep.json" 'j["async"]["callbacks"]["received"]')"
+assert_eq "sweep: every callback of both steps back" 32 "$(json_file "$T/sweep.json" 'j["async"]["callbacks"]["received"]')"
 assert_match "sweep: the terminal table" "sweep \(/s\) +mode" "$(cat "$T/sweep.out")"
 assert_cmd "sweep page has latency against offered rate" grep -q 'aria-label="latency against offered rate"' "$T/sweep.html"
 
