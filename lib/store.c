@@ -213,9 +213,9 @@ struct store {
 };
 
 #define BUSY_FIRST_US 20
+#define BUSY_MAX_US   1000
 /* Reads through a shared mapping of the database file (store.h). */
 #define STORE_MMAP_BYTES "268435456"
-#define BUSY_MAX_US      1000
 
 const char *store_strerror(enum store_err err)
 {
