@@ -21,7 +21,7 @@
  *
  * A failed flush (database busy past the store's bound) keeps every list
  * as it is and is retried after a short pause; nothing is sent meanwhile.
- * A write that finds the lease taken by another deliverer (QUEUE_FENCED)
+ * A write that finds the lease taken by another deliverer (STORE_FENCED)
  * drops the job from our hands without sending.
  */
 #include "deliver.h"
@@ -37,13 +37,12 @@
 #include "ids.h"
 #include "log.h"
 #include "metrics.h"
-#include "queue.h"
+#include "store.h"
 #include "retry.h"
 
 #define SPARE_MAX          64   /* easy handles kept for reuse */
 #define POLL_MAX_MS        1000 /* longest sleep without a reason to wake */
 #define DB_RETRY_MS        100  /* pause after a failed flush */
-#define EXCL_MAX           SHARED_EXCL_MAX
 #define FINAL_FLUSH_TRIALS 5
 #define GAUGES_EVERY_MS    1000 /* how often the open-breaker gauge is published */
 
@@ -55,7 +54,6 @@ struct list {
 struct deliver {
 	const struct config *cfg;
 	struct store *s;
-	struct queue *q;
 	const struct ssrf_policy *policy;
 	const struct sign_key *key;
 	struct shared *sh;
@@ -77,7 +75,6 @@ struct deliver {
 	struct list active;   /* in curl */
 	struct retry_policy rp;
 	uint64_t rng;
-	struct buf excl;
 	CURL *spare[SPARE_MAX];
 	int nspare;
 	int64_t db_retry_at; /* monotonic ms */
@@ -227,7 +224,7 @@ static void origin_of(const struct djob *j, const char *claim_key, char *out, si
 static void intake(struct deliver *d, struct djob *j)
 {
 	char claim_key[URL_HOST_MAX + 32], origin[URL_HOST_MAX + 32];
-	queue_claim_key(j->q.callback_url, claim_key, sizeof claim_key);
+	store_claim_key(j->q.callback_url, claim_key, sizeof claim_key);
 	origin_of(j, claim_key, origin, sizeof origin);
 	j->host = hosts_get(d->hosts, origin, claim_key);
 	j->path = hosts_path_key(j->q.callback_url);
@@ -538,15 +535,15 @@ static void dispatch(struct deliver *d)
 
 /* ---- flush ------------------------------------------------------------------ */
 
-static enum queue_err write_ended(struct deliver *d, struct djob *j, int64_t now)
+static enum store_err write_ended(struct deliver *d, struct djob *j, int64_t now)
 {
-	enum queue_err err = QUEUE_OK;
+	enum store_err err = STORE_OK;
 	if (j->nosend) {
-		err = queue_attempt_begin(d->q, &j->q, !j->stored && j->q.computed, j->number, now);
-		if (err != QUEUE_OK)
+		err = store_attempt_begin(d->s, &j->q, !j->stored && j->q.computed, j->number, now);
+		if (err != STORE_OK)
 			return err;
 	}
-	struct queue_outcome o = {
+	struct store_outcome o = {
 	    .number = j->number,
 	    .duration_ms = j->duration_ms,
 	    .http_status = j->http_status,
@@ -556,38 +553,38 @@ static enum queue_err write_ended(struct deliver *d, struct djob *j, int64_t now
 	};
 	switch (j->decision.action) {
 	case RETRY_DELIVERED:
-		o.verdict = QUEUE_DELIVERED;
+		o.verdict = STORE_DELIVERED;
 		break;
 	case RETRY_AGAIN:
-		o.verdict = QUEUE_RETRY;
+		o.verdict = STORE_RETRY;
 		o.next_attempt_at = now + j->decision.delay_ms;
 		break;
 	case RETRY_FAIL:
-		o.verdict = QUEUE_FAILED;
+		o.verdict = STORE_FAILED;
 		break;
 	}
 	j->due_at = o.next_attempt_at;
-	return queue_attempt_end(d->q, &j->q, &o);
+	return store_attempt_end(d->s, &j->q, &o);
 }
 
 /* Runs fn's writes for every job of l; fenced jobs are marked. */
 static bool write_list(struct deliver *d, struct list *l, int which, int64_t now)
 {
 	for (struct djob *j = l->head; j; j = j->next) {
-		enum queue_err err;
+		enum store_err err;
 		if (which == 0) {
 			j->number = j->q.attempts + 1;
 			j->started_at = now;
-			err = queue_attempt_begin(d->q, &j->q, !j->stored, j->number, now);
+			err = store_attempt_begin(d->s, &j->q, !j->stored, j->number, now);
 		} else if (which == 1) {
 			err = write_ended(d, j, now);
 		} else {
-			err = queue_release(d->q, &j->q, !j->stored && j->q.computed, j->due_at);
+			err = store_release(d->s, &j->q, !j->stored && j->q.computed, j->due_at);
 		}
-		j->fenced = err == QUEUE_FENCED;
-		if (err != QUEUE_OK && err != QUEUE_FENCED) {
+		j->fenced = err == STORE_FENCED;
+		if (err != STORE_OK && err != STORE_FENCED) {
 			log_event(L_ERROR, "deliver.write_failed", "request_id=%s error=%s",
-			          j->q.id, log_q(queue_errmsg(d->q)));
+			          j->q.id, log_q(store_errmsg(d->s)));
 			return false;
 		}
 	}
@@ -698,8 +695,11 @@ static bool flush(struct deliver *d)
 
 static void publish_exclusions(struct deliver *d)
 {
-	if (hosts_exclusions(d->hosts, ids_mono_ms(), &d->excl)) {
-		shared_set_exclusions(d->sh, d->excl.err == BUF_OK ? buf_str(&d->excl) : NULL);
+	struct store_exclude *ex = NULL;
+	if (!hosts_exclusions(d->hosts, ids_mono_ms(), &ex)) {
+		cz_free(ex);
+	} else {
+		shared_set_exclusions(d->sh, ex);
 		shared_wake(d->sh); /* a host may have become claimable again */
 	}
 }
@@ -817,16 +817,15 @@ struct deliver *deliver_new(const struct config *cfg, struct store *s, const cha
 	};
 	d->rng = (uint64_t)ids_mono_ns() | 1;
 	snprintf(d->ua, sizeof d->ua, "consuma/%s", CONSUMA_VERSION);
-	buf_init(&d->excl, EXCL_MAX);
 	if (pthread_mutex_init(&d->mu, NULL) != 0) {
 		cz_free(d);
 		return NULL;
 	}
 	d->metrics = metrics_open_beside(cfg->database_path);
-	d->q = queue_new(s, owner);
+	store_set_owner(s, owner);
 	d->hosts = hosts_new(cfg->max_per_host, cfg->breaker_failures, cfg->breaker_cooldown_ms);
 	d->multi = curl_multi_init();
-	if (!d->q || !d->hosts || !d->multi) {
+	if (!d->hosts || !d->multi) {
 		deliver_free(d);
 		return NULL;
 	}
@@ -878,9 +877,7 @@ void deliver_free(struct deliver *d)
 	if (d->multi)
 		curl_multi_cleanup(d->multi);
 	hosts_free(d->hosts);
-	queue_free(d->q);
 	metrics_close(d->metrics);
-	buf_free(&d->excl);
 	pthread_mutex_destroy(&d->mu);
 	cz_free(d);
 }

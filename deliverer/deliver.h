@@ -37,7 +37,7 @@ void deliver_submit(struct deliver *d, struct djob *j);
  * writes what it knows in one last transaction: finished attempts, results
  * computed but not stored, and every job not in flight handed back due now.
  * Transfers still in flight are abandoned; their attempts stay 'sending'
- * for queue_handback_all to mark unknown. */
+ * for store_handback_all to mark unknown. */
 void deliver_stop(struct deliver *d);
 /* NULL is a no-op. Stops first when needed. */
 void deliver_free(struct deliver *d);

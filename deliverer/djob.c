@@ -10,7 +10,7 @@
 /* The callback body is ~350 bytes; this bound is far above it. */
 #define BODY_MAX 4096
 
-struct djob *djob_new(struct queue_job *q)
+struct djob *djob_new(struct store_job *q)
 {
 	struct djob *j = cz_calloc(1, sizeof *j);
 	if (!j)
@@ -26,7 +26,7 @@ void djob_free(struct djob *j)
 {
 	if (!j)
 		return;
-	queue_job_clear(&j->q);
+	store_job_clear(&j->q);
 	curl_slist_free_all(j->headers);
 	curl_slist_free_all(j->resolve);
 	buf_free(&j->body);

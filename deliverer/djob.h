@@ -2,7 +2,7 @@
  * djob: one claimed job on its way through the deliverer. It belongs to one
  * thread at a time: the claim loop makes it, the compute pool fills in the
  * result and the checked destination, the delivery thread sends it and
- * frees it. The queue_job inside carries the lease token that fences every
+ * frees it. The store_job inside carries the lease token that fences every
  * write.
  */
 #ifndef CONSUMA_DELIVERER_DJOB_H
@@ -13,7 +13,7 @@
 #include <curl/curl.h>
 
 #include "buf.h"
-#include "queue.h"
+#include "store.h"
 #include "retry.h"
 #include "ssrf.h"
 
@@ -30,7 +30,7 @@ enum djob_prep {
 struct host;
 
 struct djob {
-	struct queue_job q;
+	struct store_job q;
 	bool stored; /* the result is in the database */
 	enum djob_prep prep;
 	char why[SSRF_REASON_MAX]; /* the pool's reason when not ready */
@@ -62,7 +62,7 @@ struct djob {
 
 /* A job holding q (moved in: q's strings now belong to the job). NULL when
  * memory ran out (q untouched). */
-struct djob *djob_new(struct queue_job *q);
+struct djob *djob_new(struct store_job *q);
 /* Frees j and what it owns (the easy handle is the caller's to release
  * first). NULL is a no-op. */
 void djob_free(struct djob *j);

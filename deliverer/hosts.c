@@ -12,7 +12,7 @@
  * Why the origin and not the host name: two services on different ports of
  * one host fail independently; sharing slots, a breaker and a claim
  * exclusion let one starve the other. Claims are filtered by the origin as
- * spelled in the URL (queue_claim_key): the origin keeps the claim key of
+ * spelled in the URL (store_claim_key): the origin keeps the claim key of
  * its first job, so another spelling of it ("HTTP://h:80" for "http://h")
  * is not left out of claims; such a job is claimed and then handed back or
  * held like any other, which costs a claim, never correctness.
@@ -66,6 +66,7 @@
  * that failed before, or whose path is failing, are capped.
  */
 #include "hosts.h"
+#include "shared.h"
 
 #include <string.h>
 
@@ -337,29 +338,35 @@ bool hosts_finished(struct hosts *hs, struct host *h, bool suspect, uint64_t pat
 	return false;
 }
 
-bool hosts_exclusions(struct hosts *hs, int64_t now, struct buf *out)
+bool hosts_exclusions(struct hosts *hs, int64_t now, struct store_exclude **out)
 {
-	buf_reset(out);
-	buf_putc(out, '[');
-	bool first = true;
+	const char **keys = NULL;
+	size_t n = 0, cap = 0;
 	uint64_t hash = 1469598103934665603ULL;
+	*out = NULL;
 	for (int i = 0; i < NBUCKETS; i++) {
 		for (struct host *h = hs->bucket[i]; h; h = h->next) {
 			tick(h, now);
 			bool saturated = h->in_hand >= 2 * hs->max_per_host;
 			if (h->state != OPEN && !saturated)
 				continue;
-			if (!first)
-				buf_putc(out, ',');
-			first = false;
-			buf_json_string(out, h->claim_key, strlen(h->claim_key));
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 16;
+				void *p = cz_realloc(keys, ncap * sizeof *keys);
+				if (!p)
+					continue; /* fewer exclusions: still correct */
+				keys = p;
+				cap = ncap;
+			}
+			keys[n++] = h->claim_key;
 			hash = (hash ^ hash_str(h->claim_key)) * 1099511628211ULL;
 		}
 	}
-	buf_putc(out, ']');
 	bool changed = !hs->excl_valid || hash != hs->excl_hash;
 	hs->excl_hash = hash;
 	hs->excl_valid = true;
+	*out = exclude_copy(keys, n);
+	cz_free(keys);
 	return changed;
 }
 

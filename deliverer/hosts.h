@@ -24,7 +24,7 @@
  *  - An origin whose jobs in hand reach 2 * max_per_host, or whose breaker
  *    is open, is excluded from claims (hosts_exclusions) so a hanging
  *    origin cannot fill the deliverer's capacity. Claims are filtered by
- *    the claim key given at hosts_get (queue_claim_key).
+ *    the claim key given at hosts_get (store_claim_key).
  *
  * Times are monotonic milliseconds. Owned by the delivery thread: not
  * thread safe.
@@ -34,6 +34,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "store.h"
 #include "buf.h"
 
 struct hosts;
@@ -81,9 +83,10 @@ bool hosts_finished(struct hosts *hs, struct host *h, bool suspect, uint64_t pat
 /* Undoes hosts_started for a delivery that never left. */
 void hosts_unstart(struct hosts *hs, struct host *h, bool suspect);
 
-/* Writes the JSON array of claim keys to leave out of claims at now into
- * out (reset first). Returns true when it differs from the previous call. */
-bool hosts_exclusions(struct hosts *hs, int64_t now, struct buf *out);
+/* The claim keys to leave out of claims at now, in *out (exclude_copy:
+ * NULL for none; the caller cz_frees it). Returns true when the set
+ * differs from the previous call's. */
+bool hosts_exclusions(struct hosts *hs, int64_t now, struct store_exclude **out);
 /* Origins whose breaker is open at now (for GET /metrics). */
 int64_t hosts_open_count(struct hosts *hs, int64_t now);
 /* The earliest time an open breaker closes or a half-open origin's grace

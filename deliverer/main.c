@@ -2,8 +2,8 @@
  * consuma-deliverer: the only component that computes async work and talks
  * to callback URLs (DESIGN.md). This file holds the claim loop and the
  * process life cycle; the compute pool is pool.c, the delivery thread
- * deliver.c, the retry policy retry.c, the per-host bounds hosts.c, the SQL
- * lib/queue.c.
+ * deliver.c, the retry policy retry.c, the per-host bounds hosts.c, the
+ * queue's SQL lib/store_sqlite_queue.c and lib/store_pg.c behind lib/store.h.
  *
  * Threads:
  *   main      the claim loop: blocks in ppoll(2) on the doorbell socket and
@@ -62,7 +62,7 @@
 #include "ids.h"
 #include "log.h"
 #include "pool.h"
-#include "queue.h"
+#include "store.h"
 #include "shared.h"
 #include "sign.h"
 #include "ssrf.h"
@@ -94,7 +94,6 @@ struct ctx {
 	struct config cfg;
 	struct store *s_main;
 	struct store *s_deliver;
-	struct queue *q;
 	struct ssrf_policy *policy;
 	struct sign_key *key;
 	struct shared sh;
@@ -102,12 +101,13 @@ struct ctx {
 	struct deliver *d;
 	struct pool *pool;
 	int bell_fd;
+	int listen_fd; /* the database's new-job notices (PostgreSQL), or -1 */
 	int workers;
 	int64_t capacity;
 	int64_t pool_backlog; /* most jobs queued for the pool */
 	int64_t started_at;
 	char hostname[HOSTNAME_MAX];
-	char owner[QUEUE_OWNER_MAX];
+	char owner[STORE_OWNER_MAX];
 };
 
 static void notify(const char *state)
@@ -210,8 +210,8 @@ static void make_owner(struct ctx *c)
 static void recover(struct ctx *c)
 {
 	int64_t recovered = 0;
-	if (queue_recover_dead(c->q, ids_now_ms(), owner_is_dead, c, &recovered) != QUEUE_OK)
-		log_event(L_WARN, "recover.failed", "error=%s", log_q(queue_errmsg(c->q)));
+	if (store_recover_dead(c->s_main, ids_now_ms(), owner_is_dead, c, &recovered) != STORE_OK)
+		log_event(L_WARN, "recover.failed", "error=%s", log_q(store_errmsg(c->s_main)));
 	else if (recovered > 0)
 		log_event(L_INFO, "recover.dead_owner", "jobs=%lld", (long long)recovered);
 }
@@ -220,10 +220,10 @@ static struct store *open_store(const struct config *cfg)
 {
 	enum store_err err;
 	char msg[256] = "";
-	struct store *s = store_open(cfg->database_path, &err, msg, sizeof msg);
+	struct store *s = store_open(config_database(cfg), &err, msg, sizeof msg);
 	if (!s)
 		log_event(L_ERROR, "store.open_failed", "path=%s error=%s detail=%s",
-		          log_q(cfg->database_path), store_strerror(err), log_q(msg));
+		          log_q(config_database_label(cfg)), store_strerror(err), log_q(msg));
 	return s;
 }
 
@@ -256,11 +256,7 @@ static int setup(struct ctx *c)
 	if (!c->s_deliver)
 		return 1;
 	make_owner(c);
-	c->q = queue_new(c->s_main, c->owner);
-	if (!c->q) {
-		log_event(L_ERROR, "queue.init_failed", "error=%s", log_q(store_errmsg(c->s_main)));
-		return 1;
-	}
+	store_set_owner(c->s_main, c->owner);
 	recover(c);
 
 	char bell[CONFIG_PATH_MAX];
@@ -269,6 +265,11 @@ static int setup(struct ctx *c)
 	if (c->bell_fd < 0)
 		log_event(L_WARN, "doorbell.listen_failed", "path=%s error=%s poll_ms=%lld",
 		          log_q(bell), log_q(strerror(errno)), (long long)c->cfg.poll_interval_ms);
+	/* Across hosts the doorbell reaches only this host's pools: the
+	 * database's notices reach every deliverer (PostgreSQL LISTEN). */
+	if (store_listen(c->s_main, &c->listen_fd) != STORE_OK)
+		log_event(L_WARN, "store.listen_failed", "error=%s poll_ms=%lld",
+		          log_q(store_errmsg(c->s_main)), (long long)c->cfg.poll_interval_ms);
 
 	if (shared_init(&c->sh) != 0) {
 		log_event(L_ERROR, "eventfd.failed", "error=%s", log_q(strerror(errno)));
@@ -301,30 +302,30 @@ static int setup(struct ctx *c)
 
 static void beat(struct ctx *c)
 {
-	struct queue_beat b = {
+	struct store_beat b = {
 	    .pid = getpid(),
 	    .started_at = c->started_at,
 	    .busy_workers = atomic_load(&c->sh.busy_workers),
 	    .workers = c->workers,
 	    .inflight = atomic_load(&c->sh.inflight),
 	};
-	if (queue_heartbeat(c->q, ids_now_ms(), &b) != QUEUE_OK)
-		log_event(L_WARN, "heartbeat.failed", "error=%s", log_q(queue_errmsg(c->q)));
+	if (store_heartbeat(c->s_main, ids_now_ms(), &b) != STORE_OK)
+		log_event(L_WARN, "heartbeat.failed", "error=%s", log_q(store_errmsg(c->s_main)));
 	notify("WATCHDOG=1");
 }
 
 /* Claims up to room jobs and feeds them to the pool. Returns how many, or
  * -1 on a database error. */
-static int claim(struct ctx *c, int64_t room, const char *excl)
+static int claim(struct ctx *c, int64_t room, const struct store_exclude *excl)
 {
 	int want = (int)(room < c->cfg.claim_batch ? room : c->cfg.claim_batch);
-	struct queue_job *jobs = NULL;
+	struct store_job *jobs = NULL;
 	int n = 0;
-	enum queue_err err =
-	    queue_claim(c->q, ids_now_ms(), c->cfg.lease_seconds * 1000, want, excl, &jobs, &n);
-	if (err != QUEUE_OK) {
-		log_event(L_ERROR, "claim.failed", "error=%s detail=%s", queue_strerror(err),
-		          log_q(queue_errmsg(c->q)));
+	enum store_err err = store_claim(c->s_main, ids_now_ms(), c->cfg.lease_seconds * 1000, want,
+	                                 excl, &jobs, &n);
+	if (err != STORE_OK) {
+		log_event(L_ERROR, "claim.failed", "error=%s detail=%s", store_strerror(err),
+		          log_q(store_errmsg(c->s_main)));
 		return -1;
 	}
 	for (int i = 0; i < n; i++) {
@@ -332,7 +333,7 @@ static int claim(struct ctx *c, int64_t room, const char *excl)
 		if (!j) {
 			/* Out of memory: the lease runs out and the job comes back. */
 			log_event(L_ERROR, "claim.nomem", "request_id=%s", jobs[i].id);
-			queue_job_clear(&jobs[i]);
+			store_job_clear(&jobs[i]);
 			continue;
 		}
 		atomic_fetch_add(&c->sh.in_hand, 1);
@@ -353,18 +354,18 @@ static void prune(struct ctx *c)
 	int64_t cutoff = ids_now_ms() - c->cfg.retention_hours * 3600 * 1000;
 	int64_t total = 0, got = 0;
 	int batches = 0;
-	enum queue_err err = QUEUE_OK;
+	enum store_err err = STORE_OK;
 
 	do {
-		err = queue_prune(c->s_main, cutoff, PRUNE_BATCH, &got);
-		if (err != QUEUE_OK)
+		err = store_prune(c->s_main, cutoff, PRUNE_BATCH, &got);
+		if (err != STORE_OK)
 			break;
 		total += got;
 		batches++;
 	} while (got >= PRUNE_BATCH && batches < PRUNE_BATCHES);
-	if (err != QUEUE_OK)
+	if (err != STORE_OK)
 		log_event(L_WARN, "prune.failed", "deleted=%lld error=%s detail=%s",
-		          (long long)total, queue_strerror(err), log_q(store_errmsg(c->s_main)));
+		          (long long)total, store_strerror(err), log_q(store_errmsg(c->s_main)));
 	else
 		log_event(total > 0 ? L_INFO : L_DEBUG, "prune.done", "deleted=%lld batches=%d",
 		          (long long)total, batches);
@@ -374,6 +375,8 @@ static void drain_fds(struct ctx *c)
 {
 	if (c->bell_fd >= 0)
 		doorbell_drain(c->bell_fd);
+	if (c->listen_fd >= 0)
+		store_listen_drain(c->s_main);
 	shared_drain(&c->sh);
 }
 
@@ -397,16 +400,17 @@ static void claim_loop(struct ctx *c)
 	int64_t next_prune = ids_mono_ms() + PRUNE_EVERY_MS;
 	bool draining = false;
 	int64_t deadline = 0;
-	int64_t bell_hold_until = 0; /* rings before this wait for it (see above) */
-	bool bell_rang = false;      /* the last wake-up was the doorbell alone */
-	char excl[SHARED_EXCL_MAX];
+	int64_t bell_hold_until = 0;       /* rings before this wait for it (see above) */
+	bool bell_rang = false;            /* the last wake-up was the doorbell alone */
+	struct store_exclude *excl = NULL; /* this thread's copy (shared.h) */
+	uint64_t excl_gen = 0;
 
 	for (;;) {
 		int64_t mono = ids_mono_ms();
 		if (int_seen || term_count >= 2) {
 			log_event(L_INFO, "shutdown.now", "in_hand=%lld",
 			          (long long)atomic_load(&c->sh.in_hand));
-			return;
+			break;
 		}
 		if (term_count == 1 && !draining) {
 			draining = true;
@@ -419,7 +423,7 @@ static void claim_loop(struct ctx *c)
 		if (draining) {
 			atomic_store(&c->sh.wants_room, true);
 			if (atomic_load(&c->sh.in_hand) <= 0 || mono >= deadline)
-				return;
+				break;
 		}
 		if (mono >= next_beat) {
 			beat(c);
@@ -428,10 +432,10 @@ static void claim_loop(struct ctx *c)
 			next_beat = mono + BEAT_EVERY_MS;
 		}
 		if (mono >= next_renew) {
-			if (queue_renew(c->q, ids_now_ms(), c->cfg.lease_seconds * 1000, NULL) !=
-			    QUEUE_OK)
+			if (store_renew(c->s_main, ids_now_ms(), c->cfg.lease_seconds * 1000,
+			                NULL) != STORE_OK)
 				log_event(L_WARN, "lease.renew_failed", "error=%s",
-				          log_q(queue_errmsg(c->q)));
+				          log_q(store_errmsg(c->s_main)));
 			next_renew = mono + renew_every;
 		}
 		if (pruning && !draining && mono >= next_prune) {
@@ -453,7 +457,7 @@ static void claim_loop(struct ctx *c)
 			wake = min64(wake, bell_hold_until);
 		if (!draining && !holding) {
 			int64_t scan_start_ns = ids_mono_ns();
-			shared_get_exclusions(&c->sh, excl, sizeof excl);
+			shared_get_exclusions(&c->sh, &excl_gen, &excl);
 			int64_t room = min64(c->capacity - atomic_load(&c->sh.in_hand),
 			                     c->pool_backlog - atomic_load(&c->sh.pool_pending));
 			int got = 0;
@@ -474,7 +478,8 @@ static void claim_loop(struct ctx *c)
 			} else {
 				bool found = false;
 				int64_t due = 0;
-				if (queue_next_due(c->q, excl, &found, &due) == QUEUE_OK && found) {
+				if (store_next_due(c->s_main, excl, &found, &due) == STORE_OK &&
+				    found) {
 					if (due <= now && got > 0)
 						continue;
 					if (due > now)
@@ -490,19 +495,22 @@ static void claim_loop(struct ctx *c)
 		int64_t timeout = wake - ids_mono_ms();
 		if (timeout < 0)
 			timeout = 0;
-		struct pollfd fds[2] = {
-		    {.fd = c->sh.wake_fd, .events = POLLIN},
-		    {.fd = c->bell_fd, .events = POLLIN},
-		};
+		struct pollfd fds[3] = {{.fd = c->sh.wake_fd, .events = POLLIN}};
+		nfds_t nfds = 1;
+		if (!holding && c->bell_fd >= 0)
+			fds[nfds++] = (struct pollfd){.fd = c->bell_fd, .events = POLLIN};
+		if (!holding && c->listen_fd >= 0)
+			fds[nfds++] = (struct pollfd){.fd = c->listen_fd, .events = POLLIN};
 		struct timespec ts = {.tv_sec = timeout / 1000,
 		                      .tv_nsec = (timeout % 1000) * 1000000};
-		int rc = ppoll(fds, c->bell_fd >= 0 && !holding ? 2 : 1, &ts, &none);
+		int rc = ppoll(fds, nfds, &ts, &none);
 		if (rc < 0 && errno != EINTR)
 			log_event(L_WARN, "poll.failed", "error=%s", log_q(strerror(errno)));
 		bell_rang = rc > 0 && fds[0].revents == 0;
 		if (!holding || fds[0].revents != 0)
 			drain_fds(c);
 	}
+	cz_free(excl);
 }
 
 static int shutdown_all(struct ctx *c)
@@ -512,16 +520,16 @@ static int shutdown_all(struct ctx *c)
 		pool_stop(c->pool, true);
 	if (c->d)
 		deliver_stop(c->d);
-	if (c->q) {
+	if (c->s_main) {
 		int64_t released = 0;
-		if (queue_handback_all(c->q, ids_now_ms(), &released) != QUEUE_OK) {
+		if (store_handback_all(c->s_main, ids_now_ms(), &released) != STORE_OK) {
 			log_event(L_ERROR, "shutdown.handback_failed", "error=%s",
-			          log_q(queue_errmsg(c->q)));
+			          log_q(store_errmsg(c->s_main)));
 			rc = 1;
 		} else if (released > 0) {
 			log_event(L_INFO, "shutdown.handback", "jobs=%lld", (long long)released);
 		}
-		queue_heartbeat_remove(c->q);
+		store_heartbeat_remove(c->s_main);
 	}
 	return rc;
 }
@@ -530,7 +538,6 @@ static void teardown(struct ctx *c)
 {
 	pool_free(c->pool);
 	deliver_free(c->d);
-	queue_free(c->q);
 	store_close(c->s_deliver);
 	store_close(c->s_main);
 	sign_key_free(c->key);
@@ -567,6 +574,7 @@ int main(int argc, char **argv)
 
 	static struct ctx c; /* large (exclusion buffer, config): not on the stack */
 	c.bell_fd = -1;
+	c.listen_fd = -1;
 	char err[512];
 	if (config_load(&c.cfg, err, sizeof err) != CONFIG_OK) {
 		fprintf(stderr, "consuma-deliverer: %s\n", err);

@@ -54,7 +54,7 @@ static bool hex_to_raw(const char *hex, unsigned char raw[32])
 /* Runs the work in chunks; false when abandoned or failed (prep says). */
 static bool compute(struct pool *p, struct djob *j)
 {
-	struct queue_job *q = &j->q;
+	struct store_job *q = &j->q;
 	int64_t t0 = ids_mono_ns();
 	int64_t left = q->iterations;
 	int64_t step = left < CHUNK_ROUNDS ? left : CHUNK_ROUNDS;

@@ -55,24 +55,48 @@ void shared_drain(struct shared *sh)
 	(void)r;
 }
 
-void shared_set_exclusions(struct shared *sh, const char *json)
+struct store_exclude *exclude_copy(const char *const *keys, size_t n)
 {
-	char *copy = NULL;
-	if (json && strcmp(json, "[]") != 0)
-		copy = cz_strdup(json); /* out of memory: no exclusions, still correct */
+	if (n == 0)
+		return NULL;
+	size_t bytes = sizeof(struct store_exclude) + n * sizeof(char *);
+	for (size_t i = 0; i < n; i++)
+		bytes += strlen(keys[i]) + 1;
+	struct store_exclude *ex = cz_malloc(bytes);
+	if (!ex)
+		return NULL;
+	const char **ptrs = (const char **)(ex + 1);
+	char *text = (char *)(ptrs + n);
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(keys[i]) + 1;
+		memcpy(text, keys[i], len);
+		ptrs[i] = text;
+		text += len;
+	}
+	ex->keys = ptrs;
+	ex->n = n;
+	return ex;
+}
+
+void shared_set_exclusions(struct shared *sh, struct store_exclude *ex)
+{
 	pthread_mutex_lock(&sh->mu);
 	cz_free(sh->exclusions);
-	sh->exclusions = copy;
+	sh->exclusions = ex;
+	sh->exclusions_gen++;
 	pthread_mutex_unlock(&sh->mu);
 }
 
-void shared_get_exclusions(struct shared *sh, char *out, size_t outlen)
+void shared_get_exclusions(struct shared *sh, uint64_t *gen, struct store_exclude **mine)
 {
 	pthread_mutex_lock(&sh->mu);
-	int n = snprintf(out, outlen, "%s", sh->exclusions ? sh->exclusions : "");
+	if (*gen != sh->exclusions_gen) {
+		cz_free(*mine);
+		*mine =
+		    sh->exclusions ? exclude_copy(sh->exclusions->keys, sh->exclusions->n) : NULL;
+		*gen = sh->exclusions_gen;
+	}
 	pthread_mutex_unlock(&sh->mu);
-	if (n < 0 || (size_t)n >= outlen)
-		out[0] = '\0'; /* too many to pass: claim without exclusions */
 }
 
 void shared_release(struct shared *sh, int64_t n)

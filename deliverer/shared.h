@@ -12,11 +12,12 @@
  *  - sleep_until: the wall time the claim loop sleeps until; the delivery
  *    thread wakes it earlier when a retry it scheduled is due sooner.
  *  - wants_room: the claim loop waits for capacity; wake it when jobs end.
- *  - exclusions: the JSON array of claim keys (origins, queue_claim_key)
- *    the claim loop must leave alone
- *    (hosts.h), published by the delivery thread.
+ *  - exclusions: the claim keys (origins, store_claim_key) the claim loop
+ *    must leave alone (hosts.h), published by the delivery thread as an
+ *    immutable list with a generation number; the claim loop copies it
+ *    only when the generation moved.
  *
- * Thread safe: atomics, and a mutex for the exclusion string.
+ * Thread safe: atomics, and a mutex for the exclusion list.
  */
 #ifndef CONSUMA_DELIVERER_SHARED_H
 #define CONSUMA_DELIVERER_SHARED_H
@@ -26,7 +27,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SHARED_EXCL_MAX 65536
+#include "store.h"
 
 struct shared {
 	atomic_llong in_hand;
@@ -38,7 +39,8 @@ struct shared {
 	atomic_bool wants_room;
 	int wake_fd; /* eventfd the claim loop polls */
 	pthread_mutex_t mu;
-	char *exclusions; /* guarded by mu; NULL for none */
+	struct store_exclude *exclusions; /* guarded by mu; NULL for none */
+	uint64_t exclusions_gen;          /* guarded by mu; counts replacements */
 };
 
 /* 0 on success, -1 with errno set (eventfd). */
@@ -48,10 +50,15 @@ void shared_destroy(struct shared *sh);
 void shared_wake(struct shared *sh);
 /* Reads and clears pending wake-ups. */
 void shared_drain(struct shared *sh);
-/* Replaces the exclusion list (copied). */
-void shared_set_exclusions(struct shared *sh, const char *json);
-/* A copy of the exclusion list into out (empty string for none). */
-void shared_get_exclusions(struct shared *sh, char *out, size_t outlen);
+/* A list of n claim keys, copied into one cz_malloc'd block (cz_free it);
+ * NULL when n is 0 or memory ran out (no exclusions: still correct, only
+ * less polite to an open breaker). */
+struct store_exclude *exclude_copy(const char *const *keys, size_t n);
+/* Replaces the exclusion list; takes ex (NULL for none). */
+void shared_set_exclusions(struct shared *sh, struct store_exclude *ex);
+/* Brings *mine (the caller's own copy, NULL at first) up to date when the
+ * list changed since *gen (0 at first); cz_free *mine when done. */
+void shared_get_exclusions(struct shared *sh, uint64_t *gen, struct store_exclude **mine);
 /* One job fewer in hand; wakes the claim loop when it waits for room. */
 void shared_release(struct shared *sh, int64_t n);
 /* Wakes the claim loop when it waits for room (the pool took a job). */

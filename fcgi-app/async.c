@@ -87,7 +87,7 @@ static void refused(struct http_exchange *x, const struct job_result *res,
 	case JOB_ACCEPTED:
 		break;
 	}
-	http_internal_error(x, "store_insert_job", "STORE_FULL without a refusal");
+	http_internal_error(x, "store_insert_job", "STORE_REFUSED without a refusal");
 }
 
 void async_handle(struct http_exchange *x, const char *tail)
@@ -168,7 +168,7 @@ void async_handle(struct http_exchange *x, const char *tail)
 		           res.id[0] != '\0' ? res.id : "-");
 		goto out;
 	}
-	if (serr == STORE_FULL) {
+	if (serr == STORE_REFUSED) {
 		refused(x, &res, &parts);
 		goto out;
 	}

@@ -79,6 +79,7 @@ void health_handle(struct http_exchange *x, const char *tail)
 	json_object_object_add(o, "active_workers",
 	                       json_object_new_int64(db_ok ? h.busy_workers : 0));
 	json_object_object_add(o, "db_connected", json_object_new_boolean(db_ok));
+	json_object_object_add(o, "backend", json_object_new_string(store_backend(x->store)));
 	json_object_object_add(o, "uptime_seconds", json_object_new_double_s(uptime_s, up));
 	json_object_object_add(o, "version", json_object_new_string(CONSUMA_VERSION));
 	json_object_object_add(o, "auth", json_object_new_string(auth_mode(app->auth)));

@@ -270,14 +270,25 @@ void http_internal_error(struct http_exchange *x, const char *what, const char *
 	           x->request_id[0] != '\0' ? x->request_id : "-");
 }
 
+/* The Retry-After of a transient store failure: a lock wait passes at
+ * once, space and a server coming back take longer. */
+#define RETRY_AFTER_BUSY_S        "1"
+#define RETRY_AFTER_UNAVAILABLE_S "5"
+
 void http_store_failed(struct http_exchange *x, enum store_err err, const char *what)
 {
-	if (err == STORE_BUSY) {
-		http_header(x, "Retry-After", "1");
-		http_error(x, 503, "database: busy; retry later");
+	if (!store_err_transient(err)) {
+		http_internal_error(x, what, store_errmsg(x->store));
 		return;
 	}
-	http_internal_error(x, what, store_errmsg(x->store));
+	if (err != STORE_BUSY) /* an operator has to act: say so in the log */
+		log_event(L_ERROR, "store.unavailable",
+		          "route=%s request_id=%s what=%s error=%s cause=%s", x->route,
+		          x->request_id[0] != '\0' ? x->request_id : "-", what, store_strerror(err),
+		          log_q(store_errmsg(x->store)));
+	http_header(x, "Retry-After",
+	            err == STORE_BUSY ? RETRY_AFTER_BUSY_S : RETRY_AFTER_UNAVAILABLE_S);
+	http_error(x, 503, "%s; retry later", store_strerror(err));
 }
 
 /* Parses CONTENT_LENGTH strictly: decimal digits only, no sign, no spaces.

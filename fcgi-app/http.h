@@ -92,9 +92,10 @@ void http_error(struct http_exchange *x, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Sends 500 and logs what (and the request id, when there is one). */
 void http_internal_error(struct http_exchange *x, const char *what, const char *cause);
-/* Answers a store failure: STORE_BUSY (the busy handler's patience ran
- * out) is a 503 with Retry-After the client may retry; anything else 500,
- * logged with what and SQLite's message. */
+/* Answers a store failure: a transient one (store_err_transient: busy,
+ * out of space, the server unreachable) is a 503 with Retry-After the
+ * client may retry, never a 202; anything else 500, logged with what and
+ * the database's message. */
 void http_store_failed(struct http_exchange *x, enum store_err err, const char *what);
 /* Pushes what was sent to the front (FCGX_FFlush; nothing left to push
  * after http_finish) and says whether all of it got there: false when a

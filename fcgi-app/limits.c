@@ -27,7 +27,7 @@
  *    cheap requests flowing under a burst and still bounds the waiting room
  *    for expensive ones. Before the first sample nothing is shed.
  *  - Queue Retry-After: backlog over the drain rate. The drain rate comes
- *    from the `drain` table of sql/003_drain.sql (jobs finished per second,
+ *    from the store's drain figures (store_drained; sql/sqlite/003_drain.sql) (jobs finished per second,
  *    kept by a trigger), summed over the last DRAIN_WINDOW_S seconds: a read
  *    of at most DRAIN_WINDOW_S + 1 rows whatever the queue depth. It is
  *    read at most once per DRAIN_REFRESH_MS per process, so a storm of
@@ -41,7 +41,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <sqlite3.h>
 #include "alloc.h"
 #include "ids.h"
 #include "limits.h"
@@ -272,24 +271,10 @@ enum limits_verdict limits_admit(struct limits *l, const char *client, const cha
 	return v;
 }
 
-/* Jobs finished in the last DRAIN_WINDOW_S seconds (sql/003_drain.sql). */
+/* Jobs finished in the last DRAIN_WINDOW_S seconds, by every deliverer. */
 static bool read_drained(struct store *s, int64_t *out)
 {
-	static const char sql[] = "SELECT coalesce(sum(n), 0) FROM drain WHERE second >= ?1";
-	sqlite3 *db = s != NULL ? store_db(s) : NULL;
-	sqlite3_stmt *st = NULL;
-	bool ok = false;
-
-	if (db == NULL || sqlite3_prepare_v2(db, sql, sizeof(sql), &st, NULL) != SQLITE_OK)
-		goto out;
-	sqlite3_bind_int64(st, 1, ids_now_ms() / 1000 - DRAIN_WINDOW_S);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*out = sqlite3_column_int64(st, 0);
-		ok = true;
-	}
-out:
-	sqlite3_finalize(st);
-	return ok;
+	return s != NULL && store_drained(s, ids_now_ms() / 1000 - DRAIN_WINDOW_S, out) == STORE_OK;
 }
 
 int64_t limits_queue_retry_after(struct limits *l, struct store *s, int64_t queue_depth)

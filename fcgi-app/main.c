@@ -279,10 +279,11 @@ static int serve(struct app *app, int listen_fd, int n, const sigset_t *waited)
 		enum store_err serr;
 
 		w[i].pool = &p;
-		w[i].store = store_open(app->cfg.database_path, &serr, err, sizeof(err));
+		w[i].store = store_open(config_database(&app->cfg), &serr, err, sizeof(err));
 		if (w[i].store == NULL) {
 			log_event(L_ERROR, "store.open_failed", "path=%s error=%s message=%s",
-			          log_q(app->cfg.database_path), store_strerror(serr), log_q(err));
+			          log_q(config_database_label(&app->cfg)), store_strerror(serr),
+			          log_q(err));
 			goto stop;
 		}
 		store_use_committer(w[i].store, app->committer);
@@ -294,7 +295,7 @@ static int serve(struct app *app, int listen_fd, int n, const sigset_t *waited)
 		started++;
 	}
 	log_event(L_INFO, "started", "version=%s db=%s doorbell=%s threads=%d", CONSUMA_VERSION,
-	          log_q(app->cfg.database_path), log_q(app->doorbell_path), n);
+	          log_q(config_database_label(&app->cfg)), log_q(app->doorbell_path), n);
 	while (sigwait(waited, &sig) != 0 || sig == SIGHUP) {
 		if (sig == SIGHUP)
 			auth_sighup(app->auth);
@@ -387,10 +388,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	app.committer = store_committer_start(app.cfg.database_path, &serr, err, sizeof(err));
+	app.committer = store_committer_start(config_database(&app.cfg), &serr, err, sizeof(err));
 	if (app.committer == NULL) {
 		log_event(L_ERROR, "store.open_failed", "path=%s error=%s message=%s",
-		          log_q(app.cfg.database_path), store_strerror(serr), log_q(err));
+		          log_q(config_database_label(&app.cfg)), store_strerror(serr), log_q(err));
 		return 1;
 	}
 	threads = thread_count(&app.cfg);

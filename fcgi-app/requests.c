@@ -17,6 +17,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <json-c/json.h>
 #include "auth.h"
 #include "ids.h"
 #include "requests.h"
@@ -160,11 +161,156 @@ static bool parse_query(struct http_exchange *x, struct list_params *p)
 	return true;
 }
 
+/* ---- rendering: the store's records as the API shows them ------------
+ * Each helper returns false when memory ran out. A field the store reports
+ * absent (0 time, "" text, NULL pointer) is JSON null. */
+
+static bool put(json_object *o, const char *key, json_object *v, bool null_ok)
+{
+	if (!v && !null_ok)
+		return false;
+	if (json_object_object_add(o, key, v) != 0) {
+		json_object_put(v);
+		return false;
+	}
+	return true;
+}
+
+static bool put_null(json_object *o, const char *key)
+{
+	return put(o, key, NULL, true);
+}
+
+/* A string the store returns as a pointer: NULL is absent, "" is "". */
+static bool put_str(json_object *o, const char *key, const char *v)
+{
+	return v ? put(o, key, json_object_new_string(v), false) : put_null(o, key);
+}
+
+/* A fixed-size field of the store's structs: "" is absent. */
+static bool put_text(json_object *o, const char *key, const char *v)
+{
+	return put_str(o, key, v[0] ? v : NULL);
+}
+
+static bool put_int(json_object *o, const char *key, int64_t v)
+{
+	return put(o, key, json_object_new_int64(v), false);
+}
+
+/* Durations are shown to the microsecond ("%.3f" ms), as POST /sync answers
+ * them, instead of json-c's 17 significant digits of binary noise. */
+static bool put_duration(json_object *o, const char *key, bool has, double v)
+{
+	char text[64];
+	if (!has)
+		return put_null(o, key);
+	snprintf(text, sizeof text, "%.3f", v);
+	return put(o, key, json_object_new_double_s(v, text), false);
+}
+
+static bool put_time(json_object *o, const char *key, int64_t ms)
+{
+	char t[IDS_RFC3339_LEN + 1];
+	if (ms == 0)
+		return put_null(o, key);
+	ids_rfc3339(ms, t);
+	return put(o, key, json_object_new_string(t), false);
+}
+
+static json_object *attempt_json(const struct store_attempt *a)
+{
+	json_object *o = json_object_new_object();
+	bool ok = o && put_int(o, "attempt", a->number) && put_text(o, "state", a->state) &&
+	          put_time(o, "started_at", a->started_at) &&
+	          put_duration(o, "duration_ms", a->has_duration, a->duration_ms) &&
+	          (a->http_status > 0 ? put_int(o, "http_status", a->http_status)
+	                              : put_null(o, "http_status")) &&
+	          put_str(o, "error", a->error_class) &&
+	          put_str(o, "error_message", a->error_message) &&
+	          put_time(o, "next_attempt_at", a->next_attempt_at);
+	if (!ok) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* The record with its "delivery_trace" (see README); NULL when memory ran
+ * out. */
+json_object *requests_record_json(const struct store_request *r)
+{
+	bool async = strcmp(r->mode, "async") == 0;
+	json_object *o = json_object_new_object();
+	bool ok = o && put_text(o, "id", r->id) && put_text(o, "mode", r->mode) &&
+	          put_text(o, "status", r->status) &&
+	          put_text(o, "callback_status", r->callback_status) &&
+	          put_int(o, "iterations", r->iterations) && put_text(o, "result", r->result) &&
+	          put_duration(o, "duration_ms", r->has_duration, r->duration_ms) &&
+	          put_str(o, "input_data", r->input_data) &&
+	          put_str(o, "callback_url", r->callback_url) &&
+	          put_time(o, "created_at", r->created_at) &&
+	          put_time(o, "started_at", r->started_at) &&
+	          put_time(o, "completed_at", r->completed_at) &&
+	          put_time(o, "finished_at", r->finished_at);
+	if (ok && async)
+		ok = put_int(o, "attempts", r->attempts) &&
+		     put_time(o, "next_attempt_at", r->next_attempt_at) &&
+		     put_str(o, "last_error", r->last_error);
+	else if (ok)
+		ok = put_null(o, "attempts") && put_null(o, "next_attempt_at") &&
+		     put_null(o, "last_error");
+	json_object *trace = ok ? json_object_new_array() : NULL;
+	ok = ok && put(o, "delivery_trace", trace, false);
+	for (size_t i = 0; ok && i < r->n_trace; i++) {
+		json_object *a = attempt_json(&r->trace[i]);
+		ok = a && json_object_array_add(trace, a) == 0;
+		if (!ok)
+			json_object_put(a);
+	}
+	if (!ok) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* One item of the list: {"id","mode","status","callback_status",
+ * "duration_ms","created_at"}. */
+static json_object *item_json(const struct store_list_item *it)
+{
+	json_object *o = json_object_new_object();
+	bool ok = o && put_text(o, "id", it->id) && put_text(o, "mode", it->mode) &&
+	          put_text(o, "status", it->status) &&
+	          put_text(o, "callback_status", it->callback_status) &&
+	          put_duration(o, "duration_ms", it->has_duration, it->duration_ms) &&
+	          put_time(o, "created_at", it->created_at);
+	if (!ok) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+json_object *requests_page_json(const struct store_page *p)
+{
+	json_object *arr = json_object_new_array_ext((int)p->n);
+	for (size_t i = 0; arr && i < p->n; i++) {
+		json_object *it = item_json(&p->items[i]);
+		if (!it || json_object_array_add(arr, it) != 0) {
+			json_object_put(it);
+			json_object_put(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
 void requests_list(struct http_exchange *x, const char *tail)
 {
 	struct list_params p;
 	struct list_query lq;
-	json_object *arr = NULL;
+	struct store_page page = {0};
 	enum store_err err;
 
 	(void)tail;
@@ -176,9 +322,15 @@ void requests_list(struct http_exchange *x, const char *tail)
 	lq.limit = p.limit;
 	lq.offset = p.offset;
 	lq.owner = auth_scope(x);
-	err = store_list_requests(x->store, &lq, &arr);
+	err = store_list_requests(x->store, &lq, &page);
 	if (err != STORE_OK) {
 		http_store_failed(x, err, "store_list_requests");
+		return;
+	}
+	json_object *arr = requests_page_json(&page);
+	store_page_clear(&page);
+	if (!arr) {
+		http_internal_error(x, "render list", "out of memory");
 		return;
 	}
 	http_send_json(x, 200, arr);
@@ -187,14 +339,14 @@ void requests_list(struct http_exchange *x, const char *tail)
 
 void requests_get(struct http_exchange *x, const char *tail)
 {
-	json_object *o = NULL;
+	struct store_request r;
 	enum store_err err;
 
 	if (!ids_uuid_valid(tail)) {
 		http_error(x, 404, "request_id: no such request");
 		return;
 	}
-	err = store_get_request_owned(x->store, tail, auth_scope(x), &o);
+	err = store_get_request(x->store, tail, auth_scope(x), &r);
 	if (err == STORE_NOTFOUND) {
 		http_error(x, 404, "request_id: no such request");
 		return;
@@ -204,6 +356,12 @@ void requests_get(struct http_exchange *x, const char *tail)
 		return;
 	}
 	snprintf(x->request_id, sizeof(x->request_id), "%s", tail);
+	json_object *o = requests_record_json(&r);
+	store_request_clear(&r);
+	if (!o) {
+		http_internal_error(x, "render request", "out of memory");
+		return;
+	}
 	http_send_json(x, 200, o);
 	json_object_put(o);
 }

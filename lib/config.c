@@ -17,16 +17,17 @@
 #include <string.h>
 #include <strings.h>
 #include "config.h"
+#include "store.h"
 #include "log.h"
 #include "sign.h"
 
-enum type { T_INT, T_BOOL, T_DOUBLE, T_STR, T_CIDRS, T_SECRET, T_LEVEL };
+enum type { T_INT, T_BOOL, T_DOUBLE, T_STR, T_CIDRS, T_SECRET, T_DBURL, T_LEVEL };
 
 struct var {
 	const char *name;
 	enum type type;
 	size_t offset;
-	size_t size; /* T_STR/T_CIDRS/T_SECRET: the field's bytes */
+	size_t size; /* T_STR/T_CIDRS/T_SECRET/T_DBURL: the field's bytes */
 	int64_t imin, imax;
 	double dmin, dmax;
 	const char *def; /* as it would be written in the environment */
@@ -68,7 +69,13 @@ static const struct var vars[] = {
         "rate limit sliding window, seconds"),
     BOOL("CONSUMA_ALLOW_PRIVATE_CALLBACKS", allow_private_callbacks, "false",
          "allow callbacks to private and loopback addresses (local testing only)"),
-    STR("CONSUMA_DATABASE_PATH", database_path, "requests.db", "SQLite database file"),
+    STR("CONSUMA_DATABASE_PATH", database_path, "requests.db",
+        "SQLite database file (one host); also names the doorbell, rate-limit zone and metrics "
+        "files beside it"),
+    {"CONSUMA_DATABASE_URL", T_DBURL, OFF(database_url), sizeof(((struct config *)0)->database_url),
+     0, 0, 0, 0, "",
+     "postgresql://user:password@host:port/db: use PostgreSQL instead of SQLite (several "
+     "hosts on one queue); empty: SQLite at CONSUMA_DATABASE_PATH"},
 
     INT("CONSUMA_MAX_ITERATIONS", max_iterations, "1000000", 1, 100000000,
         "largest iterations a request may ask for"),
@@ -322,6 +329,11 @@ static const char *range_text(const struct var *v, char *buf, size_t len)
 	case T_CIDRS:
 		snprintf(buf, len, "comma-separated IPv4/IPv6 addresses or CIDRs");
 		break;
+	case T_DBURL:
+		snprintf(buf, len,
+		         "empty, or a postgresql:// or postgres:// URL of at most %zu bytes",
+		         v->size - 1);
+		break;
 	case T_SECRET:
 		snprintf(buf, len,
 		         "empty, or whsec_ + base64 of 1..64 bytes; up to %d, space-separated",
@@ -365,7 +377,10 @@ static bool assign(struct config *c, const struct var *v, const char *raw)
 		/* fall through */
 	case T_STR:
 	case T_SECRET:
+	case T_DBURL:
 		if (v->type == T_SECRET && !secret_valid(raw))
+			return false;
+		if (v->type == T_DBURL && raw[0] != '\0' && !store_target_is_url(raw))
 			return false;
 		if (strlen(raw) >= v->size || memchr(raw, '\n', strlen(raw)) != NULL)
 			return false;
@@ -401,7 +416,8 @@ enum config_err config_load(struct config *c, char *err, size_t errlen)
 		if (!assign(c, &vars[i], raw)) {
 			echo(raw, shown, sizeof(shown));
 			snprintf(err, errlen, "%s: invalid value '%s'; accepted: %s", vars[i].name,
-			         vars[i].type == T_SECRET ? "<hidden>" : shown,
+			         vars[i].type == T_SECRET || vars[i].type == T_DBURL ? "<hidden>"
+			                                                             : shown,
 			         range_text(&vars[i], range, sizeof(range)));
 			return CONFIG_INVALID;
 		}
@@ -446,6 +462,16 @@ static void derived(const char *explicit_path, const char *db, const char *suffi
 		snprintf(out, outlen, "%s", explicit_path);
 	else
 		snprintf(out, outlen, "%s%s", db, suffix);
+}
+
+const char *config_database(const struct config *c)
+{
+	return c->database_url[0] != '\0' ? c->database_url : c->database_path;
+}
+
+const char *config_database_label(const struct config *c)
+{
+	return c->database_url[0] != '\0' ? "CONSUMA_DATABASE_URL" : c->database_path;
 }
 
 void config_doorbell_path(const struct config *c, char *out, size_t outlen)

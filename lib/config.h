@@ -29,6 +29,7 @@ struct config {
 	int64_t rate_limit_window;           /* CONSUMA_RATE_LIMIT_WINDOW, seconds */
 	bool allow_private_callbacks;        /* CONSUMA_ALLOW_PRIVATE_CALLBACKS */
 	char database_path[CONFIG_PATH_MAX]; /* CONSUMA_DATABASE_PATH */
+	char database_url[CONFIG_PATH_MAX]; /* CONSUMA_DATABASE_URL (secret: may hold a password) */
 
 	/* -- intake -- */
 	int64_t max_iterations;              /* CONSUMA_MAX_ITERATIONS */
@@ -84,6 +85,13 @@ enum config_err {
  * (naming the first bad variable) and c is unspecified. Not thread safe
  * (reads the environment); call once at start-up. */
 enum config_err config_load(struct config *c, char *err, size_t errlen);
+
+/* The store's target: CONSUMA_DATABASE_URL when set, else the SQLite
+ * path (store_open picks the backend from it). */
+const char *config_database(const struct config *c);
+/* What logs may print of it: the path, or the variable's name for a URL
+ * (which may hold a password). */
+const char *config_database_label(const struct config *c);
 
 /* Paths derived from the database path when not set explicitly. */
 void config_doorbell_path(const struct config *c, char *out, size_t outlen);

@@ -1,77 +1,91 @@
 /*
- * store: the SQLite database, the durable queue and the record of every
- * request. One struct store is one connection; it belongs to one thread at
- * a time (open one per thread). Many processes may open the same file.
+ * store: consuma's database behind one interface: the durable queue, the
+ * record of every request, the deliverer's leases and heartbeats. SQL lives
+ * only behind this header; callers get data (structs), never rows or JSON.
  *
- *  - WAL mode; migrations from sql/ (compiled in) applied at open, under the
- *    write lock (BEGIN IMMEDIATE), idempotently, safe when many processes
- *    start at once.
- *  - Every write runs in BEGIN IMMEDIATE. A busy handler retries in
- *    microseconds (not SQLite's multi-millisecond sleeps) for up to
- *    STORE_BUSY_TIMEOUT_MS, so SQLITE_BUSY does not reach a client while
- *    writers contend.
- *  - The connection runs synchronous=NORMAL. A job insert commits at NORMAL
- *    and then fdatasyncs the WAL: when store_insert_job returns STORE_OK the
- *    job is on disk (store.c says why that is as durable as FULL).
+ * Two backends, chosen at open by the target string:
+ *  - "postgresql://..." or "postgres://..." (CONSUMA_DATABASE_URL): PostgreSQL
+ *    (store_pg.c, sql/postgres/). Several hosts share one queue: claims with
+ *    FOR UPDATE SKIP LOCKED, the intake bounds as counters in the database,
+ *    commits durable at synchronous_commit=on.
+ *  - anything else is a file path (CONSUMA_DATABASE_PATH): SQLite
+ *    (store_sqlite.c, sql/sqlite/), one host, zero set-up.
+ *
+ * One struct store is one connection; it belongs to one thread at a time
+ * (open one per thread). Many processes may open the same database.
+ *
+ *  - Migrations (one numbered folder per backend, compiled in) are applied
+ *    at open, under a lock (SQLite's write lock, PostgreSQL's advisory
+ *    lock), idempotently, safe when many processes start at once.
+ *  - When store_insert_job returns STORE_OK the job is on disk.
  *  - Group commit (store_commit.c): a process with many request threads
  *    starts one store_committer and attaches it to each thread's connection
  *    (store_use_committer). store_insert_job on such a connection hands the
  *    job to the committer, which writes every job waiting at that moment in
- *    one transaction under the host's write lock and makes them durable
- *    with one fdatasync, then returns; store_insert_sync queues the record
- *    for the next transaction and returns at once (no fsync: a /sync record
- *    is a log entry). The caller knows nothing of locks or syncs.
- *  - PRAGMA mmap_size: pages are read through a shared mapping, so the page
- *    cache that another process's write invalidates is refilled without a
- *    pread per page.
+ *    one transaction and makes them durable at once (SQLite: under the
+ *    host's write lock, then one fdatasync; PostgreSQL: one commit, so one
+ *    WAL flush), then returns; store_insert_sync queues the record for the
+ *    next transaction and returns at once (a /sync record is a log entry,
+ *    never synced for its own sake). The caller knows nothing of locks or
+ *    syncs.
  *
- * The deliverer's SQL (claims, leases, attempts, heartbeats) lives in
- * queue.c, which uses store_db() and the transaction helpers below.
+ * Errors reach the caller as they are: a transient one (STORE_BUSY,
+ * STORE_FULL, STORE_UNAVAILABLE: store_err_transient) is worth a retry
+ * later, and the API answers it 503 with Retry-After; STORE_IO is not.
  */
 #ifndef CONSUMA_STORE_H
 #define CONSUMA_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <sqlite3.h>
-#include <json-c/json.h>
 
 #define STORE_BUSY_TIMEOUT_MS 10000
+/* A deliverer's lease owner id, terminator included. */
+#define STORE_OWNER_MAX 128
 
 struct store;
 
 enum store_err {
 	STORE_OK = 0,
 	STORE_NOMEM,
-	STORE_BUSY,      /* the busy handler gave up */
-	STORE_IO,        /* SQLite failed: see store_errmsg */
-	STORE_NOTFOUND,  /* no such row */
-	STORE_CONFLICT,  /* idempotency key reused with a different body */
-	STORE_MIGRATION, /* a migration failed or the schema is newer than us */
-	STORE_FULL,      /* an intake bound refused the job: see store_job_result */
+	STORE_BUSY,        /* the database stayed locked past the busy timeout */
+	STORE_IO,          /* the database failed: see store_errmsg */
+	STORE_FULL,        /* out of space: the disk (or the database's quota) is full */
+	STORE_UNAVAILABLE, /* the database server cannot be reached (PostgreSQL) */
+	STORE_NOTFOUND,    /* no such row */
+	STORE_CONFLICT,    /* idempotency key reused with a different body */
+	STORE_REFUSED,     /* an intake bound refused the job: see store_job_result */
+	STORE_FENCED,      /* the job's lease_token no longer matches: hands off */
+	STORE_MIGRATION,   /* a migration failed or the schema is newer than us */
 };
 
 const char *store_strerror(enum store_err err);
+/* STORE_BUSY, STORE_FULL and STORE_UNAVAILABLE: the same call may succeed
+ * later without anyone changing the request. */
+bool store_err_transient(enum store_err err);
 
-/* Opens (creating if needed) the database at path and applies migrations.
- * Returns NULL on failure with *err set (and, when errmsg is not NULL, a
- * message written into it). */
-struct store *store_open(const char *path, enum store_err *err, char *errmsg, size_t errlen);
-/* store_close(NULL) is a no-op. Finalizes every prepared statement. */
+/* True when target names a PostgreSQL server (a postgresql:// or
+ * postgres:// URL) rather than a SQLite file. */
+bool store_target_is_url(const char *target);
+
+/* Opens (creating the SQLite file if needed) the database named by target
+ * and applies migrations. Returns NULL on failure with *err set (and, when
+ * errmsg is not NULL, a message written into it). */
+struct store *store_open(const char *target, enum store_err *err, char *errmsg, size_t errlen);
+/* store_close(NULL) is a no-op. */
 void store_close(struct store *s);
-/* The last SQLite error message of this connection. */
+/* The last error message of this connection. */
 const char *store_errmsg(struct store *s);
-/* The raw handle, for queue.c and tests. */
-sqlite3 *store_db(struct store *s);
+/* "sqlite" or "postgres", as /healthz names it. */
+const char *store_backend(const struct store *s);
 
-/* Transaction helpers: BEGIN IMMEDIATE / COMMIT / ROLLBACK. A failed
- * store_commit has already rolled back; store_rollback outside a transaction
- * is a no-op. */
+/* Transaction helpers, for batching the deliverer's writes: a write
+ * transaction / commit / rollback. A failed store_commit has already rolled
+ * back; store_rollback outside a transaction is a no-op. */
 enum store_err store_begin(struct store *s);
 enum store_err store_commit(struct store *s);
 void store_rollback(struct store *s);
-/* Maps a SQLite result code to a store_err (SQLITE_OK/DONE/ROW -> STORE_OK). */
-enum store_err store_from_sqlite(int rc);
 
 /* A finished /sync request. */
 struct sync_record {
@@ -127,18 +141,18 @@ struct job_result {
 	char id[37];              /* the job's id: new, or the first one's for a repeated key */
 	char status[16];          /* its work status */
 	bool replayed;            /* true when the idempotency key matched */
-	enum job_refusal refusal; /* why, on STORE_FULL */
+	enum job_refusal refusal; /* why, on STORE_REFUSED */
 	int64_t queue_depth;      /* depth seen by the check */
 };
 
-/* Inserts the job durably (committed, then the WAL synced), or finds the earlier job for
- * the same (client_addr, idempotency_key) within the TTL (a replay is
- * answered even when a bound would refuse a new job; idempotency_ttl_ms <= 0
- * keeps keys forever). STORE_CONFLICT when the key matched with a different
- * body_hash (res->id is the first job's); STORE_FULL when a bound refused it
+/* Inserts the job durably, or finds the earlier job for the same
+ * (client_addr, idempotency_key) within the TTL (a replay is answered even
+ * when a bound would refuse a new job; idempotency_ttl_ms <= 0 keeps keys
+ * forever). STORE_CONFLICT when the key matched with a different body_hash
+ * (res->id is the first job's); STORE_REFUSED when a bound refused it
  * (res->refusal says which). STORE_IO when called inside a transaction: it
- * must own its commit to make it durable. A replay is synced too: the first
- * request's process may not have synced yet. With a committer attached the
+ * must own its commit to make it durable. A replay is made durable too: the
+ * first request's process may not have synced yet. With a committer attached the
  * job is written in the committer's next batch; the call returns when that
  * batch is durable (or failed: then nothing was promised, and a committed
  * job that missed its sync is found by an Idempotency-Key retry). */
@@ -156,10 +170,10 @@ struct store_committer_stats {
 	uint64_t sync_records_lost; /* /sync records dropped with a failed batch */
 };
 
-/* Opens a connection of its own on path and starts the committer thread.
+/* Opens a connection of its own on target (store_open) and starts the committer thread.
  * NULL on failure with *err (and errmsg) set. Thread safe to use from any
  * number of threads once started. */
-struct store_committer *store_committer_start(const char *path, enum store_err *err, char *errmsg,
+struct store_committer *store_committer_start(const char *target, enum store_err *err, char *errmsg,
                                               size_t errlen);
 /* Writes everything queued, stops the thread, logs the figures of
  * store_committer_stats (event store.committer), closes; NULL is a no-op.
@@ -171,28 +185,84 @@ void store_committer_stats(struct store_committer *c, struct store_committer_sta
  * s writes itself again). s must not outlive c in that use. */
 void store_use_committer(struct store *s, struct store_committer *c);
 
-/* The full record of one request, as the API shows it (see README), with
- * "delivery_trace": one object per attempt. *out is a new json_object the
- * caller puts. STORE_NOTFOUND for an unknown id. */
-enum store_err store_get_request(struct store *s, const char *id, json_object **out);
-/* store_get_request seen by owner: a record of another owner (or of none)
- * is STORE_NOTFOUND, by the same one-row lookup as an unknown id. NULL
- * owner sees every record (an admin key, or the service running open). */
-enum store_err store_get_request_owned(struct store *s, const char *id, const char *owner,
-                                       json_object **out);
+/* ---- reads: the API's records ------------------------------------------
+ * Times are epoch ms, 0 when absent (NULL in the row); a string pointer is
+ * NULL when absent, a fixed array "" when absent. */
+
+/* One attempt of the delivery trace. */
+struct store_attempt {
+	int64_t number;
+	char state[16]; /* sending, done, unknown */
+	int64_t started_at;
+	bool has_duration;
+	double duration_ms;
+	int http_status; /* 0: no response */
+	char *error_class;
+	char *error_message;
+	int64_t next_attempt_at;
+};
+
+/* The full record of one request, as GET /requests/{id} shows it. */
+struct store_request {
+	char id[37];
+	char mode[8];             /* sync, async */
+	char status[16];          /* the work status */
+	char callback_status[16]; /* "" for sync */
+	int64_t iterations;
+	char result[65]; /* "" until computed */
+	bool has_duration;
+	double duration_ms;
+	char *input_data;
+	char *callback_url;
+	int64_t created_at;
+	int64_t started_at;
+	int64_t completed_at;
+	int64_t finished_at;
+	int64_t attempts;        /* async only */
+	int64_t next_attempt_at; /* async and unfinished only */
+	char *last_error;
+	struct store_attempt *trace; /* attempt order; async only */
+	size_t n_trace;
+};
+/* Frees what r owns (not r); NULL is a no-op. */
+void store_request_clear(struct store_request *r);
+
+/* The record of id into *out (cleared first; store_request_clear it after
+ * STORE_OK). A record of another owner (or of none) is STORE_NOTFOUND, by
+ * the same one-row lookup as an unknown id; NULL owner sees every record
+ * (an admin key, or the service running open). One read transaction. */
+enum store_err store_get_request(struct store *s, const char *id, const char *owner,
+                                 struct store_request *out);
+
+#define STORE_LIST_MAX 200
 
 struct list_query {
 	const char *mode;   /* "sync", "async" or NULL */
-	const char *status; /* a status or NULL */
-	int64_t limit;      /* 1..200 */
-	int64_t offset;     /* >= 0 */
+	const char *status; /* a status or NULL: matches the work or the callback status */
+	int64_t limit;      /* clamped to 1..STORE_LIST_MAX */
+	int64_t offset;     /* clamped to >= 0 */
 	const char *owner;  /* only this owner's records; NULL: everyone's */
 };
-/* A json array of {"id","mode","status","callback_status","duration_ms",
- * "created_at"}, newest first. "status" is the work status and
- * "callback_status" the callback's (null for sync), as in store_get_request;
- * q->status matches either. limit is clamped to 1..200, offset to >= 0. */
-enum store_err store_list_requests(struct store *s, const struct list_query *q, json_object **out);
+
+struct store_list_item {
+	char id[37];
+	char mode[8];
+	char status[16];
+	char callback_status[16]; /* "" for sync */
+	bool has_duration;
+	double duration_ms;
+	int64_t created_at;
+};
+
+struct store_page {
+	struct store_list_item *items; /* newest first */
+	size_t n;
+};
+void store_page_clear(struct store_page *p);
+
+/* One page of the list, newest first (acceptance order). */
+enum store_err store_list_requests(struct store *s, const struct list_query *q,
+                                   struct store_page *out);
 
 struct store_health {
 	int64_t queue_depth;       /* unfinished async jobs (O(1) counter) */
@@ -208,6 +278,11 @@ struct store_health {
 /* Reads the health figures in one read transaction; stale_ms decides which
  * heartbeats count as alive. */
 enum store_err store_health(struct store *s, int64_t stale_ms, struct store_health *h);
+
+/* Jobs the deliverers finished in the seconds since since_s (epoch seconds,
+ * inclusive), summed over every deliverer (the drain table): the rate
+ * /async's queue Retry-After is computed from. */
+enum store_err store_drained(struct store *s, int64_t since_s, int64_t *jobs);
 
 /* ---- operations: redelivery and the oldest-pending gauge (issue 13) -----
  * Their statements are prepared per call (not in the cached table): they
@@ -254,5 +329,170 @@ enum store_err store_redeliver_bulk(struct store *s, const struct redeliver_quer
  * job's seq, with *created_at its acceptance time. One read transaction. */
 enum store_err store_oldest_pending(struct store *s, int64_t mark, int64_t scan_max, bool *found,
                                     int64_t *seq, int64_t *created_at);
+
+/* ---- the deliverer's queue ----------------------------------------------
+ *
+ * Leases. A claim sets lease_owner, a fresh lease_token and
+ * lease_expires_at on each claimed row, and moves next_attempt_at to the
+ * lease expiry: an expired lease is then simply due again, and another
+ * deliverer may claim it. Every later write on a job carries its
+ * lease_token: a holder that stalled past its lease and lost the job to a
+ * newer claim changes nothing (STORE_FENCED), so it can never overwrite the
+ * new owner's outcome.
+ *
+ * Attempts. store_attempt_begin writes the attempt row in state 'sending'
+ * (and the computed result, when it is not stored yet) before the request
+ * leaves; store_attempt_end completes it in the same transaction that moves
+ * the job on. When a claim takes a job whose previous holder died, the
+ * attempts it left 'sending' become 'unknown' (the receiver may or may not
+ * have seen them) and the job is retried with the same webhook-id.
+ *
+ * Transactions. store_claim, store_renew, store_handback_all,
+ * store_heartbeat, store_recover_dead and store_prune run their own short
+ * transaction. store_attempt_begin, store_attempt_end and store_release run
+ * inside the caller's store_begin()/store_commit(), so the deliverer can
+ * batch many jobs into one transaction. No transaction is ever open across
+ * a callback.
+ *
+ * A connection that claims names its owner first (store_set_owner). */
+
+/* This connection's lease owner id (copied, cut at STORE_OWNER_MAX - 1). */
+void store_set_owner(struct store *s, const char *owner);
+
+/* One claimed job. The strings are owned by the struct: store_job_clear
+ * frees them. */
+struct store_job {
+	int64_t seq;
+	char id[37];
+	char *input_data;
+	size_t input_len;
+	int64_t iterations;
+	char *callback_url;
+	char *callback_host;  /* "" when the row has none */
+	bool computed;        /* a result is stored (work status completed) */
+	char result[65];      /* when computed */
+	double duration_ms;   /* compute time, when computed */
+	int64_t created_at;   /* epoch ms */
+	int64_t completed_at; /* epoch ms, when computed */
+	int64_t attempts;     /* attempts started before this claim */
+	int64_t unknown;      /* of those, how many ended with outcome unknown */
+	int64_t lease_token;
+};
+
+/* Frees the strings of j (not j itself); NULL is a no-op. */
+void store_job_clear(struct store_job *j);
+
+/* The key claims leave jobs out by: callback_url's scheme and authority as
+ * spelled, lowercased (everything before the first '/', '?' or '#' after
+ * "://"), so "http://127.0.0.1:8001/x" gives "http://127.0.0.1:8001" and
+ * two ports of one host are two keys. Written into out (always
+ * terminated, cut at outlen - 1). Thread safe. */
+void store_claim_key(const char *callback_url, char *out, size_t outlen);
+
+/* The claim keys (store_claim_key) a claim leaves out. */
+struct store_exclude {
+	const char *const *keys;
+	size_t n;
+};
+
+/* Claims up to max due, unfinished async jobs in acceptance order
+ * (next_attempt_at, seq) whose lease is absent or expired and whose claim
+ * key is not in ex (NULL or n == 0: none), leasing them to this owner until
+ * now + lease_ms, all in one transaction. Queued rows become running.
+ * Attempts left 'sending' by a dead holder become 'unknown'. *jobs is a
+ * cz_malloc'd array of *n jobs (NULL when 0): the caller clears each and
+ * cz_frees the array. */
+enum store_err store_claim(struct store *s, int64_t now, int64_t lease_ms, int max,
+                           const struct store_exclude *ex, struct store_job **jobs, int *n);
+
+/* The earliest next_attempt_at of any unfinished async job whose claim key
+ * is not in ex; *found false when there is none. A read. */
+enum store_err store_next_due(struct store *s, const struct store_exclude *ex, bool *found,
+                              int64_t *due);
+
+/* Inside the caller's transaction: before attempt number `number` is sent,
+ * stores j's result when store_result (work status completed), marks the
+ * job delivering, counts the attempt and inserts the attempt row in state
+ * 'sending'. STORE_FENCED when the lease was lost (nothing written). */
+enum store_err store_attempt_begin(struct store *s, const struct store_job *j, bool store_result,
+                                   int64_t number, int64_t started_at);
+
+enum store_verdict {
+	STORE_DELIVERED,
+	STORE_RETRY,
+	STORE_FAILED,
+};
+
+struct store_outcome {
+	int64_t number;            /* the attempt */
+	double duration_ms;        /* of the attempt */
+	int http_status;           /* 0: no response */
+	const char *error_class;   /* NULL on success */
+	const char *error_message; /* NULL on success */
+	enum store_verdict verdict;
+	int64_t next_attempt_at; /* STORE_RETRY: when */
+	int64_t now;             /* finished_at for delivered/failed */
+};
+
+/* Inside the caller's transaction: completes the attempt row and moves the
+ * job to delivered, retrying (lease released, due at next_attempt_at) or
+ * failed. STORE_FENCED when the lease was lost (the attempt row is still
+ * completed if it is ours and 'sending'; the job is not touched). */
+enum store_err store_attempt_end(struct store *s, const struct store_job *j,
+                                 const struct store_outcome *o);
+
+/* Inside the caller's transaction: hands j back (lease released, due at
+ * due_at) without counting an attempt; stores its result first when
+ * store_result. STORE_FENCED when the lease was lost. */
+enum store_err store_release(struct store *s, const struct store_job *j, bool store_result,
+                             int64_t due_at);
+
+/* Moves every lease this owner holds to now + lease_ms. *renewed counts
+ * the rows (may be NULL). */
+enum store_err store_renew(struct store *s, int64_t now, int64_t lease_ms, int64_t *renewed);
+
+/* One transaction: every unfinished job this owner holds is handed back
+ * (lease released, due now, queued again when it was running) and its
+ * attempts left 'sending' become 'unknown'. *released counts the jobs. */
+enum store_err store_handback_all(struct store *s, int64_t now, int64_t *released);
+
+struct store_beat {
+	int64_t pid;
+	int64_t started_at;
+	int64_t busy_workers;
+	int64_t workers;
+	int64_t inflight;
+};
+
+/* Upserts this owner's heartbeat row with beat_at = now. */
+enum store_err store_heartbeat(struct store *s, int64_t now, const struct store_beat *b);
+/* Deletes this owner's heartbeat row (clean exit). */
+enum store_err store_heartbeat_remove(struct store *s);
+
+/* Crash recovery at start-up: calls is_dead(owner, pid, arg) for every
+ * other owner's heartbeat; for each one it reports dead, expires that
+ * owner's leases (due now) and deletes its heartbeat, so its jobs need not
+ * wait out the lease. *recovered counts the jobs. (With several hosts a pid
+ * means nothing on another host: is_dead decides from the owner id.) */
+enum store_err store_recover_dead(struct store *s, int64_t now,
+                                  bool (*is_dead)(const char *owner, int64_t pid, void *arg),
+                                  void *arg, int64_t *recovered);
+
+/* Retention: one transaction that looks at the oldest max_rows rows of
+ * requests in acceptance order and deletes those among them with
+ * finished_at < cutoff_ms, together with their attempts. Unfinished rows
+ * are never touched and the queue counters do not change (a row left them
+ * when it finished). The work per call is bounded by max_rows whatever the
+ * table size; an old unfinished job only takes one of the max_rows places
+ * until it finishes. *deleted counts the requests rows removed (0 on error;
+ * may be NULL). Outside any open transaction. */
+enum store_err store_prune(struct store *s, int64_t cutoff_ms, int64_t max_rows, int64_t *deleted);
+
+/* Wake-up across hosts. Makes this connection listen for the committers'
+ * new-job notices and sets *fd to a descriptor to poll(2) for POLLIN (-1
+ * when the backend has none: SQLite's wake-up is the host's doorbell).
+ * store_listen_drain consumes what arrived; returns how many notices. */
+enum store_err store_listen(struct store *s, int *fd);
+int store_listen_drain(struct store *s);
 
 #endif

@@ -8,15 +8,17 @@
  *   committer) queues a waiter that lives on its own stack and sleeps; a
  *   thread that answered a /sync request queues a copy of its record and
  *   goes on at once. The committer takes everything queued, writes it in one
- *   BEGIN IMMEDIATE ... COMMIT under the host's write lock, releases the
- *   lock, makes the WAL durable with one fdatasync when the batch holds a
- *   job, and only then wakes the job's threads, which answer 202. While it
+ *   transaction through the backend's batch entries (store_int.h; SQLite:
+ *   BEGIN IMMEDIATE ... COMMIT under the host's write lock, then one
+ *   fdatasync of the WAL when the batch holds a job, outside the lock;
+ *   PostgreSQL: one BEGIN ... COMMIT, whose commit is the WAL flush), and
+ *   only then wakes the job's threads, which answer 202. While it
  *   syncs, new work queues up behind it: the next batch is as large as the
  *   arrivals during one commit and one fsync, which is PostgreSQL's WAL
  *   group flush without a commit_delay (no wait is added when the queue is
  *   short, so a lone request pays one commit and one fsync as before).
  *
- *   Jobs of one batch are independent answers: a refusal (STORE_FULL), a
+ *   Jobs of one batch are independent answers: a refusal (STORE_REFUSED), a
  *   key reused with another body (STORE_CONFLICT) or a replay is that job's
  *   outcome and the transaction goes on; the bounds are read inside the
  *   same transaction, so the jobs of a batch count against each other as if
@@ -32,13 +34,14 @@
  *   (logged with their count): the cost of a crash, which may lose the last
  *   few /sync records too, never a 202.
  *
- *   The write lock: flock(2) on "<database>.wlock", held around each batch
- *   transaction by every committer of the host (one per consuma-fcgi
- *   process), so writers queue on a kernel lock that wakes the next one at
- *   once instead of polling SQLite's lock, and WAL checkpoints get their
- *   turn (the measurements are in git history of fcgi-app/writelock.h:
- *   +28% /sync, +64% /async, WAL steady at ~4 MB). The fsync runs after the
- *   lock is released, so two processes' syncs overlap.
+ *   SQLite's write lock: flock(2) on "<database>.wlock", held around each
+ *   batch transaction by every committer of the host (one per consuma-fcgi
+ *   process; store_sqlite.c), so writers queue on a kernel lock that wakes
+ *   the next one at once instead of polling SQLite's lock, and WAL
+ *   checkpoints get their turn (the measurements are in git history of
+ *   fcgi-app/writelock.h: +28% /sync, +64% /async, WAL steady at ~4 MB).
+ *   The fsync runs after the lock is released, so two processes' syncs
+ *   overlap.
  *
  * Locking: mu guards the queues and the flags. A waiter belongs to its
  * thread until it is queued, to the committer from when it is taken off the
@@ -48,13 +51,11 @@
  * of them to sleep again, and measured a tenth of the pool's CPU).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -64,7 +65,6 @@
 #define BATCH_JOBS_MAX     1024 /* bounds one transaction's size */
 #define BATCH_RECORDS_MAX  4096
 #define RECORDS_QUEUED_MAX 8192 /* bounds the memory of unwritten /sync records */
-#define LOCK_PATH_MAX      4200
 
 struct waiter {
 	const struct job_insert *job;
@@ -85,7 +85,6 @@ struct record {
 
 struct store_committer {
 	struct store *conn;
-	int lock_fd; /* -1: writes unserialized, the busy handler still guards */
 	pthread_t thread;
 	bool thread_started;
 	pthread_mutex_t mu;
@@ -98,21 +97,6 @@ struct store_committer {
 	bool stopped; /* the thread has left its loop: nothing more is written */
 	_Atomic uint64_t transactions, fsyncs, jobs_done, records_written, records_lost;
 };
-
-static void lock_hold(struct store_committer *c)
-{
-	if (c->lock_fd < 0)
-		return;
-	while (flock(c->lock_fd, LOCK_EX) != 0)
-		if (errno != EINTR)
-			return; /* go on unserialized: the busy handler still guards */
-}
-
-static void lock_drop(struct store_committer *c)
-{
-	if (c->lock_fd >= 0)
-		flock(c->lock_fd, LOCK_UN);
-}
 
 static void count(_Atomic uint64_t *n, uint64_t by)
 {
@@ -145,34 +129,33 @@ static void write_batch(struct store_committer *c, struct waiter *jobs, struct r
 	enum store_err err;
 	size_t written = 0, lost = 0, durable = 0;
 
-	lock_hold(c);
-	err = store_begin(c->conn);
+	const struct store_ops *ops = c->conn->ops;
+	err = ops->batch_begin(c->conn);
 	if (err != STORE_OK)
 		goto failed;
 	for (struct record *r = recs; r; r = r->next) {
-		err = store_sync_record_in_tx(c->conn, &r->r);
+		err = ops->sync_record_in_tx(c->conn, &r->r);
 		if (err == STORE_OK) {
 			written++;
 			continue;
 		}
-		if (!store_in_tx(c->conn))
-			goto failed; /* SQLite rolled the transaction back */
+		if (!ops->in_tx(c->conn))
+			goto failed; /* the database rolled the transaction back */
 		log_event(L_WARN, "store.sync_record_lost", "request_id=%s error=%s", r->r.id,
 		          log_q(store_errmsg(c->conn)));
 		lost++;
 	}
 	for (struct waiter *w = jobs; w; w = w->next) {
-		err = store_job_in_tx(c->conn, w->job, w->res);
-		if (err != STORE_OK && err != STORE_FULL && err != STORE_CONFLICT)
+		err = ops->job_in_tx(c->conn, w->job, w->res);
+		if (err != STORE_OK && err != STORE_REFUSED && err != STORE_CONFLICT)
 			goto failed;
 		w->err = err;
 		if (err == STORE_OK)
 			durable++;
 	}
-	err = store_commit(c->conn);
+	err = ops->batch_commit(c->conn, durable);
 	if (err != STORE_OK)
-		goto failed;
-	lock_drop(c);
+		goto lost; /* rolled back, lock released */
 	count(&c->transactions, 1);
 	count(&c->records_written, written);
 	count(&c->records_lost, lost);
@@ -180,7 +163,7 @@ static void write_batch(struct store_committer *c, struct waiter *jobs, struct r
 	if (durable == 0)
 		return;
 	/* Outside the lock: other processes commit while this one syncs. */
-	err = store_wal_sync(c->conn);
+	err = ops->make_durable(c->conn);
 	count(&c->fsyncs, 1);
 	if (err != STORE_OK) {
 		/* committed but not promised: 500, never 202 (an Idempotency-Key
@@ -195,9 +178,9 @@ static void write_batch(struct store_committer *c, struct waiter *jobs, struct r
 	count(&c->jobs_done, durable);
 	return;
 failed:
+	ops->batch_abort(c->conn);
+lost:
 	fail_jobs(jobs, err, store_errmsg(c->conn));
-	store_rollback(c->conn);
-	lock_drop(c);
 	lost = drop_records(recs);
 	if (lost > 0) {
 		count(&c->records_lost, lost);
@@ -251,24 +234,7 @@ static void *committer_main(void *arg)
 	return NULL;
 }
 
-static int open_lock(const char *db_path)
-{
-	char path[LOCK_PATH_MAX];
-	int n = snprintf(path, sizeof path, "%s.wlock", db_path);
-	int fd;
-
-	if (n < 0 || (size_t)n >= sizeof path) {
-		log_event(L_WARN, "store.writelock_unavailable", "why=\"path too long\"");
-		return -1;
-	}
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		log_event(L_WARN, "store.writelock_unavailable", "path=%s why=%s", log_q(path),
-		          log_q(strerror(errno)));
-	return fd;
-}
-
-struct store_committer *store_committer_start(const char *path, enum store_err *err, char *errmsg,
+struct store_committer *store_committer_start(const char *target, enum store_err *err, char *errmsg,
                                               size_t errlen)
 {
 	struct store_committer *c = cz_calloc(1, sizeof *c);
@@ -279,16 +245,14 @@ struct store_committer *store_committer_start(const char *path, enum store_err *
 			snprintf(errmsg, errlen, "out of memory");
 		goto out;
 	}
-	c->lock_fd = -1;
 	c->jobs_tail = &c->jobs;
 	c->recs_tail = &c->recs;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->wake, NULL);
 	pthread_cond_init(&c->room, NULL);
-	c->conn = store_open(path, &e, errmsg, errlen);
+	c->conn = store_open(target, &e, errmsg, errlen);
 	if (!c->conn)
 		goto out;
-	c->lock_fd = open_lock(path);
 	if (pthread_create(&c->thread, NULL, committer_main, c) != 0) {
 		e = STORE_NOMEM;
 		if (errmsg && errlen)
@@ -327,8 +291,6 @@ void store_committer_stop(struct store_committer *c)
 		          (unsigned long long)st.sync_records_lost);
 	}
 	store_close(c->conn);
-	if (c->lock_fd >= 0)
-		close(c->lock_fd);
 	pthread_cond_destroy(&c->room);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->mu);

@@ -15,8 +15,8 @@
  *     truncate the WAL under the committers' feet;
  *   - POST /sync records (store_insert_sync: queued, written by the
  *     committer in its next transaction, never synced);
- *   - a deliverer on its own connection: queue_claim, then batched
- *     transactions of queue_attempt_begin / queue_attempt_end like
+ *   - a deliverer on its own connection: store_claim, then batched
+ *     transactions of store_attempt_begin / store_attempt_end like
  *     deliverer/deliver.c's flush; it sometimes dies holding leases, or
  *     hands them back;
  *   - checkpoints between steps, and now and then a restart of every
@@ -48,7 +48,7 @@
  *      job left 'delivering' after its attempt was done, delivered only with
  *      a 2xx attempt and a result, counters equal to the rows;
  *   5. a new deliverer claims every unfinished job and every 'sending'
- *      attempt becomes 'unknown' (queue.c's recovery).
+ *      attempt becomes 'unknown' (store_sqlite_queue.c's recovery).
  * test_model checks the shim alone (a FULL commit survives every cut, an
  * OFF one only some). Two negative controls must lose jobs: answering before the sync, and
  * checkpointing from a synchronous=OFF connection (no WAL sync before the
@@ -81,12 +81,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "alloc.h"
 #include "crashvfs.h"
 #include "log.h"
-#include "queue.h"
 #include "store.h"
+#include "store_int.h"
 #include "work.h"
+
+/* The raw handle, for the checks' own SQL and checkpoints. */
+static sqlite3 *db_of(struct store *s)
+{
+	return store_sqlite_handle(s);
+}
 
 #define NPROC        3
 #define MAX_HELD     64
@@ -130,14 +138,13 @@ struct proc {
 };
 
 struct held {
-	struct queue_job j;
+	struct store_job j;
 	bool sending;
 	int64_t number;
 };
 
 struct deliverer {
 	struct store *s;
-	struct queue *q;
 	int gen;
 	struct held held[MAX_HELD];
 	int nheld;
@@ -407,7 +414,7 @@ static void model_row(struct run *r, const char *key, uint64_t h)
 static void model_step(struct run *r)
 {
 	r->stamp++;
-	assert_true(dump(r, store_db(r->check), model_row));
+	assert_true(dump(r, db_of(r->check), model_row));
 	for (size_t i = 0; i < r->model.cap; i++) {
 		struct obj *o = r->model.slot[i];
 		if (o && o->seen != r->stamp && o->v[o->nv - 1].h != ABSENT)
@@ -559,7 +566,7 @@ static void intake(struct run *r, int n, int race_mode)
 		pthread_join(th[i], NULL);
 	r->in_intake = false;
 	if (ckpt_rc != SQLITE_OK && ckpt_rc != SQLITE_BUSY)
-		failf(r, "checkpoint racing intake: %s", sqlite3_errmsg(store_db(r->check)));
+		failf(r, "checkpoint racing intake: %s", sqlite3_errmsg(db_of(r->check)));
 	for (int i = 0; i < n; i++) {
 		if (w[i].err != STORE_OK) {
 			failf(r, "store_insert_job: %s: %s", store_strerror(w[i].err), w[i].msg);
@@ -644,14 +651,12 @@ static void deliverer_new(struct run *r)
 {
 	char owner[64];
 	snprintf(owner, sizeof owner, "powerloss:%" PRIu64 ":%d", r->seed, ++r->d.gen);
-	r->d.q = queue_new(r->d.s, owner);
-	if (!r->d.q)
-		failf(r, "queue_new failed");
+	store_set_owner(r->d.s, owner);
 }
 
 static void held_drop(struct deliverer *d, int i)
 {
-	queue_job_clear(&d->held[i].j);
+	store_job_clear(&d->held[i].j);
 	d->held[i] = d->held[--d->nheld];
 }
 
@@ -664,13 +669,13 @@ static void deliverer_drop_all(struct deliverer *d)
 static void deliverer_claim(struct run *r)
 {
 	struct deliverer *d = &r->d;
-	struct queue_job *jobs = NULL;
+	struct store_job *jobs = NULL;
 	int n = 0;
 	int want = 1 + pick(r, 4);
 	if (d->nheld + want > MAX_HELD)
 		return;
-	if (queue_claim(d->q, r->now, LEASE_MS, want, NULL, &jobs, &n) != QUEUE_OK) {
-		failf(r, "queue_claim: %s", queue_errmsg(d->q));
+	if (store_claim(d->s, r->now, LEASE_MS, want, NULL, &jobs, &n) != STORE_OK) {
+		failf(r, "queue_claim: %s", store_errmsg(d->s));
 		return;
 	}
 	for (int i = 0; i < n; i++) {
@@ -706,8 +711,8 @@ static void deliverer_flush(struct run *r)
 		return;
 	}
 	bool fenced[MAX_HELD] = {0}, finished[MAX_HELD] = {0};
-	enum queue_err err = QUEUE_OK;
-	for (int i = 0; i < d->nheld && err == QUEUE_OK; i++) {
+	enum store_err err = STORE_OK;
+	for (int i = 0; i < d->nheld && err == STORE_OK; i++) {
 		struct held *h = &d->held[i];
 		if (begin[i]) {
 			bool store_res = !h->j.computed;
@@ -719,10 +724,10 @@ static void deliverer_flush(struct run *r)
 				h->j.completed_at = r->now;
 			}
 			h->number = h->j.attempts + 1;
-			err = queue_attempt_begin(d->q, &h->j, store_res, h->number, r->now);
+			err = store_attempt_begin(d->s, &h->j, store_res, h->number, r->now);
 		} else if (end[i]) {
 			int v = pick(r, 10);
-			struct queue_outcome o = {
+			struct store_outcome o = {
 			    .number = h->number,
 			    .duration_ms = 1.5,
 			    .http_status = v < 6   ? 200
@@ -732,22 +737,22 @@ static void deliverer_flush(struct run *r)
 			                   : v < 9 ? "http_5xx"
 			                           : "http_4xx",
 			    .error_message = v < 6 ? NULL : "the receiver said no",
-			    .verdict = v < 6   ? QUEUE_DELIVERED
-			               : v < 9 ? QUEUE_RETRY
-			                       : QUEUE_FAILED,
+			    .verdict = v < 6   ? STORE_DELIVERED
+			               : v < 9 ? STORE_RETRY
+			                       : STORE_FAILED,
 			    .next_attempt_at = r->now + 500 + pick(r, 3000),
 			    .now = r->now,
 			};
-			err = queue_attempt_end(d->q, &h->j, &o);
+			err = store_attempt_end(d->s, &h->j, &o);
 			finished[i] = true;
 		}
-		if (err == QUEUE_FENCED) {
+		if (err == STORE_FENCED) {
 			fenced[i] = true;
-			err = QUEUE_OK;
+			err = STORE_OK;
 		}
 	}
-	if (err != QUEUE_OK || store_commit(d->s) != STORE_OK) {
-		failf(r, "deliverer flush: %s", queue_errmsg(d->q));
+	if (err != STORE_OK || store_commit(d->s) != STORE_OK) {
+		failf(r, "deliverer flush: %s", store_errmsg(d->s));
 		store_rollback(d->s);
 		return;
 	}
@@ -767,10 +772,9 @@ static void deliverer_flush(struct run *r)
 static void deliverer_stop(struct run *r, bool killed)
 {
 	struct deliverer *d = &r->d;
-	if (!killed && queue_handback_all(d->q, r->now, NULL) != QUEUE_OK)
-		failf(r, "queue_handback_all: %s", queue_errmsg(d->q));
+	if (!killed && store_handback_all(d->s, r->now, NULL) != STORE_OK)
+		failf(r, "queue_handback_all: %s", store_errmsg(d->s));
 	deliverer_drop_all(d);
-	queue_free(d->q);
 	deliverer_new(r);
 }
 
@@ -786,7 +790,7 @@ static int checkpoint_mode(struct run *r)
 static int checkpoint_now(struct run *r, int mode)
 {
 	int log = 0, done = 0;
-	int rc = sqlite3_wal_checkpoint_v2(store_db(r->check), "main", mode, &log, &done);
+	int rc = sqlite3_wal_checkpoint_v2(db_of(r->check), "main", mode, &log, &done);
 	r->t->checkpoints++;
 	return rc;
 }
@@ -795,7 +799,7 @@ static void checkpoint(struct run *r)
 {
 	int rc = checkpoint_now(r, checkpoint_mode(r));
 	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-		failf(r, "checkpoint: %s", sqlite3_errmsg(store_db(r->check)));
+		failf(r, "checkpoint: %s", sqlite3_errmsg(db_of(r->check)));
 }
 
 static void open_all(struct run *r)
@@ -821,7 +825,7 @@ static void open_all(struct run *r)
 	r->check = open_store(r, r->db);
 	if (r->check && r->sc->ckpt_sync_off)
 		assert_int_equal(
-		    sqlite3_exec(store_db(r->check), "PRAGMA synchronous = OFF", NULL, NULL, NULL),
+		    sqlite3_exec(db_of(r->check), "PRAGMA synchronous = OFF", NULL, NULL, NULL),
 		    SQLITE_OK);
 	if (r->d.s && r->check)
 		deliverer_new(r);
@@ -854,8 +858,6 @@ static void close_all(struct run *r)
 		p->c = NULL;
 	}
 	deliverer_drop_all(&r->d);
-	queue_free(r->d.q);
-	r->d.q = NULL;
 	store_close(r->d.s);
 	store_close(r->check);
 	r->d.s = r->check = NULL;
@@ -1142,7 +1144,7 @@ static void check_states(struct run *r, sqlite3 *db)
  * 'unknown'. */
 static void check_recovery(struct run *r, struct store *s)
 {
-	sqlite3 *db = store_db(s);
+	sqlite3 *db = db_of(s);
 	int64_t unfinished = sql_int(
 	    r, db, "SELECT count(*) FROM requests WHERE mode = 'async' AND finished_at IS NULL");
 	int64_t sending = sql_int(r, db, "SELECT count(*) FROM attempts WHERE state = 'sending'");
@@ -1150,18 +1152,17 @@ static void check_recovery(struct run *r, struct store *s)
 	                                 "SELECT count(*) FROM attempts a JOIN requests r ON "
 	                                 "r.seq = a.request_seq WHERE a.state = 'unknown' AND "
 	                                 "r.finished_at IS NULL");
-	struct queue *q = queue_new(s, "powerloss:recovery");
-	struct queue_job *jobs = NULL;
+	store_set_owner(s, "powerloss:recovery");
+	struct store_job *jobs = NULL;
 	int n = 0;
-	assert_non_null(q);
-	if (queue_claim(q, CHECK_FAR_MS, LEASE_MS, (int)unfinished + 1, NULL, &jobs, &n) !=
-	    QUEUE_OK) {
-		failf(r, "recovery claim: %s", queue_errmsg(q));
+	if (store_claim(s, CHECK_FAR_MS, LEASE_MS, (int)unfinished + 1, NULL, &jobs, &n) !=
+	    STORE_OK) {
+		failf(r, "recovery claim: %s", store_errmsg(s));
 	} else {
 		int64_t unknown_seen = 0;
 		for (int i = 0; i < n; i++) {
 			unknown_seen += jobs[i].unknown;
-			queue_job_clear(&jobs[i]);
+			store_job_clear(&jobs[i]);
 		}
 		cz_free(jobs);
 		if (n != unfinished)
@@ -1176,7 +1177,6 @@ static void check_recovery(struct run *r, struct store *s)
 			      unknown_seen, unknown_before + sending);
 		r->t->unknown_recovered += sending;
 	}
-	queue_free(q);
 }
 
 /* /sync records committed before the cut and missing after it: the store
@@ -1210,7 +1210,7 @@ static void check_image(struct run *r, struct crash *c)
 	struct store *s = open_store(r, path);
 	if (!s)
 		goto out;
-	sqlite3 *db = store_db(s);
+	sqlite3 *db = db_of(s);
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW || !text_is(st, 0, "ok"))

@@ -205,6 +205,14 @@ static void test_bad_values(void **state)
 		} else if (strncmp(r, "empty, or whsec_", 16) == 0) {
 			for (j = 0; j < sizeof(secret_bad) / sizeof(secret_bad[0]); j++)
 				expect_bad(n, secret_bad[j]);
+		} else if (strncmp(r, "empty, or a postgresql://", 25) == 0) {
+			static const char *url_bad[] = {"requests.db", "mysql://x/y",
+			                                "postgresql:/x", "http://db/x",
+			                                " postgresql://x/y"};
+			for (j = 0; j < sizeof(url_bad) / sizeof(url_bad[0]); j++)
+				expect_bad(n, url_bad[j]);
+			expect_good(n, "postgresql://consuma@127.0.0.1:5432/consuma");
+			expect_bad(n, big);
 		} else if (strncmp(r, "debug", 5) == 0) {
 			for (j = 0; j < sizeof(level_bad) / sizeof(level_bad[0]); j++)
 				expect_bad(n, level_bad[j]);

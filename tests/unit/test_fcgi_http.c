@@ -497,7 +497,7 @@ static void test_store_busy(void **state)
 	http_store_failed(&x, STORE_BUSY, "insert");
 	assert_int_equal(x.status, 503);
 	assert_non_null(strstr(fake_output(&f), "Retry-After: 1\r\n"));
-	assert_non_null(strstr(fake_output(&f), "database: busy"));
+	assert_non_null(strstr(fake_output(&f), "database busy"));
 	http_exchange_done(&x);
 }
 

@@ -1,5 +1,6 @@
 /*
- * test_queue: the deliverer's SQL (lib/queue.c) against real database files:
+ * test_queue: the deliverer's queue (store.h; the SQLite backend's
+ * lib/store_sqlite_queue.c) against real database files:
  * claim order, batch size and host exclusions; one owner at a time; an
  * expired lease claimable again; fencing of a holder that lost its lease;
  * the job and attempt rows after delivered, retry and failed outcomes (with
@@ -21,25 +22,33 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "alloc.h"
-#include "queue.h"
 #include "store.h"
+#include "store_int.h"
 
 #define LEASE_MS 30000
 
 static char tmpdir[256];
+
+/* The raw handle, for the checks' own SQL. */
+static sqlite3 *db_of(struct store *s)
+{
+	return store_sqlite_handle(s);
+}
 static int dbcount;
 
 struct fx {
-	struct store *s;
-	struct queue *a; /* owner "host:1:a" */
-	struct queue *b; /* owner "host:2:b", same connection */
+	struct store *s; /* = a: for the raw SQL of the checks */
+	struct store *a; /* owner "host:1:a" */
+	struct store *b; /* owner "host:2:b", a second connection on the file */
 };
 
 static int64_t sql_int(struct store *s, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
-	assert_int_equal(sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db_of(s), sql, -1, &st, NULL), SQLITE_OK);
 	int64_t v = -1;
 	if (sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int64(st, 0);
@@ -50,7 +59,7 @@ static int64_t sql_int(struct store *s, const char *sql)
 static void sql_text(struct store *s, const char *sql, char *out, size_t n)
 {
 	sqlite3_stmt *st = NULL;
-	assert_int_equal(sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db_of(s), sql, -1, &st, NULL), SQLITE_OK);
 	out[0] = '\0';
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
 		snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
@@ -67,7 +76,7 @@ static void add_job(struct store *s, const char *id, const char *host, int64_t d
 	         "('%s', 'async', 'queued', 'pending', 'in-%s', 1, 'http://%s/cb', '%s', %lld, "
 	         "%lld)",
 	         id, id, host, host, (long long)due, (long long)due);
-	assert_int_equal(sqlite3_exec(store_db(s), sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db_of(s), sql, NULL, NULL, NULL), SQLITE_OK);
 }
 
 static int setup(void **state)
@@ -77,12 +86,13 @@ static int setup(void **state)
 	snprintf(path, sizeof path, "%s/q%d.db", tmpdir, ++dbcount);
 	enum store_err err;
 	char msg[256];
-	f->s = store_open(path, &err, msg, sizeof msg);
-	assert_non_null(f->s);
-	f->a = queue_new(f->s, "host:1:a");
-	f->b = queue_new(f->s, "host:2:b");
+	f->a = store_open(path, &err, msg, sizeof msg);
+	f->b = store_open(path, &err, msg, sizeof msg);
 	assert_non_null(f->a);
 	assert_non_null(f->b);
+	store_set_owner(f->a, "host:1:a");
+	store_set_owner(f->b, "host:2:b");
+	f->s = f->a;
 	*state = f;
 	return 0;
 }
@@ -90,27 +100,26 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	queue_free(f->a);
-	queue_free(f->b);
-	store_close(f->s);
+	store_close(f->a);
+	store_close(f->b);
 	cz_free(f);
 	return 0;
 }
 
-static void free_jobs(struct queue_job *jobs, int n)
+static void free_jobs(struct store_job *jobs, int n)
 {
 	for (int i = 0; i < n; i++)
-		queue_job_clear(&jobs[i]);
+		store_job_clear(&jobs[i]);
 	cz_free(jobs);
 }
 
 /* Claims with q at now and returns the ids, comma separated. */
-static int claim_ids(struct queue *q, int64_t now, int max, const char *excl, char *out, size_t n,
-                     struct queue_job **keep)
+static int claim_ids(struct store *q, int64_t now, int max, const struct store_exclude *excl,
+                     char *out, size_t n, struct store_job **keep)
 {
-	struct queue_job *jobs = NULL;
+	struct store_job *jobs = NULL;
 	int got = -1;
-	assert_int_equal(queue_claim(q, now, LEASE_MS, max, excl, &jobs, &got), QUEUE_OK);
+	assert_int_equal(store_claim(q, now, LEASE_MS, max, excl, &jobs, &got), STORE_OK);
 	out[0] = '\0';
 	for (int i = 0; i < got; i++) {
 		size_t len = strlen(out);
@@ -133,15 +142,17 @@ static void test_claim_order_batch_exclusions(void **state)
 	add_job(f->s, "j4", "c.example", 200);
 	add_job(f->s, "j5", "a.example", 5000);
 	char ids[256];
+	const char *const a_key[] = {"http://a.example"};
+	const struct store_exclude a_out = {a_key, 1}, none = {a_key, 0};
 	const struct {
 		int max;
-		const char *excl;
+		const struct store_exclude *excl;
 		const char *want;
 	} rows[] = {
-	    {2, NULL, "j2,j3"},                   /* due time, then acceptance order */
-	    {10, "[\"http://a.example\"]", "j4"}, /* a.example left out */
-	    {10, "[]", "j1"},                     /* the rest that is due; j5 is not */
-	    {10, NULL, ""},                       /* everything due is leased now */
+	    {2, NULL, "j2,j3"}, /* due time, then acceptance order */
+	    {10, &a_out, "j4"}, /* a.example left out */
+	    {10, &none, "j1"},  /* the rest that is due; j5 is not */
+	    {10, NULL, ""},     /* everything due is leased now */
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
 		claim_ids(f->a, 1000, rows[i].max, rows[i].excl, ids, sizeof ids, NULL);
@@ -161,7 +172,7 @@ static void add_job_url(struct store *s, const char *id, const char *url)
 {
 	sqlite3_stmt *st = NULL;
 	assert_int_equal(
-	    sqlite3_prepare_v2(store_db(s),
+	    sqlite3_prepare_v2(db_of(s),
 	                       "INSERT INTO requests (id, mode, status, callback_status, "
 	                       "input_data, iterations, callback_url, created_at, "
 	                       "next_attempt_at) VALUES (?1, 'async', 'queued', "
@@ -175,7 +186,7 @@ static void add_job_url(struct store *s, const char *id, const char *url)
 }
 
 /* Claims leave jobs out by origin as spelled (issue 11, item 1): the key
- * queue_claim_key computes in C is the one the claim's SQL computes, for
+ * store_claim_key computes in C is the one the claim's SQL computes, for
  * every URL shape, so an exclusion leaves out exactly its origin. */
 static void test_claim_key(void **state)
 {
@@ -196,35 +207,39 @@ static void test_claim_key(void **state)
 	    {"x", "x"},
 	    {"", ""},
 	};
-	char key[64], ids[64], excl[128], id[16];
+	char key[64], ids[64], id[16], slash[72];
+	const char *keys[2];
+	const struct store_exclude excl = {keys, 2}, own = {keys, 1};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		queue_claim_key(cases[i].url, key, sizeof key);
+		store_claim_key(cases[i].url, key, sizeof key);
 		assert_string_equal(key, cases[i].key);
 		snprintf(id, sizeof id, "k%zu", i);
 		add_job_url(f->s, id, cases[i].url);
 		/* another origin's exclusion leaves it claimable ... */
-		snprintf(excl, sizeof excl, "[\"%s/\", \"http://other.example\"]", key);
+		snprintf(slash, sizeof slash, "%s/", key);
+		keys[0] = slash;
+		keys[1] = "http://other.example";
 		bool found = false;
 		int64_t due = -1;
-		assert_int_equal(queue_next_due(f->a, excl, &found, &due), QUEUE_OK);
+		assert_int_equal(store_next_due(f->a, &excl, &found, &due), STORE_OK);
 		assert_true(found);
 		/* ... its own leaves it out; then it is claimed */
-		snprintf(excl, sizeof excl, "[\"%s\"]", key);
-		assert_int_equal(claim_ids(f->a, 1000, 10, excl, ids, sizeof ids, NULL), 0);
+		keys[0] = key;
+		assert_int_equal(claim_ids(f->a, 1000, 10, &own, ids, sizeof ids, NULL), 0);
 		assert_int_equal(claim_ids(f->a, 1000, 10, NULL, ids, sizeof ids, NULL), 1);
 		assert_string_equal(ids, id);
 	}
 	/* two ports of one host are two keys */
 	add_job_url(f->s, "p1", "http://127.0.0.1:8001/x");
 	add_job_url(f->s, "p2", "http://127.0.0.1:8002/x");
-	assert_int_equal(
-	    claim_ids(f->a, 1000, 10, "[\"http://127.0.0.1:8001\"]", ids, sizeof ids, NULL), 1);
+	keys[0] = "http://127.0.0.1:8001";
+	assert_int_equal(claim_ids(f->a, 1000, 10, &own, ids, sizeof ids, NULL), 1);
 	assert_string_equal(ids, "p2");
 	/* the key is cut, never overrun, at the buffer */
-	queue_claim_key("http://a.example/cb", key, 5);
+	store_claim_key("http://a.example/cb", key, 5);
 	assert_string_equal(key, "http");
-	queue_claim_key("http://a.example/cb", key, 1);
+	store_claim_key("http://a.example/cb", key, 1);
 	assert_string_equal(key, "");
 }
 
@@ -247,7 +262,7 @@ static void test_fencing(void **state)
 {
 	struct fx *f = *state;
 	add_job(f->s, "f1", "h", 0);
-	struct queue_job *ja = NULL, *jb = NULL;
+	struct store_job *ja = NULL, *jb = NULL;
 	char ids[64];
 	assert_int_equal(claim_ids(f->a, 1000, 1, NULL, ids, sizeof ids, &ja), 1);
 	/* A sends attempt 1, stalls past its lease; B claims. */
@@ -255,7 +270,7 @@ static void test_fencing(void **state)
 	memcpy(ja[0].result, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 	       65);
 	ja[0].computed = true;
-	assert_int_equal(queue_attempt_begin(f->a, &ja[0], true, 1, 1001), QUEUE_OK);
+	assert_int_equal(store_attempt_begin(f->a, &ja[0], true, 1, 1001), STORE_OK);
 	assert_int_equal(store_commit(f->s), STORE_OK);
 	assert_int_equal(claim_ids(f->b, 1000 + LEASE_MS, 1, NULL, ids, sizeof ids, &jb), 1);
 	assert_int_equal(jb[0].attempts, 1);
@@ -264,16 +279,18 @@ static void test_fencing(void **state)
 	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM attempts WHERE state = 'unknown'"), 1);
 
 	/* Every write A tries now is fenced; B's go through. */
-	struct queue_outcome o = {
-	    .number = 1, .http_status = 200, .verdict = QUEUE_DELIVERED, .now = 2000};
+	struct store_outcome o = {
+	    .number = 1, .http_status = 200, .verdict = STORE_DELIVERED, .now = 2000};
 	assert_int_equal(store_begin(f->s), STORE_OK);
-	assert_int_equal(queue_attempt_end(f->a, &ja[0], &o), QUEUE_FENCED);
-	assert_int_equal(queue_attempt_begin(f->a, &ja[0], false, 2, 2000), QUEUE_FENCED);
-	assert_int_equal(queue_release(f->a, &ja[0], false, 2000), QUEUE_FENCED);
-	assert_int_equal(queue_attempt_begin(f->b, &jb[0], false, 2, 2001), QUEUE_OK);
-	o.number = 2;
-	assert_int_equal(queue_attempt_end(f->b, &jb[0], &o), QUEUE_OK);
+	assert_int_equal(store_attempt_end(f->a, &ja[0], &o), STORE_FENCED);
+	assert_int_equal(store_attempt_begin(f->a, &ja[0], false, 2, 2000), STORE_FENCED);
+	assert_int_equal(store_release(f->a, &ja[0], false, 2000), STORE_FENCED);
 	assert_int_equal(store_commit(f->s), STORE_OK);
+	assert_int_equal(store_begin(f->b), STORE_OK); /* B's own connection */
+	assert_int_equal(store_attempt_begin(f->b, &jb[0], false, 2, 2001), STORE_OK);
+	o.number = 2;
+	assert_int_equal(store_attempt_end(f->b, &jb[0], &o), STORE_OK);
+	assert_int_equal(store_commit(f->b), STORE_OK);
 	char st[64];
 	sql_text(f->s,
 	         "SELECT callback_status || ' ' || attempts || ' ' || (finished_at IS NOT NULL) "
@@ -296,25 +313,25 @@ static void test_outcomes(void **state)
 	add_job(f->s, "o2", "h", 0);
 	add_job(f->s, "o3", "h", 0);
 	assert_int_equal(sql_int(f->s, "SELECT value FROM counters WHERE name = 'queue_depth'"), 3);
-	struct queue_job *j = NULL;
+	struct store_job *j = NULL;
 	char ids[64];
 	assert_int_equal(claim_ids(f->a, 1000, 3, NULL, ids, sizeof ids, &j), 3);
 	const struct {
-		enum queue_verdict v;
+		enum store_verdict v;
 		int http;
 		const char *cls, *msg;
 		const char *want_job, *want_attempt;
 	} rows[] = {
-	    {QUEUE_DELIVERED, 200, NULL, NULL, "completed delivered 1 -", "done 200 - -"},
-	    {QUEUE_RETRY, 503, "http", "HTTP 503", "completed retrying 0 5000",
+	    {STORE_DELIVERED, 200, NULL, NULL, "completed delivered 1 -", "done 200 - -"},
+	    {STORE_RETRY, 503, "http", "HTTP 503", "completed retrying 0 5000",
 	     "done 503 http 5000"},
-	    {QUEUE_FAILED, 410, "http", "gone", "completed failed 1 -", "done 410 http -"},
+	    {STORE_FAILED, 410, "http", "gone", "completed failed 1 -", "done 410 http -"},
 	};
 	assert_int_equal(store_begin(f->s), STORE_OK);
 	for (int i = 0; i < 3; i++) {
 		memset(j[i].result, 'a', 64);
 		j[i].result[64] = '\0';
-		assert_int_equal(queue_attempt_begin(f->a, &j[i], true, 1, 1500), QUEUE_OK);
+		assert_int_equal(store_attempt_begin(f->a, &j[i], true, 1, 1500), STORE_OK);
 	}
 	assert_int_equal(store_commit(f->s), STORE_OK);
 	char st[64];
@@ -322,7 +339,7 @@ static void test_outcomes(void **state)
 	assert_string_equal(st, "delivering");
 	assert_int_equal(store_begin(f->s), STORE_OK);
 	for (int i = 0; i < 3; i++) {
-		struct queue_outcome o = {.number = 1,
+		struct store_outcome o = {.number = 1,
 		                          .duration_ms = 1.5,
 		                          .http_status = rows[i].http,
 		                          .error_class = rows[i].cls,
@@ -330,7 +347,7 @@ static void test_outcomes(void **state)
 		                          .verdict = rows[i].v,
 		                          .next_attempt_at = 5000,
 		                          .now = 2000};
-		assert_int_equal(queue_attempt_end(f->a, &j[i], &o), QUEUE_OK);
+		assert_int_equal(store_attempt_end(f->a, &j[i], &o), STORE_OK);
 	}
 	assert_int_equal(store_commit(f->s), STORE_OK);
 	for (int i = 0; i < 3; i++) {
@@ -358,7 +375,7 @@ static void test_outcomes(void **state)
 	/* The retry is due at its time, for anyone. */
 	bool found = false;
 	int64_t due = 0;
-	assert_int_equal(queue_next_due(f->b, NULL, &found, &due), QUEUE_OK);
+	assert_int_equal(store_next_due(f->b, NULL, &found, &due), STORE_OK);
 	assert_true(found);
 	assert_int_equal(due, 5000);
 	assert_int_equal(claim_ids(f->b, 4999, 10, NULL, ids, sizeof ids, NULL), 0);
@@ -373,18 +390,18 @@ static void test_release_renew_handback(void **state)
 	add_job(f->s, "r1", "h", 0);
 	add_job(f->s, "r2", "h", 0);
 	add_job(f->s, "r3", "h", 0);
-	struct queue_job *j = NULL;
+	struct store_job *j = NULL;
 	char ids[64];
 	assert_int_equal(claim_ids(f->a, 1000, 3, NULL, ids, sizeof ids, &j), 3);
 	/* Renewal moves every lease of the owner. */
 	int64_t n = 0;
-	assert_int_equal(queue_renew(f->a, 20000, LEASE_MS, &n), QUEUE_OK);
+	assert_int_equal(store_renew(f->a, 20000, LEASE_MS, &n), STORE_OK);
 	assert_int_equal(n, 3);
 	assert_int_equal(sql_int(f->s, "SELECT min(lease_expires_at) FROM requests"), 50000);
 	/* One job handed back alone (breaker): queued again, no attempt. */
 	assert_int_equal(store_begin(f->s), STORE_OK);
-	assert_int_equal(queue_release(f->a, &j[0], false, 7000), QUEUE_OK);
-	assert_int_equal(queue_attempt_begin(f->a, &j[1], true, 1, 21000), QUEUE_OK);
+	assert_int_equal(store_release(f->a, &j[0], false, 7000), STORE_OK);
+	assert_int_equal(store_attempt_begin(f->a, &j[1], true, 1, 21000), STORE_OK);
 	assert_int_equal(store_commit(f->s), STORE_OK);
 	char st[64];
 	sql_text(f->s,
@@ -393,7 +410,7 @@ static void test_release_renew_handback(void **state)
 	         st, sizeof st);
 	assert_string_equal(st, "queued 0 7000 -");
 	/* Stopping: everything held comes back due now, 'sending' -> unknown. */
-	assert_int_equal(queue_handback_all(f->a, 22000, &n), QUEUE_OK);
+	assert_int_equal(store_handback_all(f->a, 22000, &n), STORE_OK);
 	assert_int_equal(n, 2);
 	assert_int_equal(sql_int(f->s,
 	                         "SELECT count(*) FROM requests WHERE lease_owner IS NOT NULL "
@@ -416,14 +433,14 @@ static bool dead_if_pid_2(const char *owner, int64_t pid, void *arg)
 static void test_heartbeat_and_recovery(void **state)
 {
 	struct fx *f = *state;
-	struct queue_beat beat = {
+	struct store_beat beat = {
 	    .pid = 1, .started_at = 10, .busy_workers = 1, .workers = 2, .inflight = 3};
-	assert_int_equal(queue_heartbeat(f->a, 100, &beat), QUEUE_OK);
+	assert_int_equal(store_heartbeat(f->a, 100, &beat), STORE_OK);
 	beat.pid = 2;
-	assert_int_equal(queue_heartbeat(f->b, 100, &beat), QUEUE_OK);
+	assert_int_equal(store_heartbeat(f->b, 100, &beat), STORE_OK);
 	beat.pid = 1;
 	beat.inflight = 7;
-	assert_int_equal(queue_heartbeat(f->a, 200, &beat), QUEUE_OK); /* upsert */
+	assert_int_equal(store_heartbeat(f->a, 200, &beat), STORE_OK); /* upsert */
 	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM heartbeats"), 2);
 	assert_int_equal(sql_int(f->s, "SELECT inflight FROM heartbeats WHERE owner = 'host:1:a'"),
 	                 7);
@@ -432,11 +449,11 @@ static void test_heartbeat_and_recovery(void **state)
 	char ids[64];
 	assert_int_equal(claim_ids(f->b, 1000, 1, NULL, ids, sizeof ids, NULL), 1);
 	int64_t n = -1;
-	assert_int_equal(queue_recover_dead(f->a, 1500, dead_if_pid_2, NULL, &n), QUEUE_OK);
+	assert_int_equal(store_recover_dead(f->a, 1500, dead_if_pid_2, NULL, &n), STORE_OK);
 	assert_int_equal(n, 1);
 	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM heartbeats"), 1);
 	assert_int_equal(claim_ids(f->a, 1500, 1, NULL, ids, sizeof ids, NULL), 1);
-	assert_int_equal(queue_heartbeat_remove(f->a), QUEUE_OK);
+	assert_int_equal(store_heartbeat_remove(f->a), STORE_OK);
 	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM heartbeats"), 0);
 }
 
@@ -449,8 +466,8 @@ static int64_t add_sync(struct store *s, const char *id, int64_t fin)
 	         "created_at, started_at, completed_at, finished_at) VALUES ('%s', 'sync', "
 	         "'completed', 'x', 1, 'r', %lld, %lld, %lld, %lld)",
 	         id, (long long)fin, (long long)fin, (long long)fin, (long long)fin);
-	assert_int_equal(sqlite3_exec(store_db(s), sql, NULL, NULL, NULL), SQLITE_OK);
-	return sqlite3_last_insert_rowid(store_db(s));
+	assert_int_equal(sqlite3_exec(db_of(s), sql, NULL, NULL, NULL), SQLITE_OK);
+	return sqlite3_last_insert_rowid(db_of(s));
 }
 
 static int64_t counters_sum(struct store *s)
@@ -468,13 +485,13 @@ static void test_prune_age_unfinished_attempts(void **state)
 	 * attempt row. Cutoff 5000: finished strictly before it goes. */
 	const struct {
 		const char *id;
-		enum queue_verdict v; /* retry: stays unfinished */
+		enum store_verdict v; /* retry: stays unfinished */
 		int64_t fin;
 		bool pruned;
 	} rows[] = {
-	    {"p1", QUEUE_DELIVERED, 2000, true},  {"p2", QUEUE_FAILED, 9000, false},
-	    {"p3", QUEUE_RETRY, 2000, false},     {"p4", QUEUE_FAILED, 3000, true},
-	    {"p5", QUEUE_DELIVERED, 5000, false}, {"p6", QUEUE_DELIVERED, 4999, true},
+	    {"p1", STORE_DELIVERED, 2000, true},  {"p2", STORE_FAILED, 9000, false},
+	    {"p3", STORE_RETRY, 2000, false},     {"p4", STORE_FAILED, 3000, true},
+	    {"p5", STORE_DELIVERED, 5000, false}, {"p6", STORE_DELIVERED, 4999, true},
 	};
 	const int n = (int)(sizeof rows / sizeof rows[0]);
 	for (int i = 0; i < n; i++)
@@ -483,22 +500,22 @@ static void test_prune_age_unfinished_attempts(void **state)
 	int64_t sync_old = add_sync(f->s, "s-old", 1000);
 	add_sync(f->s, "s-new", 6000);
 
-	struct queue_job *j = NULL;
+	struct store_job *j = NULL;
 	char ids[128];
 	assert_int_equal(claim_ids(f->a, 1000, n, NULL, ids, sizeof ids, &j), n);
 	assert_int_equal(store_begin(f->s), STORE_OK);
 	for (int i = 0; i < n; i++) {
 		memset(j[i].result, 'a', 64);
 		j[i].result[64] = '\0';
-		assert_int_equal(queue_attempt_begin(f->a, &j[i], true, 1, 1500), QUEUE_OK);
-		struct queue_outcome o = {.number = 1,
+		assert_int_equal(store_attempt_begin(f->a, &j[i], true, 1, 1500), STORE_OK);
+		struct store_outcome o = {.number = 1,
 		                          .http_status = 500,
 		                          .error_class = "http",
 		                          .error_message = "HTTP 500",
 		                          .verdict = rows[i].v,
 		                          .next_attempt_at = 99000,
 		                          .now = rows[i].fin};
-		assert_int_equal(queue_attempt_end(f->a, &j[i], &o), QUEUE_OK);
+		assert_int_equal(store_attempt_end(f->a, &j[i], &o), STORE_OK);
 	}
 	assert_int_equal(store_commit(f->s), STORE_OK);
 	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM attempts"), n);
@@ -506,7 +523,7 @@ static void test_prune_age_unfinished_attempts(void **state)
 	assert_int_equal(sql_int(f->s, "SELECT value FROM counters WHERE name = 'queue_depth'"), 2);
 
 	int64_t deleted = -1;
-	assert_int_equal(queue_prune(f->s, 5000, 1000, &deleted), QUEUE_OK);
+	assert_int_equal(store_prune(f->s, 5000, 1000, &deleted), STORE_OK);
 	assert_int_equal(deleted, 4); /* p1, p4, p6, s-old */
 	for (int i = 0; i < n; i++) {
 		char sql[256];
@@ -528,12 +545,12 @@ static void test_prune_age_unfinished_attempts(void **state)
 	/* Finished rows had already left the counters: pruning changes none. */
 	assert_int_equal(counters_sum(f->s), counters);
 	/* Nothing more to do; max_rows <= 0 does nothing. */
-	assert_int_equal(queue_prune(f->s, 5000, 1000, &deleted), QUEUE_OK);
+	assert_int_equal(store_prune(f->s, 5000, 1000, &deleted), STORE_OK);
 	assert_int_equal(deleted, 0);
-	assert_int_equal(queue_prune(f->s, 1000000, 0, &deleted), QUEUE_OK);
+	assert_int_equal(store_prune(f->s, 1000000, 0, &deleted), STORE_OK);
 	assert_int_equal(deleted, 0);
 	/* A later cutoff takes the rest of the finished ones, never p3 or p7. */
-	assert_int_equal(queue_prune(f->s, 1000000, 1000, NULL), QUEUE_OK);
+	assert_int_equal(store_prune(f->s, 1000000, 1000, NULL), STORE_OK);
 	sql_text(f->s, "SELECT group_concat(id, ',') FROM (SELECT id FROM requests ORDER BY seq)",
 	         left, sizeof left);
 	assert_string_equal(left, "p3,p7");
@@ -569,7 +586,7 @@ static void test_prune_batch_bound(void **state)
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
 		int64_t deleted = -1;
 		char first[16];
-		assert_int_equal(queue_prune(f->s, 5000, 10, &deleted), QUEUE_OK);
+		assert_int_equal(store_prune(f->s, 5000, 10, &deleted), STORE_OK);
 		assert_int_equal(deleted, steps[i].want_deleted);
 		assert_int_equal(sql_int(f->s, "SELECT count(*) FROM requests"),
 		                 steps[i].want_left);

@@ -29,10 +29,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+#include <sqlite3.h>
+
 #include "alloc.h"
 #include "ids.h"
 #include "migrations.h"
+#include "requests.h"
 #include "store.h"
+#include "store_int.h"
+#include "store_sqlite.h"
 
 #define CHILDREN       4
 #define ROWS_PER_CHILD 5000
@@ -40,12 +46,45 @@
 static char tmpdir[256];
 static int dbcount;
 
+static sqlite3 *db_of(struct store *s)
+{
+	return store_sqlite_handle(s);
+}
+
+/* The record of id as GET /requests/{id} renders it (*o NULL unless OK). */
+static enum store_err get_json(struct store *s, const char *id, const char *owner, json_object **o)
+{
+	struct store_request r;
+	enum store_err err = store_get_request(s, id, owner, &r);
+	*o = NULL;
+	if (err != STORE_OK)
+		return err;
+	*o = requests_record_json(&r);
+	store_request_clear(&r);
+	assert_non_null(*o);
+	return STORE_OK;
+}
+
+/* A page as GET /requests renders it. */
+static enum store_err list_json(struct store *s, const struct list_query *q, json_object **list)
+{
+	struct store_page p;
+	enum store_err err = store_list_requests(s, q, &p);
+	*list = NULL;
+	if (err != STORE_OK)
+		return err;
+	*list = requests_page_json(&p);
+	store_page_clear(&p);
+	assert_non_null(*list);
+	return STORE_OK;
+}
+
 static int newest(void)
 {
 	int v = 0;
-	for (size_t i = 0; i < consuma_migrations_count; i++)
-		if (consuma_migrations[i].version > v)
-			v = consuma_migrations[i].version;
+	for (size_t i = 0; i < consuma_sqlite_migrations_count; i++)
+		if (consuma_sqlite_migrations[i].version > v)
+			v = consuma_sqlite_migrations[i].version;
 	return v;
 }
 
@@ -70,7 +109,7 @@ static struct store *open_ok(const char *path)
 static int64_t query_int(struct store *s, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
-	assert_int_equal(sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db_of(s), sql, -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	int64_t v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
@@ -80,7 +119,7 @@ static int64_t query_int(struct store *s, const char *sql)
 static const char *query_text(struct store *s, const char *sql, char *out, size_t n)
 {
 	sqlite3_stmt *st = NULL;
-	assert_int_equal(sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db_of(s), sql, -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
@@ -90,7 +129,7 @@ static const char *query_text(struct store *s, const char *sql, char *out, size_
 static void exec_ok(struct store *s, const char *sql)
 {
 	char *emsg = NULL;
-	int rc = sqlite3_exec(store_db(s), sql, NULL, NULL, &emsg);
+	int rc = sqlite3_exec(db_of(s), sql, NULL, NULL, &emsg);
 	if (rc != SQLITE_OK)
 		fprintf(stderr, "%s: %s\n", sql, emsg);
 	sqlite3_free(emsg);
@@ -168,7 +207,7 @@ static void test_open_close(void **state)
 	assert_string_equal(store_errmsg(s), "not an error");
 	store_close(s);
 	store_close(NULL);
-	assert_null(store_db(NULL));
+	assert_null(db_of(NULL));
 
 	/* A path that cannot be created fails with a message naming it. */
 	enum store_err err = STORE_OK;
@@ -357,7 +396,7 @@ static void test_busy_waits(void **state)
 	struct list_query q = {NULL, NULL, 10, 0, NULL};
 	json_object *list = NULL;
 	struct store_health h;
-	assert_int_equal(store_list_requests(s, &q, &list), STORE_OK);
+	assert_int_equal(list_json(s, &q, &list), STORE_OK);
 	json_object_put(list);
 	assert_int_equal(store_health(s, 1000, &h), STORE_OK);
 
@@ -667,7 +706,7 @@ static void test_group_commit(void **state)
 			/* a WAL sync ran after the job was queued, before the answer */
 			assert_true(t[i].syncs_after > t[i].syncs_before);
 		} else {
-			assert_int_equal(t[i].err, STORE_FULL);
+			assert_int_equal(t[i].err, STORE_REFUSED);
 			assert_int_equal(t[i].r.refusal, JOB_QUEUE_FULL);
 			full++;
 		}
@@ -800,14 +839,15 @@ struct bound_case {
 static const struct bound_case bound_cases[] = {
     {"no bounds", 0, 0, 0, 5, 5, "192.0.2.1", "example.com", STORE_OK, JOB_ACCEPTED},
     {"queue below", 11, 0, 0, 5, 5, "192.0.2.1", "example.com", STORE_OK, JOB_ACCEPTED},
-    {"queue full", 10, 0, 0, 5, 5, "192.0.2.7", "other.test", STORE_FULL, JOB_QUEUE_FULL},
-    {"client share", 100, 5, 0, 5, 5, "192.0.2.1", "new.test", STORE_FULL, JOB_CLIENT_SHARE},
+    {"queue full", 10, 0, 0, 5, 5, "192.0.2.7", "other.test", STORE_REFUSED, JOB_QUEUE_FULL},
+    {"client share", 100, 5, 0, 5, 5, "192.0.2.1", "new.test", STORE_REFUSED, JOB_CLIENT_SHARE},
     {"client below", 100, 6, 0, 5, 5, "192.0.2.1", "new.test", STORE_OK, JOB_ACCEPTED},
     {"other client", 100, 5, 0, 5, 5, "192.0.2.50", "new.test", STORE_OK, JOB_ACCEPTED},
-    {"host pending", 100, 0, 5, 5, 5, "192.0.2.50", "example.com", STORE_FULL, JOB_HOST_PENDING},
+    {"host pending", 100, 0, 5, 5, 5, "192.0.2.50", "example.com", STORE_REFUSED, JOB_HOST_PENDING},
     {"host below", 100, 0, 6, 5, 5, "192.0.2.50", "example.com", STORE_OK, JOB_ACCEPTED},
-    {"queue before client", 10, 5, 5, 5, 5, "192.0.2.1", "example.com", STORE_FULL, JOB_QUEUE_FULL},
-    {"client before host", 100, 5, 5, 5, 5, "192.0.2.1", "example.com", STORE_FULL,
+    {"queue before client", 10, 5, 5, 5, 5, "192.0.2.1", "example.com", STORE_REFUSED,
+     JOB_QUEUE_FULL},
+    {"client before host", 100, 5, 5, 5, 5, "192.0.2.1", "example.com", STORE_REFUSED,
      JOB_CLIENT_SHARE},
 };
 
@@ -841,7 +881,7 @@ static void test_bounds(void **state)
 		int64_t rows = bc->fill_same_client_host + bc->fill_other + (err == STORE_OK);
 		assert_int_equal(query_int(s, "SELECT count(*) FROM requests"), rows);
 
-		if (err == STORE_FULL) {
+		if (err == STORE_REFUSED) {
 			/* Finishing one job of the bound's kind frees one place. */
 			exec_ok(s,
 			        "UPDATE requests SET finished_at = 2000000, status = 'completed', "
@@ -895,11 +935,11 @@ static void test_pending_keys(void **state)
 		enum store_err want;
 	} steps[] = {
 	    {"[\"::/64\"]", STORE_OK},
-	    {"[\"::/64\"]", STORE_FULL},
-	    {"[\"localhost\",\"127.0.0.1/32\",\"::/64\"]", STORE_FULL},
+	    {"[\"::/64\"]", STORE_REFUSED},
+	    {"[\"localhost\",\"127.0.0.1/32\",\"::/64\"]", STORE_REFUSED},
 	    {"[\"127.0.0.1/32\"]", STORE_OK},
 	    {"[\"a.wild.test\",\"93.184.216.34/32\"]", STORE_OK},
-	    {"[\"b.wild.test\",\"93.184.216.34/32\"]", STORE_FULL},
+	    {"[\"b.wild.test\",\"93.184.216.34/32\"]", STORE_REFUSED},
 	    {"[\"b.wild.test\",\"93.184.216.35/32\"]", STORE_OK},
 	};
 	char path[320], id[IDS_UUID_LEN + 1];
@@ -915,7 +955,7 @@ static void test_pending_keys(void **state)
 		enum store_err err = insert_new(s, &j, &r, id);
 		if (err != steps[i].want)
 			fail_msg("step %zu (%s): %s", i, steps[i].keys, store_strerror(err));
-		if (err == STORE_FULL)
+		if (err == STORE_REFUSED)
 			assert_int_equal(r.refusal, JOB_HOST_PENDING);
 	}
 	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='b.wild.test'"), 1);
@@ -928,14 +968,14 @@ static void test_pending_keys(void **state)
 	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
 	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='dup.test'"), 2);
 	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
-	assert_int_equal(insert_new(s, &j, &r, id), STORE_FULL);
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_REFUSED);
 	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE finished_at IS NULL");
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
 	j.max_host_pending = 1;
 	/* a row without keys (written before sql/005) counts under its host */
 	j.pending_keys = NULL;
 	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
-	assert_int_equal(insert_new(s, &j, &r, id), STORE_FULL);
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_REFUSED);
 	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='example.com'"), 1);
 	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE finished_at IS NULL");
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
@@ -1068,7 +1108,7 @@ static void test_get_request(void **state)
 	struct store *s = populated();
 	json_object *o = NULL;
 
-	assert_int_equal(store_get_request(s, SYNC_ID, &o), STORE_OK);
+	assert_int_equal(get_json(s, SYNC_ID, NULL, &o), STORE_OK);
 	assert_str_field(o, "id", SYNC_ID);
 	assert_str_field(o, "mode", "sync");
 	assert_str_field(o, "status", "completed");
@@ -1096,7 +1136,7 @@ static void test_get_request(void **state)
 	           "result='ff', duration_ms=4.0, started_at=1700000001500, "
 	           "completed_at=1700000001900, finished_at=1700000003100, attempts=2, "
 	           "last_error='HTTP 503' WHERE seq=2");
-	assert_int_equal(store_get_request(s, ASYNC_ID, &o), STORE_OK);
+	assert_int_equal(get_json(s, ASYNC_ID, NULL, &o), STORE_OK);
 	assert_str_field(o, "mode", "async");
 	assert_str_field(o, "status", "completed");
 	assert_str_field(o, "callback_status", "delivered");
@@ -1125,15 +1165,15 @@ static void test_get_request(void **state)
 	/* An unfinished job shows when it is due. */
 	exec_ok(s, "UPDATE requests SET finished_at=NULL, next_attempt_at=1700000009000 "
 	           "WHERE seq=2");
-	assert_int_equal(store_get_request(s, ASYNC_ID, &o), STORE_OK);
+	assert_int_equal(get_json(s, ASYNC_ID, NULL, &o), STORE_OK);
 	assert_str_field(o, "next_attempt_at", "2023-11-14T22:13:29.000Z");
 	json_object_put(o);
 
 	o = (json_object *)1;
-	assert_int_equal(store_get_request(s, "0190a0a0-0000-7000-8000-00000000ffff", &o),
+	assert_int_equal(get_json(s, "0190a0a0-0000-7000-8000-00000000ffff", NULL, &o),
 	                 STORE_NOTFOUND);
 	assert_null(o);
-	assert_true(sqlite3_get_autocommit(store_db(s)));
+	assert_true(sqlite3_get_autocommit(db_of(s)));
 	store_close(s);
 }
 
@@ -1206,7 +1246,7 @@ static void test_list_requests(void **state)
 		struct list_query q = {lc->mode, lc->status, lc->limit, lc->offset, NULL};
 		json_object *list = NULL;
 		char got[16] = "";
-		assert_int_equal(store_list_requests(s, &q, &list), STORE_OK);
+		assert_int_equal(list_json(s, &q, &list), STORE_OK);
 		size_t n = json_object_array_length(list);
 		for (size_t i = 0; i < n && i < sizeof got - 1; i++) {
 			json_object *item = json_object_array_get_idx(list, i);
@@ -1257,7 +1297,7 @@ static void test_list_acceptance_order(void **state)
 		struct list_query q = {cases[c].mode, NULL, 50, 0, NULL};
 		json_object *list = NULL;
 		char got[8] = "";
-		assert_int_equal(store_list_requests(s, &q, &list), STORE_OK);
+		assert_int_equal(list_json(s, &q, &list), STORE_OK);
 		for (size_t i = 0; i < json_object_array_length(list) && i + 1 < sizeof got; i++) {
 			const char *id = json_object_get_string(
 			    json_object_object_get(json_object_array_get_idx(list, i), "id"));
@@ -1285,7 +1325,7 @@ static void list_tail(struct store *s, const struct list_query *q, char *got, si
 	json_object *list = NULL;
 	size_t i;
 
-	assert_int_equal(store_list_requests(s, q, &list), STORE_OK);
+	assert_int_equal(list_json(s, q, &list), STORE_OK);
 	for (i = 0; i < json_object_array_length(list) && i + 1 < n; i++) {
 		const char *id = json_object_get_string(
 		    json_object_object_get(json_object_array_get_idx(list, i), "id"));
@@ -1338,8 +1378,7 @@ static void test_owner(void **state)
 	};
 	for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) {
 		json_object *o = NULL;
-		enum store_err err =
-		    store_get_request_owned(s, ids[gets[i].row], gets[i].owner, &o);
+		enum store_err err = get_json(s, ids[gets[i].row], gets[i].owner, &o);
 		if (err != gets[i].want)
 			fail_msg("get %zu as %s: %s", i, gets[i].owner ? gets[i].owner : "(all)",
 			         store_strerror(err));
@@ -1347,9 +1386,8 @@ static void test_owner(void **state)
 		json_object_put(o);
 	}
 	json_object *o = NULL;
-	assert_int_equal(
-	    store_get_request_owned(s, "0190a0a0-0000-7000-8000-0000000000ff", "alice", &o),
-	    STORE_NOTFOUND);
+	assert_int_equal(get_json(s, "0190a0a0-0000-7000-8000-0000000000ff", "alice", &o),
+	                 STORE_NOTFOUND);
 	assert_null(o);
 	/* list: every mode x status statement, scoped and not */
 	static const struct {
@@ -1373,7 +1411,7 @@ static void test_owner(void **state)
 	/* an owner's list walks its index, not the whole table */
 	sqlite3_stmt *st = NULL;
 	bool indexed = false;
-	assert_int_equal(sqlite3_prepare_v2(store_db(s),
+	assert_int_equal(sqlite3_prepare_v2(db_of(s),
 	                                    "EXPLAIN QUERY PLAN SELECT id FROM requests WHERE "
 	                                    "owner = 'alice' ORDER BY seq DESC LIMIT 5",
 	                                    -1, &st, NULL),
@@ -1412,7 +1450,7 @@ static void test_health(void **state)
 	assert_int_equal(h.busy_workers, 2);
 	assert_int_equal(h.workers, 5);
 	assert_int_equal(h.inflight, 4);
-	assert_true(sqlite3_get_autocommit(store_db(s)));
+	assert_true(sqlite3_get_autocommit(db_of(s)));
 	store_close(s);
 }
 
@@ -1430,13 +1468,14 @@ static void test_errors(void **state)
 	    {SQLITE_BUSY_SNAPSHOT, STORE_BUSY},
 	    {SQLITE_LOCKED, STORE_BUSY},
 	    {SQLITE_NOMEM, STORE_NOMEM},
+	    {SQLITE_FULL, STORE_FULL},
 	    {SQLITE_IOERR_FSYNC, STORE_IO},
 	    {SQLITE_CONSTRAINT, STORE_IO},
 	    {SQLITE_CORRUPT, STORE_IO},
 	};
 	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-		assert_int_equal(store_from_sqlite(map[i].rc), map[i].want);
-	for (int e = STORE_OK; e <= STORE_FULL; e++) {
+		assert_int_equal(sq_from_rc(map[i].rc), map[i].want);
+	for (int e = STORE_OK; e <= STORE_MIGRATION; e++) {
 		assert_non_null(store_strerror(e));
 		assert_string_not_equal(store_strerror(e), "unknown store error");
 	}
@@ -1451,10 +1490,10 @@ static void test_errors(void **state)
 	assert_int_equal(store_begin(s), STORE_IO); /* nested BEGIN */
 	assert_non_null(strstr(store_errmsg(s), "within a transaction"));
 	store_rollback(s);
-	assert_true(sqlite3_get_autocommit(store_db(s)));
+	assert_true(sqlite3_get_autocommit(db_of(s)));
 	store_rollback(s); /* no-op outside a transaction */
 	assert_int_equal(store_commit(s), STORE_IO);
-	assert_true(sqlite3_get_autocommit(store_db(s)));
+	assert_true(sqlite3_get_autocommit(db_of(s)));
 	store_close(s);
 }
 

@@ -1,0 +1,63 @@
+/*
+ * store_sqlite: what the SQLite backend's two files share
+ * (store_sqlite.c: the connection, intake and the API's reads;
+ * store_sqlite_queue.c: the deliverer's queue). Nobody else includes it.
+ */
+#ifndef CONSUMA_STORE_SQLITE_H
+#define CONSUMA_STORE_SQLITE_H
+
+#include <sqlite3.h>
+
+#include "store_int.h"
+
+#define SQ_STMT_MAX  40 /* store_sqlite.c's statements */
+#define SQ_QUEUE_MAX 24 /* store_sqlite_queue.c's */
+
+/* One SQLite connection. */
+struct sq {
+	struct store base;
+	sqlite3 *db;
+	sqlite3_stmt *stmt[SQ_STMT_MAX]; /* prepared on first use */
+	sqlite3_stmt *qst[SQ_QUEUE_MAX]; /* the queue's, prepared at open */
+	int64_t busy_start_ns;           /* when the current lock wait began */
+	uint64_t rng;                    /* xorshift state for the busy handler's jitter */
+	int lock_fd;                     /* the host's write lock (<db>.wlock): -1 until a batch */
+	char path[4096];                 /* the database file, for the lock's name */
+};
+
+#define SQ(b) ((struct sq *)(b))
+
+/* Maps a SQLite result code to a store_err (SQLITE_OK/DONE/ROW -> STORE_OK,
+ * SQLITE_FULL -> STORE_FULL, BUSY/LOCKED -> STORE_BUSY). */
+enum store_err sq_from_rc(int rc);
+/* Records SQLite's message for rc in the base's msg and maps rc. */
+enum store_err sq_fail(struct sq *s, int rc, const char *what);
+/* Runs a bound statement that returns no rows to completion and resets
+ * it; its error mapped and recorded. */
+enum store_err sq_step_done(struct sq *s, sqlite3_stmt *st, const char *what);
+
+/* store_sqlite_queue.c: prepares and finalizes the queue's statements. */
+enum store_err sq_queue_prepare(struct sq *s);
+void sq_queue_finalize(struct sq *s);
+
+/* The queue's entries of store_sqlite_ops (store_sqlite_queue.c). */
+enum store_err sq_claim(struct store *b, int64_t now, int64_t lease_ms, int max,
+                        const struct store_exclude *ex, struct store_job **jobs, int *n);
+enum store_err sq_next_due(struct store *b, const struct store_exclude *ex, bool *found,
+                           int64_t *due);
+enum store_err sq_attempt_begin(struct store *b, const struct store_job *j, bool store_res,
+                                int64_t number, int64_t started_at);
+enum store_err sq_attempt_end(struct store *b, const struct store_job *j,
+                              const struct store_outcome *o);
+enum store_err sq_release(struct store *b, const struct store_job *j, bool store_res,
+                          int64_t due_at);
+enum store_err sq_renew(struct store *b, int64_t now, int64_t lease_ms, int64_t *renewed);
+enum store_err sq_handback_all(struct store *b, int64_t now, int64_t *released);
+enum store_err sq_heartbeat(struct store *b, int64_t now, const struct store_beat *beat);
+enum store_err sq_heartbeat_remove(struct store *b);
+enum store_err sq_recover_dead(struct store *b, int64_t now,
+                               bool (*is_dead)(const char *owner, int64_t pid, void *arg),
+                               void *arg, int64_t *recovered);
+enum store_err sq_prune(struct store *b, int64_t cutoff_ms, int64_t max_rows, int64_t *deleted);
+
+#endif
