@@ -3,9 +3,14 @@
  *
  *   ok        the database answers, and the deliverer is alive or has never
  *             run (a stack without a deliverer yet is not broken: "unknown")
- *   degraded  the database fails, or a deliverer used to beat and its
- *             newest heartbeat is older than CONSUMA_HEARTBEAT_STALE_SECONDS
- *             (accepted jobs would wait): 503 with the same body
+ *   degraded  the database fails, or this process's writes fail (the newest
+ *             batch of its committer failed, within WRITE_FAILING_MS: a
+ *             full disk answers reads and refuses writes), or a deliverer
+ *             used to beat and its newest heartbeat is older than
+ *             CONSUMA_HEARTBEAT_STALE_SECONDS (accepted jobs would wait; a
+ *             deliverer whose heartbeat writes fail goes stale the same
+ *             way): 503 with the same body. Recovery needs no restart: the
+ *             next batch that commits clears it.
  *
  * Open to everyone, with or without API keys (a load balancer has none), so
  * it says nothing private: no client, no key count, no record. "auth" is
@@ -16,6 +21,23 @@
 #include "health.h"
 #include "ids.h"
 #include "store.h"
+
+/* How long a failed write batch keeps /healthz degraded when no write
+ * has succeeded since (with no traffic, nothing tells us it would fail
+ * still). */
+#define WRITE_FAILING_MS 10000
+
+/* The error of this process's newest write batch when it failed recently
+ * and nothing committed since; STORE_OK otherwise. */
+static enum store_err writes_failing(const struct app *app)
+{
+	struct store_committer_stats st;
+	store_committer_stats(app->committer, &st);
+	if (st.last_failed_ms > st.last_ok_ms &&
+	    ids_now_ms() - st.last_failed_ms < WRITE_FAILING_MS)
+		return st.last_error != STORE_OK ? st.last_error : STORE_IO;
+	return STORE_OK;
+}
 
 static json_object *time_or_null(int64_t ms)
 {
@@ -64,7 +86,8 @@ void health_handle(struct http_exchange *x, const char *tail)
 	(void)tail;
 	err = store_health(x->store, app->cfg.heartbeat_stale_seconds * 1000, &h);
 	db_ok = err == STORE_OK;
-	degraded = !db_ok || (h.deliverer_seen && h.deliverers_alive == 0);
+	enum store_err write_err = writes_failing(app);
+	degraded = !db_ok || write_err != STORE_OK || (h.deliverer_seen && h.deliverers_alive == 0);
 	uptime_s = (double)(ids_mono_ms() - app->started_mono_ms) / 1000.0;
 	snprintf(up, sizeof(up), "%.3f", uptime_s);
 
@@ -84,8 +107,12 @@ void health_handle(struct http_exchange *x, const char *tail)
 	json_object_object_add(o, "version", json_object_new_string(CONSUMA_VERSION));
 	json_object_object_add(o, "auth", json_object_new_string(auth_mode(app->auth)));
 	json_object_object_add(o, "deliverer", deliverer_section(&h, db_ok));
+	json_object_object_add(o, "writes_ok", json_object_new_boolean(write_err == STORE_OK));
 	if (!db_ok)
 		json_object_object_add(o, "detail", json_object_new_string(store_strerror(err)));
+	else if (write_err != STORE_OK)
+		json_object_object_add(o, "detail",
+		                       json_object_new_string(store_strerror(write_err)));
 	if (degraded)
 		http_header(x, "Retry-After", "5");
 	http_send_json(x, degraded ? 503 : 200, o);

@@ -168,6 +168,9 @@ struct store_committer_stats {
 	uint64_t jobs;              /* async jobs made durable, replays included */
 	uint64_t sync_records;      /* /sync records written */
 	uint64_t sync_records_lost; /* /sync records dropped with a failed batch */
+	int64_t last_ok_ms;         /* wall time of the newest committed batch, 0: none */
+	int64_t last_failed_ms;     /* of the newest failed batch (or sync), 0: none */
+	enum store_err last_error;  /* why it failed */
 };
 
 /* Opens a connection of its own on target (store_open) and starts the committer thread.

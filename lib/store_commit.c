@@ -59,6 +59,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "ids.h"
 #include "log.h"
 #include "store_int.h"
 
@@ -96,11 +97,20 @@ struct store_committer {
 	bool stopping;
 	bool stopped; /* the thread has left its loop: nothing more is written */
 	_Atomic uint64_t transactions, fsyncs, jobs_done, records_written, records_lost;
+	_Atomic int64_t last_ok_ms, last_failed_ms; /* wall time of the newest batch of each kind */
+	_Atomic int last_error;                     /* enum store_err of the newest failure */
 };
 
 static void count(_Atomic uint64_t *n, uint64_t by)
 {
 	atomic_fetch_add_explicit(n, by, memory_order_relaxed);
+}
+
+/* A batch (or its sync) failed: /healthz reports it (store_committer_stats). */
+static void note_failure(struct store_committer *c, enum store_err err)
+{
+	atomic_store_explicit(&c->last_error, (int)err, memory_order_relaxed);
+	atomic_store_explicit(&c->last_failed_ms, ids_now_ms(), memory_order_relaxed);
 }
 
 static void fail_jobs(struct waiter *jobs, enum store_err err, const char *msg)
@@ -157,6 +167,7 @@ static void write_batch(struct store_committer *c, struct waiter *jobs, struct r
 	if (err != STORE_OK)
 		goto lost; /* rolled back, lock released */
 	count(&c->transactions, 1);
+	atomic_store_explicit(&c->last_ok_ms, ids_now_ms(), memory_order_relaxed);
 	count(&c->records_written, written);
 	count(&c->records_lost, lost);
 	drop_records(recs);
@@ -166,6 +177,7 @@ static void write_batch(struct store_committer *c, struct waiter *jobs, struct r
 	err = ops->make_durable(c->conn);
 	count(&c->fsyncs, 1);
 	if (err != STORE_OK) {
+		note_failure(c, err);
 		/* committed but not promised: 500, never 202 (an Idempotency-Key
 		 * retry finds the job) */
 		for (struct waiter *w = jobs; w; w = w->next)
@@ -180,6 +192,7 @@ static void write_batch(struct store_committer *c, struct waiter *jobs, struct r
 failed:
 	ops->batch_abort(c->conn);
 lost:
+	note_failure(c, err);
 	fail_jobs(jobs, err, store_errmsg(c->conn));
 	lost = drop_records(recs);
 	if (lost > 0) {
@@ -307,6 +320,10 @@ void store_committer_stats(struct store_committer *c, struct store_committer_sta
 	out->jobs = atomic_load_explicit(&c->jobs_done, memory_order_relaxed);
 	out->sync_records = atomic_load_explicit(&c->records_written, memory_order_relaxed);
 	out->sync_records_lost = atomic_load_explicit(&c->records_lost, memory_order_relaxed);
+	out->last_ok_ms = atomic_load_explicit(&c->last_ok_ms, memory_order_relaxed);
+	out->last_failed_ms = atomic_load_explicit(&c->last_failed_ms, memory_order_relaxed);
+	out->last_error =
+	    (enum store_err)atomic_load_explicit(&c->last_error, memory_order_relaxed);
 }
 
 enum store_err store_committer_submit(struct store_committer *c, const struct job_insert *job,

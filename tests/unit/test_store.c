@@ -1497,6 +1497,41 @@ static void test_errors(void **state)
 	store_close(s);
 }
 
+/* A full disk is STORE_FULL (transient: the API answers 503 with
+ * Retry-After), never a job that looks accepted; once there is room again
+ * the same connection writes, without a reopen. max_page_count stands in
+ * for the disk (the integration test test_disk_full fills a real tmpfs). */
+static void test_disk_full(void **state)
+{
+	(void)state;
+	char path[320], id[37];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	int64_t pages = query_int(s, "PRAGMA page_count");
+	char sql[64];
+	snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", (long long)pages);
+	exec_ok(s, sql);
+	struct job_insert j = job_template(NULL);
+	struct job_result r;
+	enum store_err err = STORE_OK;
+	int accepted = 0;
+	for (int i = 0; i < 10000 && err == STORE_OK; i++) {
+		err = insert_new(s, &j, &r, id);
+		accepted += err == STORE_OK;
+	}
+	assert_int_equal(err, STORE_FULL);
+	assert_true(store_err_transient(err));
+	assert_true(sqlite3_get_autocommit(db_of(s))); /* nothing left open */
+	int64_t rows = query_int(s, "SELECT count(*) FROM requests");
+	assert_int_equal(rows, accepted); /* the refused job left nothing behind */
+	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name = 'queue_depth'"),
+	                 accepted);
+	exec_ok(s, "PRAGMA max_page_count = 1000000");
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM requests"), accepted + 1);
+	store_close(s);
+}
+
 /* ---- fixture ----------------------------------------------------------------- */
 
 static int make_tmpdir(void **state)
@@ -1757,6 +1792,7 @@ int main(void)
 	    cmocka_unit_test(test_owner),
 	    cmocka_unit_test(test_health),
 	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_disk_full),
 	    cmocka_unit_test(test_busy_waits),
 	    cmocka_unit_test(test_concurrent_inserts),
 	    cmocka_unit_test(test_pending_keys),
