@@ -8,7 +8,6 @@
  * variable and the accepted values (Redis createIntConfig, lighttpd's typed
  * keys).
  */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -16,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "cidr.h"
 #include "config.h"
 #include "store.h"
 #include "log.h"
@@ -208,63 +208,6 @@ static int parse_bool(const char *s)
 	return -1;
 }
 
-static bool cidr_valid(const char *s, size_t n)
-{
-	char addr[64];
-	const char *slash = memchr(s, '/', n);
-	size_t alen = slash != NULL ? (size_t)(slash - s) : n;
-	unsigned char bin[16];
-	int family, maxbits;
-	int64_t bits;
-
-	if (alen == 0 || alen >= sizeof(addr))
-		return false;
-	memcpy(addr, s, alen);
-	addr[alen] = '\0';
-	if (inet_pton(AF_INET, addr, bin) == 1) {
-		family = AF_INET;
-		maxbits = 32;
-	} else if (inet_pton(AF_INET6, addr, bin) == 1) {
-		family = AF_INET6;
-		maxbits = 128;
-	} else {
-		return false;
-	}
-	(void)family;
-	if (slash != NULL) {
-		char num[8];
-		size_t nlen = n - alen - 1;
-
-		if (nlen == 0 || nlen >= sizeof(num))
-			return false;
-		memcpy(num, slash + 1, nlen);
-		num[nlen] = '\0';
-		if (!isdigit((unsigned char)num[0]) || !parse_int(num, &bits) || bits < 0 ||
-		    bits > maxbits)
-			return false;
-	}
-	return true;
-}
-
-bool config_cidr_list_valid(const char *s)
-{
-	while (*s != '\0') {
-		const char *end;
-
-		while (*s == ' ' || *s == ',')
-			s++;
-		if (*s == '\0')
-			break;
-		end = s;
-		while (*end != '\0' && *end != ',' && *end != ' ')
-			end++;
-		if (!cidr_valid(s, (size_t)(end - s)))
-			return false;
-		s = end;
-	}
-	return true;
-}
-
 /* One whsec_ secret of n bytes at s. */
 static bool one_secret_valid(const char *s, size_t n)
 {
@@ -372,7 +315,7 @@ static bool assign(struct config *c, const struct var *v, const char *raw)
 		memcpy(field, &d, sizeof(d));
 		return true;
 	case T_CIDRS:
-		if (!config_cidr_list_valid(raw))
+		if (!cidr_list_valid(raw))
 			return false;
 		/* fall through */
 	case T_STR:

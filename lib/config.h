@@ -103,8 +103,4 @@ void config_describe(void (*line)(const char *name, const char *type_and_range,
                                   const char *default_value, const char *help, void *arg),
                      void *arg);
 
-/* Checks a comma-separated list of CIDRs ("10.0.0.0/8, ::1/128, 1.2.3.4");
- * exposed for the tests. Returns true when every entry parses. */
-bool config_cidr_list_valid(const char *s);
-
 #endif

@@ -58,15 +58,10 @@
 
 #include "alloc.h"
 #include "buf.h"
+#include "cidr.h"
 #include "log.h"
 
 enum kind { K_GLOBAL, K_PRIVATE, K_FIXED, K_METADATA, K_EMBED, K_NAT64 };
-
-struct prefix {
-	int family; /* AF_INET or AF_INET6 */
-	int bits;
-	unsigned char addr[16];
-};
 
 struct rule_src {
 	const char *cidr;
@@ -138,11 +133,9 @@ static const struct rule_src rules[] = {
 struct ssrf_policy {
 	bool allow_private;
 	int dns_timeout_ms;
-	struct prefix builtin[NRULES];
-	struct prefix *deny;
-	size_t ndeny;
-	struct prefix *allow;
-	size_t nallow;
+	struct cidr builtin[NRULES];
+	struct cidr_list *deny;
+	struct cidr_list *allow;
 	ssrf_resolver resolve;
 	void *resolve_arg;
 };
@@ -161,119 +154,6 @@ static void say(char *why, size_t whylen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Parses "addr" or "addr/bits" (n bytes) into *out, clearing host bits. */
-static bool prefix_parse(const char *s, size_t n, struct prefix *out)
-{
-	char addr[64];
-	const char *slash = memchr(s, '/', n);
-	size_t alen = slash != NULL ? (size_t)(slash - s) : n;
-	int maxbits, bits;
-
-	if (alen == 0 || alen >= sizeof(addr))
-		return false;
-	memcpy(addr, s, alen);
-	addr[alen] = '\0';
-	memset(out, 0, sizeof(*out));
-	if (inet_pton(AF_INET, addr, out->addr) == 1) {
-		out->family = AF_INET;
-		maxbits = 32;
-	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
-		out->family = AF_INET6;
-		maxbits = 128;
-	} else {
-		return false;
-	}
-	bits = maxbits;
-	if (slash != NULL) {
-		size_t i, nlen = n - alen - 1;
-
-		if (nlen == 0 || nlen > 3)
-			return false;
-		bits = 0;
-		for (i = 0; i < nlen; i++) {
-			char c = slash[1 + i];
-			if (c < '0' || c > '9')
-				return false;
-			bits = bits * 10 + (c - '0');
-		}
-		if (bits > maxbits)
-			return false;
-	}
-	out->bits = bits;
-	for (int i = 0; i < 16; i++) {
-		int keep = bits - i * 8;
-		if (keep <= 0)
-			out->addr[i] = 0;
-		else if (keep < 8)
-			out->addr[i] &= (unsigned char)(0xff << (8 - keep));
-	}
-	return true;
-}
-
-static bool prefix_match(const struct prefix *p, int family, const unsigned char *a)
-{
-	int full = p->bits / 8, rest = p->bits % 8;
-
-	if (p->family != family)
-		return false;
-	if (memcmp(p->addr, a, (size_t)full) != 0)
-		return false;
-	if (rest == 0)
-		return true;
-	return (a[full] & (unsigned char)(0xff << (8 - rest))) == p->addr[full];
-}
-
-static bool list_match(const struct prefix *l, size_t n, int family, const unsigned char *a)
-{
-	for (size_t i = 0; i < n; i++)
-		if (prefix_match(&l[i], family, a))
-			return true;
-	return false;
-}
-
-/* Parses a comma/space separated CIDR list (config.c's grammar) into a
- * fresh array. false on a bad entry (why names it) or out of memory. */
-static bool list_parse(const char *s, const char *name, struct prefix **out, size_t *nout,
-                       char *why, size_t whylen)
-{
-	size_t cap = 0, n = 0;
-	struct prefix *l = NULL;
-	const char *p;
-
-	for (p = s; *p != '\0'; p++)
-		if (*p == ',' || *p == ' ')
-			cap++;
-	cap++;
-	l = cz_calloc(cap, sizeof(*l));
-	if (l == NULL) {
-		say(why, whylen, "out of memory");
-		return false;
-	}
-	p = s;
-	while (*p != '\0') {
-		const char *end;
-
-		while (*p == ' ' || *p == ',')
-			p++;
-		if (*p == '\0')
-			break;
-		end = p;
-		while (*end != '\0' && *end != ',' && *end != ' ')
-			end++;
-		if (n >= cap || !prefix_parse(p, (size_t)(end - p), &l[n])) {
-			say(why, whylen, "%s: '%.*s' is not a CIDR", name,
-			    (int)((end - p) > 64 ? 64 : (end - p)), p);
-			cz_free(l);
-			return false;
-		}
-		n++;
-		p = end;
-	}
-	*out = l;
-	*nout = n;
-	return true;
-}
-
 struct ssrf_policy *ssrf_policy_new(const struct config *cfg, char *why, size_t whylen)
 {
 	struct ssrf_policy *p = cz_calloc(1, sizeof(*p));
@@ -287,16 +167,18 @@ struct ssrf_policy *ssrf_policy_new(const struct config *cfg, char *why, size_t 
 	p->resolve = ssrf_resolve_system;
 	p->resolve_arg = NULL;
 	for (size_t i = 0; i < NRULES; i++) {
-		if (!prefix_parse(rules[i].cidr, strlen(rules[i].cidr), &p->builtin[i])) {
+		if (!cidr_parse(rules[i].cidr, strlen(rules[i].cidr), &p->builtin[i])) {
 			say(why, whylen, "ssrf: built-in rule %s does not parse", rules[i].cidr);
 			goto fail;
 		}
 	}
-	if (!list_parse(cfg->callback_deny_cidrs, "CONSUMA_CALLBACK_DENY_CIDRS", &p->deny,
-	                &p->ndeny, why, whylen))
+	p->deny =
+	    cidr_list_new(cfg->callback_deny_cidrs, "CONSUMA_CALLBACK_DENY_CIDRS", why, whylen);
+	if (p->deny == NULL)
 		goto fail;
-	if (!list_parse(cfg->callback_allow_cidrs, "CONSUMA_CALLBACK_ALLOW_CIDRS", &p->allow,
-	                &p->nallow, why, whylen))
+	p->allow =
+	    cidr_list_new(cfg->callback_allow_cidrs, "CONSUMA_CALLBACK_ALLOW_CIDRS", why, whylen);
+	if (p->allow == NULL)
 		goto fail;
 	return p;
 fail:
@@ -308,8 +190,8 @@ void ssrf_policy_free(struct ssrf_policy *p)
 {
 	if (p == NULL)
 		return;
-	cz_free(p->deny);
-	cz_free(p->allow);
+	cidr_list_free(p->deny);
+	cidr_list_free(p->allow);
 	cz_free(p);
 }
 
@@ -334,21 +216,21 @@ static void addr_text(int family, const unsigned char *a, char *out, size_t outl
 static enum ssrf_verdict judge(const struct ssrf_policy *p, int family, const unsigned char *a,
                                char *why, size_t whylen)
 {
-	const struct prefix *best = NULL;
+	const struct cidr *best = NULL;
 	size_t bi = 0;
 	unsigned char v4[4];
 	char text[INET_ADDRSTRLEN];
 	char inner[SSRF_REASON_MAX];
 
-	if (list_match(p->deny, p->ndeny, family, a)) {
+	if (cidr_list_contains(p->deny, family, a)) {
 		say(why, whylen, "denied by CONSUMA_CALLBACK_DENY_CIDRS");
 		return SSRF_DENY_ADDRESS;
 	}
-	if (list_match(p->allow, p->nallow, family, a))
+	if (cidr_list_contains(p->allow, family, a))
 		return SSRF_ALLOW;
 	for (size_t i = 0; i < NRULES; i++) {
-		const struct prefix *r = &p->builtin[i];
-		if (prefix_match(r, family, a) && (best == NULL || r->bits > best->bits)) {
+		const struct cidr *r = &p->builtin[i];
+		if (cidr_contains(r, family, a) && (best == NULL || r->bits > best->bits)) {
 			best = r;
 			bi = i;
 		}
@@ -656,33 +538,28 @@ enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
 
 /* ---- the intake bound's keys ---------------------------------------------- */
 
-/* One address's key: the unit a destination is counted in. */
+/* One address's key: the unit a destination is counted in, as a prefix in
+ * canonical text. */
 static void addr_key(const struct sockaddr_storage *ss, char *out, size_t outlen)
 {
 	static const unsigned char nat64[12] = {0x00, 0x64, 0xff, 0x9b};
-	unsigned char a[16];
-	char text[INET6_ADDRSTRLEN];
+	struct cidr key = {.family = AF_INET, .bits = 32};
+	const unsigned char *a6;
 
+	a6 = (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
 	if (ss->ss_family == AF_INET) {
-		addr_text(AF_INET,
-		          (const unsigned char *)&((const struct sockaddr_in *)(const void *)ss)
-		              ->sin_addr,
-		          text, sizeof(text));
-		snprintf(out, outlen, "%s/32", text);
-		return;
-	}
-	memcpy(a, &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, sizeof(a));
-	if (memcmp(a, nat64, sizeof(nat64)) == 0) {
+		memcpy(key.addr, &((const struct sockaddr_in *)(const void *)ss)->sin_addr, 4);
+	} else if (memcmp(a6, nat64, sizeof(nat64)) == 0) {
 		/* the well-known NAT64 prefix reaches the IPv4 it carries */
-		addr_text(AF_INET, a + 12, text, sizeof(text));
-		snprintf(out, outlen, "%s/32", text);
-		return;
+		memcpy(key.addr, a6 + 12, 4);
+	} else {
+		/* one /64 is one site: a host is free to answer from any of its
+		 * 2^64 interface identifiers */
+		key.family = AF_INET6;
+		key.bits = 64;
+		memcpy(key.addr, a6, 8);
 	}
-	/* one /64 is one site: a host is free to answer from any of its
-	 * 2^64 interface identifiers */
-	memset(a + 8, 0, 8);
-	addr_text(AF_INET6, a, text, sizeof(text));
-	snprintf(out, outlen, "%s/64", text);
+	cidr_format(&key, out, outlen);
 }
 
 static void add_key(struct buf *b, char seen[][INET6_ADDRSTRLEN + 8], int *nseen, const char *key)
