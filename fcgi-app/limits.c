@@ -6,8 +6,9 @@
  *    The zone is an optimisation of nothing: when it cannot be used (lock timeout,
  *    broken zone) requests pass and a warning is logged at most once per
  *    second, so the limiter can never take the API down with it.
- *  - Client address: lib/ratelimit's right-most-untrusted rule over
- *    X-Forwarded-For, believed only from CONSUMA_TRUSTED_PROXIES.
+ *  - Client address: lib/clientaddr's right-most-untrusted rule over
+ *    X-Forwarded-For, believed only from CONSUMA_TRUSTED_PROXIES (a
+ *    lib/cidr list).
  *  - Sync saturation: a sync-pool process computes at most as many hashes
  *    at once as the machine has CPUs (the compute gate,
  *    limits_compute_enter/leave): more would only slice the same cores
@@ -16,8 +17,9 @@
  *    in the listen queue (the kernel's accept queue). The wait of the last
  *    one in line is about (requests waiting) x (mean compute time) /
  *    (CPUs); the mean is an exponentially weighted average of this
- *    process's recent /sync compute times. The listen queue is read (a
- *    netlink sock_diag query) only while every thread is in the compute
+ *    process's recent /sync compute times. The listen queue is read
+ *    (limits_listen_pending: a netlink sock_diag query for a unix socket,
+ *    TCP_INFO for TCP) only while every thread is in the compute
  *    phase: with a thread free, the next connection is taken at once and
  *    waits at the gate, where it is counted. When that estimate passes
  *    CONSUMA_SYNC_MAX_WAIT_MS, the request is answered 503 at once with
@@ -26,7 +28,8 @@
  *    proxy-conf/lighttpd-limits.conf). Counting time, not requests, keeps
  *    cheap requests flowing under a burst and still bounds the waiting room
  *    for expensive ones. Before the first sample nothing is shed.
- *  - Queue Retry-After: backlog over the drain rate. The drain rate comes
+ *  - Queue Retry-After: backlog over the drain rate
+ *    (limits_drain_retry_after_s). The drain rate comes
  *    from the store's drain figures (store_drained; sql/sqlite/003_drain.sql) (jobs finished per second,
  *    kept by a trigger), summed over the last DRAIN_WINDOW_S seconds: a read
  *    of at most DRAIN_WINDOW_S + 1 rows whatever the queue depth. It is
@@ -36,12 +39,23 @@
  *    mu guards its mutable fields (the estimate, the drain cache, the zone
  *    handle). Each call holds it for well under a microsecond.
  */
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "alloc.h"
+#include "cidr.h"
+#include "clientaddr.h"
 #include "ids.h"
 #include "limits.h"
 #include "log.h"
@@ -56,7 +70,7 @@ struct limits {
 	pthread_mutex_t mu;
 	struct ratelimit *rl; /* NULL when CONSUMA_RATE_LIMIT_REQUESTS is 0 */
 	struct ratelimit_params params;
-	struct ratelimit_trust *trust;
+	struct cidr_list *trust;
 	char zone[CONFIG_PATH_MAX];
 	int64_t warned_ms;     /* last fail-open warning */
 	int64_t drain_read_ms; /* when `drained` was read (monotonic); 0 never */
@@ -102,7 +116,7 @@ struct limits *limits_open(const struct config *cfg, char *why, size_t whylen)
 	l->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (l->cores < 1)
 		l->cores = 1;
-	l->trust = ratelimit_trust_new(cfg->trusted_proxies, why, whylen);
+	l->trust = cidr_list_new(cfg->trusted_proxies, "CONSUMA_TRUSTED_PROXIES", why, whylen);
 	if (l->trust == NULL)
 		goto fail;
 	if (cfg->rate_limit_requests > 0) {
@@ -125,7 +139,7 @@ void limits_close(struct limits *l)
 	if (l == NULL)
 		return;
 	ratelimit_close(l->rl);
-	ratelimit_trust_free(l->trust);
+	cidr_list_free(l->trust);
 	pthread_cond_destroy(&l->gate);
 	pthread_mutex_destroy(&l->mu);
 	cz_free(l);
@@ -134,7 +148,7 @@ void limits_close(struct limits *l)
 void limits_client_addr(const struct limits *l, const char *remote_addr, const char *xff, char *out,
                         size_t outlen)
 {
-	ratelimit_client_addr(l != NULL ? l->trust : NULL, remote_addr, xff, out, outlen);
+	clientaddr_pick(l != NULL ? l->trust : NULL, remote_addr, xff, out, outlen);
 }
 
 static void warn_fail_open(struct limits *l, enum ratelimit_err err, const char *client)
@@ -161,16 +175,16 @@ void limits_set_listen_fd(struct limits *l, int fd, int threads)
 static double sync_wait_estimate_ms(struct limits *l)
 {
 	int64_t pending = 0;
-	enum ratelimit_err err;
+	enum limits_listen_err err;
 
 	if (l->sync_mean_ms <= 0.0)
 		return 0.0;
 	if (l->computing + l->gate_waiting + 1 >= l->threads) {
-		err = ratelimit_listen_pending(l->listen_fd, &pending);
-		if (err != RATELIMIT_OK) {
+		err = limits_listen_pending(l->listen_fd, &pending);
+		if (err != LIMITS_LISTEN_OK) {
 			if (!l->listen_warned)
 				log_event(L_WARN, "limits.listen_queue_unknown", "fd=%d why=%s",
-				          l->listen_fd, log_q(ratelimit_strerror(err)));
+				          l->listen_fd, log_q(limits_listen_strerror(err)));
 			l->listen_warned = true;
 			pending = 0;
 		}
@@ -285,7 +299,7 @@ int64_t limits_queue_retry_after(struct limits *l, struct store *s, int64_t queu
 	int64_t retry;
 
 	if (l == NULL)
-		return ratelimit_queue_retry_after_s(queue_depth, max_size, 0, 0);
+		return limits_drain_retry_after_s(queue_depth, max_size, 0, 0);
 	pthread_mutex_lock(&l->mu);
 	if (l->drain_read_ms == 0 || now - l->drain_read_ms >= DRAIN_REFRESH_MS) {
 		int64_t drained = 0;
@@ -297,8 +311,128 @@ int64_t limits_queue_retry_after(struct limits *l, struct store *s, int64_t queu
 			log_event(L_WARN, "limits.drain_unknown", "why=%s",
 			          log_q(s != NULL ? store_errmsg(s) : "no store"));
 	}
-	retry = ratelimit_queue_retry_after_s(
-	    queue_depth, max_size, l->drain_known ? l->drained : 0, (int64_t)DRAIN_WINDOW_S * 1000);
+	retry = limits_drain_retry_after_s(queue_depth, max_size, l->drain_known ? l->drained : 0,
+	                                   (int64_t)DRAIN_WINDOW_S * 1000);
 	pthread_mutex_unlock(&l->mu);
 	return retry;
+}
+
+/* ---- listen queue ---- */
+
+const char *limits_listen_strerror(enum limits_listen_err err)
+{
+	switch (err) {
+	case LIMITS_LISTEN_OK:
+		return "ok";
+	case LIMITS_LISTEN_INVALID:
+		return "not a listening unix or TCP socket";
+	case LIMITS_LISTEN_IO:
+		return "the kernel would not say";
+	}
+	return "unknown error";
+}
+
+static enum limits_listen_err unix_pending(int fd, int64_t *pending)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req req;
+	} msg;
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+	union {
+		struct nlmsghdr nlh;
+		unsigned char bytes[4096];
+	} reply;
+	enum limits_listen_err rc = LIMITS_LISTEN_IO;
+	struct stat st;
+	ssize_t got;
+	int nl;
+
+	if (fstat(fd, &st) != 0)
+		return LIMITS_LISTEN_IO;
+	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl < 0)
+		return LIMITS_LISTEN_IO;
+	memset(&msg, 0, sizeof(msg));
+	msg.nlh.nlmsg_len = sizeof(msg);
+	msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+	msg.req.sdiag_family = AF_UNIX;
+	msg.req.udiag_states = 1u << 10; /* TCP_LISTEN */
+	msg.req.udiag_ino = (uint32_t)st.st_ino;
+	msg.req.udiag_show = UDIAG_SHOW_RQLEN;
+	msg.req.udiag_cookie[0] = INET_DIAG_NOCOOKIE;
+	msg.req.udiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	if (sendto(nl, &msg, sizeof(msg), 0, (struct sockaddr *)&kernel, sizeof(kernel)) !=
+	    (ssize_t)sizeof(msg))
+		goto out;
+	got = recv(nl, &reply, sizeof(reply), 0);
+	if (got < (ssize_t)NLMSG_LENGTH(sizeof(struct unix_diag_msg)) ||
+	    reply.nlh.nlmsg_type != SOCK_DIAG_BY_FAMILY || reply.nlh.nlmsg_len > (uint32_t)got)
+		goto out;
+	{
+		struct unix_diag_msg *m = NLMSG_DATA(&reply.nlh);
+		struct rtattr *a = (struct rtattr *)(m + 1);
+		unsigned int left = reply.nlh.nlmsg_len - NLMSG_LENGTH(sizeof(*m));
+
+		for (; RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+			if (a->rta_type == UNIX_DIAG_RQLEN &&
+			    RTA_PAYLOAD(a) >= sizeof(struct unix_diag_rqlen)) {
+				struct unix_diag_rqlen q;
+
+				memcpy(&q, RTA_DATA(a), sizeof(q));
+				*pending = q.udiag_rqueue;
+				rc = LIMITS_LISTEN_OK;
+				break;
+			}
+		}
+	}
+out:
+	close(nl);
+	return rc;
+}
+
+enum limits_listen_err limits_listen_pending(int fd, int64_t *pending)
+{
+	int listening = 0, domain = 0;
+	socklen_t len = sizeof(listening);
+
+	*pending = 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening)
+		return LIMITS_LISTEN_INVALID;
+	len = sizeof(domain);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
+		return LIMITS_LISTEN_IO;
+	if (domain == AF_UNIX)
+		return unix_pending(fd, pending);
+	if (domain == AF_INET || domain == AF_INET6) {
+		struct tcp_info ti;
+
+		len = sizeof(ti);
+		memset(&ti, 0, sizeof(ti));
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+			return LIMITS_LISTEN_IO;
+		*pending = ti.tcpi_unacked; /* a listener reports its accept queue here */
+		return LIMITS_LISTEN_OK;
+	}
+	return LIMITS_LISTEN_INVALID;
+}
+
+/* ---- the queue's Retry-After ---- */
+
+int64_t limits_drain_retry_after_s(int64_t depth, int64_t max_size, int64_t finished,
+                                   int64_t over_ms)
+{
+	double need = (double)depth - (double)max_size + 1.0, s;
+
+	if (need < 1.0)
+		need = 1.0;
+	if (finished <= 0 || over_ms <= 0)
+		return 60;
+	s = ceil(need * ((double)over_ms / 1000.0) / (double)finished);
+	if (s < 1.0)
+		return 1;
+	if (s > 60.0)
+		return 60;
+	return (int64_t)s;
 }

@@ -2,9 +2,11 @@
  * limits: admission control of consuma-fcgi, called by the router before a
  * request reaches its handler: the per-client rate limit shared by every
  * consuma-fcgi process of the host (lib/ratelimit.h), the client address
- * (X-Forwarded-For only from trusted proxies), and the Retry-After estimate
- * for a full queue. One struct limits per process, shared by its worker
- * threads: every call is thread safe.
+ * (lib/clientaddr.h: X-Forwarded-For only from trusted proxies), the
+ * saturation check of the sync pool (its listen queue, read from the
+ * kernel), and the Retry-After estimate for a full queue. One struct
+ * limits per process, shared by its worker threads: every call is thread
+ * safe.
  */
 #ifndef CONSUMA_LIMITS_H
 #define CONSUMA_LIMITS_H
@@ -58,5 +60,27 @@ void limits_compute_leave(struct limits *l, int64_t compute_ns);
 /* Retry-After (1..60 s) for a POST /async refused because the queue is full,
  * from the backlog and the recent drain rate. */
 int64_t limits_queue_retry_after(struct limits *l, struct store *s, int64_t queue_depth);
+
+/* The arithmetic of limits_queue_retry_after: Retry-After seconds (1..60)
+ * for a POST /async refused with the queue at depth of max_size, when
+ * `finished` jobs finished in the last `over_ms`: the time the queue needs
+ * to drain depth - max_size + 1 jobs at that rate, rounded up; 60 when
+ * nothing drained. Pure: thread safe. */
+int64_t limits_drain_retry_after_s(int64_t depth, int64_t max_size, int64_t finished,
+                                   int64_t over_ms);
+
+enum limits_listen_err {
+	LIMITS_LISTEN_OK = 0,
+	LIMITS_LISTEN_INVALID, /* fd is not a listening unix or TCP socket */
+	LIMITS_LISTEN_IO,      /* the kernel would not say */
+};
+
+const char *limits_listen_strerror(enum limits_listen_err err);
+
+/* Connections waiting in the accept queue of the listening socket fd (a
+ * unix socket, through NETLINK_SOCK_DIAG; TCP, through TCP_INFO), that is
+ * requests a single-threaded FastCGI process has not taken yet. Costs a few
+ * system calls; *pending is 0 on failure. Thread safe. */
+enum limits_listen_err limits_listen_pending(int fd, int64_t *pending);
 
 #endif

@@ -1,8 +1,7 @@
 /*
  * ratelimit: the per-client sliding-window rate limiter shared by every
- * consuma-fcgi process of a host, and the small pure helpers of admission
- * control (client address behind trusted proxies, Retry-After of a full
- * queue) so the unit tests can reach them.
+ * consuma-fcgi process of a host. (The client address it is keyed by is
+ * lib/clientaddr's; the rest of admission control is fcgi-app/limits.c.)
  *
  * The limiter admits at most `limit` requests per key in any `window_ms`
  * (a true sliding log: exact, no two-bucket approximation). Its state is a
@@ -30,7 +29,6 @@
 #define RATELIMIT_KEY_MAX         64 /* bytes of a key, NUL included */
 #define RATELIMIT_ZONE_MAX_BYTES  ((int64_t)256 * 1024 * 1024)
 #define RATELIMIT_LOCK_TIMEOUT_MS 200 /* a stopped lock holder cannot stall requests longer */
-#define RATELIMIT_ADDR_MAX        64  /* room for any address ratelimit_client_addr writes */
 
 struct ratelimit;
 
@@ -96,57 +94,5 @@ void ratelimit_stats(const struct ratelimit *rl, struct ratelimit_stats *st);
  * RATELIMIT_CORRUPT with why naming the first problem. For tests and
  * operators; O(entries * limit). */
 enum ratelimit_err ratelimit_verify(struct ratelimit *rl, char *why, size_t whylen);
-
-/* Test hook: takes the lock, starts counting key at now_ms, and kills the
- * calling process with SIGKILL halfway through the update (stage 0: after
- * the journal entry, 1: after the ring write, 2: while installing a new
- * key). Only ever returns on error. */
-enum ratelimit_err ratelimit_test_die_in_update(struct ratelimit *rl, const char *key,
-                                                int64_t now_ms, int stage);
-
-/* ---- client addresses ---- */
-
-struct ratelimit_trust;
-
-/* Parses a list of CIDRs separated by commas or spaces ("10.0.0.0/8,
- * ::1/128, 1.2.3.4"; no prefix means a single address). NULL on a bad
- * entry (why names it) or out of memory. An empty list trusts nobody.
- * Free with ratelimit_trust_free (NULL is a no-op). Read-only after:
- * thread safe. */
-struct ratelimit_trust *ratelimit_trust_new(const char *cidrs, char *why, size_t whylen);
-void ratelimit_trust_free(struct ratelimit_trust *t);
-
-/* True when addr (text) parses and lies in one of t's prefixes; IPv4-mapped
- * IPv6 addresses count as their IPv4 address. */
-bool ratelimit_trust_contains(const struct ratelimit_trust *t, const char *addr);
-
-/* The address to account a request to, normalized (inet_ntop form, IPv4
- * for IPv4-mapped IPv6): remote_addr, unless remote_addr is trusted and xff
- * (X-Forwarded-For, may be NULL) is present; then the right-most xff entry
- * that is not trusted (walking left past trusted hops; the left-most entry
- * when all are trusted). An entry that is not an address ends the walk at
- * the hop to its right. Addresses that do not parse are copied as they are
- * (cut to fit). out holds at least RATELIMIT_ADDR_MAX bytes for any
- * address. Thread safe. */
-void ratelimit_client_addr(const struct ratelimit_trust *t, const char *remote_addr,
-                           const char *xff, char *out, size_t outlen);
-
-/* ---- listen queue ---- */
-
-/* Connections waiting in the accept queue of the listening socket fd (a
- * unix socket, through NETLINK_SOCK_DIAG; TCP, through TCP_INFO), that is
- * requests a single-threaded FastCGI process has not taken yet. Costs a few
- * system calls. RATELIMIT_INVALID when fd is not a listening socket,
- * RATELIMIT_IO when the kernel would not say. Thread safe. */
-enum ratelimit_err ratelimit_listen_pending(int fd, int64_t *pending);
-
-/* ---- queue ---- */
-
-/* Retry-After seconds (1..60) for a POST /async refused with the queue at
- * depth of max_size, when `finished` jobs finished in the last `over_ms`:
- * the time the queue needs to drain depth - max_size + 1 jobs at that rate,
- * rounded up; 60 when nothing drained. Thread safe. */
-int64_t ratelimit_queue_retry_after_s(int64_t depth, int64_t max_size, int64_t finished,
-                                      int64_t over_ms);
 
 #endif

@@ -4,17 +4,19 @@
  *   0  http_percent_decode (fcgi-app/http.c), path and query forms
  *   1  ids_uuid_valid (lib/ids.c)
  *   2  sign_key_new + sign_webhook (lib/sign.c), the whsec_ secret
- *   3  ratelimit_client_addr (lib/ratelimit.c), remote address and
+ *   3  clientaddr_pick (lib/clientaddr.c), remote address and
  *      X-Forwarded-For split at the first newline
  *   4  retry_after_parse (deliverer/retry.c)
  *   5  request_utf8_valid (lib/request.c) against a reference decoder
+ *   6  cidr_parse and cidr_list_new (lib/cidr.c), a CIDR list
  *
  * Beyond memory safety (ASan, UBSan), each has an invariant: decoded text
  * has no NUL and fits; a valid UUID has the 8-4-4-4-12 hex shape; a key
  * signs into "v1,<base64>", once per secret of a rotation list; the client
- * address is terminated and fits RATELIMIT_ADDR_MAX; a parsed Retry-After
+ * address is terminated and fits CLIENTADDR_MAX; a parsed Retry-After
  * is never negative; the UTF-8 validator agrees with the straightforward
- * one below.
+ * one below; cidr_list_valid agrees with cidr_list_new, and a prefix's
+ * canonical text fits CIDR_TEXT_MAX and parses back to the same prefix.
  */
 #include <stdbool.h>
 #include <string.h>
@@ -22,7 +24,8 @@
 #include "fuzz.h"
 #include "http.h"
 #include "ids.h"
-#include "ratelimit.h"
+#include "cidr.h"
+#include "clientaddr.h"
 #include "request.h"
 #include "retry.h"
 #include "sign.h"
@@ -90,20 +93,20 @@ static void signing_key(const uint8_t *data, size_t size)
 
 static void client_addr(const uint8_t *data, size_t size)
 {
-	static struct ratelimit_trust *trust;
+	static struct cidr_list *trust;
 	if (!trust) {
 		char why[128];
-		trust =
-		    ratelimit_trust_new("127.0.0.1, 10.0.0.0/8 ::1/128,fd00::/8", why, sizeof why);
+		trust = cidr_list_new("127.0.0.1, 10.0.0.0/8 ::1/128,fd00::/8", "trust", why,
+		                      sizeof why);
 		FUZZ_CHECK(trust != NULL);
 	}
 	char *s = text(data, size);
 	char *xff = strchr(s, '\n');
 	if (xff)
 		*xff++ = '\0';
-	char out[RATELIMIT_ADDR_MAX];
+	char out[CLIENTADDR_MAX];
 	memset(out, 'x', sizeof out);
-	ratelimit_client_addr(trust, s, xff, out, sizeof out);
+	clientaddr_pick(trust, s, xff, out, sizeof out);
 	FUZZ_CHECK(memchr(out, '\0', sizeof out) != NULL);
 	free(s);
 }
@@ -114,6 +117,24 @@ static void retry_after(const uint8_t *data, size_t size)
 	int64_t d = -1;
 	if (retry_after_parse(s, 1700000000000LL, &d))
 		FUZZ_CHECK(d >= 0);
+	free(s);
+}
+
+static void cidr(const uint8_t *data, size_t size)
+{
+	struct cidr p, q;
+	char canon[CIDR_TEXT_MAX + 1];
+	if (cidr_parse((const char *)data, size, &p)) {
+		memset(canon, 'x', sizeof canon);
+		cidr_format(&p, canon, sizeof canon);
+		FUZZ_CHECK(strlen(canon) < CIDR_TEXT_MAX);
+		FUZZ_CHECK(cidr_parse(canon, strlen(canon), &q));
+		FUZZ_CHECK(memcmp(&p, &q, sizeof p) == 0);
+	}
+	char *s = text(data, size), why[128];
+	struct cidr_list *l = cidr_list_new(s, "fuzz", why, sizeof why);
+	FUZZ_CHECK((l != NULL) == cidr_list_valid(s));
+	cidr_list_free(l);
 	free(s);
 }
 
@@ -176,7 +197,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	const uint8_t *in = data + 1;
 	size_t n = size - 1;
-	switch (data[0] % 6) {
+	switch (data[0] % 7) {
 	case 0:
 		percent(in, n);
 		break;
@@ -192,8 +213,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 4:
 		retry_after(in, n);
 		break;
-	default:
+	case 5:
 		utf8(in, n);
+		break;
+	default:
+		cidr(in, n);
 		break;
 	}
 	return 0;

@@ -3,8 +3,7 @@
  * Retry-After against an injected clock), exactness across four forked
  * processes that also race to create the zone, eviction of the stalest key,
  * re-creation of a zone that does not match, repair after a process is
- * SIGKILLed in the middle of an update, the client address behind trusted
- * proxies and the Retry-After of a full queue.
+ * SIGKILLed in the middle of an update (the hook of ratelimit_test.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,15 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "ratelimit.h"
+#include "ratelimit_test.h"
 
 static char dir[256];
 
@@ -575,214 +571,6 @@ static void test_sigkill_storm(void **state)
 	ratelimit_close(rl);
 }
 
-/* ---- client addresses ---- */
-
-static void test_trust_parse(void **state)
-{
-	static const struct {
-		const char *list;
-		bool ok;
-	} cases[] = {
-	    {"", true},
-	    {"127.0.0.1", true},
-	    {"10.0.0.0/8, ::1/128,192.168.0.0/16", true},
-	    {"  ,, 1.2.3.4/32 ,", true},
-	    {"0.0.0.0/0 ::/0", true},
-	    {"10.0.0.0/33", false},
-	    {"::1/129", false},
-	    {"10.0.0.0/", false},
-	    {"10.0.0.0/8x", false},
-	    {"10.0.0.0/-1", false},
-	    {"10.0.0", false},
-	    {"example.com", false},
-	    {"1.2.3.4/0008", false},
-	};
-	size_t i;
-
-	(void)state;
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char why[128] = "";
-		struct ratelimit_trust *t = ratelimit_trust_new(cases[i].list, why, sizeof(why));
-
-		if ((t != NULL) != cases[i].ok)
-			fail_msg("\"%s\": got %s (%s)", cases[i].list, t != NULL ? "ok" : "error",
-			         why);
-		if (t == NULL)
-			assert_non_null(strstr(why, "CONSUMA_TRUSTED_PROXIES"));
-		ratelimit_trust_free(t);
-	}
-	ratelimit_trust_free(NULL);
-}
-
-static void test_client_addr(void **state)
-{
-	static const struct {
-		const char *trusted, *remote, *xff, *want;
-	} cases[] = {
-	    /* no trust: REMOTE_ADDR, whatever the header says */
-	    {"", "203.0.113.9", "1.1.1.1", "203.0.113.9"},
-	    {"", "203.0.113.9", NULL, "203.0.113.9"},
-	    /* untrusted remote: the header is ignored */
-	    {"127.0.0.1/32", "203.0.113.9", "1.1.1.1", "203.0.113.9"},
-	    /* trusted remote, no header: the proxy itself */
-	    {"127.0.0.1/32", "127.0.0.1", NULL, "127.0.0.1"},
-	    {"127.0.0.1/32", "127.0.0.1", "", "127.0.0.1"},
-	    /* right-most untrusted entry; spoofed entries to its left are ignored */
-	    {"127.0.0.1/32", "127.0.0.1", "198.51.100.7", "198.51.100.7"},
-	    {"127.0.0.1/32", "127.0.0.1", "6.6.6.6, 198.51.100.7", "198.51.100.7"},
-	    {"127.0.0.1/32, 10.0.0.0/8", "127.0.0.1", "6.6.6.6, 198.51.100.7, 10.1.2.3",
-	     "198.51.100.7"},
-	    /* every hop trusted: the left-most */
-	    {"10.0.0.0/8 127.0.0.1", "127.0.0.1", "10.0.0.5,10.0.0.6", "10.0.0.5"},
-	    /* garbage right of the untrusted hop: keep the trusted hop */
-	    {"127.0.0.1", "127.0.0.1", "198.51.100.7, unknown", "127.0.0.1"},
-	    {"127.0.0.1, 10.0.0.0/8", "127.0.0.1", "198.51.100.7, bogus, 10.0.0.9", "10.0.0.9"},
-	    /* empty elements are skipped; ports and brackets stripped */
-	    {"127.0.0.1", "127.0.0.1", "198.51.100.7, ,", "198.51.100.7"},
-	    {"127.0.0.1", "127.0.0.1", "198.51.100.7:4711", "198.51.100.7"},
-	    {"127.0.0.1", "127.0.0.1", "[2001:db8::1]:443", "2001:db8::1"},
-	    /* normalization: IPv4-mapped IPv6 and long IPv6 forms */
-	    {"", "::ffff:192.0.2.1", NULL, "192.0.2.1"},
-	    {"127.0.0.1", "::ffff:127.0.0.1", "2001:DB8:0:0:0:0:0:1", "2001:db8::1"},
-	    {"::1", "::1", "192.0.2.44", "192.0.2.44"},
-	    /* prefixes that do not fall on a byte boundary */
-	    {"192.168.4.0/22", "192.168.7.255", "192.0.2.1", "192.0.2.1"},
-	    {"192.168.4.0/22", "192.168.8.0", "192.0.2.1", "192.168.8.0"},
-	    /* a remote address that does not parse is used as it is */
-	    {"127.0.0.1", "unix:/run/x", "1.2.3.4", "unix:/run/x"},
-	    {"127.0.0.1", NULL, "1.2.3.4", ""},
-	};
-	size_t i;
-
-	(void)state;
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char why[128], out[RATELIMIT_ADDR_MAX];
-		struct ratelimit_trust *t = ratelimit_trust_new(cases[i].trusted, why, sizeof(why));
-
-		assert_non_null(t);
-		ratelimit_client_addr(t, cases[i].remote, cases[i].xff, out, sizeof(out));
-		if (strcmp(out, cases[i].want) != 0)
-			fail_msg("case %zu: got \"%s\", want \"%s\"", i, out, cases[i].want);
-		ratelimit_trust_free(t);
-	}
-}
-
-static void test_client_addr_many_hops(void **state)
-{
-	char xff[8192] = "198.51.100.7";
-	char why[64], out[RATELIMIT_ADDR_MAX];
-	struct ratelimit_trust *t = ratelimit_trust_new("127.0.0.0/8", why, sizeof(why));
-	size_t len = strlen(xff);
-	int i;
-
-	(void)state;
-	for (i = 0; i < 200; i++)
-		len += (size_t)snprintf(xff + len, sizeof(xff) - len, ", 127.0.0.%d", i % 250);
-	ratelimit_client_addr(t, "127.0.0.1", xff, out, sizeof(out));
-	/* the walk stops after 64 hops, on a trusted address, never past the buffer */
-	assert_true(strncmp(out, "127.0.0.", 8) == 0);
-	ratelimit_client_addr(t, "127.0.0.1", xff, out, 4);
-	assert_int_equal(strlen(out), 3);
-	ratelimit_trust_free(t);
-}
-
-/* ---- listen queue ---- */
-
-static void test_listen_pending_unix(void **state)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int lfd, clients[3], i, a;
-	int64_t pending = -1;
-
-	(void)state;
-	assert_true(strlen(dir) + sizeof("/listen.sock") <= sizeof(sa.sun_path));
-	memcpy(sa.sun_path, dir, strlen(dir));
-	memcpy(sa.sun_path + strlen(dir), "/listen.sock", sizeof("/listen.sock"));
-	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-	assert_true(lfd >= 0);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	/* not listening yet: refused */
-	assert_int_equal(ratelimit_listen_pending(lfd, &pending), RATELIMIT_INVALID);
-	assert_int_equal(listen(lfd, 16), 0);
-	assert_int_equal(ratelimit_listen_pending(lfd, &pending), RATELIMIT_OK);
-	assert_int_equal(pending, 0);
-	for (i = 0; i < 3; i++) {
-		clients[i] = socket(AF_UNIX, SOCK_STREAM, 0);
-		assert_int_equal(connect(clients[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
-		assert_int_equal(ratelimit_listen_pending(lfd, &pending), RATELIMIT_OK);
-		assert_int_equal(pending, i + 1);
-	}
-	a = accept(lfd, NULL, NULL);
-	assert_true(a >= 0);
-	assert_int_equal(ratelimit_listen_pending(lfd, &pending), RATELIMIT_OK);
-	assert_int_equal(pending, 2);
-	close(a);
-	for (i = 0; i < 3; i++)
-		close(clients[i]);
-	close(lfd);
-	assert_int_equal(ratelimit_listen_pending(-1, &pending), RATELIMIT_INVALID);
-	assert_int_equal(ratelimit_listen_pending(0, &pending) == RATELIMIT_OK, false);
-}
-
-static void test_listen_pending_tcp(void **state)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-	int lfd = socket(AF_INET, SOCK_STREAM, 0), c1, c2, tries;
-	int64_t pending = -1;
-
-	(void)state;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_true(lfd >= 0);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
-	assert_int_equal(listen(lfd, 16), 0);
-	assert_int_equal(ratelimit_listen_pending(lfd, &pending), RATELIMIT_OK);
-	assert_int_equal(pending, 0);
-	c1 = socket(AF_INET, SOCK_STREAM, 0);
-	c2 = socket(AF_INET, SOCK_STREAM, 0);
-	assert_int_equal(connect(c1, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(connect(c2, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	/* the handshake completes in the kernel right away on loopback */
-	for (tries = 0; tries < 100; tries++) {
-		assert_int_equal(ratelimit_listen_pending(lfd, &pending), RATELIMIT_OK);
-		if (pending == 2)
-			break;
-		usleep(1000);
-	}
-	assert_int_equal(pending, 2);
-	close(c1);
-	close(c2);
-	close(lfd);
-}
-
-/* ---- queue ---- */
-
-static void test_queue_retry_after(void **state)
-{
-	static const int64_t cases[][5] = {
-	    /* depth, max, finished, over_ms, want */
-	    {1000, 1000, 0, 10000, 60},   /* nothing drains */
-	    {1000, 1000, 100, 10000, 1},  /* 10/s: one slot in 0.1 s */
-	    {1000, 1000, 1, 10000, 10},   /* 0.1/s */
-	    {1009, 1000, 1, 10000, 60},   /* 10 slots at 0.1/s: capped */
-	    {1100, 1000, 100, 10000, 11}, /* 101 jobs at 10/s */
-	    {1000, 1000, 3, 10000, 4},    /* 3.33 s rounds up */
-	    {10, 1000, 5, 10000, 2},      /* below max (a share refusal): one job */
-	    {1000, 1000, 5, 0, 60},       {INT64_MAX, 1, INT64_MAX, 10000, 10},
-	};
-	size_t i;
-
-	(void)state;
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		if (ratelimit_queue_retry_after_s(cases[i][0], cases[i][1], cases[i][2],
-		                                  cases[i][3]) != cases[i][4])
-			fail_msg("case %zu: got %lld, want %lld", i,
-			         (long long)ratelimit_queue_retry_after_s(cases[i][0], cases[i][1],
-			                                                  cases[i][2], cases[i][3]),
-			         (long long)cases[i][4]);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -797,12 +585,6 @@ int main(void)
 	    cmocka_unit_test(test_zone_recreated),
 	    cmocka_unit_test(test_die_at_each_stage),
 	    cmocka_unit_test(test_sigkill_storm),
-	    cmocka_unit_test(test_trust_parse),
-	    cmocka_unit_test(test_client_addr),
-	    cmocka_unit_test(test_client_addr_many_hops),
-	    cmocka_unit_test(test_listen_pending_unix),
-	    cmocka_unit_test(test_listen_pending_tcp),
-	    cmocka_unit_test(test_queue_retry_after),
 	};
 
 	return cmocka_run_group_tests(tests, make_dir, remove_dir);

@@ -8,9 +8,11 @@
  *   zone overflow   100000 keys through an 8192-entry zone (every hit evicts)
  *   + clock         as "many clients" plus a ratelimit_now_ms() per hit, as
  *                   limits_admit does (the simulated clock still decides)
- *   client address  ratelimit_client_addr with a 3-hop X-Forwarded-For
- *   listen queue    ratelimit_listen_pending on a unix socket (the /sync
- *                   saturation check, one netlink round trip)
+ *   client address  clientaddr_pick (lib/clientaddr) with a 3-hop
+ *                   X-Forwarded-For
+ *   listen queue    limits_listen_pending (fcgi-app/limits.c) on a unix
+ *                   socket (the /sync saturation check, one netlink round
+ *                   trip)
  *
  * Usage: bench_ratelimit [HITS (1000000)] [REPEATS (5)]
  * Prints the best of REPEATS per row; asserts nothing about speed.
@@ -23,12 +25,15 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include "cidr.h"
+#include "clientaddr.h"
 #include "ids.h"
+#include "limits.h"
 #include "ratelimit.h"
 
 #define KEYS 4096
 
-static char keys[KEYS][RATELIMIT_ADDR_MAX];
+static char keys[KEYS][CLIENTADDR_MAX];
 static volatile int64_t clock_sink;
 
 static int64_t parse_count(const char *s, int64_t def)
@@ -107,9 +112,8 @@ static double run(struct ratelimit *rl, enum scenario sc, int64_t n, int64_t *ad
 
 static double run_addr(int64_t n)
 {
-	char why[128], out[RATELIMIT_ADDR_MAX];
-	struct ratelimit_trust *t =
-	    ratelimit_trust_new("127.0.0.1/32, 10.0.0.0/8", why, sizeof(why));
+	char why[128], out[CLIENTADDR_MAX];
+	struct cidr_list *t = cidr_list_new("127.0.0.1/32, 10.0.0.0/8", "trust", why, sizeof(why));
 	int64_t i, t0;
 	size_t sink = 0;
 
@@ -117,11 +121,11 @@ static double run_addr(int64_t n)
 		exit(1);
 	t0 = ids_mono_ns();
 	for (i = 0; i < n; i++) {
-		ratelimit_client_addr(t, "127.0.0.1", "198.51.100.7, 10.1.2.3, 10.4.5.6", out,
-		                      sizeof(out));
+		clientaddr_pick(t, "127.0.0.1", "198.51.100.7, 10.1.2.3, 10.4.5.6", out,
+		                sizeof(out));
 		sink += (size_t)out[0];
 	}
-	ratelimit_trust_free(t);
+	cidr_list_free(t);
 	if (sink == 0)
 		fprintf(stderr, "(sink)\n");
 	return (double)(ids_mono_ns() - t0) / (double)n;
@@ -144,7 +148,7 @@ static double run_listen(const char *dir, int64_t n)
 	}
 	t0 = ids_mono_ns();
 	for (i = 0; i < n; i++) {
-		if (ratelimit_listen_pending(fd, &pending) != RATELIMIT_OK) {
+		if (limits_listen_pending(fd, &pending) != LIMITS_LISTEN_OK) {
 			close(fd);
 			return -1;
 		}
