@@ -574,16 +574,11 @@ static void test_sigkill_storm(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_params),
-	    cmocka_unit_test(test_retry_after_s),
-	    cmocka_unit_test(test_window_slides),
-	    cmocka_unit_test(test_limit_one),
-	    cmocka_unit_test(test_bad_keys),
-	    cmocka_unit_test(test_exact_across_processes),
-	    cmocka_unit_test(test_eviction_stalest),
-	    cmocka_unit_test(test_eviction_full),
-	    cmocka_unit_test(test_zone_recreated),
-	    cmocka_unit_test(test_die_at_each_stage),
+	    cmocka_unit_test(test_params),           cmocka_unit_test(test_retry_after_s),
+	    cmocka_unit_test(test_window_slides),    cmocka_unit_test(test_limit_one),
+	    cmocka_unit_test(test_bad_keys),         cmocka_unit_test(test_exact_across_processes),
+	    cmocka_unit_test(test_eviction_stalest), cmocka_unit_test(test_eviction_full),
+	    cmocka_unit_test(test_zone_recreated),   cmocka_unit_test(test_die_at_each_stage),
 	    cmocka_unit_test(test_sigkill_storm),
 	};
 
