@@ -317,7 +317,7 @@ static bool assign(struct config *c, const struct var *v, const char *raw)
 	case T_CIDRS:
 		if (!cidr_list_valid(raw))
 			return false;
-		/* fall through */
+		__attribute__((fallthrough));
 	case T_STR:
 	case T_SECRET:
 	case T_DBURL:

@@ -669,7 +669,7 @@ CURLcode ssrf_curl_setup(const struct ssrf_policy *p, CURL *h, const struct ssrf
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, ssrf_open_socket);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, (void *)p);
+		rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, p);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (rc == CURLE_OK)

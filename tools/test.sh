@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tools/test.sh: the one test command. Installs what is missing (as root),
-# checks formatting, builds with ASan+UBSan and runs every test with ctest,
+# checks formatting, builds with clang (compile only, -Werror), builds with
+# gcc and ASan+UBSan and runs every test with ctest,
 # then runs each libFuzzer harness of tests/fuzz for a short fixed time
 # (tools/fuzz.sh; CONSUMA_FUZZ_SECONDS per harness, 15 by default, 0 skips).
 #
@@ -42,6 +43,13 @@ if [ ${#sources[@]} -gt 0 ]; then
 		exit 1
 	fi
 fi
+
+# clang checks what gcc does not (CMakeLists.txt adds its flags): the same
+# tree compiled once more, unsanitized and unoptimized (its warnings come
+# from the front end), and not run, so it costs seconds, not a test run.
+clang_build=${CONSUMA_CLANG_BUILD_DIR:-$root/build-clang}
+CC=clang cmake -S "$root" -B "$clang_build" -DCMAKE_BUILD_TYPE=Debug -DCONSUMA_WERROR=ON >/dev/null
+cmake --build "$clang_build" -j "$(nproc)" >/dev/null
 
 build=${CONSUMA_TEST_BUILD_DIR:-$root/build-test}
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \

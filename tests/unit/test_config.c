@@ -156,6 +156,10 @@ static void test_bad_values(void **state)
 	static const char *cidr_bad[] = {
 	    "10.0.0.0/33",    "foo",         "1.2.3.4/-1", "::1/129",      "1.2.3.4/",    "/8",
 	    "10.0.0.0/8,bad", "1.2.3.4/8/8", "256.1.1.1",  "1.2.3.4/0008", "10.0.0.0/8\t"};
+	/* one more than SIGN_KEYS_MAX secrets */
+	static const char too_many_secrets[] =
+	    "whsec_YWJj whsec_YWJj whsec_YWJj whsec_YWJj whsec_YWJj "
+	    "whsec_YWJj whsec_YWJj whsec_YWJj whsec_YWJj";
 	static const char *secret_bad[] = {"abc",
 	                                   "whsec_",
 	                                   "whsec_!!!!",
@@ -166,8 +170,7 @@ static void test_bad_values(void **state)
 	                                   " whsec_YWJj",
 	                                   "whsec_YWJj  whsec_YWJj",
 	                                   "whsec_YWJj abc",
-	                                   "whsec_YWJj whsec_YWJj whsec_YWJj whsec_YWJj whsec_YWJj "
-	                                   "whsec_YWJj whsec_YWJj whsec_YWJj whsec_YWJj"};
+	                                   too_many_secrets};
 	static const char *level_bad[] = {"", "loud", "INFO2", "0"};
 	size_t i, j;
 	char big[CONFIG_LIST_MAX + 10];

@@ -21,14 +21,23 @@
 
 #define MAXARGS 12
 
+/* opts_parse takes argv as main() gets it: writable strings that live on
+ * and that the parsed options point into. So parse() copies each argument
+ * here, never reused, as long-lived as main's argv. */
+static char arg_pool[1 << 16];
+static size_t arg_pool_used;
+
 static enum opts_result parse(const char *const *args, struct opts *o, char *err, size_t errlen)
 {
 	char *argv[MAXARGS + 2];
 	int argc = 0;
 
-	argv[argc++] = (char *)"consuma-storm";
-	for (; args[argc - 1] != NULL && argc <= MAXARGS; argc++)
-		argv[argc] = (char *)args[argc - 1];
+	for (const char *a = "consuma-storm"; a != NULL && argc <= MAXARGS; a = args[argc - 1]) {
+		size_t n = strlen(a) + 1;
+		assert_true(n <= sizeof(arg_pool) - arg_pool_used);
+		argv[argc++] = memcpy(arg_pool + arg_pool_used, a, n);
+		arg_pool_used += n;
+	}
 	argv[argc] = NULL;
 	err[0] = '\0';
 	return opts_parse(argc, argv, o, err, errlen);

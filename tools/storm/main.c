@@ -81,7 +81,7 @@ static bool utf8_locale(void)
 			continue;
 		char low[64];
 		size_t l = 0;
-		for (; v[l] && l < sizeof(low) - 1; l++)
+		for (; l < sizeof(low) - 1 && v[l]; l++)
 			low[l] = (char)(v[l] >= 'A' && v[l] <= 'Z' ? v[l] - 'A' + 'a' : v[l]);
 		low[l] = '\0';
 		return strstr(low, "utf-8") || strstr(low, "utf8");

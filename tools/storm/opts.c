@@ -223,7 +223,7 @@ static int valid_api_key(const char *s)
 	if (n == 0)
 		return 0;
 	n += strspn(s + n, "=");
-	return s[n] == '\0' && n <= OPTS_MAX_API_KEY;
+	return n <= OPTS_MAX_API_KEY && s[n] == '\0';
 }
 
 static int valid_host(const char *s)

@@ -298,7 +298,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	}
 }
 
-static void on_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void on_log(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;
 	char msg[512];
@@ -311,7 +311,9 @@ static void on_log(void *cls, const char *fmt, va_list ap)
 
 static struct MHD_Response *fixed(const char *body)
 {
-	return MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+	/* An iovec response points at persistent data and keeps it const. */
+	const struct MHD_IoVec iov = {body, strlen(body)};
+	return MHD_create_response_from_iovec(&iov, 1, NULL, NULL);
 }
 
 static void set_base_url(struct recv *rv, const char *host, int port)
