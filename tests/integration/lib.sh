@@ -87,6 +87,58 @@ t_done() {
 	exit $?
 }
 
+# wait_for COND TIMEOUT: evaluates COND (a command line: a test, a
+# function, a pipeline; in this shell, so variables it sets stay set) every
+# 0.1 s until it succeeds (returns 0) or TIMEOUT seconds (fractions too)
+# have passed (returns 1). A test waits for the event it needs, never for a
+# fixed time, so a slow machine (ASan) only takes longer; the assertion
+# after it says what was missing.
+wait_for() {
+	local cond=$1 deadline
+	deadline=$(($(date +%s%3N) + $(awk -v s="$2" 'BEGIN { printf "%d", s * 1000 }')))
+	until eval "$cond"; do
+		[ "$(date +%s%3N)" -lt "$deadline" ] || return 1
+		sleep 0.1
+	done
+}
+
+# count_lines FILE REGEX: how many lines of FILE match REGEX (grep's basic
+# syntax); 0 when FILE does not exist (yet).
+count_lines() {
+	local n
+	n=$(grep -c -e "$2" "$1" 2>/dev/null)
+	echo "${n:-0}"
+}
+
+# sql QUERY: QUERY on the database $db, columns separated by one space.
+sql() { sqlite3 -separator ' ' "$db" "$1"; }
+
+# The HTTP callback receiver of the tests (usage at its top).
+RECV=$SRC/tests/integration/receiver.py
+
+# receiver_up NAME [TIMEOUT]: waits (at most TIMEOUT s, 10 by default) until
+# the receiver started with --port-file $T/NAME.port answers: it writes the
+# file (whole, by a rename) once it listens. Ends the test when it does not.
+receiver_up() {
+	wait_for "[ -s '$T/$1.port' ]" "${2:-10}" && return 0
+	not_ok "receiver $1 did not come up (its stderr: $T/$1.err)"
+	t_done
+}
+
+# receiver_start NAME PORTVAR [serve options...]: starts a receiver (log
+# $T/NAME.jsonl, port file $T/NAME.port, its stderr in $T/NAME.err, stopped
+# when the test exits), waits for it (receiver_up) and sets PORTVAR to its
+# port.
+receiver_start() {
+	local name=$1 var=$2
+	shift 2
+	python3 "$RECV" serve --port-file "$T/$name.port" --log "$T/$name.jsonl" "$@" \
+		</dev/null >/dev/null 2>>"$T/$name.err" &
+	t_track $!
+	receiver_up "$name"
+	printf -v "$var" '%s' "$(cat "$T/$name.port")"
+}
+
 # free_port: a TCP port on 127.0.0.1 that nobody listens on right now.
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -101,6 +153,15 @@ stack_up() {
 	BASE=$("$SRC/tools/stack.sh" up --dir "$dir" --port "$port" "$@") || {
 		not_ok "stack.sh up failed"; cat "$dir"/*.log >&2 2>/dev/null; t_done; }
 	BASE=$(echo "$BASE" | tail -n 1)
+}
+
+# deliver_up [stack.sh up options...]: what the deliver tests start with: a
+# receiver r (its port in $rport), a stack in $T/s (BASE) and its database
+# in $db (for sql).
+deliver_up() {
+	receiver_start r rport
+	stack_up "$T/s" "$@"
+	db=$T/s/consuma.db
 }
 
 # http METHOD URL [curl args...]: sets HTTP_CODE, HTTP_BODY, HTTP_HEADERS.

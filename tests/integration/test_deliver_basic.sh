@@ -6,21 +6,13 @@
 # independent implementation (Python's hmac) verifies. Then the idle
 # deliverer's CPU time over 10 s stays near zero.
 . "$(dirname "$0")/lib.sh"
-RECV=$SRC/tests/integration/receiver.py
 
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_MAX_QUEUE_SIZE=100000 CONSUMA_MAX_QUEUE_SHARE=1
 secret_raw=$(head -c 32 /dev/urandom | base64 -w0)
 export CONSUMA_CALLBACK_SECRET="whsec_$secret_raw"
 
-python3 "$RECV" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
-t_track $!
-for _ in $(seq 50); do [ -s "$T/r.port" ] && break; sleep 0.1; done
-rport=$(cat "$T/r.port")
-
-stack_up "$T/s"
-db=$T/s/consuma.db
-sql() { sqlite3 -separator ' ' "$db" "$1"; }
+deliver_up
 
 python3 "$RECV" post --base "$BASE" --n 500 --concurrency 8 --sync \
 	--callback "http://127.0.0.1:$rport/ok" --out "$T/jobs.txt"
@@ -28,7 +20,9 @@ assert_eq "500 jobs accepted (and 500 /sync answered)" 0 $?
 
 python3 "$RECV" wait --log "$T/r.jsonl" --count 500 --timeout 90 >/dev/null
 assert_eq "500 distinct callbacks arrived" 0 $?
-sleep 0.5 # the last outcomes are written right after the answers
+# The last outcomes are written right after the answers.
+delivered_once() { sql "SELECT count(*) FROM requests WHERE mode='async' AND status='completed' AND callback_status='delivered' AND attempts=1 AND finished_at IS NOT NULL AND lease_owner IS NULL"; }
+wait_for '[ "$(delivered_once)" = 500 ]' 30
 
 check=$(python3 - "$T/jobs.txt" "$T/r.jsonl" "$secret_raw" <<'PY'
 import base64, hashlib, hmac, json, sys
@@ -68,8 +62,7 @@ assert_eq "every callback result equals /sync's" 0 "$nbadres"
 assert_eq "every signature verifies with Python's hmac" 0 "$nbadsig"
 assert_eq "headers and body fields as DESIGN.md says" 0 "$nbadhdr"
 
-assert_eq "500 delivered with one attempt each" 500 \
-	"$(sql "SELECT count(*) FROM requests WHERE mode='async' AND status='completed' AND callback_status='delivered' AND attempts=1 AND finished_at IS NOT NULL AND lease_owner IS NULL")"
+assert_eq "500 delivered with one attempt each" 500 "$(delivered_once)"
 assert_eq "one attempt row each, 200, done" "500 500" \
 	"$(sql "SELECT count(*), sum(state='done' AND http_status=200 AND number=1) FROM attempts")"
 assert_eq "queue depth back to 0" 0 "$(sql "SELECT value FROM counters WHERE name='queue_depth'")"

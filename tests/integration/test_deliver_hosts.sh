@@ -6,29 +6,18 @@
 #    wait out CONSUMA_BREAKER_COOLDOWN_MS without burning attempts; then one
 #    trial delivery.
 . "$(dirname "$0")/lib.sh"
-RECV=$SRC/tests/integration/receiver.py
 
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_MAX_PER_HOST=2 CONSUMA_BREAKER_FAILURES=2 \
 	CONSUMA_BREAKER_COOLDOWN_MS=2000 CONSUMA_CALLBACK_BACKOFF_BASE_MS=10000 \
 	CONSUMA_CALLBACK_BACKOFF_MAX_MS=20000
 
-python3 "$RECV" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
-t_track $!
-for _ in $(seq 50); do [ -s "$T/r.port" ] && break; sleep 0.1; done
-rport=$(cat "$T/r.port")
-
-stack_up "$T/s"
-db=$T/s/consuma.db
-sql() { sqlite3 -separator ' ' "$db" "$1"; }
+deliver_up
 
 # ---- a hanging host does not hold up another host ------------------------
 python3 "$RECV" post --base "$BASE" --n 6 --concurrency 1 \
 	--callback "http://localhost:$rport/hang/4" --out "$T/hang.txt"
-for _ in $(seq 50); do
-	[ "$(grep -c '"/hang/4"' "$T/r.jsonl")" -ge 2 ] && break
-	sleep 0.1
-done
+wait_for '[ "$(count_lines "$T/r.jsonl" "\"/hang/4\"")" -ge 2 ]' 10
 python3 "$RECV" post --base "$BASE" --n 20 --concurrency 1 \
 	--callback "http://127.0.0.1:$rport/ok" --out "$T/fast.txt"
 python3 "$RECV" wait --log "$T/r.jsonl" --count 22 --timeout 10 >/dev/null
@@ -61,21 +50,25 @@ assert_eq "at most CONSUMA_MAX_PER_HOST=2 in flight to the hanging host" 2 "$han
 dead=$(free_port)
 python3 "$RECV" post --base "$BASE" --n 6 --concurrency 1 \
 	--callback "http://[::1]:$dead/x" --out "$T/dead.txt"
-t0=$(date +%s%N)
 ids=$(cut -d' ' -f1 "$T/dead.txt" | sed "s/.*/'&'/" | paste -sd,)
-attempts() { sql "SELECT count(*) FROM attempts WHERE request_seq IN (SELECT seq FROM requests WHERE id IN ($ids))"; }
-sleep 1
-a1=$(attempts)
+opens() { grep 'event=breaker.open' "$T/s/deliverer.log" | grep -cF "[::1]:$dead"; }
+# The breaker opens; after the cool-down one trial fails and opens it again
+# for another 2 s, in which the attempts are counted. Those before the trial
+# all started before the first opening, the trial at least the cool-down
+# after the last of them (connection refused ends an attempt at once).
+wait_for '[ "$(opens)" -ge 1 ]' 20
+wait_for '[ "$(opens)" -ge 2 ]' 20
+starts=$(sql "SELECT started_at FROM attempts WHERE request_seq IN (SELECT seq FROM requests WHERE id IN ($ids)) ORDER BY started_at")
 untouched=$(sql "SELECT count(*) FROM requests WHERE id IN ($ids) AND attempts=0")
-sleep_until_ms() { local left=$(( $1 - ($(date +%s%N) - t0) / 1000000 )); [ $left -gt 0 ] && sleep "$(awk "BEGIN{print $left/1000}")"; }
-sleep_until_ms 3200
-a2=$(attempts)
-echo "# breaker: attempts after 1 s: $a1, jobs without an attempt: $untouched; after 3.2 s: $a2"
+read -r a1 trials gap <<<"$(awk 'NR > 1 && !gap && $1 - prev >= 1000 { gap = $1 - prev }
+	{ if (gap) t++; else a++; prev = $1 } END { print a + 0, t + 0, gap + 0 }' <<<"$starts")"
+echo "# breaker: $a1 attempts, then $trials trial(s) ${gap} ms later; jobs without an attempt: $untouched"
 # Two failures open the breaker; a delivery already in flight then (at most
 # MAX_PER_HOST - 1 = 1) still ends: 2 or 3 attempts, one per job.
 assert_cmd "the breaker opened after 2 failures (2..3 attempts, got $a1)" test "$a1" -ge 2 -a "$a1" -le 3
-assert_eq "the other jobs wait without burning an attempt" $((6 - a1)) "$untouched"
-assert_eq "after the 2 s cool-down exactly one trial delivery" $((a1 + 1)) "$a2"
+assert_eq "the other jobs wait without burning an attempt" $((6 - a1 - trials)) "$untouched"
+assert_eq "after the 2 s cool-down exactly one trial delivery" 1 "$trials"
+assert_cmd "the trial waited the cool-down (${gap} ms after the last attempt)" test "$gap" -ge 1950
 assert_match "breaker opening logged" "event=breaker.open" "$(cat "$T/s/deliverer.log")"
 assert_eq "waiting jobs are not failed" 0 \
 	"$(sql "SELECT count(*) FROM requests WHERE id IN ($ids) AND callback_status='failed'")"
