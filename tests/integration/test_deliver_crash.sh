@@ -11,7 +11,6 @@
 #  3. SIGTERM twice with a 60 s grace: the second one hands back and exits
 #     at once, cleanly.
 . "$(dirname "$0")/lib.sh"
-RECV=$SRC/tests/integration/receiver.py
 
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_MAX_QUEUE_SIZE=100000 CONSUMA_MAX_QUEUE_SHARE=1 \
@@ -19,14 +18,7 @@ export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_CALLBACK_BACKOFF_BASE_MS=200 CONSUMA_CALLBACK_TIMEOUT=10 CONSUMA_LEASE_SECONDS=60
 per_host=32
 
-python3 "$RECV" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
-t_track $!
-for _ in $(seq 50); do [ -s "$T/r.port" ] && break; sleep 0.1; done
-rport=$(cat "$T/r.port")
-
-stack_up "$T/s"
-db=$T/s/consuma.db
-sql() { sqlite3 -separator ' ' "$db" "$1"; }
+deliver_up
 stuck() { sql "SELECT count(*) FROM requests WHERE mode='async' AND (status='running' OR callback_status='delivering' OR lease_owner IS NOT NULL)"; }
 deliverer_pid() { cat "$T/s/deliverer.pid"; }
 # gone PID: the process ended (a zombie not yet reaped by init counts).
@@ -41,7 +33,7 @@ python3 "$RECV" wait --log "$T/r.jsonl" --count 150 --timeout 60 >/dev/null
 pid=$(deliverer_pid)
 kill -9 "$pid"
 echo "# killed deliverer $pid after $(python3 "$RECV" dupes --log "$T/r.jsonl" | cut -d' ' -f2) callbacks"
-for _ in $(seq 50); do gone "$pid" && break; sleep 0.1; done
+wait_for 'gone "$pid"' 5
 wait "$poster"
 assert_eq "1,000 jobs accepted while the deliverer died" 0 $?
 assert_eq "1,000 accepted" 1000 "$(wc -l <"$T/storm.txt")"
@@ -50,7 +42,7 @@ python3 "$RECV" wait --log "$T/r.jsonl" --count 1000 --timeout 30 >/dev/null
 assert_eq "after the restart every accepted job was delivered, well before the 60 s lease ran out" 0 $?
 assert_match "the restart recovered the dead deliverer's leases at once" "event=recover.dead_owner jobs=[1-9]" \
 	"$(cat "$T/s/deliverer.log")"
-for _ in $(seq 50); do [ "$(stuck)" = 0 ] && break; sleep 0.1; done
+wait_for '[ "$(stuck)" = 0 ]' 5
 read -r total distinct <<<"$(python3 "$RECV" dupes --log "$T/r.jsonl")"
 dups=$((total - distinct))
 unknown=$(sql "SELECT count(*) FROM attempts WHERE state='unknown'")
@@ -67,14 +59,11 @@ assert_eq "queue depth back to 0" 0 "$(sql "SELECT value FROM counters WHERE nam
 python3 "$RECV" post --base "$BASE" --n 64 --concurrency 4 \
 	--callback "http://127.0.0.1:$rport/slow/1500~term" --out "$T/term.txt"
 assert_eq "64 slow jobs accepted" 0 $?
-for _ in $(seq 100); do
-	[ "$(grep -c '~term' "$T/r.jsonl")" -ge 20 ] && break
-	sleep 0.1
-done
+wait_for '[ "$(count_lines "$T/r.jsonl" "~term")" -ge 20 ]' 10
 pid=$(deliverer_pid)
 t0=$(date +%s%N)
 kill -TERM "$pid"
-for _ in $(seq 100); do gone "$pid" && break; sleep 0.05; done
+wait_for 'gone "$pid"' 5
 t1=$(date +%s%N)
 ms=$(((t1 - t0) / 1000000))
 echo "# SIGTERM -> exit in $ms ms (grace 1 s)"
@@ -89,7 +78,7 @@ rm -f "$T/s/deliverer.pid"
 "$SRC/tools/stack.sh" start-deliverer --dir "$T/s" >/dev/null
 python3 "$RECV" wait --log "$T/r.jsonl" --count 1064 --timeout 60 >/dev/null
 assert_eq "after the restart all 64 delivered" 0 $?
-for _ in $(seq 50); do [ "$(stuck)" = 0 ] && break; sleep 0.1; done
+wait_for '[ "$(stuck)" = 0 ]' 5
 assert_eq "all 1,064 delivered in the database, nothing stuck" "1064 0" \
 	"$(sql "SELECT count(*) FROM requests WHERE mode='async' AND callback_status='delivered'") $(stuck)"
 assert_eq "handed-back attempts recorded as unknown, then retried" 0 \
@@ -100,16 +89,16 @@ assert_eq "handed-back attempts recorded as unknown, then retried" 0 \
 CONSUMA_SHUTDOWN_GRACE=60 "$SRC/tools/stack.sh" start-deliverer --dir "$T/s" >/dev/null
 python3 "$RECV" post --base "$BASE" --n 8 --concurrency 4 \
 	--callback "http://127.0.0.1:$rport/slow/3000~twice" --out "$T/twice.txt"
-for _ in $(seq 100); do
-	[ "$(grep -c '~twice' "$T/r.jsonl")" -ge 8 ] && break
-	sleep 0.1
-done
+wait_for '[ "$(count_lines "$T/r.jsonl" "~twice")" -ge 8 ]' 10
 pid=$(deliverer_pid)
+drains() { count_lines "$T/s/deliverer.log" "event=shutdown.draining"; }
+drained=$(drains)
+kill -TERM "$pid"
+# the second SIGTERM once the first one's drain has begun
+wait_for '[ "$(drains)" -gt "$drained" ]' 5
 t0=$(date +%s%N)
 kill -TERM "$pid"
-sleep 0.3
-kill -TERM "$pid"
-for _ in $(seq 100); do gone "$pid" && break; sleep 0.05; done
+wait_for 'gone "$pid"' 5
 ms=$((($(date +%s%N) - t0) / 1000000))
 echo "# SIGTERM, SIGTERM -> exit in $ms ms (grace 60 s)"
 assert_cmd "a second SIGTERM exits at once ($ms ms)" test "$ms" -le 2000
