@@ -15,24 +15,13 @@
 # jobs to a path that is failing do not take the trial from healthy ones,
 # and (item 4) a capped Retry-After is recorded as the delay applied.
 . "$(dirname "$0")/lib.sh"
-RECV=$SRC/tests/integration/receiver.py
 
 COOLDOWN_MS=3000
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_CALLBACK_TIMEOUT=2 CONSUMA_BREAKER_COOLDOWN_MS=$COOLDOWN_MS \
 	CONSUMA_CALLBACK_BACKOFF_BASE_MS=500 CONSUMA_CALLBACK_BACKOFF_MAX_MS=4000
 
-start_receiver() { # NAME: the port goes to $T/NAME.port
-	python3 "$RECV" serve --port-file "$T/$1.port" --log "$T/$1.jsonl" \
-		</dev/null >/dev/null 2>>"$T/receivers.log" &
-	t_track $!
-	for _ in $(seq 50); do [ -s "$T/$1.port" ] && break; sleep 0.1; done
-}
-start_receiver r
-rport=$(cat "$T/r.port")
-
-stack_up "$T/s"
-db=$T/s/consuma.db
+deliver_up
 
 # arrived ACCEPTED LOG: how many jobs of ACCEPTED (receiver.py post's
 # output) have reached LOG, and the worst accept->arrival latency in ms.
@@ -60,15 +49,10 @@ PY
 # wait_arrived ACCEPTED LOG WANT DEADLINE_S: polls until WANT arrived or
 # DEADLINE_S seconds after the last acceptance; sets GOT and LAT_MAX.
 wait_arrived() {
-	local last_acc deadline
-	last_acc=$(cut -d' ' -f2 "$1" | sort -n | tail -n 1)
-	deadline=$(awk "BEGIN{printf \"%.0f\", ($last_acc + $4) * 1000}")
-	while :; do
-		read -r GOT LAT_MAX <<<"$(arrived "$1" "$2")"
-		[ "$GOT" -ge "$3" ] && return 0
-		[ "$(date +%s%3N)" -ge "$deadline" ] && return 1
-		sleep 0.2
-	done
+	local accepted=$1 log=$2 want=$3 last_acc left
+	last_acc=$(cut -d' ' -f2 "$accepted" | sort -n | tail -n 1)
+	left=$(awk -v a="$last_acc" -v d="$4" -v now="$(date +%s.%N)" 'BEGIN { print a + d - now }')
+	wait_for 'read -r GOT LAT_MAX <<<"$(arrived "$accepted" "$log")"; [ "$GOT" -ge "$want" ]' "$left"
 }
 
 # ---- the reproducer: /hang then /ok on one receiver --------------------------
@@ -88,32 +72,25 @@ echo "# healthy callbacks: $GOT of 50 within ${bound_s} s of the last acceptance
 assert_eq "all 50 healthy callbacks to the origin arrive within ${bound_s} s while /hang fails" 50 "$GOT"
 # Whether the healthy jobs met an open breaker depends on how the timeouts
 # fell into the loop's turns; the bad jobs alone open it soon after.
-for _ in $(seq 150); do
-	grep -q "event=breaker.open origin=\"http://127.0.0.1:$rport\"" "$T/s/deliverer.log" && break
-	sleep 0.1
-done
+wait_for 'grep -q "event=breaker.open origin=\"http://127.0.0.1:$rport\"" "$T/s/deliverer.log"' 15
 assert_match "the breaker opened on the hanging URLs, keyed by origin" \
 	"event=breaker.open origin=\"http://127.0.0.1:$rport\"" "$(cat "$T/s/deliverer.log")"
 hang_ids=$(cut -d' ' -f1 "$T/hang.txt" | sed "s/.*/'&'/" | paste -sd,)
 assert_match "a retry that ended while the breaker was open says it was held (and how long)" \
 	"retry held [0-9]+ ms: the destination's circuit breaker is open" \
-	"$(sqlite3 "$db" "SELECT error_message FROM attempts WHERE request_seq IN (SELECT seq FROM requests WHERE id IN ($hang_ids)) AND error_message LIKE '%retry held%' LIMIT 1")"
+	"$(sql "SELECT error_message FROM attempts WHERE request_seq IN (SELECT seq FROM requests WHERE id IN ($hang_ids)) AND error_message LIKE '%retry held%' LIMIT 1")"
 ok_ids=$(cut -d' ' -f1 "$T/ok.txt" | sed "s/.*/'&'/" | paste -sd,)
 assert_eq "every healthy job is delivered at its first attempt" 50 \
-	"$(sqlite3 "$db" "SELECT count(*) FROM requests WHERE id IN ($ok_ids) AND callback_status='delivered' AND attempts=1")"
+	"$(sql "SELECT count(*) FROM requests WHERE id IN ($ok_ids) AND callback_status='delivered' AND attempts=1")"
 
 # ---- two origins on one host -------------------------------------------------
 # H hangs on every path; B answers. Both are 127.0.0.1: one host name, two
 # ports. H's jobs fill its slots and open its breaker; B's callbacks still
 # arrive as they would alone (well below one timeout, let alone a cool-down).
-start_receiver b
-bport=$(cat "$T/b.port")
+receiver_start b bport
 python3 "$RECV" post --base "$BASE" --n 12 --concurrency 1 \
 	--callback "http://127.0.0.1:$rport/hang/5" --out "$T/hang2.txt"
-for _ in $(seq 100); do
-	[ "$(grep -c '"/hang/5"' "$T/r.jsonl")" -ge 8 ] && break
-	sleep 0.1
-done
+wait_for '[ "$(count_lines "$T/r.jsonl" "\"/hang/5\"")" -ge 8 ]' 10
 python3 "$RECV" post --base "$BASE" --n 20 --concurrency 1 \
 	--callback "http://127.0.0.1:$bport/ok" --out "$T/b.txt"
 wait_arrived "$T/b.txt" "$T/b.jsonl" 20 10
@@ -125,12 +102,11 @@ assert_eq "20 callbacks to the other port arrive while the first port hangs" 20 
 # accepted while it is open. The trial must not walk through the 500s one
 # per cool-down (they are never-tried, but their path has failed: suspect):
 # a healthy job is the trial at the first cool-down's end.
-start_receiver c
-cport=$(cat "$T/c.port")
+receiver_start c cport
 opened() { grep -c "event=breaker.open origin=\"http://127.0.0.1:$cport\"" "$T/s/deliverer.log"; }
 python3 "$RECV" post --base "$BASE" --n 24 --concurrency 8 \
 	--callback "http://127.0.0.1:$cport/status/500" --out "$T/c500.txt"
-for _ in $(seq 100); do [ "$(opened)" -ge 1 ] && break; sleep 0.1; done
+wait_for '[ "$(opened)" -ge 1 ]' 10
 assert_cmd "the 500s opened the third receiver's breaker" test "$(opened)" -ge 1
 python3 "$RECV" post --base "$BASE" --n 5 --concurrency 1 \
 	--callback "http://127.0.0.1:$cport/ok" --out "$T/cok.txt"
@@ -143,8 +119,8 @@ assert_eq "healthy jobs are trialled ahead of never-tried jobs to a failing path
 python3 "$RECV" post --base "$BASE" --n 1 --concurrency 1 \
 	--callback "http://127.0.0.1:$bport/retry-after/429/3600" --out "$T/ra.txt"
 ra_id=$(cut -d' ' -f1 "$T/ra.txt")
-ra_msg() { sqlite3 "$db" "SELECT coalesce(error_message, '') FROM attempts WHERE number = 1 AND request_seq = (SELECT seq FROM requests WHERE id = '$ra_id') AND state = 'done'"; }
-for _ in $(seq 100); do [ -n "$(ra_msg)" ] && break; sleep 0.1; done
+ra_msg() { sql "SELECT coalesce(error_message, '') FROM attempts WHERE number = 1 AND request_seq = (SELECT seq FROM requests WHERE id = '$ra_id') AND state = 'done'"; }
+wait_for '[ -n "$(ra_msg)" ]' 10
 assert_eq "Retry-After: 3600 capped at CONSUMA_CALLBACK_BACKOFF_MAX_MS: the attempt names the delay applied" \
 	"HTTP 429 (Retry-After 3600000 ms, capped: retrying in 4000 ms)" "$(ra_msg)"
 
