@@ -11,7 +11,6 @@
 #   a destination the deliverer's policy refuses -> failed at once, says why
 # and --check-url verdicts for public addresses (nothing is sent).
 . "$(dirname "$0")/lib.sh"
-RECV=$SRC/tests/integration/receiver.py
 
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_CALLBACK_BACKOFF_BASE_MS=300 \
@@ -19,16 +18,9 @@ export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_CALLBACK_TIMEOUT=1 CONSUMA_BREAKER_FAILURES=0 \
 	CONSUMA_CALLBACK_MAX_RESPONSE_BYTES=65536
 
-python3 "$RECV" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
-t_track $!
-for _ in $(seq 50); do [ -s "$T/r.port" ] && break; sleep 0.1; done
-rport=$(cat "$T/r.port")
+deliver_up
 r=http://127.0.0.1:$rport
 dead=$(free_port)
-
-stack_up "$T/s"
-db=$T/s/consuma.db
-sql() { sqlite3 -separator ' ' "$db" "$1"; }
 dpid=$(cat "$T/s/deliverer.pid")
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$dpid/status"; }
 rss0=$(rss_kb)
@@ -49,12 +41,9 @@ submit close "$r/close"
 submit redirect "$r/redirect"
 submit big "$r/big/100"
 
-for _ in $(seq 300); do
-	[ "$(sql "SELECT count(*) FROM requests WHERE mode='async' AND finished_at IS NULL")" = 0 ] && break
-	sleep 0.1
-done
-assert_eq "every job finished within 30 s" 0 \
-	"$(sql "SELECT count(*) FROM requests WHERE mode='async' AND finished_at IS NULL")"
+unfinished() { sql "SELECT count(*) FROM requests WHERE mode='async' AND finished_at IS NULL"; }
+wait_for '[ "$(unfinished)" = 0 ]' 30
+assert_eq "every job finished within 30 s" 0 "$(unfinished)"
 
 job() { sql "SELECT callback_status, attempts FROM requests WHERE id='$1'"; }
 # attempts of a job, one field per attempt, in order: COLUMN per attempt
@@ -107,10 +96,8 @@ assert_eq "every attempt row is done" 0 "$(sql "SELECT count(*) FROM attempts WH
 "$SRC/tools/stack.sh" stop-deliverer --dir "$T/s" >/dev/null
 CONSUMA_ALLOW_PRIVATE_CALLBACKS=false "$SRC/tools/stack.sh" start-deliverer --dir "$T/s" >/dev/null
 submit refused "$r/ok~refused"
-for _ in $(seq 100); do
-	[ "$(sql "SELECT finished_at IS NOT NULL FROM requests WHERE id='$id_refused'")" = 1 ] && break
-	sleep 0.1
-done
+finished() { sql "SELECT finished_at IS NOT NULL FROM requests WHERE id='$1'"; }
+wait_for '[ "$(finished "$id_refused")" = 1 ]' 10
 assert_eq "refused at delivery: one attempt, failed" "failed 1" "$(job "$id_refused")"
 assert_eq "refused at delivery: the attempt says why" \
 	"refused|destination refused: 127.0.0.1 is loopback" "$(att "$id_refused" "error_class || '|' || error_message")"
