@@ -8,22 +8,18 @@
 # Then a deliverer killed while holding jobs: its neighbour takes them back
 # within seconds (it checks whether holders on this host still live).
 . "$(dirname "$0")/lib.sh"
-RECV=$SRC/tests/integration/receiver.py
 
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_LEASE_SECONDS=2 CONSUMA_POLL_INTERVAL_MS=50 \
 	CONSUMA_DATABASE_PATH=$T/q.db CONSUMA_LOG_LEVEL=debug
 db=$T/q.db
-sql() { sqlite3 -separator ' ' "$db" "$1"; }
-
-python3 "$RECV" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
-t_track $!
-for _ in $(seq 50); do [ -s "$T/r.port" ] && break; sleep 0.1; done
-rport=$(cat "$T/r.port")
+receiver_start r rport
+# started LOG: the deliverer logging to LOG is up (10 s at most).
+started() { wait_for "grep -q deliverer.started '$1'" 10; }
 
 CONSUMA_DOORBELL_PATH=$T/a.bell "$BUILD/consuma-deliverer" 2>"$T/a.log" &
 a=$!
 t_track $a
-for _ in $(seq 50); do grep -q deliverer.started "$T/a.log" && break; sleep 0.1; done
+started "$T/a.log"
 now=$(date +%s%3N)
 for i in 1 2 3 4; do
 	echo "INSERT INTO requests (id, mode, status, callback_status, input_data, iterations,
@@ -39,20 +35,14 @@ CONSUMA_DOORBELL_PATH=$T/b.bell "$BUILD/consuma-deliverer" 2>"$T/b.log" &
 b=$!
 t_track $b
 # B may claim only once A's leases ran out (2 s after A's last renewal).
-for _ in $(seq 100); do
-	[ "$(sql "SELECT count(*) FROM attempts WHERE number = 2")" = 4 ] && break
-	sleep 0.1
-done
+wait_for '[ "$(sql "SELECT count(*) FROM attempts WHERE number = 2")" = 4 ]' 10
 assert_eq "B claimed the four jobs after A's leases expired" 4 \
 	"$(sql "SELECT count(*) FROM attempts WHERE number = 2")"
 assert_eq "A's attempts in flight became 'unknown'" 4 \
 	"$(sql "SELECT count(*) FROM attempts WHERE number = 1 AND state = 'unknown'")"
 kill -CONT "$a"
-for _ in $(seq 100); do
-	[ "$(grep -c 'event=callback.fenced' "$T/a.log")" -ge 4 ] &&
-		[ "$(sql "SELECT count(*) FROM requests WHERE callback_status = 'delivered'")" = 4 ] && break
-	sleep 0.1
-done
+delivered() { sql "SELECT count(*) FROM requests WHERE callback_status = 'delivered'"; }
+wait_for '[ "$(count_lines "$T/a.log" event=callback.fenced)" -ge 4 ] && [ "$(delivered)" = 4 ]' 10
 assert_eq "A's four late outcomes were fenced" 4 "$(grep -c 'event=callback.fenced' "$T/a.log")"
 assert_eq "the jobs carry B's outcome: delivered on attempt 2" "4 4" \
 	"$(sql "SELECT count(*), sum(callback_status = 'delivered' AND attempts = 2) FROM requests")"
@@ -73,7 +63,7 @@ export CONSUMA_LEASE_SECONDS=60
 CONSUMA_DOORBELL_PATH=$T/c.bell "$BUILD/consuma-deliverer" 2>"$T/c.log" &
 c=$!
 t_track $c
-for _ in $(seq 50); do grep -q deliverer.started "$T/c.log" && break; sleep 0.1; done
+started "$T/c.log"
 now=$(date +%s%3N)
 for i in 1 2 3 4; do
 	echo "INSERT INTO requests (id, mode, status, callback_status, input_data, iterations,
@@ -81,24 +71,18 @@ for i in 1 2 3 4; do
 	      VALUES ('dead-$i', 'async', 'queued', 'pending', 'dead $i', 1,
 	      'http://127.0.0.1:$rport/slow/2000~dead', '127.0.0.1', $now, $now);"
 done | sqlite3 "$db"
-for _ in $(seq 100); do
-	[ "$(grep -c '~dead' "$T/r.jsonl")" -ge 4 ] && break
-	sleep 0.1
-done
+wait_for '[ "$(count_lines "$T/r.jsonl" "~dead")" -ge 4 ]' 10
 CONSUMA_DOORBELL_PATH=$T/d.bell "$BUILD/consuma-deliverer" 2>"$T/d.log" &
 d=$!
 t_track $d
-for _ in $(seq 50); do grep -q deliverer.started "$T/d.log" && break; sleep 0.1; done
+started "$T/d.log"
 kill -9 "$c"
 t0=$(date +%s)
-for _ in $(seq 200); do
-	[ "$(sql "SELECT count(*) FROM requests WHERE id LIKE 'dead-%' AND callback_status = 'delivered'")" = 4 ] && break
-	sleep 0.1
-done
+dead_delivered() { sql "SELECT count(*) FROM requests WHERE id LIKE 'dead-%' AND callback_status = 'delivered'"; }
+wait_for '[ "$(dead_delivered)" = 4 ]' 20
 took=$(($(date +%s) - t0))
 echo "# survivor delivered the dead neighbour's jobs ${took} s after the kill (lease 60 s)"
-assert_eq "the survivor delivered the dead neighbour's 4 jobs" 4 \
-	"$(sql "SELECT count(*) FROM requests WHERE id LIKE 'dead-%' AND callback_status = 'delivered'")"
+assert_eq "the survivor delivered the dead neighbour's 4 jobs" 4 "$(dead_delivered)"
 assert_cmd "well before the 60 s lease ran out (${took} s)" test "$took" -le 15
 assert_match "the survivor logged the recovery" "event=recover.dead_owner jobs=4" "$(cat "$T/d.log")"
 kill -TERM "$d"
