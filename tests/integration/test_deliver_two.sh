@@ -4,21 +4,13 @@
 # both share the work. Leases last 1 s here, so the callbacks that take
 # 2.5 s are delivered once only because the holder renews its leases.
 . "$(dirname "$0")/lib.sh"
-RECV=$SRC/tests/integration/receiver.py
 
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_MAX_QUEUE_SIZE=100000 CONSUMA_MAX_QUEUE_SHARE=1 \
 	CONSUMA_MAX_PER_HOST=16 CONSUMA_CLAIM_BATCH=16 CONSUMA_POLL_INTERVAL_MS=50 \
 	CONSUMA_LOG_LEVEL=debug CONSUMA_LEASE_SECONDS=1
 
-python3 "$RECV" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
-t_track $!
-for _ in $(seq 50); do [ -s "$T/r.port" ] && break; sleep 0.1; done
-rport=$(cat "$T/r.port")
-
-stack_up "$T/s" --no-deliverer
-db=$T/s/consuma.db
-sql() { sqlite3 -separator ' ' "$db" "$1"; }
+deliver_up --no-deliverer
 
 # The first deliverer hears the doorbell; the second polls every 50 ms.
 CONSUMA_DATABASE_PATH=$db CONSUMA_DOORBELL_PATH=$T/s/doorbell.sock \
@@ -29,7 +21,7 @@ CONSUMA_DATABASE_PATH=$db CONSUMA_DOORBELL_PATH=$T/d2.sock \
 	"$BUILD/consuma-deliverer" 2>"$T/d2.log" &
 d2=$!
 t_track $d2
-sleep 0.5
+wait_for 'grep -q deliverer.started "$T/d1.log" && grep -q deliverer.started "$T/d2.log"' 10
 
 python3 "$RECV" post --base "$BASE" --n 1000 --concurrency 8 \
 	--callback "http://127.0.0.1:$rport/slow/5" --out "$T/jobs.txt"
