@@ -70,11 +70,11 @@ with open(sys.argv[2], "a") as f:
 PY
 listener=$!
 t_track $listener
-for _ in $(seq 50); do [ -S "$T/notify.sock" ] && break; sleep 0.1; done
+wait_for '[ -S "$T/notify.sock" ]' 10
 NOTIFY_SOCKET=$T/notify.sock CONSUMA_DATABASE_PATH=$T/n.db "$BUILD/consuma-deliverer" 2>"$T/d.log" &
 dpid=$!
 t_track $dpid
-for _ in $(seq 50); do grep -q WATCHDOG=1 "$T/notify.log" 2>/dev/null && break; sleep 0.1; done
+wait_for 'grep -q WATCHDOG=1 "$T/notify.log" 2>/dev/null' 10
 kill -TERM "$dpid"
 wait "$dpid"
 assert_eq "deliverer exits 0 on SIGTERM" 0 $?
