@@ -22,7 +22,6 @@
 #    carries two v1 signatures that Python's hmac verifies, and a receiver
 #    holding either secret (and not a third) accepts
 . "$(dirname "$0")/lib.sh"
-RECV=$SRC/tests/integration/receiver.py
 FCGI=$BUILD/consuma-fcgi
 
 keys=$T/api-keys
@@ -62,10 +61,8 @@ secret_b=$(head -c 24 /dev/urandom | base64 -w0)
 export CONSUMA_API_KEYS_FILE=$keys CONSUMA_ALLOW_PRIVATE_CALLBACKS=true \
 	CONSUMA_RATE_LIMIT_REQUESTS=0 CONSUMA_CALLBACK_SECRET="whsec_$secret_a whsec_$secret_b"
 
-python3 "$RECV" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
-t_track $!
-for _ in $(seq 50); do [ -s "$T/r.port" ] && break; sleep 0.1; done
-cb="http://127.0.0.1:$(cat "$T/r.port")/ok"
+receiver_start r rport
+cb="http://127.0.0.1:$rport/ok"
 
 stack_up "$T/s" --sync-procs 1 --api-procs 2
 db=$T/s/consuma.db
@@ -167,14 +164,13 @@ write_keys alice bob root
 edited=$(date +%s.%N)
 # every process looks at the file at most a second after its last look:
 # poll (bounded) until carol is refused and that second has passed
-carol=200
-for _ in $(seq 100); do
+carol_refused_and_past() {
 	as "$k_carol" GET /requests
 	carol=$HTTP_CODE
-	past=$(python3 -c "import sys,time; print(int(time.time() - float(sys.argv[1]) > 1.5))" "$edited")
-	[ "$carol" = 401 ] && [ "$past" = 1 ] && break
-	sleep 0.1
-done
+	[ "$carol" = 401 ] &&
+		[ "$(python3 -c "import sys,time; print(int(time.time() - float(sys.argv[1]) > 1.5))" "$edited")" = 1 ]
+}
+wait_for carol_refused_and_past 10
 assert_eq "carol's key is refused after the edit" 401 "$carol"
 codes=''
 for _ in 1 2 3 4 5 6; do
@@ -192,30 +188,15 @@ assert_match "the reload is logged" 'event=auth.reloaded .*cause=changed keys=3 
 # SIGHUP: carol back, then every process told at once
 cat "$keys" "$T/line.carol" >"$keys.tmp" && mv "$keys.tmp" "$keys"
 for p in $(cat "$T"/s/fcgi-*.pid); do kill -HUP "$p"; done
-carol=401
-for _ in $(seq 50); do
-	as "$k_carol" GET /requests
-	carol=$HTTP_CODE
-	[ "$carol" = 200 ] && break
-	sleep 0.1
-done
-assert_eq "a key added and SIGHUP: carol reads again" 200 "$carol"
-found=0
-for _ in $(seq 50); do
-	grep -q 'event=auth.reloaded .*cause=sighup' "$T"/s/fcgi-*.log && found=1 && break
-	sleep 0.1
-done
-assert_eq "SIGHUP reload is logged" 1 "$found"
+wait_for 'as "$k_carol" GET /requests; [ "$HTTP_CODE" = 200 ]' 5
+assert_eq "a key added and SIGHUP: carol reads again" 200 "$HTTP_CODE"
+assert_cmd "SIGHUP reload is logged" \
+	wait_for 'grep -q "event=auth.reloaded .*cause=sighup" "$T"/s/fcgi-*.log' 5
 
 # a bad file keeps the last good set
 printf 'alice client nothex\n' >"$keys.tmp" && mv "$keys.tmp" "$keys"
-found=0
-for _ in $(seq 100); do
-	as "$k_alice" GET /requests
-	grep -q 'event=auth.reload_failed .*line 1: key hash' "$T"/s/fcgi-api-*.log && found=1 && break
-	sleep 0.1
-done
-assert_eq "a bad file is logged with its line" 1 "$found"
+assert_cmd "a bad file is logged with its line" wait_for 'as "$k_alice" GET /requests
+	grep -q "event=auth.reload_failed .*line 1: key hash" "$T"/s/fcgi-api-*.log' 10
 codes=''
 for _ in 1 2 3 4; do
 	as "$k_alice" GET /requests
