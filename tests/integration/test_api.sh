@@ -237,7 +237,7 @@ PY
 CONSUMA_DATABASE_PATH=$T/direct.db "$BUILD/consuma-fcgi" --socket "$T/direct.sock" 2>"$T/direct.log" &
 direct_pid=$!
 t_track $direct_pid
-for _ in $(seq 100); do [ -S "$T/direct.sock" ] && break; sleep 0.05; done
+wait_for '[ -S "$T/direct.sock" ]' 10
 fcgi() { python3 "$T/fcgi.py" "$T/direct.sock" "$1" "${2:-}"; }
 post='"REQUEST_METHOD": "POST", "REQUEST_URI": "/sync", "REMOTE_ADDR": "127.0.0.1", "CONTENT_TYPE": "application/json"'
 assert_match "direct: a valid /sync" '^200 .*2cf24dba5fb0a30e' \

@@ -147,16 +147,16 @@ print(out[i + 8:i + 11].decode())
 PY
 CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_DATABASE_PATH=$T/direct.db "$BUILD/consuma-fcgi" --socket "$T/direct.sock" 2>"$T/direct.log" &
 t_track $!
-for _ in $(seq 100); do [ -S "$T/direct.sock" ] && break; sleep 0.05; done
+wait_for '[ -S "$T/direct.sock" ]' 10
 assert_eq "a front that waits gets the 202" 202 "$(python3 "$T/fcgi_send.py" "$T/direct.sock" wait)"
-for _ in $(seq 100); do grep -q 'delivered=true' "$T/direct.log" && break; sleep 0.05; done
+wait_for 'grep -q delivered=true "$T/direct.log"' 10
 assert_match "...logged delivered=true" 'level=info .*event=request route=async method="POST" status=202 delivered=true' \
 	"$(grep 'event=request' "$T/direct.log")"
 # the front vanishes after sending; on a loaded machine the answer may
 # still beat the close, so a few tries
 for _ in 1 2 3 4 5; do
 	python3 "$T/fcgi_send.py" "$T/direct.sock" vanish
-	for _ in $(seq 100); do [ "$(grep -c 'event=request' "$T/direct.log")" -ge 2 ] && break; sleep 0.05; done
+	wait_for '[ "$(count_lines "$T/direct.log" event=request)" -ge 2 ]' 10
 	grep -q 'delivered=false' "$T/direct.log" && break
 done
 line=$(grep 'delivered=false' "$T/direct.log" | head -n 1)

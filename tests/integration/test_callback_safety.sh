@@ -17,7 +17,6 @@
 #  - the delivery-time check: a job accepted at intake, then a deliverer
 #    whose policy refuses the address, fails at once with the reason
 . "$(dirname "$0")/lib.sh"
-RECV=$SRC/tests/integration/receiver.py
 
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=false CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_CALLBACK_ALLOW_CIDRS="127.0.0.2/32, 127.0.0.3/32" \
@@ -53,18 +52,9 @@ ftp://8.8.8.8/|scheme
 EOF
 
 # ---- receivers: A (127.0.0.2), H (127.0.0.3, hangs), L (127.0.0.1, port of A) ----
-start_receiver() { # NAME HOST [PORT]: the port goes to $T/NAME.port
-	python3 "$RECV" serve --host "$2" --port "${3:-0}" --port-file "$T/$1.port" \
-		--log "$T/$1.jsonl" </dev/null >/dev/null 2>>"$T/receivers.log" &
-	t_track $!
-	for _ in $(seq 50); do [ -s "$T/$1.port" ] && break; sleep 0.1; done
-}
-start_receiver A 127.0.0.2
-start_receiver H 127.0.0.3
-pa=$(cat "$T/A.port")
-ph=$(cat "$T/H.port")
-start_receiver L 127.0.0.1 "$pa"
-pl=$(cat "$T/L.port")
+receiver_start A pa --host 127.0.0.2
+receiver_start H ph --host 127.0.0.3
+receiver_start L pl --host 127.0.0.1 --port "$pa"
 A="http://127.0.0.2:$pa"
 H="http://127.0.0.3:$ph"
 assert_cmd "three receivers listen" test -n "$pa" -a -n "$ph" -a "$pl" = "$pa"
@@ -77,17 +67,16 @@ post() {
 		--data "{\"input_data\":\"safety\",\"iterations\":1,\"callback_url\":\"$1\"}"
 	ID=$(json_get "$HTTP_BODY" 'j.get("request_id", "")' 2>/dev/null)
 }
-# settle ID: waits (bounded) until the callback is delivered or failed
-settle() {
-	for _ in $(seq 300); do
-		http GET "$BASE/requests/$1"
-		case $(json_get "$HTTP_BODY" 'j["callback_status"]') in
-		delivered | failed) return 0 ;;
-		esac
-		sleep 0.1
-	done
+# settle ID: waits (bounded) until the callback is delivered or failed;
+# HTTP_BODY is the job's last GET /requests/ID
+settled() {
+	http GET "$BASE/requests/$1"
+	case $(json_get "$HTTP_BODY" 'j["callback_status"]') in
+	delivered | failed) return 0 ;;
+	esac
 	return 1
 }
+settle() { wait_for "settled $1" 30; }
 
 # ---- intake --------------------------------------------------------------
 post "http://127.0.0.1:$pl/ok"
@@ -166,10 +155,7 @@ assert_cmd "deliverer VmRSS grew < 16 MiB over a 100 MiB response (grew ${grow} 
 post "$H/hang/9~1"
 hang1=$ID
 post "$H/hang/9~2" # waits behind the first: CONSUMA_MAX_PER_HOST=1
-for _ in $(seq 50); do
-	grep -q '"/hang/9~1"' "$T/H.jsonl" 2>/dev/null && break
-	sleep 0.1
-done
+wait_for 'grep -q "\"/hang/9~1\"" "$T/H.jsonl"' 5
 ids=()
 : >"$T/fast.txt"
 for i in 1 2 3 4 5; do
