@@ -15,13 +15,10 @@
 #     while /healthz and POST /async keep answering 200 / 202 (their p99 is
 #     printed, not asserted); the memory of every process stays flat.
 . "$(dirname "$0")/lib.sh"
-RECV=$SRC/tests/integration/receiver.py
 J='Content-Type: application/json'
 
-python3 "$RECV" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
-t_track $!
-for _ in $(seq 50); do [ -s "$T/r.port" ] && break; sleep 0.1; done
-CB="http://127.0.0.1:$(cat "$T/r.port")/ok"
+receiver_start r rport
+CB="http://127.0.0.1:$rport/ok"
 
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_TRUSTED_PROXIES=127.0.0.1/32 \
 	CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_DEFAULT_ITERATIONS=1
@@ -126,13 +123,12 @@ assert_eq "healthz shows the depth" 10 "$(json_get "$HTTP_BODY" 'j["queue_depth"
 
 "$SRC/tools/stack.sh" start-deliverer --dir "$T/q" >/dev/null 2>&1 ||
 	not_ok "stack.sh start-deliverer failed"
-depth=10
-for _ in $(seq 150); do
+drained() {
 	http GET "$BASE/healthz"
 	depth=$(json_get "$HTTP_BODY" 'j["queue_depth"]' 2>/dev/null || echo '?')
-	[ "$depth" = 0 ] && break
-	sleep 0.2
-done
+	[ "$depth" = 0 ]
+}
+wait_for drained 30
 assert_eq "the deliverer drains the queue" 0 "$depth"
 async_post 198.51.100.3
 assert_eq "after the drain: 202 again" 202 "$HTTP_CODE"

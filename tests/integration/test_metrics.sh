@@ -37,11 +37,8 @@ CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_MAX_PENDING_PER_HOST=5 CONSUMA_HEARTBEAT_STALE_SECONDS=60 CONSUMA_MAX_WORKERS=1 \
 	stack_up "$T/s" --api-procs 2 --sync-procs 2
 
-for _ in $(seq 100); do # the deliverer's first heartbeat
-	scrape "$T/before.prom"
-	[ "$(value "$T/before.prom" consuma_deliverers_alive)" = 1 ] && break
-	sleep 0.1
-done
+# the deliverer's first heartbeat
+wait_for 'scrape "$T/before.prom"; [ "$(value "$T/before.prom" consuma_deliverers_alive)" = 1 ]' 10
 assert_match "Content-Type is the text exposition 0.0.4" '^text/plain; version=0.0.4' \
 	"$(tr -d '\r' <"$T/before.prom.h" | awk -F': ' 'tolower($1) == "content-type" { print $2 }')"
 assert_cmd "promtool accepts a scrape of an idle stack" promtool check metrics <"$T/before.prom"
@@ -58,12 +55,12 @@ fi
 # the deliverer's last writes: every accepted job finished, and counted
 # (an attempt is counted just after the commit that finishes its job)
 received=$(py "$T/storm.json" 'j["async"]["callbacks"]["received"]')
-for _ in $(seq 300); do
+all_counted() {
 	scrape "$T/after.prom"
 	[ "$(value "$T/after.prom" consuma_queue_depth)" = 0 ] &&
-		[ "$(sum "$T/after.prom" '^consuma_callback_attempts_total[{]outcome="delivered",')" -ge "$received" ] && break
-	sleep 0.1
-done
+		[ "$(sum "$T/after.prom" '^consuma_callback_attempts_total[{]outcome="delivered",')" -ge "$received" ]
+}
+wait_for all_counted 30
 promtool check metrics <"$T/after.prom" >"$T/promtool.out" 2>&1 && ok "promtool accepts the scrape after the storm" ||
 	{ not_ok "promtool refused the scrape"; cat "$T/promtool.out" >&2; }
 

@@ -59,7 +59,7 @@ sed -i "s|unix:$N/|unix:$D/|g" "$N/nginx.conf"
 nginx -c "$N/nginx.conf" -e "$N/nginx.log" -g 'daemon off;' &
 t_track $!
 NB=http://127.0.0.1:$nport
-for _ in $(seq 100); do curl -s -o /dev/null "$NB/healthz" && break; sleep 0.1; done
+wait_for 'curl -s -o /dev/null "$NB/healthz"' 10
 
 J='Content-Type: application/json'
 http POST "$NB/sync" -H "$J" -d '{"input_data": "hello", "iterations": 1}'
@@ -191,10 +191,7 @@ lighttpd -D -f "$C/lighttpd.conf" &
 t_track $!
 nginx -c "$C/nginx.conf" -e "$C/nginx.log" -g 'daemon off;' &
 t_track $!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "http://127.0.0.1:$lp2/" && curl -s -o /dev/null "http://127.0.0.1:$np2/" && break
-	sleep 0.1
-done
+wait_for 'curl -s -o /dev/null "http://127.0.0.1:$lp2/" && curl -s -o /dev/null "http://127.0.0.1:$np2/"' 10
 front "lighttpd: no backend" "$lp2" 503 '^service: no backend available' \
 	'GET /healthz HTTP/1.1\r\n%s\r\n' "$H"
 front "nginx: no backend" "$np2" 502 '^service: the backend gave no valid answer' \

@@ -15,7 +15,6 @@
 #    and leaves the jobs outside the window alone;
 #  - consuma_jobs_redelivered_total counts them.
 . "$(dirname "$0")/lib.sh"
-RECV=$SRC/tests/integration/receiver.py
 
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_CALLBACK_MAX_RETRIES=2 \
@@ -24,14 +23,7 @@ export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_RATE_LIMIT_REQUESTS=0 \
 	CONSUMA_CALLBACK_SECRET="whsec_$(head -c 32 /dev/urandom | base64 -w0)"
 stack_up "$T/s"
 db=$T/s/consuma.db
-sql() { sqlite3 -separator ' ' "$db" "$1"; }
 
-receiver() { # PORT LOG: a receiver on PORT (0: any), its port into LOG.port
-	python3 "$RECV" serve --port "$1" --port-file "$2.port" --log "$2" &
-	t_track $!
-	for _ in $(seq 100); do [ -s "$2.port" ] && break; sleep 0.1; done
-	[ -s "$2.port" ] || { not_ok "receiver on port $1 did not start"; t_done; }
-}
 submit() { # URL: sets ID
 	http POST "$BASE/async" -H 'Content-Type: application/json' \
 		-d "{\"input_data\":\"redeliver\",\"iterations\":1,\"callback_url\":\"$1\"}"
@@ -39,10 +31,7 @@ submit() { # URL: sets ID
 	ID=$(json_get "$HTTP_BODY" 'j["request_id"]')
 }
 status_of() { sql "SELECT callback_status FROM requests WHERE id='$1'"; }
-wait_status() { # ID STATUS
-	for _ in $(seq 300); do [ "$(status_of "$1")" = "$2" ] && return 0; sleep 0.1; done
-	return 1
-}
+wait_status() { wait_for "[ \"\$(status_of $1)\" = $2 ]" 30; } # ID STATUS
 redeliver() { http POST "$BASE/requests/$1/redeliver" -H 'Content-Type: application/json' -d ''; }
 bulk() { http POST "$BASE/requests/redeliver" -H 'Content-Type: application/json' -d "$1"; }
 now3339() { python3 -c 'import datetime; print(datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")'; }
@@ -58,8 +47,8 @@ for line in open(sys.argv[1]):
 ' "$1" "$2"
 }
 
-receiver 0 "$T/up.jsonl"
-up=http://127.0.0.1:$(cat "$T/up.jsonl.port")
+receiver_start up up_port
+up=http://127.0.0.1:$up_port
 
 # ---- errors -------------------------------------------------------------------
 redeliver 01a2338b-7ecb-7034-a672-cf1767c61599
@@ -96,7 +85,7 @@ submit "http://127.0.0.1:$dead/ok"
 a=$ID
 assert_cmd "job to a closed port failed" wait_status "$a" failed
 assert_eq "after CONSUMA_CALLBACK_MAX_RETRIES=2 attempts" 2 "$(sql "SELECT attempts FROM requests WHERE id='$a'")"
-receiver "$dead" "$T/late.jsonl"
+receiver_start late late_port --port "$dead"
 redeliver "$a"
 assert_http "redeliver the failed job: 202" 202
 assert_eq "Location names it" "/requests/$a" "$(header_get Location)"
@@ -112,7 +101,7 @@ b=$ID
 assert_cmd "job delivered" wait_status "$b" delivered
 redeliver "$b"
 assert_http "redeliver a delivered job: 202" 202
-for _ in $(seq 100); do [ "$(callbacks "$T/up.jsonl" "$b" | wc -l)" -ge 2 ] && break; sleep 0.1; done
+wait_for '[ "$(callbacks "$T/up.jsonl" "$b" | wc -l)" -ge 2 ]' 10
 assert_eq "two callbacks, attempts 1 and 2, the same webhook-id" "1 $b signed
 2 $b signed" "$(callbacks "$T/up.jsonl" "$b")"
 assert_cmd "and it is delivered again" wait_status "$b" delivered
@@ -146,7 +135,7 @@ bulk "{\"status\":\"delivered\",$window,\"dry_run\":true}"
 assert_eq "no delivered job in the window" 0 "$(json_get "$HTTP_BODY" 'j["count"]')"
 assert_eq "a dry run changes nothing" 0 "$(sql "SELECT value FROM counters WHERE name='queue_depth'")"
 
-receiver "$slow" "$T/slow.jsonl"
+receiver_start slow slow_port --port "$slow"
 bulk "{\"status\":\"failed\",$window}"
 assert_http "bulk run: 202" 202
 assert_eq "7 scheduled, none remaining" "7 0" "$(json_get "$HTTP_BODY" '"%d %d" % (j["count"], j["remaining"])')"

@@ -47,7 +47,7 @@ assert_eq "up again starts nothing new" "$pids_before" "$(pids_of)"
 old_api=$(cat "$D/fcgi-api-1.pid")
 old_sync=$(cat "$D/fcgi-sync-1.pid")
 kill -TERM "$old_api"
-for _ in $(seq 50); do kill -0 "$old_api" 2>/dev/null || break; sleep 0.1; done
+wait_for '! kill -0 "$old_api" 2>/dev/null' 5
 "$STACK" status --dir "$D" >/dev/null
 assert_eq "status exits 1 when part of the stack is down" 1 "$?"
 "$STACK" up --dir "$D" --no-deliverer >/dev/null 2>&1
@@ -69,20 +69,20 @@ curl -s -m 60 -o "$T/slow.json" -w '%{http_code}' -H 'Content-Type: application/
 curl_pid=$!
 # wait until one of them has spent 0.1 s of CPU on it: the request is in hand
 busy=''
-for _ in $(seq 200); do
+computing() {
 	for p in $sync_pids; do
 		[ $(($(cpu_ticks "$p") - ticks0[$p])) -ge 10 ] && busy=$p
 	done
-	[ -n "$busy" ] && break
-	sleep 0.05
-done
+	[ -n "$busy" ]
+}
+wait_for computing 10
 assert_cmd "a sync process is computing the slow request" test -n "$busy"
 for p in $sync_pids; do kill -TERM "$p"; done
 wait "$curl_pid"
 assert_eq "the request in hand is answered" 200 "$(cat "$T/slow.code")"
 assert_eq "with its result" completed "$(json_get "$(cat "$T/slow.json")" 'j["status"]')"
 for p in $sync_pids; do
-	for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	wait_for '! kill -0 "$p" 2>/dev/null' 10
 	assert_cmd "sync process $p exited after SIGTERM" sh -c "! kill -0 $p 2>/dev/null"
 done
 assert_match "it logged a clean stop after serving" 'event=stopping reason=signal served=1' \

@@ -225,7 +225,7 @@ liar_port=$(free_port)
 secret=whsec_$(head -c 24 /dev/urandom | base64 | tr -d '\n')
 python3 "$T/liar.py" "$liar_port" "$secret" 2>"$T/liar.err" &
 t_track $!
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$liar_port/" && break; sleep 0.1; done
+wait_for 'curl -s -o /dev/null "http://127.0.0.1:$liar_port/"' 5
 rc=0
 "$STORM" --server-url "http://127.0.0.1:$liar_port" --num-requests 10 --concurrency 2 --iterations 10 \
 	--callback-port "$(free_port)" --callback-wait 3 --timeout 10 --secret "$secret" \
