@@ -24,8 +24,7 @@ t_cleanup() {
 		kill "$p" 2>/dev/null || true
 	done
 	for p in "${T_PIDS[@]}"; do
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$p" 2>/dev/null || true
+		wait_for "! kill -0 $p 2>/dev/null" 5 || kill -9 "$p" 2>/dev/null || true
 	done
 	if [ "${T_KEEP:-0}" = 1 ] || [ "$T_FAILED" -gt 0 ]; then
 		echo "# kept $T for inspection" >&2
