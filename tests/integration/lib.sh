@@ -91,12 +91,13 @@ t_done() {
 # 0.1 s until it succeeds (returns 0) or TIMEOUT seconds (fractions too)
 # have passed (returns 1). A test waits for the event it needs, never for a
 # fixed time, so a slow machine (ASan) only takes longer; the assertion
-# after it says what was missing.
+# after it says what was missing. (Its locals are named so that COND does
+# not meet them instead of the caller's.)
 wait_for() {
-	local cond=$1 deadline
-	deadline=$(($(date +%s%3N) + $(awk -v s="$2" 'BEGIN { printf "%d", s * 1000 }')))
-	until eval "$cond"; do
-		[ "$(date +%s%3N)" -lt "$deadline" ] || return 1
+	local wait_for_cond=$1 wait_for_deadline
+	wait_for_deadline=$(($(date +%s%3N) + $(awk -v s="$2" 'BEGIN { printf "%d", s * 1000 }')))
+	until eval "$wait_for_cond"; do
+		[ "$(date +%s%3N)" -lt "$wait_for_deadline" ] || return 1
 		sleep 0.1
 	done
 }
