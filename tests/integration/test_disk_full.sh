@@ -31,10 +31,8 @@ disk_cleanup() {
 }
 trap disk_cleanup EXIT
 
-python3 "$SRC/tests/integration/receiver.py" serve --port-file "$T/r.port" --log "$T/r.jsonl" &
-t_track $!
-for _ in $(seq 50); do [ -s "$T/r.port" ] && break; sleep 0.1; done
-CB="http://127.0.0.1:$(cat "$T/r.port")/ok"
+receiver_start r rport
+CB="http://127.0.0.1:$rport/ok"
 
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_DEFAULT_ITERATIONS=1 \
 	CONSUMA_MAX_PENDING_PER_HOST=0 CONSUMA_RATE_LIMIT_REQUESTS=0 \
@@ -82,11 +80,7 @@ assert_eq "every 503 names the database in its JSON detail" 0 "$badbody"
 
 # Each API process reports its own committer's failures: a probe may reach
 # one whose last write was a while ago, so post and probe in turn.
-for _ in $(seq 10); do
-	post
-	http GET "$BASE/healthz"
-	[ "$HTTP_CODE" = 503 ] && break
-done
+wait_for 'post; http GET "$BASE/healthz"; [ "$HTTP_CODE" = 503 ]' 10
 assert_http "/healthz while writes fail" 503
 assert_eq "/healthz status" degraded "$(json_get "$HTTP_BODY" 'j["status"]')"
 assert_eq "/healthz writes_ok" false "$(json_get "$HTTP_BODY" 'str(j["writes_ok"]).lower()')"
@@ -101,22 +95,10 @@ assert_eq "every 202 is readable (${#ACCEPTED[@]} jobs)" 0 "$missing"
 
 # ---- 3. space returns: recovery without restart -----------------------------------
 rm -f "$DISK/filler"
-got=000
-for _ in $(seq 50); do
-	post
-	got=$HTTP_CODE
-	[ "$got" = 202 ] && break
-	sleep 0.2
-done
-assert_eq "POST /async after space returns" 202 "$got"
-ok_health=000
-for _ in $(seq 50); do
-	http GET "$BASE/healthz"
-	ok_health=$HTTP_CODE
-	[ "$ok_health" = 200 ] && break
-	sleep 0.2
-done
-assert_eq "/healthz after space returns" 200 "$ok_health"
+wait_for 'post; [ "$HTTP_CODE" = 202 ]' 10
+assert_eq "POST /async after space returns" 202 "$HTTP_CODE"
+wait_for 'http GET "$BASE/healthz"; [ "$HTTP_CODE" = 200 ]' 10
+assert_eq "/healthz after space returns" 200 "$HTTP_CODE"
 
 "$SRC/tools/stack.sh" down --dir "$T/s" >/dev/null 2>&1
 assert_clean_logs "$T/s"
