@@ -13,27 +13,33 @@ export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_LEASE_SECONDS=2 CONSUMA_POLL
 	CONSUMA_DATABASE_PATH=$T/q.db CONSUMA_LOG_LEVEL=debug
 db=$T/q.db
 receiver_start r rport
-# started LOG: the deliverer logging to LOG is up (10 s at most).
-started() { wait_for "grep -q deliverer.started '$1'" 10; }
+# deliverer NAME: a deliverer on $db (doorbell $T/NAME.bell, log
+# $T/NAME.log), its pid in $NAME once it has logged its start.
+deliverer() {
+	CONSUMA_DOORBELL_PATH=$T/$1.bell "$BUILD/consuma-deliverer" 2>"$T/$1.log" &
+	printf -v "$1" '%s' $!
+	t_track $!
+	wait_for "grep -q deliverer.started '$T/$1.log'" 10
+}
+# queue_four NAME PATH: four jobs NAME-1..4, due now, to the receiver's PATH.
+queue_four() {
+	local now i
+	now=$(date +%s%3N)
+	for i in 1 2 3 4; do
+		echo "INSERT INTO requests (id, mode, status, callback_status, input_data, iterations,
+		      callback_url, callback_host, created_at, next_attempt_at)
+		      VALUES ('$1-$i', 'async', 'queued', 'pending', '$1 $i', 1,
+		      'http://127.0.0.1:$rport$2', '127.0.0.1', $now, $now);"
+	done | sqlite3 "$db"
+}
 
-CONSUMA_DOORBELL_PATH=$T/a.bell "$BUILD/consuma-deliverer" 2>"$T/a.log" &
-a=$!
-t_track $a
-started "$T/a.log"
-now=$(date +%s%3N)
-for i in 1 2 3 4; do
-	echo "INSERT INTO requests (id, mode, status, callback_status, input_data, iterations,
-	      callback_url, callback_host, created_at, next_attempt_at)
-	      VALUES ('fence-$i', 'async', 'queued', 'pending', 'fence $i', 1,
-	      'http://127.0.0.1:$rport/slow/2500', '127.0.0.1', $now, $now);"
-done | sqlite3 "$db"
+deliverer a
+queue_four fence /slow/2500
 python3 "$RECV" wait --log "$T/r.jsonl" --count 4 --timeout 10 >/dev/null
 assert_eq "deliverer A sent the four callbacks" 0 $?
 kill -STOP "$a"
 
-CONSUMA_DOORBELL_PATH=$T/b.bell "$BUILD/consuma-deliverer" 2>"$T/b.log" &
-b=$!
-t_track $b
+deliverer b
 # B may claim only once A's leases ran out (2 s after A's last renewal).
 wait_for '[ "$(sql "SELECT count(*) FROM attempts WHERE number = 2")" = 4 ]' 10
 assert_eq "B claimed the four jobs after A's leases expired" 4 \
@@ -60,22 +66,10 @@ assert_eq "B exits 0" 0 $?
 # A neighbour that dies while holding jobs: with 60 s leases, the survivor
 # takes the jobs back within seconds (dead-process check), not a minute.
 export CONSUMA_LEASE_SECONDS=60
-CONSUMA_DOORBELL_PATH=$T/c.bell "$BUILD/consuma-deliverer" 2>"$T/c.log" &
-c=$!
-t_track $c
-started "$T/c.log"
-now=$(date +%s%3N)
-for i in 1 2 3 4; do
-	echo "INSERT INTO requests (id, mode, status, callback_status, input_data, iterations,
-	      callback_url, callback_host, created_at, next_attempt_at)
-	      VALUES ('dead-$i', 'async', 'queued', 'pending', 'dead $i', 1,
-	      'http://127.0.0.1:$rport/slow/2000~dead', '127.0.0.1', $now, $now);"
-done | sqlite3 "$db"
+deliverer c
+queue_four dead /slow/2000~dead
 wait_for '[ "$(count_lines "$T/r.jsonl" "~dead")" -ge 4 ]' 10
-CONSUMA_DOORBELL_PATH=$T/d.bell "$BUILD/consuma-deliverer" 2>"$T/d.log" &
-d=$!
-t_track $d
-started "$T/d.log"
+deliverer d
 kill -9 "$c"
 t0=$(date +%s)
 dead_delivered() { sql "SELECT count(*) FROM requests WHERE id LIKE 'dead-%' AND callback_status = 'delivered'"; }
