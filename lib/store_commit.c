@@ -343,8 +343,11 @@ enum store_err store_committer_submit(struct store_committer *c, const struct jo
 		snprintf(msg, msglen, "the store's committer is stopping");
 		return STORE_IO;
 	}
+	/* w lives on this stack until its semaphore is posted, and the
+	 * committer detaches the list and resets jobs_tail before it posts:
+	 * the pointer never outlives w. */
 	*c->jobs_tail = &w;
-	c->jobs_tail = &w.next;
+	c->jobs_tail = &w.next; /* cppcheck-suppress autoVariables */
 	pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->mu);
 	while (sem_wait(&w.done) != 0 && errno == EINTR)

@@ -232,7 +232,7 @@ enum store_err sq_claim(struct store *b, int64_t now, int64_t lease_ms, int max,
 	sqlite3_bind_int64(sel, 1, now);
 	bind_text_or_null(sel, 2, exclude);
 	sqlite3_bind_int(sel, 3, max);
-	int rc;
+	int rc = SQLITE_DONE;
 	while (count < max && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
 		err = read_job(sel, &arr[count]);
 		if (err != STORE_OK)
@@ -546,10 +546,10 @@ enum store_err sq_recover_dead(struct store *b, int64_t now,
 		sqlite3_bind_text(ex, 1, dead[i], -1, SQLITE_STATIC);
 		sqlite3_bind_int64(ex, 2, now);
 		err = sq_step_done(q, ex, "expire leases");
-		if (err == STORE_OK)
+		if (err == STORE_OK) {
 			total += sqlite3_changes(q->db);
-		if (err == STORE_OK)
 			err = delete_heartbeat(q, dead[i]);
+		}
 	}
 	cz_free(dead);
 	if (err == STORE_OK)
