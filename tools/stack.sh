@@ -3,6 +3,7 @@
 # process with its own pid file, all state under one directory.
 #
 #   tools/stack.sh up [--port P] [--dir D] [--sync-procs N] [--api-procs N] [--no-deliverer] [--auth]
+#                     [--postgres]
 #   tools/stack.sh status [--dir D]
 #   tools/stack.sh down [--dir D]
 #   tools/stack.sh start-deliverer [--dir D]
@@ -19,6 +20,8 @@
 #                                    socket and one pid file per process
 #           lighttpd                 127.0.0.1:P, config from proxy-conf/
 #           deliverer                consuma-deliverer, when it is built
+#           postgres                 with --postgres: a private PostgreSQL
+#                                    cluster in D/pg (tools/pg.sh), first
 #         waits (bounded) until /healthz answers and prints the base URL as
 #         its last line of stdout (progress goes to stderr).
 #         Access: open (no API keys, as for local development) unless
@@ -26,8 +29,14 @@
 #         the variable uses D/api-keys and, when that file is empty or
 #         missing, mints an admin key into D/admin.key (both 0600) and says
 #         where on stderr. Send it as `Authorization: Bearer $(cat D/admin.key)`.
+#         Store: SQLite at CONSUMA_DATABASE_PATH unless
+#         CONSUMA_DATABASE_URL is set, which the processes then use (an
+#         existing PostgreSQL server). --postgres without that variable
+#         starts the private cluster and exports its URL (D/pg/url) as
+#         CONSUMA_DATABASE_URL; with it set, --postgres changes nothing.
 # down    SIGTERM to exactly the pids in D/*.pid, waits (bounded; then
-#         SIGKILL), removes the pid files.
+#         SIGKILL), removes the pid files; then stops the private cluster
+#         by its postmaster's pid (its data stays in D/pg/data).
 # status  one line per pid file: name, pid, running or dead. Exit 0 when
 #         everything recorded runs, 1 when some of it does, 3 when none.
 #
@@ -71,6 +80,9 @@ api_procs=2
 procs_set=0
 with_deliverer=1
 want_auth=0
+want_pg=0
+# a URL from the caller's environment, not one saved in D/stack.env
+url_given=${CONSUMA_DATABASE_URL:+1}
 
 positive_int() { [[ "$1" =~ ^[1-9][0-9]{0,3}$ ]]; }
 
@@ -103,6 +115,10 @@ while [ $# -gt 0 ]; do
 		;;
 	--auth)
 		want_auth=1
+		shift
+		;;
+	--postgres)
+		want_pg=1
 		shift
 		;;
 	-h | --help) usage ;;
@@ -199,6 +215,8 @@ load_layout() {
 		saved_port=$(sed -n 's/^port=\([0-9]*\)$/\1/p' "$dir/stack.layout")
 		saved_sync=$(sed -n 's/^sync_procs=\([0-9]*\)$/\1/p' "$dir/stack.layout")
 		saved_api=$(sed -n 's/^api_procs=\([0-9]*\)$/\1/p' "$dir/stack.layout")
+		# a stack started with --postgres keeps its cluster until down
+		grep -qx 'postgres=private' "$dir/stack.layout" && want_pg=1
 	fi
 	if pid_of lighttpd >/dev/null && [ -n "$saved_port" ]; then
 		if [ $port_set = 1 ] && [ "$port" != "$saved_port" ]; then
@@ -220,6 +238,27 @@ load_layout() {
 save_layout() {
 	printf 'port=%s\nsync_procs=%s\napi_procs=%s\n' "$port" "$sync_procs" "$api_procs" \
 		>"$dir/stack.layout"
+	[ "$pg_private" = 0 ] || echo postgres=private >>"$dir/stack.layout"
+}
+
+# start_postgres: with --postgres and no CONSUMA_DATABASE_URL from the
+# caller, the private cluster in D/pg; its URL replaces a saved one (the port
+# may differ after a restart). Returns 0 when it changed the environment.
+pg_private=0
+start_postgres() {
+	local url
+	[ $want_pg = 1 ] || return 1
+	if [ -n "$url_given" ]; then
+		say "postgres: CONSUMA_DATABASE_URL is set; using that server, no private cluster"
+		return 1
+	fi
+	pg_private=1
+	url=$("$root/tools/pg.sh" up "$dir/pg" 2>>"$dir/pg.log" | tail -n 1) ||
+		{ tail -n 10 "$dir/pg.log" >&2; die "the private PostgreSQL cluster did not start (see $dir/pg.log)"; }
+	say "postgres: private cluster in $dir/pg, ${url%%:*}://...@${url##*@}"
+	[ "${CONSUMA_DATABASE_URL:-}" != "$url" ] || return 1
+	export CONSUMA_DATABASE_URL=$url
+	return 0
 }
 
 # ---- build ---------------------------------------------------------------------
@@ -380,6 +419,7 @@ cmd_up() {
 	load_layout
 	find_binaries
 	if setup_auth; then save_env; fi
+	if start_postgres; then save_env; fi
 	[ -f "$dir/stack.env" ] || save_env
 	for ((i = 1; i <= sync_procs; i++)); do start_fcgi sync "$i"; done
 	for ((i = 1; i <= api_procs; i++)); do start_fcgi api "$i"; done
@@ -408,6 +448,12 @@ cmd_down() {
 	done
 	stop_pids "$STOP_WAIT_S" "${pids[@]}" || die "some processes would not stop: ${pids[*]}"
 	[ ${#files[@]} -gt 0 ] && rm -f "${files[@]}"
+	# the cluster last: its clients (pools, deliverer) are gone now
+	if [ -f "$dir/pg/data/postmaster.pid" ]; then
+		pid=$("$root/tools/pg.sh" status "$dir/pg" | awk '{ print $2 }') || true
+		"$root/tools/pg.sh" down "$dir/pg" 2>>"$dir/pg.log" || die "the PostgreSQL cluster in $dir/pg would not stop"
+		[[ "$pid" =~ ^[0-9]+$ ]] && pids+=("$pid")
+	fi
 	# a full stop forgets the configuration: the next up starts fresh
 	rm -f "$dir"/fcgi-*.sock "$dir/stack.env" "$dir/stack.layout"
 	say "down: stopped ${#pids[@]} processes in $dir"
@@ -427,6 +473,15 @@ cmd_status() {
 				dead=$((dead + 1))
 			fi
 		done
+	fi
+	if [ -f "$dir/pg/data/postmaster.pid" ]; then
+		if pid=$("$root/tools/pg.sh" status "$dir/pg"); then
+			printf '%-14s %-8s running\n' postgres "$(awk '{ print $2 }' <<<"$pid")"
+			running=$((running + 1))
+		else
+			printf '%-14s %-8s dead\n' postgres "$(head -n 1 "$dir/pg/data/postmaster.pid" 2>/dev/null)"
+			dead=$((dead + 1))
+		fi
 	fi
 	if pid_of lighttpd >/dev/null && [ -f "$dir/stack.layout" ]; then
 		port_now=$(sed -n 's/^port=\([0-9]*\)$/\1/p' "$dir/stack.layout")

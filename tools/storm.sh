@@ -19,6 +19,12 @@
 # and consuma-storm sends it (--api-key). --api-key KEY goes to
 # consuma-storm as it is (a server of your own with CONSUMA_API_KEYS_FILE).
 #
+# Store: --backend sqlite (the default) or --backend postgres. postgres
+# starts the private stack with tools/stack.sh --postgres: a private
+# PostgreSQL cluster in the stack's directory, or the server named by
+# CONSUMA_DATABASE_URL when that is set. Not with --server-url (that server
+# has its store already).
+#
 # Every option goes to consuma-storm (see `tools/storm.sh --help`). It
 # builds first when needed (cmake, Release, into build/ of the checkout; as
 # root it installs missing Debian packages, else it prints the apt-get line
@@ -39,15 +45,27 @@ num_requests=100
 info_only=0
 auth=0
 api_key_given=0
+backend=''
 args=("$@")
-storm_args=() # the arguments without storm.sh's own (--auth)
+storm_args=() # the arguments without storm.sh's own (--auth, --backend)
 for ((i = 0; i < ${#args[@]}; i++)); do
 	a=${args[i]}
 	next=${args[i + 1]:-}
-	if [ "$a" = --auth ]; then
+	case $a in
+	--auth)
 		auth=1
 		continue
-	fi
+		;;
+	--backend)
+		backend=$next
+		i=$((i + 1))
+		continue
+		;;
+	--backend=*)
+		backend=${a#*=}
+		continue
+		;;
+	esac
 	storm_args+=("$a")
 	case $a in
 	--server-url) server_url=$next ;;
@@ -61,10 +79,24 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 	esac
 done
 
+case $backend in
+'' | sqlite) backend=sqlite ;;
+postgres) ;;
+*)
+	say "--backend takes sqlite or postgres, not [$backend]"
+	exit 2
+	;;
+esac
+if [ "$backend" = postgres ] && [ -n "$server_url" ]; then
+	say "--backend postgres starts a private stack; a --server-url server has its store already"
+	exit 2
+fi
+
 # ---- build -------------------------------------------------------------------
 packages=(build-essential cmake pkg-config
-	libfcgi-dev libsqlite3-dev libssl-dev libjson-c-dev libcurl4-openssl-dev
+	libfcgi-dev libsqlite3-dev libssl-dev libjson-c-dev libcurl4-openssl-dev libpq-dev
 	libcmocka-dev libmicrohttpd-dev libsystemd-dev lighttpd spawn-fcgi curl python3)
+[ "$backend" = sqlite ] || [ -n "${CONSUMA_DATABASE_URL:-}" ] || packages+=(postgresql)
 
 ensure_packages() {
 	local p missing=()
@@ -164,6 +196,7 @@ elif [ $secret_given = 0 ]; then
 fi
 export CONSUMA_BUILD_DIR=$build
 stack_opts=()
+[ "$backend" = sqlite ] || stack_opts+=(--postgres)
 if [ $auth = 1 ]; then
 	# the stack's own keys file and admin key, whatever the environment names
 	unset CONSUMA_API_KEYS_FILE
@@ -173,7 +206,7 @@ elif [ -n "${CONSUMA_API_KEYS_FILE:-}" ] && [ $api_key_given = 0 ]; then
 fi
 
 port=$(free_port)
-say "starting a local stack on port $port (state in $stack_dir)"
+say "starting a local stack on port $port, store $backend (state in $stack_dir)"
 url=$("$root/tools/stack.sh" up --dir "$stack_dir" --port "$port" "${stack_opts[@]}" 2>>"$stack_dir/storm-stack.log" | tail -n 1) || {
 	tail -n 20 "$stack_dir/storm-stack.log" >&2 || true
 	say "the local stack did not start"

@@ -15,7 +15,7 @@ packages=(build-essential cmake pkg-config git
 	libfcgi-dev libsqlite3-dev sqlite3 libssl-dev openssl libjson-c-dev
 	libcurl4-openssl-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev systemd
 	lighttpd spawn-fcgi nginx-light curl python3 libxml2-utils wrk procps iproute2
-	clang-format clang libclang-rt-14-dev chromium prometheus)
+	clang-format clang libclang-rt-14-dev chromium prometheus postgresql libpq-dev)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -35,6 +35,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # prometheus: promtool checks a live scrape of GET /metrics (test_metrics).
+# postgresql: the private clusters of tools/pg.sh (tests, stack.sh
+# --postgres); libpq-dev: the PostgreSQL store.
 # Formatting is part of the contract (.clang-format).
 mapfile -t sources < <(git ls-files '*.c' '*.h' 2>/dev/null || find lib fcgi-app deliverer tools tests -name '*.[ch]')
 if [ ${#sources[@]} -gt 0 ]; then

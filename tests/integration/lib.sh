@@ -13,6 +13,7 @@ T_PASSED=0
 T_FAILED=0
 T_PIDS=()
 T_STACKS=()
+T_PGS=()
 
 t_cleanup() {
 	local d p
@@ -25,6 +26,10 @@ t_cleanup() {
 	done
 	for p in "${T_PIDS[@]}"; do
 		wait_for "! kill -0 $p 2>/dev/null" 5 || kill -9 "$p" 2>/dev/null || true
+	done
+	# after the stacks and pids: a cluster's clients are gone by now
+	for d in "${T_PGS[@]}"; do
+		"$SRC/tools/pg.sh" down "$d" >/dev/null 2>&1 || true
 	done
 	if [ "${T_KEEP:-0}" = 1 ] || [ "$T_FAILED" -gt 0 ]; then
 		echo "# kept $T for inspection" >&2
@@ -58,6 +63,10 @@ t_watchdog() {
 	if [ -f "$T/.pids" ]; then
 		while read -r p; do kill "$p" 2>/dev/null; done <"$T/.pids"
 	fi
+	# PostgreSQL clusters of pg_up (DIR/data/postmaster.pid), by their pid
+	while read -r d; do
+		"$SRC/tools/pg.sh" down "$(dirname "$(dirname "$d")")" >/dev/null 2>&1
+	done < <(find "$T" -maxdepth 5 -name postmaster.pid)
 	kill -TERM "$1" 2>/dev/null
 }
 t_watchdog $$ &
@@ -162,6 +171,21 @@ deliver_up() {
 	receiver_start r rport
 	stack_up "$T/s" "$@"
 	db=$T/s/consuma.db
+}
+
+# pg_up DIR [tools/pg.sh up options...]: starts a private PostgreSQL
+# cluster in DIR (stopped when the test exits), sets PG_URL to its
+# database's URL. Ends the test when the cluster does not start.
+pg_up() {
+	local dir=$1; shift
+	T_PGS+=("$dir")
+	PG_URL=$("$SRC/tools/pg.sh" up "$dir" "$@" 2>"$T/.pg_up.err" | tail -n 1) && [ -n "$PG_URL" ] || {
+		not_ok "tools/pg.sh up $dir failed"; cat "$T/.pg_up.err" >&2; t_done; }
+}
+
+# pg_down DIR: stops the cluster in DIR now (by the postmaster's pid).
+pg_down() {
+	"$SRC/tools/pg.sh" down "$1"
 }
 
 # http METHOD URL [curl args...]: sets HTTP_CODE, HTTP_BODY, HTTP_HEADERS.
