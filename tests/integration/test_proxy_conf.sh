@@ -8,6 +8,8 @@ export CONSUMA_RATE_LIMIT_REQUESTS=0
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true
 
 # fill SRC DST PORT DIR SYNC_N API_N: the @PLACEHOLDERS@ of a template
+# (FRONT_RATE, FRONT_BURST, FRONT_EXEMPT: nginx's rate limit, generous
+# unless set)
 fill() {
 	local text i sync_l='' api_l='' sync_n='' api_n=''
 	for ((i = 1; i <= $5; i++)); do
@@ -26,6 +28,9 @@ fill() {
 	text=${text//@API_UPSTREAMS@/$api_n}
 	text=${text//@MAX_REQUEST_KB@/256}
 	text=${text//@USER@/$(id -un)}
+	text=${text//@FRONT_RATE@/${FRONT_RATE:-100r/s}}
+	text=${text//@FRONT_BURST@/${FRONT_BURST:-1000}}
+	text=${text//@FRONT_EXEMPT@/${FRONT_EXEMPT:-}}
 	text=${text//@ERRORS_DIR@/$4/errors}
 	text=${text//@DIR@/$4}
 	printf '%s\n' "$text" >"$2"
@@ -46,6 +51,14 @@ fill "$SRC/proxy-conf/lighttpd.conf" "$C/lighttpd.conf" 8000 "$C" 2 3
 assert_cmd "lighttpd -tt accepts lighttpd.conf" lighttpd -tt -f "$C/lighttpd.conf"
 fill "$SRC/proxy-conf/nginx.conf" "$C/nginx.conf" 8000 "$C" 2 3
 assert_cmd "nginx -t accepts nginx.conf" nginx -t -q -c "$C/nginx.conf" -e "$C/nginx.log"
+# several hosts (proxy-conf/README.md): every host's processes over TCP
+fill "$SRC/proxy-conf/nginx.conf" "$C/nginx-hosts.conf" 8000 "$C" 1 1
+sed -i -e "s|server unix:$C/fcgi-sync-1.sock;|server 10.0.0.11:9001; server 10.0.0.12:9001;|" \
+	-e "s|server unix:$C/fcgi-api-1.sock;|server 10.0.0.11:9101; server 10.0.0.11:9102; server 10.0.0.12:9101; server 10.0.0.12:9102;|" \
+	"$C/nginx-hosts.conf"
+assert_cmd "nginx -t accepts nginx.conf with two hosts' pools over TCP" \
+	nginx -t -q -c "$C/nginx-hosts.conf" -e "$C/nginx.log"
+assert_eq "... and it lists them" 6 "$(grep -o 'server 10\.0\.0\.1[12]:9[01]0[12];' "$C/nginx-hosts.conf" | wc -l)"
 
 # ---- nginx in front of real pools ------------------------------------------------------
 stack_up "$T/stack" --sync-procs 1 --api-procs 1 --no-deliverer
@@ -90,6 +103,36 @@ assert_http "nginx: body over CONSUMA_MAX_BODY_BYTES, 413 from the app" 413 '^bo
 head -c 400000 /dev/zero | tr '\0' 'a' >"$T/huge"
 http POST "$NB/sync" -H "$J" --data-binary @"$T/huge"
 assert_http "nginx: body over the proxy's bound, 413 in JSON" 413 '^body'
+
+# ---- the rate limit at the front -------------------------------------------------------
+# one client (address, or bearer key) gets rate + burst requests, then 429
+# in JSON with Retry-After; another key or an exempt address is not
+# affected. 127.0.0.2 reaches nginx's 127.0.0.1 over lo.
+L=$T/limit
+mkdir -p "$L/nginx-tmp"
+lrport=$(free_port)
+FRONT_RATE=1r/m FRONT_BURST=2 FRONT_EXEMPT='127.0.0.2 0;' fill "$SRC/proxy-conf/nginx.conf" "$L/nginx.conf" "$lrport" "$L" 1 1
+sed -i "s|unix:$L/|unix:$D/|g" "$L/nginx.conf"
+nginx -c "$L/nginx.conf" -e "$L/nginx.log" -g 'daemon off;' &
+t_track $!
+LB=http://127.0.0.1:$lrport
+for _ in $(seq 100); do curl -s -o /dev/null --interface 127.0.0.2 "$LB/healthz" && break; sleep 0.1; done
+codes=''
+for _ in 1 2 3 4; do
+	http GET "$LB/healthz"
+	codes+="$HTTP_CODE "
+done
+assert_eq "front limit: rate + burst pass, then 429" "200 200 200 429 " "$codes"
+assert_http "front limit: the 429 is JSON" 429 '^rate: too many requests'
+assert_eq "front limit: Retry-After on the 429" 1 "$(header_get Retry-After)"
+http GET "$LB/healthz" -H 'Authorization: Bearer someone-else'
+assert_eq "front limit: a bearer key is a client of its own" 200 "$HTTP_CODE"
+codes=''
+for _ in 1 2 3 4 5; do
+	http GET "$LB/healthz" --interface 127.0.0.2
+	codes+="$HTTP_CODE "
+done
+assert_eq "front limit: an exempt address is not limited" "200 200 200 200 200 " "$codes"
 
 # the same request through lighttpd and nginx reaches the same handler
 http GET "$BASE/requests/$id"
@@ -197,7 +240,7 @@ front "lighttpd: no backend" "$lp2" 503 '^service: no backend available' \
 front "nginx: no backend" "$np2" 502 '^service: the backend gave no valid answer' \
 	'GET /healthz HTTP/1.1\r\n%s\r\n' "$H"
 assert_eq "nginx: Retry-After on a front-end 502" 1 \
-	'GET /healthz HTTP/1.1\r\n%s\r\n' "$H" | python3 "$T/raw.py" "$np2" | cut -f5
+	"$(printf 'GET /healthz HTTP/1.1\r\n%s\r\n' "$H" | python3 "$T/raw.py" "$np2" | cut -f5)"
 
 # one text per status for both fronts
 for f in "$SRC"/proxy-conf/errors/*.json; do
