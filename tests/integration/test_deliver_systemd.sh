@@ -30,6 +30,36 @@ rc=$?
 assert_eq "systemd-analyze verify passes" 0 "$rc"
 assert_eq "systemd-analyze verify has nothing to say" "" "$out"
 
+# A host of several (consuma-host.target): the pools on TCP through the
+# drop-in consuma-fcgi-tcp.conf, an instance per port.
+H=$T/host-units
+mkdir -p "$H/consuma-fcgi-api@.service.d" "$H/consuma-fcgi-sync@.service.d"
+cp "$T/units/consuma-deliverer.service" "$T/units/consuma-host.target" "$H/"
+for p in sync api; do
+	cp "$T/units/consuma-fcgi-$p@.service" "$H/"
+	sed -e "s#/usr/local/bin/#$BUILD/#g" -e "s#/usr/bin/spawn-fcgi#$spawn#g" "$U/consuma-fcgi-tcp.conf" \
+		>"$H/consuma-fcgi-$p@.service.d/tcp.conf"
+done
+cp "$H/consuma-fcgi-sync@.service" "$H/consuma-fcgi-sync@9001.service"
+cp "$H/consuma-fcgi-api@.service" "$H/consuma-fcgi-api@9101.service"
+out=$(systemd-analyze verify --man=no --generators=no "$H/consuma-host.target" \
+	"$H/consuma-fcgi-sync@9001.service" "$H/consuma-fcgi-api@9101.service" 2>&1)
+assert_eq "systemd-analyze verify passes a cluster host's units and drop-in" "0 " "$? $out"
+for w in consuma-fcgi-sync@9001.service consuma-fcgi-api@9101.service consuma-deliverer.service; do
+	assert_cmd "consuma-host.target wants $w" grep -q "^Wants=.*$w" "$U/consuma-host.target"
+done
+assert_cmd "consuma-host.target starts no lighttpd (nginx is the front)" \
+	bash -c "! grep -q '^Wants=.*lighttpd' '$U/consuma-host.target'"
+assert_cmd "the TCP drop-in binds the instance's port" \
+	grep -q '^ExecStart=/usr/bin/spawn-fcgi -n -a ${FCGI_LISTEN_ADDR} -p %i -- ' "$U/consuma-fcgi-tcp.conf"
+# the drop-in is read: a broken one fails verify
+sed -i "s#^ExecStart=$spawn#ExecStart=$T/no-such-spawn-fcgi#" "$H/consuma-fcgi-api@.service.d/tcp.conf"
+systemd-analyze verify --man=no --generators=no "$H/consuma-fcgi-api@9101.service" >/dev/null 2>&1
+assert_eq "a broken drop-in fails verify" 1 $?
+for u in consuma-deliverer.service consuma-fcgi-sync@.service consuma-fcgi-api@.service; do
+	assert_cmd "$u: after a local postgresql.service" grep -q '^After=.*postgresql.service' "$U/$u"
+done
+
 # The checker is live: a broken copy fails.
 sed -e 's/^Type=notify/Type=notifyy/' -e "s#^ExecStart=.*#ExecStart=$T/no-such-binary#" \
 	"$T/units/consuma-deliverer.service" >"$T/units/broken.service"
