@@ -5,7 +5,8 @@
 # runs it; the stacks are tools/stack.sh stacks, normally on one PostgreSQL
 # database (CONSUMA_DATABASE_URL).
 #
-#   tools/front.sh up --dir D [--port P] [--rate R] [--burst B] [--exempt CIDR]... STACK_DIR...
+#   tools/front.sh up --dir D [--port P] [--rate R] [--burst B] [--addr-rate R] [--addr-burst B]
+#                     [--exempt CIDR]... STACK_DIR...
 #   tools/front.sh down --dir D
 #
 # up     writes D/nginx.conf (nginx -t must accept it), starts nginx on
@@ -13,7 +14,9 @@
 #        until /healthz answers through it and prints the base URL as its
 #        last line of stdout. The rate limit at the front, per client (bearer
 #        key, else address): R in nginx's syntax (default 100r/m, consuma's
-#        default per client), burst B (default 100); --exempt takes a client
+#        default per client), burst B (default 100); per address whatever
+#        keys it sends, --addr-rate (default 1000r/m) and --addr-burst
+#        (default 1000); --exempt takes a client
 #        address or CIDR it does not limit (repeatable; a load test from
 #        127.0.0.1). The upstreams are the sockets D/fcgi-sync-N.sock and
 #        D/fcgi-api-N.sock each STACK_DIR has when up runs: run it after the
@@ -33,7 +36,7 @@ die() {
 	exit "${DIE_CODE:-1}"
 }
 usage() {
-	sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -43,6 +46,8 @@ dir=''
 port=8000
 rate=100r/m
 burst=100
+addr_rate=1000r/m
+addr_burst=1000
 exempt=''
 stacks=()
 while [ $# -gt 0 ]; do
@@ -58,14 +63,14 @@ while [ $# -gt 0 ]; do
 		port=$2
 		shift 2
 		;;
-	--rate)
-		[[ "${2:-}" =~ ^[1-9][0-9]{0,6}r/[sm]$ ]] || DIE_CODE=2 die "--rate needs nginx's NNNr/s or NNNr/m"
-		rate=$2
+	--rate | --addr-rate)
+		[[ "${2:-}" =~ ^[1-9][0-9]{0,6}r/[sm]$ ]] || DIE_CODE=2 die "$1 needs nginx's NNNr/s or NNNr/m"
+		if [ "$1" = --rate ]; then rate=$2; else addr_rate=$2; fi
 		shift 2
 		;;
-	--burst)
-		[[ "${2:-}" =~ ^[0-9]{1,7}$ ]] || DIE_CODE=2 die "--burst needs a number 0..9999999"
-		burst=$2
+	--burst | --addr-burst)
+		[[ "${2:-}" =~ ^[0-9]{1,7}$ ]] || DIE_CODE=2 die "$1 needs a number 0..9999999"
+		if [ "$1" = --burst ]; then burst=$2; else addr_burst=$2; fi
 		shift 2
 		;;
 	--exempt)
@@ -119,6 +124,8 @@ render() {
 	text=${text//@FRONT_RATE@/$rate}
 	text=${text//@FRONT_BURST@/$burst}
 	text=${text//@FRONT_EXEMPT@/$exempt}
+	text=${text//@FRONT_ADDR_RATE@/$addr_rate}
+	text=${text//@FRONT_ADDR_BURST@/$addr_burst}
 	text=${text//@DIR@/$dir}
 	printf '%s\n' "$text" >"$dir/nginx.conf"
 }

@@ -8,8 +8,8 @@ export CONSUMA_RATE_LIMIT_REQUESTS=0
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true
 
 # fill SRC DST PORT DIR SYNC_N API_N: the @PLACEHOLDERS@ of a template
-# (FRONT_RATE, FRONT_BURST, FRONT_EXEMPT: nginx's rate limit, generous
-# unless set)
+# (FRONT_RATE, FRONT_BURST, FRONT_ADDR_RATE, FRONT_ADDR_BURST, FRONT_EXEMPT:
+# nginx's rate limits, generous unless set)
 fill() {
 	local text i sync_l='' api_l='' sync_n='' api_n=''
 	for ((i = 1; i <= $5; i++)); do
@@ -31,6 +31,8 @@ fill() {
 	text=${text//@FRONT_RATE@/${FRONT_RATE:-100r/s}}
 	text=${text//@FRONT_BURST@/${FRONT_BURST:-1000}}
 	text=${text//@FRONT_EXEMPT@/${FRONT_EXEMPT:-}}
+	text=${text//@FRONT_ADDR_RATE@/${FRONT_ADDR_RATE:-100r/s}}
+	text=${text//@FRONT_ADDR_BURST@/${FRONT_ADDR_BURST:-1000}}
 	text=${text//@ERRORS_DIR@/$4/errors}
 	text=${text//@DIR@/$4}
 	printf '%s\n' "$text" >"$2"
@@ -111,7 +113,7 @@ assert_http "nginx: body over the proxy's bound, 413 in JSON" 413 '^body'
 L=$T/limit
 mkdir -p "$L/nginx-tmp"
 lrport=$(free_port)
-FRONT_RATE=1r/m FRONT_BURST=2 FRONT_EXEMPT='127.0.0.2 0;' fill "$SRC/proxy-conf/nginx.conf" "$L/nginx.conf" "$lrport" "$L" 1 1
+FRONT_RATE=1r/m FRONT_BURST=2 FRONT_ADDR_RATE=1r/m FRONT_ADDR_BURST=5 FRONT_EXEMPT='127.0.0.2 0;' fill "$SRC/proxy-conf/nginx.conf" "$L/nginx.conf" "$lrport" "$L" 1 1
 sed -i "s|unix:$L/|unix:$D/|g" "$L/nginx.conf"
 nginx -c "$L/nginx.conf" -e "$L/nginx.log" -g 'daemon off;' &
 t_track $!
@@ -133,6 +135,13 @@ for _ in 1 2 3 4 5; do
 	codes+="$HTTP_CODE "
 done
 assert_eq "front limit: an exempt address is not limited" "200 200 200 200 200 " "$codes"
+codes=''
+for k in 1 2 3 4 5 6 7; do
+	http GET "$LB/healthz" --interface 127.0.0.3 -H "Authorization: Bearer made-up-$k"
+	codes+="$HTTP_CODE "
+done
+assert_eq "front limit: one address with a new key each time is limited by address" \
+	"200 200 200 200 200 200 429 " "$codes"
 
 # the same request through lighttpd and nginx reaches the same handler
 http GET "$BASE/requests/$id"
