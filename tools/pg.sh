@@ -78,7 +78,9 @@ while [ $# -gt 0 ]; do
 		shift 2
 		;;
 	*)
-		[ "$cmd" = createdb ] && [ -z "$dbname" ] || DIE_CODE=2 die "unknown argument: $1 (try --help)"
+		if [ "$cmd" != createdb ] || [ -n "$dbname" ]; then
+			DIE_CODE=2 die "unknown argument: $1 (try --help)"
+		fi
 		[[ "$1" =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || DIE_CODE=2 die "database name: lower-case letters, digits and _"
 		dbname=$1
 		shift

@@ -22,14 +22,18 @@ assert_eq "the front's upstreams are both stacks' sockets" 5 \
 
 # served_by STACK: requests the stack's API pool logged
 served_by() { cat "$1"/fcgi-api-*.log | grep -c 'route=healthz'; }
+# healthz_codes N: the statuses of N GET /healthz through the front, run together
+healthz_codes() {
+	local codes=''
+	for _ in $(seq "$1"); do
+		http GET "$FB/healthz"
+		codes+=$HTTP_CODE
+	done
+	echo "$codes"
+}
 b1=$(served_by "$T/h1")
 b2=$(served_by "$T/h2")
-codes=''
-for _ in $(seq 12); do
-	http GET "$FB/healthz"
-	codes+=$HTTP_CODE
-done
-assert_eq "12 x /healthz through the front: 200" "$(printf '200%.0s' $(seq 12))" "$codes"
+assert_eq "12 x /healthz through the front: 200" "$(printf '200%.0s' $(seq 12))" "$(healthz_codes 12)"
 n1=$(($(served_by "$T/h1") - b1))
 n2=$(($(served_by "$T/h2") - b2))
 assert_cmd "both stacks served some ($n1 + $n2)" test "$n1" -gt 0 -a "$n2" -gt 0
@@ -40,12 +44,8 @@ assert_http "POST /sync through the front" 200
 assert_cmd "... answered by a sync pool" bash -c "cat '$T'/h[12]/fcgi-sync-1.log | grep -q 'route=sync'"
 
 "$SRC/tools/stack.sh" down --dir "$T/h2" 2>/dev/null
-codes=''
-for _ in $(seq 6); do
-	http GET "$FB/healthz"
-	codes+=$HTTP_CODE
-done
-assert_eq "one stack gone: the front still answers, from the other" "$(printf '200%.0s' $(seq 6))" "$codes"
+assert_eq "one stack gone: the front still answers, from the other" "$(printf '200%.0s' $(seq 6))" \
+	"$(healthz_codes 6)"
 
 "$SRC/tools/front.sh" down --dir "$F" 2>/dev/null
 assert_cmd "front.sh down stops its nginx" bash -c "! kill -0 $fpid 2>/dev/null"
