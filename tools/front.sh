@@ -42,6 +42,7 @@ usage() {
 
 cmd=${1:-}
 [ $# -gt 0 ] && shift
+case $cmd in -h | --help | help | '') usage ;; esac
 dir=''
 port=8000
 rate=100r/m
@@ -173,6 +174,5 @@ cmd_down() {
 case $cmd in
 up) cmd_up ;;
 down) cmd_down ;;
--h | --help | help) usage ;;
 *) DIE_CODE=2 die "usage: front.sh up|down --dir D [options] [STACK_DIR...] (try --help)" ;;
 esac
