@@ -29,12 +29,9 @@
  *
  * allow_private (CONSUMA_ALLOW_PRIVATE_CALLBACKS) relaxes K_PRIVATE only.
  *
- * Resolution (ssrf_resolve_system): getaddrinfo runs in a detached thread;
- * the caller waits on a condition variable for at most timeout_ms. A lookup
- * that outlives its caller finishes on its own and frees its state (the
- * state is reference counted: caller and thread each hold one reference).
- * The number of such threads is bounded by RESOLVE_MAX_THREADS; beyond it a
- * lookup fails at once rather than piling up threads behind a dead DNS.
+ * Resolution is lib/resolve.c's (resolve_system, a timed getaddrinfo) unless
+ * a resolver was injected (ssrf_policy_set_resolver); ssrf_check_url only
+ * judges what it returns.
  *
  * The guard (ssrf_curl_setup): CURLOPT_RESOLVE feeds curl the checked
  * addresses, so curl does no lookup of its own, and the open-socket
@@ -44,16 +41,11 @@
 #include "ssrf.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -127,16 +119,13 @@ static const struct rule_src rules[] = {
 
 #define NRULES (sizeof(rules) / sizeof(rules[0]))
 
-/* Lookups still running after their caller gave up, at most. */
-#define RESOLVE_MAX_THREADS 64
-
 struct ssrf_policy {
 	bool allow_private;
 	int dns_timeout_ms;
 	struct cidr builtin[NRULES];
 	struct cidr_list *deny;
 	struct cidr_list *allow;
-	ssrf_resolver resolve;
+	resolve_fn resolve;
 	void *resolve_arg;
 };
 
@@ -164,7 +153,7 @@ struct ssrf_policy *ssrf_policy_new(const struct config *cfg, char *why, size_t 
 	}
 	p->allow_private = cfg->allow_private_callbacks;
 	p->dns_timeout_ms = (int)cfg->dns_timeout_ms;
-	p->resolve = ssrf_resolve_system;
+	p->resolve = resolve_system;
 	p->resolve_arg = NULL;
 	for (size_t i = 0; i < NRULES; i++) {
 		if (!cidr_parse(rules[i].cidr, strlen(rules[i].cidr), &p->builtin[i])) {
@@ -195,10 +184,10 @@ void ssrf_policy_free(struct ssrf_policy *p)
 	cz_free(p);
 }
 
-void ssrf_policy_set_resolver(struct ssrf_policy *p, ssrf_resolver fn, void *arg)
+void ssrf_policy_set_resolver(struct ssrf_policy *p, resolve_fn fn, void *arg)
 {
 	if (fn == NULL) {
-		p->resolve = ssrf_resolve_system;
+		p->resolve = resolve_system;
 		p->resolve_arg = NULL;
 	} else {
 		p->resolve = fn;
@@ -314,144 +303,6 @@ static void sa_text(const struct sockaddr *sa, char *out, size_t outlen)
 		snprintf(out, outlen, "?");
 }
 
-/* ---- resolution --------------------------------------------------------- */
-
-static atomic_int resolve_threads; /* process-wide: lookups running in threads */
-
-struct lookup {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int refs;
-	bool done;
-	int rc;
-	struct addrinfo *res;
-	char host[URL_HOST_MAX];
-};
-
-static void lookup_unref(struct lookup *l)
-{
-	bool last;
-
-	pthread_mutex_lock(&l->mu);
-	last = --l->refs == 0;
-	pthread_mutex_unlock(&l->mu);
-	if (!last)
-		return;
-	if (l->res != NULL)
-		freeaddrinfo(l->res);
-	pthread_cond_destroy(&l->cv);
-	pthread_mutex_destroy(&l->mu);
-	cz_free(l);
-}
-
-static void *lookup_main(void *arg)
-{
-	struct lookup *l = arg;
-	struct addrinfo hints, *res = NULL;
-	int rc;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(l->host, NULL, &hints, &res);
-	pthread_mutex_lock(&l->mu);
-	l->rc = rc;
-	l->res = rc == 0 ? res : NULL;
-	l->done = true;
-	pthread_cond_signal(&l->cv);
-	pthread_mutex_unlock(&l->mu);
-	lookup_unref(l);
-	atomic_fetch_sub(&resolve_threads, 1);
-	return NULL;
-}
-
-static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return false;
-	if (a->ss_family == AF_INET)
-		return memcmp(&((const struct sockaddr_in *)(const void *)a)->sin_addr,
-		              &((const struct sockaddr_in *)(const void *)b)->sin_addr,
-		              sizeof(struct in_addr)) == 0;
-	return memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
-	              &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr,
-	              sizeof(struct in6_addr)) == 0;
-}
-
-int ssrf_resolve_system(const char *host, int timeout_ms, struct sockaddr_storage *addrs, int max,
-                        void *arg)
-{
-	struct lookup *l;
-	pthread_attr_t attr;
-	pthread_t tid;
-	pthread_condattr_t ca;
-	struct timespec deadline;
-	int n = 0, rc = 0;
-
-	(void)arg;
-	if (host == NULL || strlen(host) >= URL_HOST_MAX || max <= 0)
-		return 0;
-	if (atomic_fetch_add(&resolve_threads, 1) >= RESOLVE_MAX_THREADS) {
-		atomic_fetch_sub(&resolve_threads, 1);
-		log_event(L_WARN, "ssrf.resolve_busy", "host=%s threads=%d", log_q(host),
-		          RESOLVE_MAX_THREADS);
-		return 0;
-	}
-	l = cz_calloc(1, sizeof(*l));
-	if (l == NULL) {
-		atomic_fetch_sub(&resolve_threads, 1);
-		return 0;
-	}
-	memcpy(l->host, host, strlen(host) + 1);
-	l->refs = 2;
-	pthread_mutex_init(&l->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&l->cv, &ca);
-	pthread_condattr_destroy(&ca);
-
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&tid, &attr, lookup_main, l) != 0) {
-		pthread_attr_destroy(&attr);
-		l->refs = 1;
-		lookup_unref(l);
-		atomic_fetch_sub(&resolve_threads, 1);
-		return 0;
-	}
-	pthread_attr_destroy(&attr);
-
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&l->mu);
-	while (!l->done && rc != ETIMEDOUT)
-		rc = pthread_cond_timedwait(&l->cv, &l->mu, &deadline);
-	if (l->done && l->rc == 0) {
-		for (struct addrinfo *ai = l->res; ai != NULL && n < max; ai = ai->ai_next) {
-			struct sockaddr_storage ss;
-			bool dup = false;
-
-			if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-			    ai->ai_addrlen > sizeof(ss))
-				continue;
-			memset(&ss, 0, sizeof(ss));
-			memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-			for (int i = 0; i < n && !dup; i++)
-				dup = same_addr(&addrs[i], &ss);
-			if (!dup)
-				addrs[n++] = ss;
-		}
-	}
-	pthread_mutex_unlock(&l->mu);
-	lookup_unref(l);
-	return n;
-}
-
 /* ---- checking a URL ----------------------------------------------------- */
 
 static void set_port(struct sockaddr_storage *ss, int port)
@@ -506,16 +357,8 @@ enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
 		    p->resolve(t->url.host, p->dns_timeout_ms, got, SSRF_MAX_ADDRS, p->resolve_arg);
 		if (raw > SSRF_MAX_ADDRS)
 			raw = SSRF_MAX_ADDRS;
-		/* Keep IP addresses only, once each (a test resolver may repeat). */
-		for (int i = 0; i < raw; i++) {
-			bool dup = false;
-			if (got[i].ss_family != AF_INET && got[i].ss_family != AF_INET6)
-				continue;
-			for (int j = 0; j < n && !dup; j++)
-				dup = same_addr(&got[j], &got[i]);
-			if (!dup)
-				got[n++] = got[i];
-		}
+		/* IP addresses only, once each (an injected resolver may repeat) */
+		n = resolve_unique(got, raw);
 	}
 	if (n <= 0) {
 		say(why, whylen, "destination refused: %s did not resolve (within %d ms)",

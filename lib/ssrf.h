@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <curl/curl.h>
 #include "config.h"
+#include "resolve.h"
 #include "url.h"
 
 #define SSRF_REASON_MAX 256
@@ -40,23 +41,15 @@ enum ssrf_verdict {
 	SSRF_NOMEM,
 };
 
-/* Resolver hook, injectable for tests: fills up to max addresses for host,
- * returns how many (0 when nothing resolved), within timeout_ms. */
-typedef int (*ssrf_resolver)(const char *host, int timeout_ms, struct sockaddr_storage *addrs,
-                             int max, void *arg);
-
-/* The default resolver: getaddrinfo in a bounded time. */
-int ssrf_resolve_system(const char *host, int timeout_ms, struct sockaddr_storage *addrs, int max,
-                        void *arg);
-
 /* Builds the policy from cfg (allow_private, deny/allow CIDR lists, DNS
  * timeout). NULL on failure (bad CIDR: why says which). Free with
  * ssrf_policy_free (NULL is a no-op). */
 struct ssrf_policy *ssrf_policy_new(const struct config *cfg, char *why, size_t whylen);
 void ssrf_policy_free(struct ssrf_policy *p);
-/* Replaces the resolver (unit tests, the fuzz harness's stub: nothing else
- * changes); NULL restores the system one. */
-void ssrf_policy_set_resolver(struct ssrf_policy *p, ssrf_resolver fn, void *arg);
+/* Replaces the resolver (resolve.h's resolve_system by default: unit tests,
+ * the fuzz harness's stub; nothing else changes); NULL restores the system
+ * one. Call before the policy is shared. */
+void ssrf_policy_set_resolver(struct ssrf_policy *p, resolve_fn fn, void *arg);
 
 /* Classifies one address: SSRF_ALLOW, or SSRF_DENY_ADDRESS with the class
  * ("loopback", "private (RFC 1918)", ...) in why. */

@@ -9,9 +9,10 @@
  * Tables: the main one (allow_private=false), a subset with
  * allow_private=true showing that only the private classes relax, and the
  * operator's deny/allow CIDRs with their precedence. Then rebinding between
- * two checks, the open-socket callback called directly, the system resolver
- * on a numeric host, and libcurl transfers proving the pin, the connect-time
- * refusal, no redirect following and no proxy from the environment.
+ * two checks, the open-socket callback called directly, and libcurl
+ * transfers proving the pin, the connect-time refusal, no redirect
+ * following and no proxy from the environment. The system resolver has
+ * its own tests (test_resolve.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -819,22 +820,6 @@ static void test_odd_resolver_and_oom(void **state)
 	ssrf_policy_free(p);
 }
 
-/* The real resolver on numeric hosts (no query leaves the machine). */
-static void test_system_resolver(void **state)
-{
-	struct sockaddr_storage a[SSRF_MAX_ADDRS];
-	int n;
-
-	(void)state;
-	n = ssrf_resolve_system("127.0.0.1", 2000, a, SSRF_MAX_ADDRS, NULL);
-	assert_int_equal(n, 1);
-	assert_int_equal(a[0].ss_family, AF_INET);
-	n = ssrf_resolve_system("::1", 2000, a, SSRF_MAX_ADDRS, NULL);
-	assert_int_equal(n, 1);
-	assert_int_equal(a[0].ss_family, AF_INET6);
-	assert_int_equal(ssrf_resolve_system("127.0.0.1", 2000, a, 0, NULL), 0);
-}
-
 /* ---- libcurl transfers to a listener on 127.0.0.1 ------------------------ */
 
 struct listener {
@@ -1040,7 +1025,6 @@ int main(void)
 	    cmocka_unit_test(test_pending_keys),
 	    cmocka_unit_test(test_open_socket),
 	    cmocka_unit_test(test_odd_resolver_and_oom),
-	    cmocka_unit_test(test_system_resolver),
 	    cmocka_unit_test(test_curl_pins_and_ignores_proxy),
 	    cmocka_unit_test(test_curl_refuses_at_connect),
 	    cmocka_unit_test(test_protocols),
