@@ -202,6 +202,28 @@ enum store_err store_insert_job(struct store *s, const struct job_insert *job,
 	return insert_job_here(s, job, res);
 }
 
+enum store_err store_find_replay(struct store *s, const struct job_insert *job,
+                                 struct job_result *res)
+{
+	enum store_err err;
+	s->msg[0] = '\0';
+	memset(res, 0, sizeof *res);
+	if (!job->idempotency_key || !s->ops->find_replay)
+		return STORE_NOTFOUND;
+	if (s->ops->in_tx(s)) {
+		store_set_msg(s, "store_find_replay inside a transaction");
+		return STORE_IO;
+	}
+	err = s->ops->find_replay(s, job, res);
+	if (err == STORE_NOTFOUND)
+		memset(res, 0, sizeof *res);
+	/* the first request's process may not have made it durable yet: a
+	 * replay promises what its 202 promised */
+	if (err == STORE_OK)
+		err = s->ops->make_durable(s);
+	return err;
+}
+
 void store_use_committer(struct store *s, struct store_committer *c)
 {
 	s->committer = c;

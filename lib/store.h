@@ -159,6 +159,20 @@ struct job_result {
 enum store_err store_insert_job(struct store *s, const struct job_insert *job,
                                 struct job_result *res);
 
+/* The read-only half of store_insert_job's key check, so that a repeated
+ * Idempotency-Key is answered before the work a new job needs (the
+ * callback host's lookup): finds job->idempotency_key of job->client_addr
+ * within the TTL (reads client_addr, idempotency_key, body_hash, created_at
+ * and idempotency_ttl_ms only; writes nothing). STORE_OK with res->replayed,
+ * id and status when the body_hash matches, once that job is durable (the
+ * first request's process may not have synced yet); STORE_CONFLICT when it
+ * differs (res->id is the first job's); STORE_NOTFOUND when there is no
+ * live key (or no key at all, or a backend without this read): then
+ * store_insert_job decides, in its transaction, as before. The caller's
+ * connection, outside a transaction (STORE_IO inside one). */
+enum store_err store_find_replay(struct store *s, const struct job_insert *job,
+                                 struct job_result *res);
+
 /* ---- group commit (store_commit.c) ---- */
 struct store_committer;
 

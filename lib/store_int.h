@@ -54,6 +54,13 @@ struct store_ops {
 	 * any other error means the transaction must be rolled back. */
 	enum store_err (*job_in_tx)(struct store *s, const struct job_insert *job,
 	                            struct job_result *res);
+	/* Optional (NULL: STORE_NOTFOUND, store_insert_job decides): the read
+	 * of store_find_replay, outside a transaction. STORE_OK with res
+	 * filled (replayed) for a live key of the same body, STORE_CONFLICT
+	 * for another body, STORE_NOTFOUND for none (an expired key is left
+	 * alone); store.c makes a replay durable. */
+	enum store_err (*find_replay)(struct store *s, const struct job_insert *job,
+	                              struct job_result *res);
 	/* Inserts a /sync record inside the caller's open write transaction. */
 	enum store_err (*sync_record_in_tx)(struct store *s, const struct sync_record *r);
 	/* Called after a commit that wrote (or replayed) a job: returns once

@@ -741,15 +741,15 @@ static void copy_text(char *dst, size_t size, const unsigned char *src)
 	snprintf(dst, size, "%s", src ? (const char *)src : "");
 }
 
-/* Looks the key up inside the write transaction. *found: 1 a live key
- * (res filled, or STORE_CONFLICT), 0 no key (an expired one is cleared). */
-static enum store_err find_key(struct sq *s, const struct job_insert *job, struct job_result *res,
-                               bool *found)
+/* Reads job's key. *found: a live key (res filled; STORE_CONFLICT when
+ * the body differs); else *stale_seq is the row of an expired key, or 0. */
+static enum store_err read_key(struct sq *s, const struct job_insert *job, struct job_result *res,
+                               bool *found, int64_t *stale_seq)
 {
 	int rc;
-	int64_t stale_seq = 0;
 	enum store_err err = STORE_OK;
 	*found = false;
+	*stale_seq = 0;
 	sqlite3_stmt *st = stmt(s, ST_IDEM_FIND, &rc);
 	if (!st)
 		return sq_from_rc(rc);
@@ -759,7 +759,7 @@ static enum store_err find_key(struct sq *s, const struct job_insert *job, struc
 	if (rc == SQLITE_ROW) {
 		int64_t age = job->created_at - sqlite3_column_int64(st, 4);
 		if (job->idempotency_ttl_ms > 0 && age >= job->idempotency_ttl_ms) {
-			stale_seq = sqlite3_column_int64(st, 0);
+			*stale_seq = sqlite3_column_int64(st, 0);
 		} else {
 			const char *hash = (const char *)sqlite3_column_text(st, 3);
 			bool same = (!hash && !job->body_hash) ||
@@ -778,10 +778,21 @@ static enum store_err find_key(struct sq *s, const struct job_insert *job, struc
 		err = sq_fail(s, rc, "find idempotency key");
 	}
 	done(st);
+	return err;
+}
+
+/* Looks the key up inside the write transaction. *found: 1 a live key
+ * (res filled, or STORE_CONFLICT), 0 no key (an expired one is cleared). */
+static enum store_err find_key(struct sq *s, const struct job_insert *job, struct job_result *res,
+                               bool *found)
+{
+	int rc;
+	int64_t stale_seq = 0;
+	enum store_err err = read_key(s, job, res, found, &stale_seq);
 	if (err != STORE_OK || stale_seq == 0)
 		return err;
 
-	st = stmt(s, ST_IDEM_FORGET, &rc);
+	sqlite3_stmt *st = stmt(s, ST_IDEM_FORGET, &rc);
 	if (!st)
 		return sq_from_rc(rc);
 	sqlite3_bind_int64(st, 1, stale_seq);
@@ -789,6 +800,18 @@ static enum store_err find_key(struct sq *s, const struct job_insert *job, struc
 	if (rc != SQLITE_DONE)
 		err = sq_fail(s, rc, "forget idempotency key");
 	done(st);
+	return err;
+}
+
+/* store_find_replay's read: one statement, its own read transaction. */
+static enum store_err sq_find_replay(struct store *b, const struct job_insert *job,
+                                     struct job_result *res)
+{
+	bool found = false;
+	int64_t stale_seq = 0;
+	enum store_err err = read_key(SQ(b), job, res, &found, &stale_seq);
+	if (err == STORE_OK && !found)
+		err = STORE_NOTFOUND;
 	return err;
 }
 
@@ -1412,6 +1435,7 @@ const struct store_ops store_sqlite_ops = {
     .rollback = sq_rollback,
     .in_tx = sq_in_tx,
     .job_in_tx = sq_job_in_tx,
+    .find_replay = sq_find_replay,
     .sync_record_in_tx = sq_sync_record_in_tx,
     .make_durable = sq_make_durable,
     .batch_begin = sq_batch_begin,

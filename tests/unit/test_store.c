@@ -826,6 +826,63 @@ static void test_idempotency(void **state)
 	store_close(s);
 }
 
+/* store_find_replay: the read-only key check answers what the insert
+ * would for a live key, and leaves everything else to the insert. */
+static void test_find_replay(void **state)
+{
+	(void)state;
+	char path[320], id1[IDS_UUID_LEN + 1], id2[IDS_UUID_LEN + 1];
+	fresh_path(path, sizeof path);
+	struct store *s = open_ok(path);
+	struct job_insert j = job_template(NULL);
+	struct job_result r;
+
+	/* no key: nothing to find */
+	assert_int_equal(store_find_replay(s, &j, &r), STORE_NOTFOUND);
+	assert_false(r.replayed);
+	j.idempotency_key = "key-r";
+	j.body_hash = "hash-a";
+	/* a key nobody used yet */
+	assert_int_equal(store_find_replay(s, &j, &r), STORE_NOTFOUND);
+	assert_false(r.replayed);
+	assert_int_equal(insert_new(s, &j, &r, id1), STORE_OK);
+
+	/* the same body within the TTL: the first id and its status */
+	j.created_at += 59999;
+	j.id = NULL; /* never read */
+	assert_int_equal(store_find_replay(s, &j, &r), STORE_OK);
+	assert_true(r.replayed);
+	assert_string_equal(r.id, id1);
+	assert_string_equal(r.status, "queued");
+	exec_ok(s, "UPDATE requests SET status='running'");
+	assert_int_equal(store_find_replay(s, &j, &r), STORE_OK);
+	assert_string_equal(r.status, "running");
+	/* another body: the conflict, naming the first job */
+	j.body_hash = "hash-b";
+	assert_int_equal(store_find_replay(s, &j, &r), STORE_CONFLICT);
+	assert_string_equal(r.id, id1);
+	j.body_hash = "hash-a";
+	/* another client's key of the same name is not this one */
+	j.client_addr = "192.0.2.99";
+	assert_int_equal(store_find_replay(s, &j, &r), STORE_NOTFOUND);
+	j.client_addr = "192.0.2.1";
+	/* past the TTL: not found, and left for the insert to clear */
+	j.created_at = 1000000 + 60000;
+	assert_int_equal(store_find_replay(s, &j, &r), STORE_NOTFOUND);
+	assert_false(r.replayed);
+	char sql[200];
+	snprintf(sql, sizeof sql, "SELECT idempotency_key = 'key-r' FROM requests WHERE id='%s'",
+	         id1);
+	assert_int_equal(query_int(s, sql), 1);
+	assert_int_equal(insert_new(s, &j, &r, id2), STORE_OK);
+	assert_false(r.replayed);
+	assert_int_equal(store_find_replay(s, &j, &r), STORE_OK);
+	assert_string_equal(r.id, id2);
+	/* it wrote nothing */
+	assert_int_equal(query_int(s, "SELECT count(*) FROM requests"), 2);
+	store_close(s);
+}
+
 struct bound_case {
 	const char *name;
 	int64_t max_queue, max_client, max_host;
@@ -1784,6 +1841,7 @@ int main(void)
 	    cmocka_unit_test(test_insert_job_durable),
 	    cmocka_unit_test(test_group_commit),
 	    cmocka_unit_test(test_idempotency),
+	    cmocka_unit_test(test_find_replay),
 	    cmocka_unit_test(test_bounds),
 	    cmocka_unit_test(test_counters),
 	    cmocka_unit_test(test_get_request),
