@@ -4,7 +4,8 @@
  * its start time). It holds nothing between requests beyond these: every
  * request reads and writes the database. Filled once by main.c before the
  * worker threads start, then only read by the handlers; the objects it
- * points to are thread safe (limits, committer, doorbell, ssrf policy, auth).
+ * points to are thread safe (limits, committer, doorbell, ssrf policy,
+ * lookups gate, auth).
  * Each worker thread has its own database connection (http_exchange).
  */
 #ifndef CONSUMA_FCGI_APP_H
@@ -15,6 +16,7 @@
 #include "doorbell.h"
 #include "limits.h"
 #include "metrics.h"
+#include "resolve.h"
 #include "ssrf.h"
 #include "store.h"
 
@@ -27,9 +29,11 @@ struct app {
 	char doorbell_path[CONFIG_PATH_MAX];
 	struct doorbell *doorbell; /* NULL when the path cannot be a unix socket */
 	struct ssrf_policy *ssrf;  /* callback address policy, built once */
-	struct metrics *metrics;   /* the host's counters zone; NULL: not counted */
-	struct auth *auth;         /* API keys (auth.h); never NULL once started */
-	int64_t started_mono_ms;   /* for uptime_seconds */
+	/* callback host lookups in flight (POST /async); NULL: unbounded */
+	struct resolve_gate *lookups;
+	struct metrics *metrics; /* the host's counters zone; NULL: not counted */
+	struct auth *auth;       /* API keys (auth.h); never NULL once started */
+	int64_t started_mono_ms; /* for uptime_seconds */
 	int64_t started_wall_ms;
 };
 

@@ -1,13 +1,32 @@
 /*
  * async: POST /async (see async.h).
  *
- * Order of checks: body (413/422), callback URL syntax (400), Idempotency-Key
- * (422), then one store transaction that enforces the intake bounds and the
- * key. The answers to a refused job:
+ * Order of checks, cheapest first, so that nothing a client can make slow
+ * runs before what can answer without it:
+ *   1. body (413/415/422), callback URL syntax (400), Idempotency-Key (422);
+ *   2. a repeated Idempotency-Key (store_find_replay, a read): the first
+ *      request's id and status (202), or 422 for another body, without
+ *      resolving anything. Safe for the SSRF guard: a replay creates no job
+ *      and sends nothing anywhere; the job it names passed the address
+ *      check when it was accepted (no row is ever written without one) and
+ *      is checked again at delivery. A key that is not there (or expired)
+ *      goes on, and the insert transaction still decides (a concurrent
+ *      first request is replayed there, as before);
+ *   3. the callback host's lookup, behind the lookups-in-flight gate
+ *      (app->lookups, lib/resolve.h): a name server that answers slowly
+ *      holds this worker thread for up to CONSUMA_DNS_TIMEOUT_MS, so only
+ *      part of the process's threads may wait on lookups, and one client
+ *      only a share of that part; beyond either bound the answer is 503 at
+ *      once, Retry-After = the DNS timeout. An IP literal needs no lookup
+ *      and no place;
+ *   4. the address policy on every address (400), then one store
+ *      transaction that enforces the intake bounds and the key.
+ * The answers to a refused job:
  *   queue full                 503 + Retry-After (the service is saturated)
  *   client holds its share     429 + Retry-After (this client is sending too
  *                              much; others are still served)
  *   callback host saturated    429 + Retry-After, naming the host
+ *   lookups in flight          503 + Retry-After, naming callback_url
  *   key reused, other body     422
  * The doorbell is rung only after the response has been flushed, so the
  * client's 202 never waits on the deliverer. store_insert_job returns once
@@ -21,6 +40,7 @@
 #include "async.h"
 #include "auth.h"
 #include "request.h"
+#include "resolve.h"
 #include "scrape.h"
 #include "ssrf.h"
 #include "store.h"
@@ -90,6 +110,45 @@ static void refused(struct http_exchange *x, const struct job_result *res,
 	http_internal_error(x, "store_insert_job", "STORE_REFUSED without a refusal");
 }
 
+static void key_conflict(struct http_exchange *x, const struct job_result *res)
+{
+	http_error(x, 422, "Idempotency-Key: already used with a different body (request_id %s)",
+	           res->id[0] != '\0' ? res->id : "-");
+}
+
+static void url_refused(struct http_exchange *x, const char *why)
+{
+	http_error(x, 400, "%s%s",
+	           strncmp(why, "callback_url: ", 14) == 0 ? "" : "callback_url: ", why);
+}
+
+/* A place at the lookups-in-flight gate when host is a name (a literal
+ * needs none: *entered stays false); false when refused, answered 503. */
+static bool lookup_admitted(struct http_exchange *x, const struct url_parts *parts, bool *entered)
+{
+	struct resolve_gate *g = x->app->lookups;
+	enum resolve_gate_verdict v;
+	long long retry = (x->app->cfg.dns_timeout_ms + 999) / 1000;
+
+	*entered = false;
+	if (parts->host_is_ip)
+		return true;
+	v = resolve_gate_enter(g, x->client);
+	if (v == RESOLVE_GATE_PASS) {
+		*entered = true;
+		return true;
+	}
+	if (retry < 1)
+		retry = 1;
+	http_header(x, "Retry-After", "%lld", retry);
+	http_error(x, 503, "callback_url: no lookup of %s now: %s (bound %d); retry after %lld s",
+	           parts->host, resolve_gate_strerror(v),
+	           v == RESOLVE_GATE_CLIENT ? resolve_gate_max_per_client(g)
+	                                    : resolve_gate_max_inflight(g),
+	           retry);
+	return false;
+}
+
 void async_handle(struct http_exchange *x, const char *tail)
 {
 	struct app *app = x->app;
@@ -99,6 +158,7 @@ void async_handle(struct http_exchange *x, const char *tail)
 	struct job_result res;
 	struct ssrf_target target;
 	enum ssrf_verdict verdict;
+	enum url_err uerr;
 	enum work_err werr;
 	enum store_err serr;
 	char why[256] = "";
@@ -107,6 +167,7 @@ void async_handle(struct http_exchange *x, const char *tail)
 	char *body = NULL;
 	size_t len = 0;
 	const char *key;
+	bool entered;
 	json_object *o = NULL;
 
 	(void)tail;
@@ -115,19 +176,17 @@ void async_handle(struct http_exchange *x, const char *tail)
 	ids_uuidv7(x->request_id);
 	if (!http_read_job(x, REQUEST_ASYNC, &job, &body, &len))
 		goto out;
-	/* URL rules and address policy: every address the host resolves to
-	 * (within CONSUMA_DNS_TIMEOUT_MS) must pass. */
-	verdict = ssrf_check_url(app->ssrf, job.callback_url, &target, why, sizeof(why));
-	if (verdict == SSRF_NOMEM) {
-		http_internal_error(x, "ssrf_check_url", "out of memory");
+	/* the URL's syntax, the same parse ssrf_check_url starts with: no
+	 * lookup yet */
+	uerr = url_parse(job.callback_url, &parts, why, sizeof(why));
+	if (uerr == URL_NOMEM) {
+		http_internal_error(x, "url_parse", "out of memory");
 		goto out;
 	}
-	if (verdict != SSRF_ALLOW) {
-		http_error(x, 400, "%s%s",
-		           strncmp(why, "callback_url: ", 14) == 0 ? "" : "callback_url: ", why);
+	if (uerr != URL_OK) {
+		url_refused(x, why);
 		goto out;
 	}
-	parts = target.url;
 	key = http_param(x, "HTTP_IDEMPOTENCY_KEY");
 	if (key != NULL && !async_idempotency_key_valid(key)) {
 		http_error(x, 422, "Idempotency-Key: must be 1..%d printable ASCII characters",
@@ -139,6 +198,41 @@ void async_handle(struct http_exchange *x, const char *tail)
 		http_internal_error(x, "body_hash", work_strerror(werr));
 		goto out;
 	}
+	ins.client_addr = x->client; /* "key:<client>" with an API key: share, key per client */
+	ins.idempotency_key = key;
+	ins.body_hash = body_hash;
+	ins.created_at = ids_now_ms();
+	ins.idempotency_ttl_ms = app->cfg.idempotency_ttl * 1000;
+	if (key != NULL) {
+		serr = store_find_replay(x->store, &ins, &res);
+		if (serr == STORE_OK)
+			goto answer;
+		if (serr == STORE_CONFLICT) {
+			key_conflict(x, &res);
+			goto out;
+		}
+		if (serr != STORE_NOTFOUND) {
+			http_store_failed(x, serr, "store_find_replay");
+			goto out;
+		}
+	}
+
+	/* Address policy: every address the host resolves to (within
+	 * CONSUMA_DNS_TIMEOUT_MS) must pass. */
+	if (!lookup_admitted(x, &parts, &entered))
+		goto out;
+	verdict = ssrf_check_url(app->ssrf, job.callback_url, &target, why, sizeof(why));
+	if (entered)
+		resolve_gate_leave(app->lookups, x->client);
+	if (verdict == SSRF_NOMEM) {
+		http_internal_error(x, "ssrf_check_url", "out of memory");
+		goto out;
+	}
+	if (verdict != SSRF_ALLOW) {
+		url_refused(x, why);
+		goto out;
+	}
+	parts = target.url;
 
 	ins.id = x->request_id;
 	ins.input_data = job.input_data;
@@ -151,21 +245,14 @@ void async_handle(struct http_exchange *x, const char *tail)
 		goto out;
 	}
 	ins.pending_keys = pending_keys;
-	ins.client_addr = x->client; /* "key:<client>" with an API key: share, key per client */
 	ins.owner = auth_owner(x);
-	ins.idempotency_key = key;
-	ins.body_hash = body_hash;
-	ins.created_at = ids_now_ms();
-	ins.idempotency_ttl_ms = app->cfg.idempotency_ttl * 1000;
 	ins.max_queue_size = app->cfg.max_queue_size;
 	ins.max_client_pending = client_share(&app->cfg);
 	ins.max_host_pending = app->cfg.max_pending_per_host;
 	/* Durable (or refused, or failed: then never 202) when it returns. */
 	serr = store_insert_job(x->store, &ins, &res);
 	if (serr == STORE_CONFLICT) {
-		http_error(x, 422,
-		           "Idempotency-Key: already used with a different body (request_id %s)",
-		           res.id[0] != '\0' ? res.id : "-");
+		key_conflict(x, &res);
 		goto out;
 	}
 	if (serr == STORE_REFUSED) {
@@ -176,6 +263,7 @@ void async_handle(struct http_exchange *x, const char *tail)
 		http_store_failed(x, serr, "store_insert_job");
 		goto out;
 	}
+answer:
 	if (res.replayed) {
 		res.id[sizeof(res.id) - 1] = '\0';
 		memcpy(x->request_id, res.id, sizeof(x->request_id));

@@ -53,6 +53,12 @@
 #define PROGRAM         "consuma-fcgi"
 #define LISTEN_BACKLOG  1024
 #define THREADS_PER_CPU 8
+/* Of a process's threads, at most 1/LOOKUP_SHARE may wait on callback host
+ * lookups at once, and one client's requests at most 1/LOOKUP_CLIENT_SHARE
+ * (each at least one): however slow a name server, the rest answer
+ * /healthz, GETs and IP-literal callbacks (fcgi-app/async.c). */
+#define LOOKUP_SHARE        2
+#define LOOKUP_CLIENT_SHARE 8
 
 /* What the workers share beyond struct app. */
 struct pool {
@@ -402,6 +408,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	limits_set_listen_fd(app.limits, listen_fd, threads);
+	app.lookups = resolve_gate_new(threads / LOOKUP_SHARE, threads / LOOKUP_CLIENT_SHARE);
+	if (app.lookups == NULL) {
+		log_event(L_ERROR, "fcgi.start_failed", "why=\"out of memory\"");
+		limits_close(app.limits);
+		store_committer_stop(app.committer);
+		return 1;
+	}
+	log_event(L_INFO, "lookups.bounds", "in_flight=%d per_client=%d",
+	          resolve_gate_max_inflight(app.lookups), resolve_gate_max_per_client(app.lookups));
 	app.metrics = metrics_open_beside(app.cfg.database_path);
 	app.doorbell = doorbell_new(app.doorbell_path);
 	if (app.doorbell == NULL)
@@ -413,6 +428,7 @@ int main(int argc, char **argv)
 	rc = serve(&app, listen_fd, threads, &waited);
 
 	limits_close(app.limits);
+	resolve_gate_free(app.lookups);
 	metrics_close(app.metrics);
 	store_committer_stop(app.committer); /* writes what is queued, logs its figures */
 	doorbell_free(app.doorbell);
