@@ -279,67 +279,85 @@ static int count(const struct caller *c, int n, enum resolve_gate_verdict v)
 	return k;
 }
 
-static void test_gate_with_hanging_resolver(void **state)
+/* Starts n callers, clients[i] each, at gate g in front of h. */
+static void start_callers(struct caller *c, int n, const char *const *clients,
+                          struct resolve_gate *g, struct hang *h)
 {
-	enum { TOTAL = 4, PER_CLIENT = 2, N = 12 };
-	/* 6 callers of client a, 6 of b, c, d, e, f, g (one each) */
-	static const char *const clients[N] = {"a", "a", "a", "a", "a", "a",
-	                                       "b", "c", "d", "e", "f", "g"};
-	struct hang h = {.released = false};
-	struct resolve_gate *g = resolve_gate_new(TOTAL, PER_CLIENT);
-	struct caller c[N];
-	int finished;
-
-	(void)state;
-	assert_non_null(g);
-	pthread_mutex_init(&h.mu, NULL);
-	pthread_cond_init(&h.cv, NULL);
-	memset(c, 0, sizeof(c));
-	for (int i = 0; i < N; i++) {
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cv, NULL);
+	h->released = false;
+	h->waiting = 0;
+	memset(c, 0, (size_t)n * sizeof(*c));
+	for (int i = 0; i < n; i++) {
 		c[i].gate = g;
-		c[i].hang = &h;
+		c[i].hang = h;
 		c[i].client = clients[i];
 		assert_int_equal(pthread_create(&c[i].thread, NULL, caller_main, &c[i]), 0);
 	}
-	/* every caller the gate refused returns while the admitted ones hang */
-	pthread_mutex_lock(&h.mu);
+}
+
+/* Waits until held callers hang in the resolver and every other one has
+ * returned; never more than held inside meanwhile. */
+static void wait_settled(const struct caller *c, int n, struct hang *h, int held)
+{
+	pthread_mutex_lock(&h->mu);
 	for (;;) {
-		finished = 0;
-		for (int i = 0; i < N; i++)
+		int finished = 0;
+
+		for (int i = 0; i < n; i++)
 			finished += c[i].finished;
-		if (h.waiting == TOTAL && finished == N - TOTAL)
+		assert_true(h->waiting <= held);
+		if (h->waiting == held && finished == n - held)
 			break;
-		assert_true(h.waiting <= TOTAL);
-		pthread_cond_wait(&h.cv, &h.mu);
+		pthread_cond_wait(&h->cv, &h->mu);
 	}
-	pthread_mutex_unlock(&h.mu);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void release_callers(struct caller *c, int n, struct hang *h)
+{
+	pthread_mutex_lock(&h->mu);
+	h->released = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	for (int i = 0; i < n; i++)
+		pthread_join(c[i].thread, NULL);
+	pthread_cond_destroy(&h->cv);
+	pthread_mutex_destroy(&h->mu);
+}
+
+static void test_gate_with_hanging_resolver(void **state)
+{
+	enum { TOTAL = 4, PER_CLIENT = 2, N = 12 };
+	/* 6 callers of client a, then one each of b..g */
+	static const char *const clients[N] = {"a", "a", "a", "a", "a", "a",
+	                                       "b", "c", "d", "e", "f", "g"};
+	struct resolve_gate *g = resolve_gate_new(TOTAL, PER_CLIENT);
+	struct caller c[N];
+	struct hang h;
+	int a_in = 0;
+
+	(void)state;
+	assert_non_null(g);
+	start_callers(c, N, clients, g, &h);
+	/* every caller the gate refused returns while the admitted ones hang */
+	wait_settled(c, N, &h, TOTAL);
 	assert_int_equal(count(c, N, RESOLVE_GATE_PASS), TOTAL);
-	/* client a never held more than its share */
-	{
-		int a_in = 0;
-		for (int i = 0; i < N; i++)
-			a_in += strcmp(c[i].client, "a") == 0 && c[i].verdict == RESOLVE_GATE_PASS;
-		assert_true(a_in <= PER_CLIENT);
-	}
 	assert_int_equal(count(c, N, RESOLVE_GATE_PASS) + count(c, N, RESOLVE_GATE_CLIENT) +
 	                     count(c, N, RESOLVE_GATE_FULL),
 	                 N);
+	/* client a never held more than its share */
+	for (int i = 0; i < N; i++)
+		a_in += strcmp(c[i].client, "a") == 0 && c[i].verdict == RESOLVE_GATE_PASS;
+	assert_true(a_in <= PER_CLIENT);
 	/* while they hang, nobody else gets in */
 	assert_int_equal(resolve_gate_enter(g, "h"), RESOLVE_GATE_FULL);
-
-	pthread_mutex_lock(&h.mu);
-	h.released = true;
-	pthread_cond_broadcast(&h.cv);
-	pthread_mutex_unlock(&h.mu);
-	for (int i = 0; i < N; i++)
-		pthread_join(c[i].thread, NULL);
+	release_callers(c, N, &h);
 	/* every place came back */
 	for (int i = 0; i < TOTAL; i++)
 		assert_int_equal(resolve_gate_enter(g, i < PER_CLIENT ? "a" : "z"),
 		                 RESOLVE_GATE_PASS);
 	assert_int_equal(resolve_gate_enter(g, "y"), RESOLVE_GATE_FULL);
-	pthread_cond_destroy(&h.cv);
-	pthread_mutex_destroy(&h.mu);
 	resolve_gate_free(g);
 }
 
@@ -347,31 +365,16 @@ static void test_gate_with_hanging_resolver(void **state)
 static void test_gate_one_client_hanging(void **state)
 {
 	enum { TOTAL = 4, PER_CLIENT = 1, N = 6 };
-	struct hang h = {.released = false};
+	static const char *const clients[N] = {"203.0.113.7", "203.0.113.7", "203.0.113.7",
+	                                       "203.0.113.7", "203.0.113.7", "203.0.113.7"};
 	struct resolve_gate *g = resolve_gate_new(TOTAL, PER_CLIENT);
 	struct caller c[N];
-	int finished;
+	struct hang h;
 
 	(void)state;
-	pthread_mutex_init(&h.mu, NULL);
-	pthread_cond_init(&h.cv, NULL);
-	memset(c, 0, sizeof(c));
-	for (int i = 0; i < N; i++) {
-		c[i].gate = g;
-		c[i].hang = &h;
-		c[i].client = "203.0.113.7";
-		assert_int_equal(pthread_create(&c[i].thread, NULL, caller_main, &c[i]), 0);
-	}
-	pthread_mutex_lock(&h.mu);
-	for (;;) {
-		finished = 0;
-		for (int i = 0; i < N; i++)
-			finished += c[i].finished;
-		if (h.waiting == PER_CLIENT && finished == N - PER_CLIENT)
-			break;
-		pthread_cond_wait(&h.cv, &h.mu);
-	}
-	pthread_mutex_unlock(&h.mu);
+	assert_non_null(g);
+	start_callers(c, N, clients, g, &h);
+	wait_settled(c, N, &h, PER_CLIENT);
 	assert_int_equal(count(c, N, RESOLVE_GATE_PASS), PER_CLIENT);
 	assert_int_equal(count(c, N, RESOLVE_GATE_CLIENT), N - PER_CLIENT);
 	/* the rest of the process's places are there for everyone else */
@@ -380,14 +383,7 @@ static void test_gate_one_client_hanging(void **state)
 		snprintf(other, sizeof(other), "other-%d", i);
 		assert_int_equal(resolve_gate_enter(g, other), RESOLVE_GATE_PASS);
 	}
-	pthread_mutex_lock(&h.mu);
-	h.released = true;
-	pthread_cond_broadcast(&h.cv);
-	pthread_mutex_unlock(&h.mu);
-	for (int i = 0; i < N; i++)
-		pthread_join(c[i].thread, NULL);
-	pthread_cond_destroy(&h.cv);
-	pthread_mutex_destroy(&h.mu);
+	release_callers(c, N, &h);
 	resolve_gate_free(g);
 }
 
