@@ -13,7 +13,9 @@
  *
  * Only the tests build and load it; the product has no test hooks.
  */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* RTLD_NEXT */
+#endif
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <netdb.h>
