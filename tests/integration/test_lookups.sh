@@ -58,13 +58,7 @@ post_held() { # CLIENT HOST NAME: POST /async in the background; code in $T/NAME
 	t_track $!
 	HELD+=($!)
 }
-holds_reach() { # N: wait (bounded) until N lookups are held
-	for _ in $(seq 200); do
-		[ "$(cat "$SLOWDNS_LOG" 2>/dev/null | grep -c '^hold ')" -ge "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
+holds() { count_lines "$SLOWDNS_LOG" '^hold '; } # lookups held so far
 still_held() { # all background requests still waiting?
 	local p
 	for p in "${HELD[@]}"; do kill -0 "$p" 2>/dev/null || return 1; done
@@ -80,7 +74,7 @@ first_id=$(json_get "$HTTP_BODY" 'j["request_id"]')
 
 # ---- 1. one client, one lookup ------------------------------------------------------
 post_held $A one.slow.test a1
-assert_cmd "client A's lookup is in flight" holds_reach 1
+assert_cmd "client A's lookup is in flight" wait_for '[ "$(holds)" -ge 1 ]' 20
 post $A two.slow.test
 assert_http "client A's second slow host: 503 at once" 503 '^callback_url: .*two\.slow\.test.*client.*\(bound 1\); retry after 60 s$'
 assert_eq "it carries Retry-After (the DNS timeout)" 60 "$(header_get Retry-After)"
@@ -91,11 +85,11 @@ assert_eq "marked replayed" true "$(header_get Idempotency-Replayed)"
 http POST "$BASE/async" -m 15 -H "$J" -H "X-Forwarded-For: $A" -H 'Idempotency-Key: k-1' \
 	-d '{"input_data": "other", "iterations": 1, "callback_url": "http://a.fast.test:9/cb"}'
 assert_http "the key with another body is 422, no lookup needed" 422 "^Idempotency-Key: .*$first_id"
-assert_eq "client A never held more than one lookup" 1 "$(grep -c '^hold ' "$SLOWDNS_LOG")"
+assert_eq "client A never held more than one lookup" 1 "$(holds)"
 
 # ---- 2. the process's bound -----------------------------------------------------------
 post_held $B three.slow.test b1
-assert_cmd "client B's lookup is in flight too" holds_reach 2
+assert_cmd "client B's lookup is in flight too" wait_for '[ "$(holds)" -ge 2 ]' 20
 post $C four.slow.test
 assert_http "client C: the process's places are taken, 503" 503 '^callback_url: .*four\.slow\.test.*this process.*\(bound 2\); retry after 60 s$'
 post $C 127.0.0.1:9
