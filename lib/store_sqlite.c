@@ -10,6 +10,15 @@
  *   blocks readers), foreign_keys=ON, synchronous=NORMAL, then migrations.
  *   Setting WAL needs a lock of its own on a fresh file: when many processes
  *   open a new database at once it is retried until STORE_BUSY_TIMEOUT_MS.
+ *   mmap_size: pages are read through a shared mapping, so the page cache
+ *   another process's write invalidates is refilled without a pread per
+ *   page. temp_store=MEMORY: the finish trigger's IN (SELECT ... json_each)
+ *   and its statement journals are temporary b-trees, which SQLite keeps in
+ *   files by default: a file created, written and deleted per finished job,
+ *   measured at 170 us of a job's finish (20,000 finishes in one
+ *   transaction: 3.37 s with files, 0.21 s in memory; sql/sqlite/005's
+ *   trigger). They hold a few keys each; redelivery's set is bounded by
+ *   its max_jobs.
  *
  * Migrations
  *   sql/sqlite/NNN_*.sql, compiled in (migrations.h). PRAGMA user_version holds the
@@ -630,7 +639,7 @@ static struct store *sq_open(const char *path, enum store_err *err, char *errmsg
 		goto out;
 	if (exec_sql(s,
 	             "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; "
-	             "PRAGMA mmap_size = " STORE_MMAP_BYTES,
+	             "PRAGMA mmap_size = " STORE_MMAP_BYTES "; PRAGMA temp_store = MEMORY",
 	             "pragmas") != SQLITE_OK) {
 		e = STORE_IO;
 		goto out;
