@@ -230,32 +230,35 @@ static void intake(struct deliver *d, struct djob *j)
 	j->path = hosts_path_key(j->q.callback_url);
 	if (j->host)
 		hosts_hold(d->hosts, j->host);
-	switch (j->prep) {
-	case DJOB_READY:
-		if (!j->host) {
-			hand_back(d, j, ids_now_ms() + d->rp.base_ms);
-			return;
-		}
-		list_push(&d->waiting, j);
-		return;
-	case DJOB_DENIED:
-		end_without_sending(d, j, RETRY_T_DENIED);
-		return;
-	case DJOB_BAD_URL:
-		end_without_sending(d, j, RETRY_T_BAD_URL);
-		return;
-	case DJOB_NO_RESOLVE:
-		end_without_sending(d, j, RETRY_T_DNS);
-		return;
-	case DJOB_COMPUTE_ERR:
-		log_event(L_ERROR, "job.compute_failed", "request_id=%s error=%s", j->q.id,
-		          log_q(j->why));
-		hand_back(d, j, ids_now_ms() + d->rp.base_ms);
-		return;
-	case DJOB_ABANDONED:
+	if (j->prep == DJOB_ABANDONED) {
 		hand_back(d, j, ids_now_ms());
 		return;
 	}
+	if (j->prep == DJOB_CHECKED) {
+		switch (j->dest) {
+		case SSRF_ALLOW:
+			if (j->host)
+				list_push(&d->waiting, j);
+			else
+				hand_back(d, j, ids_now_ms() + d->rp.base_ms);
+			return;
+		case SSRF_DENY_ADDRESS:
+			end_without_sending(d, j, RETRY_T_DENIED);
+			return;
+		case SSRF_DENY_URL:
+			end_without_sending(d, j, RETRY_T_BAD_URL);
+			return;
+		case SSRF_DENY_RESOLVE:
+			end_without_sending(d, j, RETRY_T_DNS);
+			return;
+		case SSRF_NOMEM:
+			snprintf(j->why, sizeof j->why, "out of memory checking the destination");
+			break;
+		}
+	}
+	/* our side failed: back to the queue without an attempt */
+	log_event(L_ERROR, "job.compute_failed", "request_id=%s error=%s", j->q.id, log_q(j->why));
+	hand_back(d, j, ids_now_ms() + d->rp.base_ms);
 }
 
 static bool take_inbox(struct deliver *d)

@@ -17,12 +17,10 @@
 #include "retry.h"
 #include "ssrf.h"
 
-/* What the pool found out before delivery. */
+/* How far the pool got. What the destination check found is the policy's
+ * own verdict (dest), not a copy of it. */
 enum djob_prep {
-	DJOB_READY = 0,   /* computed, destination checked: send */
-	DJOB_DENIED,      /* the address policy refused the destination */
-	DJOB_BAD_URL,     /* the URL does not parse any more */
-	DJOB_NO_RESOLVE,  /* the host did not resolve */
+	DJOB_CHECKED = 0, /* computed, destination checked: dest says whether to send */
 	DJOB_COMPUTE_ERR, /* the work function failed (memory, OpenSSL) */
 	DJOB_ABANDONED,   /* shutdown interrupted the work */
 };
@@ -33,7 +31,8 @@ struct djob {
 	struct store_job q;
 	bool stored; /* the result is in the database */
 	enum djob_prep prep;
-	char why[SSRF_REASON_MAX]; /* the pool's reason when not ready */
+	enum ssrf_verdict dest;    /* DJOB_CHECKED: ssrf_check_url's verdict */
+	char why[SSRF_REASON_MAX]; /* the pool's reason when not sendable */
 	struct ssrf_target target;
 
 	/* delivery thread only */

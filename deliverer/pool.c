@@ -7,7 +7,7 @@
 #include "pool.h"
 
 #include <pthread.h>
-#include <string.h>
+#include <stdio.h>
 
 #include "alloc.h"
 #include "ids.h"
@@ -31,84 +31,32 @@ struct pool {
 	struct shared *sh;
 };
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-static bool hex_to_raw(const char *hex, unsigned char raw[32])
-{
-	for (int i = 0; i < 32; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return false;
-		raw[i] = (unsigned char)(hi << 4 | lo);
-	}
-	return true;
-}
-
-/* Runs the work in chunks; false when abandoned or failed (prep says). */
+/* Runs the work a chunk of rounds at a time (work.h), looking at the
+ * abandon flag between chunks; false when abandoned or failed (prep says). */
 static bool compute(struct pool *p, struct djob *j)
 {
 	struct store_job *q = &j->q;
 	int64_t t0 = ids_mono_ns();
-	int64_t left = q->iterations;
-	int64_t step = left < CHUNK_ROUNDS ? left : CHUNK_ROUNDS;
-	char hex[WORK_HEX_LEN + 1];
-	enum work_err err = work_sha256_iter(q->input_data, q->input_len, step, hex);
-	left -= step;
-	while (err == WORK_OK && left > 0) {
+	struct work_state w;
+	enum work_err err = work_begin(&w, q->input_data, q->input_len, q->iterations);
+	while (err == WORK_OK && work_left(&w) > 0) {
 		if (atomic_load(&p->abandon)) {
 			j->prep = DJOB_ABANDONED;
 			return false;
 		}
-		unsigned char raw[32];
-		if (!hex_to_raw(hex, raw)) {
-			err = WORK_CRYPTO;
-			break;
-		}
-		step = left < CHUNK_ROUNDS ? left : CHUNK_ROUNDS;
-		err = work_sha256_iter(raw, sizeof raw, step, hex);
-		left -= step;
+		err = work_rounds(&w, CHUNK_ROUNDS);
 	}
+	if (err == WORK_OK)
+		err = work_result(&w, q->result);
 	if (err != WORK_OK) {
 		j->prep = DJOB_COMPUTE_ERR;
 		snprintf(j->why, sizeof j->why, "work failed: %s", work_strerror(err));
 		return false;
 	}
-	memcpy(q->result, hex, sizeof q->result);
 	q->duration_ms = (double)(ids_mono_ns() - t0) / 1e6;
 	q->completed_at = ids_now_ms();
 	q->computed = true;
 	return true;
-}
-
-static void check_destination(struct pool *p, struct djob *j)
-{
-	enum ssrf_verdict v =
-	    ssrf_check_url(p->policy, j->q.callback_url, &j->target, j->why, sizeof j->why);
-	switch (v) {
-	case SSRF_ALLOW:
-		j->prep = DJOB_READY;
-		break;
-	case SSRF_DENY_URL:
-		j->prep = DJOB_BAD_URL;
-		break;
-	case SSRF_DENY_ADDRESS:
-		j->prep = DJOB_DENIED;
-		break;
-	case SSRF_DENY_RESOLVE:
-		j->prep = DJOB_NO_RESOLVE;
-		break;
-	case SSRF_NOMEM:
-		j->prep = DJOB_COMPUTE_ERR;
-		snprintf(j->why, sizeof j->why, "out of memory checking the destination");
-		break;
-	}
 }
 
 static void process(struct pool *p, struct djob *j)
@@ -124,7 +72,8 @@ static void process(struct pool *p, struct djob *j)
 		if (!ok)
 			return;
 	}
-	check_destination(p, j);
+	j->prep = DJOB_CHECKED;
+	j->dest = ssrf_check_url(p->policy, j->q.callback_url, &j->target, j->why, sizeof j->why);
 }
 
 static void *worker(void *arg)

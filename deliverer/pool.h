@@ -4,11 +4,11 @@
  * callback destination (ssrf_check_url: parse, resolve, classify; the DNS
  * lookup happens here so the delivery thread never blocks on it) and pass
  * the job on to done(). A worker's step cannot fail: what went wrong is
- * written into the job (djob->prep), and the job always comes back.
+ * written into the job (djob->prep, djob->dest), and the job always comes
+ * back.
  *
- * Long work runs in chunks of rounds (N rounds of SHA-256 compose: the
- * digest after k rounds, hashed N-k more times, is the digest after N), so
- * a shutdown interrupts it within one chunk.
+ * Long work runs in chunks of rounds (work_rounds), so a shutdown
+ * interrupts it within one chunk.
  *
  * pool_submit is thread safe; pool_stop is called once, by the owner.
  */

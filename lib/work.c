@@ -22,6 +22,8 @@
 
 #include <openssl/sha.h>
 
+_Static_assert(WORK_DIGEST_LEN == SHA256_DIGEST_LENGTH, "work.h's digest length");
+
 const char *work_strerror(enum work_err err)
 {
 	switch (err) {
@@ -37,7 +39,7 @@ const char *work_strerror(enum work_err err)
 	return "unknown work error";
 }
 
-static void to_hex(const unsigned char d[SHA256_DIGEST_LENGTH], char out[WORK_HEX_LEN + 1])
+static void to_hex(const unsigned char d[WORK_DIGEST_LEN], char out[WORK_HEX_LEN + 1])
 {
 	static const char digits[] = "0123456789abcdef";
 
@@ -59,34 +61,66 @@ static int sha256(const void *in, size_t n, unsigned char md[SHA256_DIGEST_LENGT
 	return 0;
 }
 
+enum work_err work_begin(struct work_state *w, const void *input, size_t len,
+                         int64_t iterations)
+{
+	if (w == NULL)
+		return WORK_EINVAL;
+	w->left = -1; /* failed: work_result refuses */
+	if (iterations < 1 || (input == NULL && len > 0))
+		return WORK_EINVAL;
+	if (sha256(input != NULL ? input : "", len, w->md) != 0)
+		return WORK_CRYPTO;
+	w->left = iterations - 1;
+	return WORK_OK;
+}
+
+enum work_err work_rounds(struct work_state *w, int64_t max_rounds)
+{
+	if (w == NULL || max_rounds < 1 || w->left < 0)
+		return WORK_EINVAL;
+	int64_t n = max_rounds < w->left ? max_rounds : w->left;
+	for (int64_t i = 0; i < n; i++) {
+		if (sha256(w->md, sizeof w->md, w->md) != 0) {
+			w->left = -1;
+			return WORK_CRYPTO;
+		}
+	}
+	if (n > 0)
+		w->left -= n;
+	return WORK_OK;
+}
+
+int64_t work_left(const struct work_state *w)
+{
+	return w->left;
+}
+
+enum work_err work_result(const struct work_state *w, char out_hex[WORK_HEX_LEN + 1])
+{
+	if (out_hex == NULL)
+		return WORK_EINVAL;
+	if (w == NULL || w->left != 0) {
+		out_hex[0] = '\0';
+		return WORK_EINVAL;
+	}
+	to_hex(w->md, out_hex);
+	return WORK_OK;
+}
+
 enum work_err work_sha256_iter(const void *input, size_t len, int64_t iterations,
                                char out_hex[WORK_HEX_LEN + 1])
 {
-	unsigned char md[SHA256_DIGEST_LENGTH];
-	enum work_err rc = WORK_OK;
+	struct work_state w;
+	enum work_err rc;
 
 	if (out_hex == NULL)
 		return WORK_EINVAL;
-	if (iterations < 1 || (input == NULL && len > 0)) {
-		rc = WORK_EINVAL;
-		goto out;
-	}
-	if (input == NULL)
-		input = "";
-
-	if (sha256(input, len, md) != 0) {
-		rc = WORK_CRYPTO;
-		goto out;
-	}
-	for (int64_t i = 1; i < iterations; i++) {
-		if (sha256(md, sizeof(md), md) != 0) {
-			rc = WORK_CRYPTO;
-			goto out;
-		}
-	}
-	to_hex(md, out_hex);
-out:
-	if (rc != WORK_OK)
-		out_hex[0] = '\0';
+	rc = work_begin(&w, input, len, iterations);
+	if (rc == WORK_OK)
+		rc = work_rounds(&w, w.left > 0 ? w.left : 1);
+	if (rc == WORK_OK)
+		return work_result(&w, out_hex);
+	out_hex[0] = '\0';
 	return rc;
 }

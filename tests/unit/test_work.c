@@ -109,6 +109,68 @@ static void test_bad_arguments(void **state)
 	assert_int_equal(work_sha256_iter("hello", 5, 1, NULL), WORK_EINVAL);
 }
 
+/* The same vectors run in steps of every size from one round to more than
+ * are left: the result never depends on how the rounds were cut. */
+static void test_rounds_in_steps(void **state)
+{
+	static const int64_t steps[] = {1, 2, 7, 999, 1000, 16384, INT64_MAX};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+		const struct vector *v = &vectors[i];
+
+		for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+			struct work_state w;
+			char hex[WORK_HEX_LEN + 1];
+			int64_t calls = 0;
+
+			if (steps[k] == 1 && v->iterations > 1000)
+				continue; /* 50000 calls add nothing the 1000-round vectors miss */
+			assert_int_equal(work_begin(&w, v->input, v->len, v->iterations), WORK_OK);
+			assert_int_equal(work_left(&w), v->iterations - 1);
+			while (work_left(&w) > 0) {
+				int64_t before = work_left(&w);
+
+				/* not ready yet: no result, and the state is unchanged */
+				assert_int_equal(work_result(&w, hex), WORK_EINVAL);
+				assert_string_equal(hex, "");
+				assert_int_equal(work_rounds(&w, steps[k]), WORK_OK);
+				assert_int_equal(work_left(&w),
+				                 before > steps[k] ? before - steps[k] : 0);
+				calls++;
+			}
+			assert_true(calls <= (v->iterations - 1) / steps[k] + 1);
+			assert_int_equal(work_rounds(&w, 5), WORK_OK); /* nothing left: no-op */
+			assert_int_equal(work_result(&w, hex), WORK_OK);
+			assert_string_equal(hex, v->hex);
+		}
+	}
+}
+
+static void test_rounds_bad_arguments(void **state)
+{
+	struct work_state w;
+	char hex[WORK_HEX_LEN + 1];
+
+	(void)state;
+	assert_int_equal(work_begin(NULL, "a", 1, 1), WORK_EINVAL);
+	assert_int_equal(work_begin(&w, "a", 1, 0), WORK_EINVAL);
+	/* a failed begin holds no result and runs nothing */
+	assert_int_equal(work_result(&w, hex), WORK_EINVAL);
+	assert_string_equal(hex, "");
+	assert_int_equal(work_rounds(&w, 1), WORK_EINVAL);
+	assert_int_equal(work_begin(&w, NULL, 3, 1), WORK_EINVAL);
+	assert_int_equal(work_result(&w, hex), WORK_EINVAL);
+
+	assert_int_equal(work_begin(&w, "a", 1, 3), WORK_OK);
+	assert_int_equal(work_rounds(&w, 0), WORK_EINVAL);
+	assert_int_equal(work_rounds(&w, -1), WORK_EINVAL);
+	assert_int_equal(work_left(&w), 2);
+	assert_int_equal(work_rounds(NULL, 1), WORK_EINVAL);
+	assert_int_equal(work_result(NULL, hex), WORK_EINVAL);
+	assert_int_equal(work_result(&w, NULL), WORK_EINVAL);
+}
+
 static void test_strerror(void **state)
 {
 	(void)state;
@@ -164,6 +226,8 @@ int main(void)
 	    cmocka_unit_test(test_long_input),
 	    cmocka_unit_test(test_empty_input_null_pointer),
 	    cmocka_unit_test(test_bad_arguments),
+	    cmocka_unit_test(test_rounds_in_steps),
+	    cmocka_unit_test(test_rounds_bad_arguments),
 	    cmocka_unit_test(test_strerror),
 	    cmocka_unit_test(test_threads),
 	};
