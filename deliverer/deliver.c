@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "callback.h"
 #include "hosts.h"
 #include "ids.h"
 #include "log.h"
@@ -77,8 +78,7 @@ struct deliver {
 	uint64_t rng;
 	CURL *spare[SPARE_MAX];
 	int nspare;
-	int64_t db_retry_at; /* monotonic ms */
-	char ua[64];
+	int64_t db_retry_at;     /* monotonic ms */
 	struct metrics *metrics; /* the host's counters zone (GET /metrics); may be NULL */
 	int64_t gauges_at;       /* monotonic ms of the next gauge report */
 };
@@ -289,58 +289,20 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* The callback body of DESIGN.md. */
-static bool build_body(struct djob *j)
+/* The callback of j's attempt (callback.h) into j->body and j->headers. */
+static bool build_request(struct deliver *d, struct djob *j)
 {
-	char created[IDS_RFC3339_LEN + 1], completed[IDS_RFC3339_LEN + 1];
-	ids_rfc3339(j->q.created_at, created);
-	ids_rfc3339(j->q.completed_at, completed);
-	buf_reset(&j->body);
-	buf_printf(&j->body,
-	           "{\"request_id\":\"%s\",\"status\":\"completed\",\"result\":\"%s\","
-	           "\"iterations\":%lld,\"duration_ms\":%.3f,\"created_at\":\"%s\","
-	           "\"completed_at\":\"%s\"}",
-	           j->q.id, j->q.result, (long long)j->q.iterations, j->q.duration_ms, created,
-	           completed);
-	return j->body.err == BUF_OK;
-}
-
-static bool add_header(struct curl_slist **l, const char *line)
-{
-	struct curl_slist *n = curl_slist_append(*l, line);
-	if (!n)
-		return false;
-	*l = n;
-	return true;
-}
-
-static bool build_headers(struct deliver *d, struct djob *j)
-{
-	char line[256];
-	int64_t ts = j->started_at / 1000;
-	bool ok = add_header(&j->headers, "Content-Type: application/json") &&
-	          add_header(&j->headers, "Expect:");
-	snprintf(line, sizeof line, "X-Request-ID: %s", j->q.id);
-	ok = ok && add_header(&j->headers, line);
-	snprintf(line, sizeof line, "X-Attempt-Number: %lld", (long long)j->number);
-	ok = ok && add_header(&j->headers, line);
-	/* The same webhook-id for every attempt of a job: receivers dedupe on it. */
-	snprintf(line, sizeof line, "webhook-id: %s", j->q.id);
-	ok = ok && add_header(&j->headers, line);
-	snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
-	ok = ok && add_header(&j->headers, line);
-	if (ok && d->key) {
-		/* one v1, signature per CONSUMA_CALLBACK_SECRET entry (rotation) */
-		char sig[SIGN_HEADER_MAX];
-		char sig_line[sizeof "webhook-signature: " + SIGN_HEADER_MAX];
-		enum sign_err e =
-		    sign_webhook(d->key, j->q.id, ts, j->body.data, j->body.len, sig, sizeof sig);
-		if (e != SIGN_OK)
-			return false;
-		snprintf(sig_line, sizeof sig_line, "webhook-signature: %s", sig);
-		ok = add_header(&j->headers, sig_line);
-	}
-	return ok;
+	const struct callback_result r = {
+	    .request_id = j->q.id,
+	    .result = j->q.result,
+	    .iterations = j->q.iterations,
+	    .duration_ms = j->q.duration_ms,
+	    .created_at_ms = j->q.created_at,
+	    .completed_at_ms = j->q.completed_at,
+	};
+	return callback_body(&j->body, &r) == CALLBACK_OK &&
+	       callback_headers(&j->headers, j->q.id, j->number, j->started_at, d->key,
+	                        j->body.data, j->body.len) == CALLBACK_OK;
 }
 
 static CURL *get_easy(struct deliver *d)
@@ -381,7 +343,7 @@ static bool start_transfer(struct deliver *d, struct djob *j)
 	j->resp_max = (size_t)d->cfg->callback_max_response_bytes;
 	j->errbuf[0] = '\0';
 	j->easy = get_easy(d);
-	if (!j->easy || !build_body(j) || !build_headers(d, j))
+	if (!j->easy || !build_request(d, j))
 		goto fail;
 	CURL *h = j->easy;
 	if (ssrf_curl_setup(d->policy, h, &j->target, &j->resolve) != CURLE_OK)
@@ -391,7 +353,6 @@ static bool start_transfer(struct deliver *d, struct djob *j)
 	          curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)j->body.len) == CURLE_OK &&
 	          curl_easy_setopt(h, CURLOPT_POSTFIELDS, j->body.data) == CURLE_OK &&
 	          curl_easy_setopt(h, CURLOPT_HTTPHEADER, j->headers) == CURLE_OK &&
-	          curl_easy_setopt(h, CURLOPT_USERAGENT, d->ua) == CURLE_OK &&
 	          curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
 	                           (long)(d->cfg->callback_timeout * 1000)) == CURLE_OK &&
 	          curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
@@ -819,7 +780,6 @@ struct deliver *deliver_new(const struct config *cfg, struct store *s, const cha
 	    .max_attempts = cfg->callback_max_retries,
 	};
 	d->rng = (uint64_t)ids_mono_ns() | 1;
-	snprintf(d->ua, sizeof d->ua, "consuma/%s", CONSUMA_VERSION);
 	if (pthread_mutex_init(&d->mu, NULL) != 0) {
 		cz_free(d);
 		return NULL;

@@ -6,9 +6,7 @@
 #include <string.h>
 
 #include "alloc.h"
-
-/* The callback body is ~350 bytes; this bound is far above it. */
-#define BODY_MAX 4096
+#include "callback.h"
 
 struct djob *djob_new(struct store_job *q)
 {
@@ -18,7 +16,7 @@ struct djob *djob_new(struct store_job *q)
 	j->q = *q;
 	memset(q, 0, sizeof *q);
 	j->stored = j->q.computed;
-	buf_init(&j->body, BODY_MAX);
+	buf_init(&j->body, CALLBACK_BODY_MAX);
 	return j;
 }
 

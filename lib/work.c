@@ -61,8 +61,7 @@ static int sha256(const void *in, size_t n, unsigned char md[SHA256_DIGEST_LENGT
 	return 0;
 }
 
-enum work_err work_begin(struct work_state *w, const void *input, size_t len,
-                         int64_t iterations)
+enum work_err work_begin(struct work_state *w, const void *input, size_t len, int64_t iterations)
 {
 	if (w == NULL)
 		return WORK_EINVAL;

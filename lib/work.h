@@ -43,8 +43,7 @@ struct work_state {
 /* Runs round 1 over input (len bytes; NULL when len is 0) and sets up the
  * remaining iterations - 1. On error w holds no result (work_result
  * refuses it). Thread safe (w is the caller's); allocates nothing. */
-enum work_err work_begin(struct work_state *w, const void *input, size_t len,
-                         int64_t iterations);
+enum work_err work_begin(struct work_state *w, const void *input, size_t len, int64_t iterations);
 /* Runs up to max_rounds (>= 1) more rounds, fewer when fewer are left. */
 enum work_err work_rounds(struct work_state *w, int64_t max_rounds);
 /* The rounds still to run: 0 once the result is ready, -1 after a failure. */
