@@ -26,6 +26,7 @@
  */
 #include "deliver.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -47,9 +48,21 @@
 #define FINAL_FLUSH_TRIALS 5
 #define GAUGES_EVERY_MS    1000 /* how often the open-breaker gauge is published */
 
+/* Every job in the delivery thread's hands is on exactly one of these. */
+enum list_id {
+	LIST_NONE = 0,
+	LIST_INBOX,
+	LIST_WAITING,
+	LIST_STARTING,
+	LIST_ENDED,
+	LIST_HANDBACK,
+	LIST_ACTIVE
+};
+
 struct list {
 	struct djob *head, *tail;
 	size_t n;
+	enum list_id id;
 };
 
 struct deliver {
@@ -72,7 +85,7 @@ struct deliver {
 	struct list starting; /* dispatched, 'sending' row not yet written */
 	struct list ended;    /* attempt over, outcome not yet written */
 	struct list handback; /* to release without an attempt */
-	int64_t inflight;     /* starting + in curl */
+	int64_t inflight;     /* starting + active, between turns (asserted) */
 	struct list active;   /* in curl */
 	struct retry_policy rp;
 	uint64_t rng;
@@ -85,8 +98,12 @@ struct deliver {
 
 /* ---- lists ---------------------------------------------------------------- */
 
+/* A job is on one list at a time (pool.c's next is its own, before the
+ * job reaches the inbox); j->on says which. */
 static void list_push(struct list *l, struct djob *j)
 {
+	assert(j->on == LIST_NONE && l->id != LIST_NONE);
+	j->on = (int)l->id;
 	j->next = NULL;
 	j->prev = l->tail;
 	if (l->tail)
@@ -99,6 +116,8 @@ static void list_push(struct list *l, struct djob *j)
 
 static void list_remove(struct list *l, struct djob *j)
 {
+	assert(j->on == (int)l->id && l->n > 0);
+	j->on = LIST_NONE;
 	if (j->prev)
 		j->prev->next = j->next;
 	else
@@ -109,6 +128,14 @@ static void list_remove(struct list *l, struct djob *j)
 		l->tail = j->prev;
 	j->prev = j->next = NULL;
 	l->n--;
+}
+
+/* Takes l's jobs (a list of the same id) and leaves l empty. */
+static struct list list_take(struct list *l)
+{
+	struct list all = *l;
+	*l = (struct list){.id = l->id};
+	return all;
 }
 
 static struct djob *list_pop(struct list *l)
@@ -264,8 +291,7 @@ static void intake(struct deliver *d, struct djob *j)
 static bool take_inbox(struct deliver *d)
 {
 	pthread_mutex_lock(&d->mu);
-	struct list in = d->inbox;
-	d->inbox = (struct list){0};
+	struct list in = list_take(&d->inbox);
 	bool stop = d->stop;
 	pthread_mutex_unlock(&d->mu);
 	struct djob *j;
@@ -499,6 +525,8 @@ static void dispatch(struct deliver *d)
 
 /* ---- flush ------------------------------------------------------------------ */
 
+/* An attempt that ended: its outcome (and, for one that ended before
+ * sending, its attempt row first). */
 static enum store_err write_ended(struct deliver *d, struct djob *j, int64_t now)
 {
 	enum store_err err = STORE_OK;
@@ -531,20 +559,30 @@ static enum store_err write_ended(struct deliver *d, struct djob *j, int64_t now
 	return store_attempt_end(d->s, &j->q, &o);
 }
 
-/* Runs fn's writes for every job of l; fenced jobs are marked. */
-static bool write_list(struct deliver *d, struct list *l, int which, int64_t now)
+/* A job about to start: its attempt's 'sending' row (and its result, when
+ * not stored yet). */
+static enum store_err write_start(struct deliver *d, struct djob *j, int64_t now)
+{
+	j->number = j->q.attempts + 1;
+	j->started_at = now;
+	return store_attempt_begin(d->s, &j->q, !j->stored, j->number, now);
+}
+
+/* A job to hand back without an attempt, due at j->due_at. */
+static enum store_err write_handback(struct deliver *d, struct djob *j, int64_t now)
+{
+	(void)now;
+	return store_release(d->s, &j->q, !j->stored && j->q.computed, j->due_at);
+}
+
+typedef enum store_err (*write_fn)(struct deliver *d, struct djob *j, int64_t now);
+
+/* Runs write for every job of l and marks the fenced ones; false (logged)
+ * when the database failed. */
+static bool write_list(struct deliver *d, struct list *l, write_fn write, int64_t now)
 {
 	for (struct djob *j = l->head; j; j = j->next) {
-		enum store_err err;
-		if (which == 0) {
-			j->number = j->q.attempts + 1;
-			j->started_at = now;
-			err = store_attempt_begin(d->s, &j->q, !j->stored, j->number, now);
-		} else if (which == 1) {
-			err = write_ended(d, j, now);
-		} else {
-			err = store_release(d->s, &j->q, !j->stored && j->q.computed, j->due_at);
-		}
+		enum store_err err = write(d, j, now);
 		j->fenced = err == STORE_FENCED;
 		if (err != STORE_OK && err != STORE_FENCED) {
 			log_event(L_ERROR, "deliver.write_failed", "request_id=%s error=%s",
@@ -616,17 +654,16 @@ static bool flush(struct deliver *d)
 		log_event(L_ERROR, "deliver.begin_failed", "error=%s", log_q(store_errmsg(d->s)));
 		return false;
 	}
-	if (!write_list(d, &d->starting, 0, now) || !write_list(d, &d->ended, 1, now) ||
-	    !write_list(d, &d->handback, 2, now) || store_commit(d->s) != STORE_OK) {
+	if (!write_list(d, &d->starting, write_start, now) ||
+	    !write_list(d, &d->ended, write_ended, now) ||
+	    !write_list(d, &d->handback, write_handback, now) || store_commit(d->s) != STORE_OK) {
 		store_rollback(d->s);
 		return false;
 	}
 	int64_t wake_before = atomic_load(&d->sh->sleep_until);
 	bool wake = false;
 	struct djob *j;
-	struct list ended = d->ended, handback = d->handback;
-	d->ended = (struct list){0};
-	d->handback = (struct list){0};
+	struct list ended = list_take(&d->ended), handback = list_take(&d->handback);
 	while ((j = list_pop(&d->starting)) != NULL) {
 		if (j->fenced) {
 			log_outcome(j);
@@ -734,6 +771,7 @@ static void final_turn(struct deliver *d)
 		d->inflight--;
 		finish_job(d, j);
 	}
+	assert(d->inflight == 0 && !d->waiting.n && !d->starting.n && !d->active.n);
 	atomic_store(&d->sh->inflight, 0);
 }
 
@@ -752,6 +790,7 @@ static void *run(void *arg)
 			else if (d->ended.n)
 				flush(d); /* set-up failures of this turn's starts */
 		}
+		assert(d->inflight == (int64_t)(d->starting.n + d->active.n));
 		atomic_store(&d->sh->inflight, (int)d->active.n);
 		publish_exclusions(d);
 		report_gauges(d);
@@ -780,6 +819,12 @@ struct deliver *deliver_new(const struct config *cfg, struct store *s, const cha
 	    .max_attempts = cfg->callback_max_retries,
 	};
 	d->rng = (uint64_t)ids_mono_ns() | 1;
+	d->inbox.id = LIST_INBOX;
+	d->waiting.id = LIST_WAITING;
+	d->starting.id = LIST_STARTING;
+	d->ended.id = LIST_ENDED;
+	d->handback.id = LIST_HANDBACK;
+	d->active.id = LIST_ACTIVE;
 	if (pthread_mutex_init(&d->mu, NULL) != 0) {
 		cz_free(d);
 		return NULL;

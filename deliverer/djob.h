@@ -37,6 +37,7 @@ struct djob {
 
 	/* delivery thread only */
 	struct djob *prev, *next; /* the list the job is on */
+	int on;                   /* which list (deliver.c: a job is on one at most), 0 none */
 	struct host *host;
 	uint64_t path;      /* hosts_path_key of the callback URL */
 	bool suspect;       /* as started: tried before, or its path is failing */

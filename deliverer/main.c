@@ -70,7 +70,8 @@
 
 #define EXIT_USAGE        2
 #define BEAT_EVERY_MS     1000
-#define RECOVER_EVERY     5 /* heartbeats between looks for dead neighbours */
+#define RECOVER_EVERY_MS  5000 /* looks for dead neighbours */
+#define RENEW_MIN_MS      100  /* renewals at lease/3, but not more often than this */
 #define DB_ERROR_PAUSE    500
 #define HOSTNAME_MAX      64
 #define PRUNE_EVERY_MS    60000
@@ -314,6 +315,12 @@ static void beat(struct ctx *c)
 	notify("WATCHDOG=1");
 }
 
+static void renew(struct ctx *c)
+{
+	if (store_renew(c->s_main, ids_now_ms(), c->cfg.lease_seconds * 1000, NULL) != STORE_OK)
+		log_event(L_WARN, "lease.renew_failed", "error=%s", log_q(store_errmsg(c->s_main)));
+}
+
 /* Claims up to room jobs and feeds them to the pool. Returns how many, or
  * -1 on a database error. */
 static int claim(struct ctx *c, int64_t room, const struct store_exclude *excl)
@@ -385,19 +392,54 @@ static int64_t min64(int64_t a, int64_t b)
 	return a < b ? a : b;
 }
 
-/* Returns when it is time to stop; *hard tells whether to skip the grace. */
+/* The claim loop's timers: a period (0: off) and when each is next due
+ * (monotonic ms). A turn runs the duties that are due and sleeps no later
+ * than the earliest next. The poll timer has no duty of its own (the claim
+ * scan runs every turn): it only bounds the sleep, from the turn's start. */
+struct timer {
+	int64_t every_ms;
+	void (*run)(struct ctx *c); /* NULL: a bound on the sleep only */
+	bool while_draining;        /* keeps running after the first SIGTERM */
+	int64_t next;
+};
+
+enum { T_BEAT, T_RECOVER, T_RENEW, T_PRUNE, T_POLL, T_COUNT };
+
+/* Runs the timers due at mono; returns the earliest next. */
+static int64_t run_timers(struct ctx *c, struct timer *t, bool draining, int64_t mono)
+{
+	int64_t wake = INT64_MAX;
+	for (int i = 0; i < T_COUNT; i++) {
+		if (t[i].every_ms <= 0 || (draining && !t[i].while_draining))
+			continue;
+		if (!t[i].run || mono >= t[i].next) {
+			if (t[i].run)
+				t[i].run(c);
+			t[i].next = mono + t[i].every_ms;
+		}
+		wake = min64(wake, t[i].next);
+	}
+	return wake;
+}
+
+/* Returns when it is time to stop: at once on SIGINT or a second SIGTERM,
+ * after the first once the jobs in hand are done or the grace is over. */
 static void claim_loop(struct ctx *c)
 {
 	sigset_t none;
 	sigemptyset(&none);
-	int64_t next_beat = 0;
-	unsigned beats = 0;
-	int64_t renew_every = c->cfg.lease_seconds * 1000 / 3;
-	if (renew_every < 100)
-		renew_every = 100;
-	int64_t next_renew = ids_mono_ms() + renew_every;
-	bool pruning = c->cfg.retention_hours > 0;
-	int64_t next_prune = ids_mono_ms() + PRUNE_EVERY_MS;
+	int64_t start = ids_mono_ms();
+	int64_t renew_ms = c->cfg.lease_seconds * 1000 / 3;
+	if (renew_ms < RENEW_MIN_MS)
+		renew_ms = RENEW_MIN_MS;
+	struct timer timers[T_COUNT] = {
+	    [T_BEAT] = {BEAT_EVERY_MS, beat, true, start},
+	    [T_RECOVER] = {RECOVER_EVERY_MS, recover, true, start + RECOVER_EVERY_MS},
+	    [T_RENEW] = {renew_ms, renew, true, start + renew_ms},
+	    [T_PRUNE] = {c->cfg.retention_hours > 0 ? PRUNE_EVERY_MS : 0, prune, false,
+	                 start + PRUNE_EVERY_MS},
+	    [T_POLL] = {c->cfg.poll_interval_ms, NULL, true, start},
+	};
 	bool draining = false;
 	int64_t deadline = 0;
 	int64_t bell_hold_until = 0;       /* rings before this wait for it (see above) */
@@ -425,28 +467,7 @@ static void claim_loop(struct ctx *c)
 			if (atomic_load(&c->sh.in_hand) <= 0 || mono >= deadline)
 				break;
 		}
-		if (mono >= next_beat) {
-			beat(c);
-			if (++beats % RECOVER_EVERY == 0)
-				recover(c);
-			next_beat = mono + BEAT_EVERY_MS;
-		}
-		if (mono >= next_renew) {
-			if (store_renew(c->s_main, ids_now_ms(), c->cfg.lease_seconds * 1000,
-			                NULL) != STORE_OK)
-				log_event(L_WARN, "lease.renew_failed", "error=%s",
-				          log_q(store_errmsg(c->s_main)));
-			next_renew = mono + renew_every;
-		}
-		if (pruning && !draining && mono >= next_prune) {
-			prune(c);
-			next_prune = ids_mono_ms() + PRUNE_EVERY_MS;
-		}
-
-		int64_t wake = min64(mono + c->cfg.poll_interval_ms, next_beat);
-		wake = min64(wake, next_renew);
-		if (pruning && !draining)
-			wake = min64(wake, next_prune);
+		int64_t wake = run_timers(c, timers, draining, mono);
 		if (draining)
 			wake = min64(wake, deadline);
 		int64_t now = ids_now_ms();
@@ -572,7 +593,7 @@ int main(int argc, char **argv)
 		}
 	}
 
-	static struct ctx c; /* large (exclusion buffer, config): not on the stack */
+	static struct ctx c; /* large (the config): not on the stack */
 	c.bell_fd = -1;
 	c.listen_fd = -1;
 	char err[512];
