@@ -55,6 +55,7 @@
 #endif
 
 #include "alloc.h"
+#include "cli.h"
 #include "config.h"
 #include "deliver.h"
 #include "djob.h"
@@ -68,7 +69,7 @@
 #include "ssrf.h"
 #include "store.h"
 
-#define EXIT_USAGE        2
+#define PROGRAM           "consuma-deliverer"
 #define BEAT_EVERY_MS     1000
 #define RECOVER_EVERY_MS  5000 /* looks for dead neighbours */
 #define RENEW_MIN_MS      100  /* renewals at lease/3, but not more often than this */
@@ -120,41 +121,33 @@ static void notify(const char *state)
 #endif
 }
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: consuma-deliverer [--help] [--version] [--check-url URL]\n"
-	           "\n"
-	           "Claims async jobs from the SQLite queue (CONSUMA_DATABASE_PATH), computes\n"
-	           "them and POSTs each result to its callback URL, recording every attempt.\n"
-	           "\n"
-	           "  --check-url URL  print 'allow' or 'deny: <reason>' for URL under the\n"
-	           "                   callback policy and exit 0 or 1; sends nothing\n"
-	           "  --version        print the version\n"
-	           "\n"
-	           "Signals: SIGTERM drains for up to CONSUMA_SHUTDOWN_GRACE seconds, then\n"
-	           "hands back what is left and exits 0; a second SIGTERM or SIGINT does so\n"
-	           "at once. Configuration (environment):\n");
-}
+static const char *const synopsis[] = {
+    "[--check-url URL]",
+    "--help | --version",
+    NULL,
+};
 
-static void describe_line(const char *name, const char *type_and_range, const char *def,
-                          const char *help, void *arg)
-{
-	fprintf((FILE *)arg, "  %-38s %s (default %s): %s\n", name, type_and_range, def, help);
-}
+static const struct cli_program program = {
+    .name = PROGRAM,
+    .synopsis = synopsis,
+    .about = "Claims async jobs from the SQLite queue (CONSUMA_DATABASE_PATH), computes\n"
+             "them and POSTs each result to its callback URL, recording every attempt.\n"
+             "--check-url URL prints 'allow' or 'deny: <reason>' for URL under the\n"
+             "callback policy and exits 0 or 1; it sends nothing.\n"
+             "SIGTERM drains for up to CONSUMA_SHUTDOWN_GRACE seconds, then hands back\n"
+             "what is left and exits 0; a second SIGTERM or SIGINT does so at once.\n",
+};
 
 static int check_url(const struct config *cfg, const char *url)
 {
 	char why[SSRF_REASON_MAX];
 	struct ssrf_policy *p = ssrf_policy_new(cfg, why, sizeof why);
-	if (!p) {
-		fprintf(stderr, "consuma-deliverer: %s\n", why);
-		return EXIT_USAGE;
-	}
+	if (!p)
+		return cli_fail(CLI_EXIT_USAGE, "config", "%s", why);
 	struct ssrf_target *t = cz_calloc(1, sizeof *t);
 	if (!t) {
 		ssrf_policy_free(p);
-		fprintf(stderr, "consuma-deliverer: out of memory\n");
-		return 1;
+		return cli_fail(CLI_EXIT_RUNTIME, "check_url", "out of memory");
 	}
 	why[0] = '\0';
 	enum ssrf_verdict v = ssrf_check_url(p, url, t, why, sizeof why);
@@ -223,8 +216,8 @@ static struct store *open_store(const struct config *cfg)
 	char msg[256] = "";
 	struct store *s = store_open(config_database(cfg), &err, msg, sizeof msg);
 	if (!s)
-		log_event(L_ERROR, "store.open_failed", "path=%s error=%s detail=%s",
-		          log_q(config_database_label(cfg)), store_strerror(err), log_q(msg));
+		cli_fail(CLI_EXIT_RUNTIME, "store", "%s: %s: %s", config_database_label(cfg),
+		         store_strerror(err), msg);
 	return s;
 }
 
@@ -238,24 +231,19 @@ static int setup(struct ctx *c)
 {
 	char why[SSRF_REASON_MAX];
 	c->policy = ssrf_policy_new(&c->cfg, why, sizeof why);
-	if (!c->policy) {
-		log_event(L_ERROR, "config.invalid", "error=%s", log_q(why));
-		return EXIT_USAGE;
-	}
+	if (!c->policy)
+		return cli_fail(CLI_EXIT_USAGE, "config", "%s", why);
 	if (c->cfg.callback_secret[0]) {
 		enum sign_err se;
 		c->key = sign_key_new(c->cfg.callback_secret, &se);
-		if (!c->key) {
-			log_event(L_ERROR, "config.invalid",
-			          "variable=CONSUMA_CALLBACK_SECRET error=%s",
-			          log_q(sign_strerror(se)));
-			return EXIT_USAGE;
-		}
+		if (!c->key)
+			return cli_fail(CLI_EXIT_USAGE, "config", "CONSUMA_CALLBACK_SECRET: %s",
+			                sign_strerror(se));
 	}
 	c->s_main = open_store(&c->cfg);
 	c->s_deliver = c->s_main ? open_store(&c->cfg) : NULL;
 	if (!c->s_deliver)
-		return 1;
+		return CLI_EXIT_RUNTIME;
 	make_owner(c);
 	store_set_owner(c->s_main, c->owner);
 	recover(c);
@@ -272,10 +260,8 @@ static int setup(struct ctx *c)
 		log_event(L_WARN, "store.listen_failed", "error=%s poll_ms=%lld",
 		          log_q(store_errmsg(c->s_main)), (long long)c->cfg.poll_interval_ms);
 
-	if (shared_init(&c->sh) != 0) {
-		log_event(L_ERROR, "eventfd.failed", "error=%s", log_q(strerror(errno)));
-		return 1;
-	}
+	if (shared_init(&c->sh) != 0)
+		return cli_fail(CLI_EXIT_RUNTIME, "eventfd", "%s", strerror(errno));
 	c->sh_ready = true;
 	c->workers = (int)c->cfg.max_workers;
 	if (c->workers <= 0) {
@@ -286,16 +272,16 @@ static int setup(struct ctx *c)
 	c->pool_backlog = c->cfg.claim_batch + 4 * (int64_t)c->workers;
 	c->sh.pool_low_water = c->pool_backlog / 2; /* refill in batches, not job by job */
 	c->d = deliver_new(&c->cfg, c->s_deliver, c->owner, c->policy, c->key, &c->sh);
-	if (!c->d || deliver_start(c->d) != 0) {
-		log_event(L_ERROR, "deliver.start_failed", "error=%s",
-		          log_q(c->d ? "thread" : "setup"));
-		return 1;
-	}
+	if (!c->d)
+		return cli_fail(CLI_EXIT_RUNTIME, "deliver", "cannot set up the delivery thread");
+	int err = deliver_start(c->d);
+	if (err != 0)
+		return cli_fail(CLI_EXIT_RUNTIME, "deliver", "cannot start the delivery thread: %s",
+		                strerror(err));
 	c->pool = pool_new(c->workers, c->policy, pool_done, c, &c->sh);
-	if (!c->pool) {
-		log_event(L_ERROR, "pool.start_failed", "workers=%d", c->workers);
-		return 1;
-	}
+	if (!c->pool)
+		return cli_fail(CLI_EXIT_RUNTIME, "pool", "cannot start %d compute threads",
+		                c->workers);
 	return 0;
 }
 
@@ -569,68 +555,69 @@ static void teardown(struct ctx *c)
 		shared_destroy(&c->sh);
 }
 
+/* Signals reach only the main thread's ppoll: blocked here, before any
+ * thread exists, so every thread inherits the mask; SIGPIPE is ignored.
+ * -1 with errno set. */
+static int install_signals(void)
+{
+	struct sigaction sa;
+	sigset_t block;
+
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	errno = pthread_sigmask(SIG_BLOCK, &block, NULL);
+	if (errno != 0)
+		return -1;
+	sa.sa_handler = on_signal;
+	if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+		return -1;
+	sa.sa_handler = SIG_IGN;
+	return sigaction(SIGPIPE, &sa, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	const char *url = NULL;
+	log_init(PROGRAM, L_INFO);
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			config_describe(describe_line, stdout);
-			return 0;
-		} else if (strcmp(argv[i], "--version") == 0) {
-			printf("consuma-deliverer %s\n", CONSUMA_VERSION);
-			return 0;
-		} else if (strcmp(argv[i], "--check-url") == 0) {
-			if (i + 1 >= argc) {
-				fprintf(stderr, "consuma-deliverer: --check-url needs a URL\n");
-				return EXIT_USAGE;
-			}
+		if (cli_answered(&program, argv[i]))
+			return CLI_EXIT_OK;
+		if (strcmp(argv[i], "--check-url") == 0 && i + 1 < argc) {
 			url = argv[++i];
-		} else {
-			fprintf(stderr, "consuma-deliverer: unknown argument '%s'\n", argv[i]);
-			usage(stderr);
-			return EXIT_USAGE;
+			continue;
 		}
+		return cli_fail(CLI_EXIT_USAGE, "args",
+		                "unknown or incomplete argument: %s (try --help)", argv[i]);
 	}
 
 	static struct ctx c; /* large (the config): not on the stack */
 	c.bell_fd = -1;
 	c.listen_fd = -1;
 	char err[512];
-	if (config_load(&c.cfg, err, sizeof err) != CONFIG_OK) {
-		fprintf(stderr, "consuma-deliverer: %s\n", err);
-		return EXIT_USAGE;
-	}
-	log_init("consuma-deliverer", (enum log_level)c.cfg.log_level);
+	if (config_load(&c.cfg, err, sizeof err) != CONFIG_OK)
+		return cli_fail(CLI_EXIT_USAGE, "config", "%s", err);
+	log_init(PROGRAM, (enum log_level)c.cfg.log_level);
 	/* Every finished job's statements (the counter triggers' temporary
 	 * b-trees and statement journals) freed enough to make glibc trim a
 	 * thread's heap: two madvise calls and the page faults to refill per
 	 * job, measured. */
 	cz_keep_freed_memory();
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		fprintf(stderr, "consuma-deliverer: curl_global_init failed\n");
-		return 1;
-	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return cli_fail(CLI_EXIT_RUNTIME, "curl", "curl_global_init failed");
 	if (url) {
 		int rc = check_url(&c.cfg, url);
 		curl_global_cleanup();
 		return rc;
 	}
-
-	/* Signals reach only the main thread's ppoll: block them before any
-	 * thread exists, so every thread inherits the mask. */
-	sigset_t block;
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &block, NULL);
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	if (install_signals() != 0) {
+		int rc = cli_fail(CLI_EXIT_RUNTIME, "signals", "cannot set up signal handling: %s",
+		                  strerror(errno));
+		curl_global_cleanup();
+		return rc;
+	}
 
 	c.started_at = ids_now_ms();
 	int rc = setup(&c);

@@ -44,6 +44,7 @@
 #include "alloc.h"
 #include "app.h"
 #include "auth.h"
+#include "cli.h"
 #include "doorbell.h"
 #include "http.h"
 #include "ids.h"
@@ -76,32 +77,23 @@ struct worker {
 	bool started;
 };
 
-static void describe_line(const char *name, const char *type_and_range, const char *default_value,
-                          const char *help, void *arg)
-{
-	FILE *f = arg;
+static const char *const synopsis[] = {
+    "[--socket PATH]",
+    "--mint-key CLIENT ROLE   (a new API key and its keys-file line)",
+    "--help | --version",
+    NULL,
+};
 
-	fprintf(f, "  %-36s %s (default: %s)\n      %s\n", name, type_and_range, default_value,
-	        help);
-}
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-	        "Usage: %s [--socket PATH]\n"
-	        "       %s --mint-key CLIENT ROLE   (a new API key and its keys-file line)\n"
-	        "       %s --help | --version\n\n"
-	        "The consuma FastCGI responder: POST /sync, POST /async, GET /requests,\n"
-	        "GET /requests/{id}, GET /healthz. Takes its listening socket on fd 0\n"
-	        "(spawn-fcgi, lighttpd) unless --socket PATH (unix path or HOST:PORT) is\n"
-	        "given. Serves CONSUMA_FCGI_THREADS requests at once. Stops on\n"
-	        "SIGTERM/SIGINT after the requests in hand. SIGHUP reads the API keys\n"
-	        "file again (so does a change to it, within a second).\n\n"
-	        "Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.\n\n"
-	        "Configuration (environment):\n",
-	        PROGRAM, PROGRAM, PROGRAM);
-	config_describe(describe_line, f);
-}
+static const struct cli_program program = {
+    .name = PROGRAM,
+    .synopsis = synopsis,
+    .about = "The consuma FastCGI responder: POST /sync, POST /async, GET /requests,\n"
+             "GET /requests/{id}, GET /healthz. Takes its listening socket on fd 0\n"
+             "(spawn-fcgi, lighttpd) unless --socket PATH (unix path or HOST:PORT) is\n"
+             "given. Serves CONSUMA_FCGI_THREADS requests at once. Stops on\n"
+             "SIGTERM/SIGINT after the requests in hand. SIGHUP reads the API keys\n"
+             "file again (so does a change to it, within a second).\n",
+};
 
 /* Parses argv; returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, const char **socket_path)
@@ -111,14 +103,8 @@ static int parse_args(int argc, char **argv, const char **socket_path)
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage(stdout);
-			return 0;
-		}
-		if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
-			printf("%s %s\n", PROGRAM, CONSUMA_VERSION);
-			return 0;
-		}
+		if (cli_answered(&program, a))
+			return CLI_EXIT_OK;
 		if (strcmp(a, "--mint-key") == 0 && i + 2 < argc && i + 3 == argc)
 			return auth_mint_key(argv[i + 1], argv[i + 2]);
 		if (strcmp(a, "--socket") == 0 && i + 1 < argc) {
@@ -129,15 +115,14 @@ static int parse_args(int argc, char **argv, const char **socket_path)
 			*socket_path = a + 9;
 			continue;
 		}
-		fprintf(stderr, "%s: unknown or incomplete argument: %s (try --help)\n", PROGRAM,
-		        a);
-		return 2;
+		return cli_fail(CLI_EXIT_USAGE, "args",
+		                "unknown or incomplete argument: %s (try --help)", a);
 	}
 	return -1;
 }
 
-/* Blocks the signals the main thread waits for (and SIGPIPE) in this
- * thread and every thread it starts afterwards. */
+/* Ignores SIGPIPE and blocks the signals the main thread waits for in
+ * this thread and every thread it starts afterwards; -1 with errno set. */
 static int block_signals(sigset_t *waited)
 {
 	struct sigaction sa;
@@ -151,7 +136,8 @@ static int block_signals(sigset_t *waited)
 	sigaddset(waited, SIGINT);
 	sigaddset(waited, SIGUSR1); /* a worker failed */
 	sigaddset(waited, SIGHUP);  /* read the API keys file again */
-	return pthread_sigmask(SIG_BLOCK, waited, NULL) == 0 ? 0 : -1;
+	errno = pthread_sigmask(SIG_BLOCK, waited, NULL);
+	return errno == 0 ? 0 : -1;
 }
 
 static void serve_one(struct worker *w, FCGX_Request *req)
@@ -277,8 +263,7 @@ static int serve(struct app *app, int listen_fd, int n, const sigset_t *waited)
 
 	p.stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (w == NULL || p.stop_fd < 0) {
-		log_event(L_ERROR, "fcgi.start_failed", "why=%s",
-		          w == NULL ? "out of memory" : log_q(strerror(errno)));
+		cli_fail(rc, "workers", "%s", w == NULL ? "out of memory" : strerror(errno));
 		goto out;
 	}
 	for (int i = 0; i < n; i++) {
@@ -287,14 +272,13 @@ static int serve(struct app *app, int listen_fd, int n, const sigset_t *waited)
 		w[i].pool = &p;
 		w[i].store = store_open(config_database(&app->cfg), &serr, err, sizeof(err));
 		if (w[i].store == NULL) {
-			log_event(L_ERROR, "store.open_failed", "path=%s error=%s message=%s",
-			          log_q(config_database_label(&app->cfg)), store_strerror(serr),
-			          log_q(err));
+			cli_fail(rc, "store", "%s: %s: %s", config_database_label(&app->cfg),
+			         store_strerror(serr), err);
 			goto stop;
 		}
 		store_use_committer(w[i].store, app->committer);
 		if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0) {
-			log_event(L_ERROR, "fcgi.start_failed", "why=\"cannot start a thread\"");
+			cli_fail(rc, "workers", "cannot start a thread");
 			goto stop;
 		}
 		w[i].started = true;
@@ -340,6 +324,7 @@ int main(int argc, char **argv)
 	int flags;
 	int rc;
 
+	log_init(PROGRAM, L_INFO);
 	rc = parse_args(argc, argv, &socket_path);
 	if (rc >= 0)
 		return rc;
@@ -347,65 +332,58 @@ int main(int argc, char **argv)
 	 * cache whenever another process wrote: keeping the freed memory
 	 * measured +29% POST /sync throughput. */
 	cz_keep_freed_memory();
-	log_init(PROGRAM, L_INFO);
-	if (config_load(&app.cfg, err, sizeof(err)) != CONFIG_OK) {
-		fprintf(stderr, "%s: %s\n", PROGRAM, err);
-		return 2;
-	}
+	if (config_load(&app.cfg, err, sizeof(err)) != CONFIG_OK)
+		return cli_fail(CLI_EXIT_USAGE, "config", "%s", err);
 	log_init(PROGRAM, (enum log_level)app.cfg.log_level);
 	app.ssrf = ssrf_policy_new(&app.cfg, err, sizeof(err));
-	if (app.ssrf == NULL) {
-		fprintf(stderr, "%s: %s\n", PROGRAM, err);
-		return 2;
-	}
+	if (app.ssrf == NULL)
+		return cli_fail(CLI_EXIT_USAGE, "config", "%s", err);
 	app.auth = auth_open(&app.cfg, err, sizeof(err));
 	if (app.auth == NULL) {
-		fprintf(stderr, "%s: %s\n", PROGRAM, err);
 		ssrf_policy_free(app.ssrf);
-		return 2;
+		return cli_fail(CLI_EXIT_USAGE, "api_keys", "%s", err);
 	}
 	app.started_mono_ms = ids_mono_ms();
 	app.started_wall_ms = ids_now_ms();
 	config_doorbell_path(&app.cfg, app.doorbell_path, sizeof(app.doorbell_path));
+	rc = CLI_EXIT_RUNTIME;
 	if (FCGX_Init() != 0) {
-		fprintf(stderr, "%s: FCGX_Init failed\n", PROGRAM);
-		return 1;
+		cli_fail(rc, "fcgi", "FCGX_Init failed");
+		goto out;
 	}
 	if (socket_path != NULL) {
 		listen_fd = FCGX_OpenSocket(socket_path, LISTEN_BACKLOG);
 		if (listen_fd < 0) {
-			fprintf(stderr, "%s: cannot listen on %s\n", PROGRAM, socket_path);
-			return 1;
+			cli_fail(rc, "listen", "cannot listen on %s", socket_path);
+			goto out;
 		}
 	} else if (FCGX_IsCGI()) {
-		fprintf(stderr,
-		        "%s: fd 0 is not a listening socket; run under spawn-fcgi or lighttpd, "
-		        "or pass --socket PATH\n",
-		        PROGRAM);
-		return 2;
+		rc = cli_fail(CLI_EXIT_USAGE, "listen",
+		              "fd 0 is not a listening socket; run under spawn-fcgi or lighttpd, "
+		              "or pass --socket PATH");
+		goto out;
 	}
 	flags = fcntl(listen_fd, F_GETFL);
 	if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) != 0) {
-		fprintf(stderr, "%s: cannot make the listening socket non-blocking\n", PROGRAM);
-		return 1;
+		cli_fail(rc, "listen", "cannot make the listening socket non-blocking: %s",
+		         strerror(errno));
+		goto out;
 	}
 	if (block_signals(&waited) != 0) {
-		fprintf(stderr, "%s: cannot install signal handlers\n", PROGRAM);
-		return 1;
+		cli_fail(rc, "signals", "cannot set up signal handling: %s", strerror(errno));
+		goto out;
 	}
-
 	app.committer = store_committer_start(config_database(&app.cfg), &serr, err, sizeof(err));
 	if (app.committer == NULL) {
-		log_event(L_ERROR, "store.open_failed", "path=%s error=%s message=%s",
-		          log_q(config_database_label(&app.cfg)), store_strerror(serr), log_q(err));
-		return 1;
+		cli_fail(rc, "store", "%s: %s: %s", config_database_label(&app.cfg),
+		         store_strerror(serr), err);
+		goto out;
 	}
 	threads = thread_count(&app.cfg);
 	app.limits = limits_open(&app.cfg, err, sizeof(err));
 	if (app.limits == NULL) {
-		log_event(L_ERROR, "limits.open_failed", "why=%s", log_q(err));
-		store_committer_stop(app.committer);
-		return 1;
+		cli_fail(rc, "limits", "%s", err);
+		goto out;
 	}
 	limits_set_listen_fd(app.limits, listen_fd, threads);
 	app.lookups = resolve_gate_new(threads / LOOKUP_SHARE, threads / LOOKUP_CLIENT_SHARE);
@@ -427,6 +405,7 @@ int main(int argc, char **argv)
 
 	rc = serve(&app, listen_fd, threads, &waited);
 
+out:
 	limits_close(app.limits);
 	resolve_gate_free(app.lookups);
 	metrics_close(app.metrics);
