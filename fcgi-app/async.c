@@ -169,6 +169,7 @@ void async_handle(struct http_exchange *x, const char *tail)
 	const char *key;
 	bool entered;
 	json_object *o = NULL;
+	bool ok;
 
 	(void)tail;
 	memset(&parts, 0, sizeof(parts));
@@ -270,19 +271,23 @@ answer:
 	}
 
 	o = json_object_new_object();
-	if (o == NULL) {
+	ok = o != NULL;
+	if (ok) {
+		http_json_add(o, "request_id", true, json_object_new_string(x->request_id), &ok);
+		http_json_add(o, "status", true,
+		              json_object_new_string(res.replayed ? res.status : "accepted"), &ok);
+		http_json_add(o, "message", true,
+		              json_object_new_string(
+		                  res.replayed
+		                      ? "replayed: this Idempotency-Key was already used; "
+		                        "this is the first request's id and current status"
+		                      : "accepted; the result will be POSTed to callback_url"),
+		              &ok);
+	}
+	if (!ok) {
 		http_internal_error(x, "response", "out of memory");
 		goto out;
 	}
-	json_object_object_add(o, "request_id", json_object_new_string(x->request_id));
-	json_object_object_add(o, "status",
-	                       json_object_new_string(res.replayed ? res.status : "accepted"));
-	json_object_object_add(
-	    o, "message",
-	    json_object_new_string(res.replayed
-	                               ? "replayed: this Idempotency-Key was already used; "
-	                                 "this is the first request's id and current status"
-	                               : "accepted; the result will be POSTed to callback_url"));
 	http_header(x, "Location", "/requests/%s", x->request_id);
 	if (res.replayed)
 		http_header(x, "Idempotency-Replayed", "true");

@@ -39,36 +39,40 @@ static enum store_err writes_failing(const struct app *app)
 	return STORE_OK;
 }
 
-static json_object *time_or_null(int64_t ms)
+static json_object *rfc3339(int64_t ms)
 {
 	char s[IDS_RFC3339_LEN + 1];
 
-	if (ms <= 0)
-		return NULL;
 	ids_rfc3339(ms, s);
 	return json_object_new_string(s);
 }
 
+/* The deliverer section; NULL when memory ran out. */
 static json_object *deliverer_section(const struct store_health *h, bool db_ok)
 {
 	json_object *d = json_object_new_object();
 	const char *status = "unknown";
 	bool seen = db_ok && h->deliverer_seen;
+	bool ok = true;
 
 	if (d == NULL)
 		return NULL;
 	if (seen)
 		status = h->deliverers_alive > 0 ? "alive" : "stale";
-	json_object_object_add(d, "status", json_object_new_string(status));
-	json_object_object_add(d, "pid", seen ? json_object_new_int64(h->deliverer_pid) : NULL);
-	json_object_object_add(d, "started_at",
-	                       seen ? time_or_null(h->deliverer_started_at) : NULL);
-	json_object_object_add(d, "last_heartbeat",
-	                       seen ? time_or_null(h->deliverer_beat_ms) : NULL);
-	json_object_object_add(d, "workers", json_object_new_int64(seen ? h->workers : 0));
-	json_object_object_add(d, "busy_workers",
-	                       json_object_new_int64(seen ? h->busy_workers : 0));
-	json_object_object_add(d, "inflight", json_object_new_int64(seen ? h->inflight : 0));
+	http_json_add(d, "status", true, json_object_new_string(status), &ok);
+	http_json_add(d, "pid", seen, seen ? json_object_new_int64(h->deliverer_pid) : NULL, &ok);
+	http_json_add(d, "started_at", seen && h->deliverer_started_at > 0,
+	              seen ? rfc3339(h->deliverer_started_at) : NULL, &ok);
+	http_json_add(d, "last_heartbeat", seen && h->deliverer_beat_ms > 0,
+	              seen ? rfc3339(h->deliverer_beat_ms) : NULL, &ok);
+	http_json_add(d, "workers", true, json_object_new_int64(seen ? h->workers : 0), &ok);
+	http_json_add(d, "busy_workers", true, json_object_new_int64(seen ? h->busy_workers : 0),
+	              &ok);
+	http_json_add(d, "inflight", true, json_object_new_int64(seen ? h->inflight : 0), &ok);
+	if (!ok) {
+		json_object_put(d);
+		return NULL;
+	}
 	return d;
 }
 
@@ -82,6 +86,7 @@ void health_handle(struct http_exchange *x, const char *tail)
 	char up[32];
 	double uptime_s;
 	json_object *o;
+	bool ok;
 
 	(void)tail;
 	err = store_health(x->store, app->cfg.heartbeat_stale_seconds * 1000, &h);
@@ -92,27 +97,36 @@ void health_handle(struct http_exchange *x, const char *tail)
 	snprintf(up, sizeof(up), "%.3f", uptime_s);
 
 	o = json_object_new_object();
-	if (o == NULL) {
+	ok = o != NULL;
+	if (ok) {
+		http_json_add(o, "status", true,
+		              json_object_new_string(degraded ? "degraded" : "ok"), &ok);
+		http_json_add(o, "queue_depth", db_ok,
+		              db_ok ? json_object_new_int64(h.queue_depth) : NULL, &ok);
+		http_json_add(o, "active_workers", true,
+		              json_object_new_int64(db_ok ? h.busy_workers : 0), &ok);
+		http_json_add(o, "db_connected", true, json_object_new_boolean(db_ok), &ok);
+		http_json_add(o, "backend", true, json_object_new_string(store_backend(x->store)),
+		              &ok);
+		http_json_add(o, "uptime_seconds", true, json_object_new_double_s(uptime_s, up),
+		              &ok);
+		http_json_add(o, "version", true, json_object_new_string(CONSUMA_VERSION), &ok);
+		http_json_add(o, "auth", true, json_object_new_string(auth_mode(app->auth)), &ok);
+		http_json_add(o, "deliverer", true, deliverer_section(&h, db_ok), &ok);
+		http_json_add(o, "writes_ok", true, json_object_new_boolean(write_err == STORE_OK),
+		              &ok);
+		if (!db_ok)
+			http_json_add(o, "detail", true,
+			              json_object_new_string(store_strerror(err)), &ok);
+		else if (write_err != STORE_OK)
+			http_json_add(o, "detail", true,
+			              json_object_new_string(store_strerror(write_err)), &ok);
+	}
+	if (!ok) {
+		json_object_put(o);
 		http_internal_error(x, "health", "out of memory");
 		return;
 	}
-	json_object_object_add(o, "status", json_object_new_string(degraded ? "degraded" : "ok"));
-	json_object_object_add(o, "queue_depth",
-	                       db_ok ? json_object_new_int64(h.queue_depth) : NULL);
-	json_object_object_add(o, "active_workers",
-	                       json_object_new_int64(db_ok ? h.busy_workers : 0));
-	json_object_object_add(o, "db_connected", json_object_new_boolean(db_ok));
-	json_object_object_add(o, "backend", json_object_new_string(store_backend(x->store)));
-	json_object_object_add(o, "uptime_seconds", json_object_new_double_s(uptime_s, up));
-	json_object_object_add(o, "version", json_object_new_string(CONSUMA_VERSION));
-	json_object_object_add(o, "auth", json_object_new_string(auth_mode(app->auth)));
-	json_object_object_add(o, "deliverer", deliverer_section(&h, db_ok));
-	json_object_object_add(o, "writes_ok", json_object_new_boolean(write_err == STORE_OK));
-	if (!db_ok)
-		json_object_object_add(o, "detail", json_object_new_string(store_strerror(err)));
-	else if (write_err != STORE_OK)
-		json_object_object_add(o, "detail",
-		                       json_object_new_string(store_strerror(write_err)));
 	if (degraded)
 		http_header(x, "Retry-After", "5");
 	http_send_json(x, degraded ? 503 : 200, o);

@@ -213,6 +213,21 @@ bool http_flush(struct http_exchange *x)
 	return !x->write_failed;
 }
 
+void http_json_add(json_object *o, const char *key, bool present, json_object *v, bool *ok)
+{
+	if (!present) {
+		json_object_put(v);
+		v = NULL;
+	} else if (v == NULL) {
+		*ok = false;
+		return;
+	}
+	if (json_object_object_add(o, key, v) != 0) {
+		json_object_put(v);
+		*ok = false;
+	}
+}
+
 bool http_send_json(struct http_exchange *x, int status, json_object *body)
 {
 	size_t len = 0;

@@ -128,6 +128,7 @@ void redeliver_one(struct http_exchange *x, const char *tail)
 	enum store_err err;
 	int64_t seq = 0;
 	json_object *o;
+	bool ok;
 
 	if (!ids_uuid_valid(tail)) {
 		http_error(x, 404, "request_id: no such request");
@@ -159,15 +160,20 @@ void redeliver_one(struct http_exchange *x, const char *tail)
 	metrics_count(app->metrics, METRICS_JOBS_REDELIVERED, 1);
 	metrics_pending_mark_lower(app->metrics, seq);
 	o = json_object_new_object();
-	if (o == NULL) {
+	ok = o != NULL;
+	if (ok) {
+		http_json_add(o, "request_id", true, json_object_new_string(tail), &ok);
+		http_json_add(o, "status", true, json_object_new_string("accepted"), &ok);
+		http_json_add(o, "message", true,
+		              json_object_new_string(
+		                  "redelivery scheduled; new attempts join its delivery_trace"),
+		              &ok);
+	}
+	if (!ok) {
+		json_object_put(o);
 		http_internal_error(x, "response", "out of memory");
 		return;
 	}
-	json_object_object_add(o, "request_id", json_object_new_string(tail));
-	json_object_object_add(o, "status", json_object_new_string("accepted"));
-	json_object_object_add(
-	    o, "message",
-	    json_object_new_string("redelivery scheduled; new attempts join its delivery_trace"));
 	http_header(x, "Location", "/requests/%s", tail);
 	x->ring_doorbell = true;
 	http_send_json(x, 202, o);
@@ -259,6 +265,7 @@ static void bulk_run(struct http_exchange *x, struct bulk_params *p)
 	int64_t matched = 0, done = 0, min_seq = 0;
 	enum store_err err = STORE_OK;
 	json_object *o;
+	bool ok;
 
 	if (!p->dry_run) {
 		err = store_health(x->store, app->cfg.heartbeat_stale_seconds * 1000, &h);
@@ -284,14 +291,20 @@ static void bulk_run(struct http_exchange *x, struct bulk_params *p)
 	metrics_count(app->metrics, METRICS_JOBS_REDELIVERED, (uint64_t)done);
 	metrics_pending_mark_lower(app->metrics, min_seq);
 	o = json_object_new_object();
-	if (o == NULL) {
+	ok = o != NULL;
+	if (ok) {
+		http_json_add(o, "count", true, json_object_new_int64(p->dry_run ? matched : done),
+		              &ok);
+		if (!p->dry_run) {
+			http_json_add(o, "matched", true, json_object_new_int64(matched), &ok);
+			http_json_add(o, "remaining", true, json_object_new_int64(matched - done),
+			              &ok);
+		}
+	}
+	if (!ok) {
+		json_object_put(o);
 		http_internal_error(x, "response", "out of memory");
 		return;
-	}
-	json_object_object_add(o, "count", json_object_new_int64(p->dry_run ? matched : done));
-	if (!p->dry_run) {
-		json_object_object_add(o, "matched", json_object_new_int64(matched));
-		json_object_object_add(o, "remaining", json_object_new_int64(matched - done));
 	}
 	x->ring_doorbell = done > 0;
 	http_send_json(x, p->dry_run ? 200 : 202, o);

@@ -31,6 +31,7 @@ void sync_handle(struct http_exchange *x, const char *tail)
 	int64_t t0;
 	double duration_ms;
 	json_object *o = NULL;
+	bool ok;
 
 	(void)tail;
 	ids_uuidv7(x->request_id);
@@ -51,15 +52,19 @@ void sync_handle(struct http_exchange *x, const char *tail)
 
 	snprintf(dur, sizeof(dur), "%.3f", duration_ms);
 	o = json_object_new_object();
-	if (o == NULL) {
+	ok = o != NULL;
+	if (ok) {
+		http_json_add(o, "request_id", true, json_object_new_string(x->request_id), &ok);
+		http_json_add(o, "status", true, json_object_new_string("completed"), &ok);
+		http_json_add(o, "result", true, json_object_new_string(hex), &ok);
+		http_json_add(o, "iterations", true, json_object_new_int64(job.iterations), &ok);
+		http_json_add(o, "duration_ms", true, json_object_new_double_s(duration_ms, dur),
+		              &ok);
+	}
+	if (!ok) {
 		http_internal_error(x, "response", "out of memory");
 		goto out;
 	}
-	json_object_object_add(o, "request_id", json_object_new_string(x->request_id));
-	json_object_object_add(o, "status", json_object_new_string("completed"));
-	json_object_object_add(o, "result", json_object_new_string(hex));
-	json_object_object_add(o, "iterations", json_object_new_int64(job.iterations));
-	json_object_object_add(o, "duration_ms", json_object_new_double_s(duration_ms, dur));
 	http_send_json(x, 200, o);
 	http_finish(x);
 
