@@ -49,15 +49,7 @@
 #include <string.h>
 #include <time.h>
 
-static uint64_t xorshift(uint64_t *s)
-{
-	uint64_t x = *s ? *s : 0x9e3779b97f4a7c15ULL;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	*s = x;
-	return x;
-}
+#include "ids.h"
 
 int64_t retry_backoff_ms(const struct retry_policy *p, int64_t n, uint64_t *rng)
 {
@@ -68,7 +60,7 @@ int64_t retry_backoff_ms(const struct retry_policy *p, int64_t n, uint64_t *rng)
 		d = p->max_ms;
 	/* jitter in [-25%, +25%] */
 	int64_t span = d / 2;
-	int64_t j = span > 0 ? (int64_t)(xorshift(rng) % (uint64_t)(span + 1)) - span / 2 : 0;
+	int64_t j = span > 0 ? (int64_t)(ids_xorshift64(rng) % (uint64_t)(span + 1)) - span / 2 : 0;
 	d += j;
 	if (d > p->max_ms)
 		d = p->max_ms;

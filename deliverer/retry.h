@@ -57,7 +57,7 @@ struct retry_decision {
 	char message[RETRY_MESSAGE_MAX];
 };
 
-/* Decides what follows an attempt. rng is the caller's xorshift state
+/* Decides what follows an attempt. rng is the caller's ids_xorshift64 state
  * (any non-zero value), advanced for the jitter. */
 void retry_decide(const struct retry_policy *p, const struct retry_input *in, uint64_t *rng,
                   struct retry_decision *out);

@@ -128,3 +128,14 @@ void ids_rfc3339(int64_t ms, char out[IDS_RFC3339_LEN + 1])
 	memcpy(out, tmp, IDS_RFC3339_LEN);
 	out[IDS_RFC3339_LEN] = '\0';
 }
+
+uint64_t ids_xorshift64(uint64_t *state)
+{
+	uint64_t x = *state != 0 ? *state : 0x9e3779b97f4a7c15ULL;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*state = x;
+	return x;
+}

@@ -1,6 +1,7 @@
 /*
- * ids: request ids (UUIDv7, time ordered) and the clocks and time formats
- * used everywhere. All functions are thread safe.
+ * ids: request ids (UUIDv7, time ordered), the clocks and time formats used
+ * everywhere, and the one fast pseudo-random generator (for jitter). All
+ * functions are thread safe.
  */
 #ifndef CONSUMA_IDS_H
 #define CONSUMA_IDS_H
@@ -25,5 +26,11 @@ void ids_uuidv7(char out[IDS_UUID_LEN + 1]);
 bool ids_uuid_valid(const char *s);
 /* Formats epoch milliseconds as RFC 3339 UTC with milliseconds. */
 void ids_rfc3339(int64_t ms, char out[IDS_RFC3339_LEN + 1]);
+
+/* xorshift64 (Marsaglia 2003): advances *state and returns the new value.
+ * Not for secrets: jitter and tests. A zero state, which xorshift never
+ * leaves, is taken as a fixed odd seed instead. The state is the caller's
+ * (one per thread). */
+uint64_t ids_xorshift64(uint64_t *state);
 
 #endif

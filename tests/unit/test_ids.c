@@ -98,6 +98,22 @@ static void test_clocks(void **state)
 	assert_true(ids_now_ms() > 1700000000000LL);
 }
 
+/* The xorshift64 sequence from seed 1 (computed independently), and the
+ * fixed seed a zero state stands for. */
+static void test_xorshift64(void **state)
+{
+	static const uint64_t from_one[] = {1082269761ULL, 1152992998833853505ULL,
+	                                    11177516664432764457ULL};
+	uint64_t s = 1, z = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof from_one / sizeof from_one[0]; i++) {
+		assert_true(ids_xorshift64(&s) == from_one[i]);
+		assert_true(s == from_one[i]);
+	}
+	assert_true(ids_xorshift64(&z) == 15860402102123842989ULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -106,6 +122,7 @@ int main(void)
 	    cmocka_unit_test(test_uuid_valid),
 	    cmocka_unit_test(test_rfc3339),
 	    cmocka_unit_test(test_clocks),
+	    cmocka_unit_test(test_xorshift64),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "hist.h"
+#include "ids.h"
 
 #define NSAMPLES_MAX 20000
 
@@ -32,17 +33,6 @@ static int cmp_u64(const void *a, const void *b)
 	uint64_t y = *(const uint64_t *)b;
 
 	return x < y ? -1 : x > y;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	*s = x;
-	return x;
 }
 
 /* Nearest rank: the smallest sample with at least p % of the samples at or
@@ -92,7 +82,7 @@ static size_t generate(const struct set_case *c, uint64_t *v)
 	switch (c->gen) {
 	case G_SMALL:
 		for (n = 0; n < c->n; n++)
-			v[n] = rng_next(&s) % 256;
+			v[n] = ids_xorshift64(&s) % 256;
 		break;
 	case G_EDGES:
 		/* both sides of every power of two and of sub-bucket borders */
@@ -110,9 +100,9 @@ static size_t generate(const struct set_case *c, uint64_t *v)
 	case G_WIDE:
 		/* log-uniform over 1 us .. ~8 * 10^12 us */
 		for (n = 0; n < c->n; n++) {
-			int e = (int)(rng_next(&s) % 43);
+			int e = (int)(ids_xorshift64(&s) % 43);
 
-			v[n] = (1ULL << e) + rng_next(&s) % (1ULL << e);
+			v[n] = (1ULL << e) + ids_xorshift64(&s) % (1ULL << e);
 		}
 		break;
 	case G_TIES:
@@ -268,7 +258,7 @@ static void test_merge(void **state)
 	hist_init(&all);
 	hist_init(&empty);
 	for (int i = 0; i < 3000; i++) {
-		int64_t v = (int64_t)(rng_next(&s) % 5000000);
+		int64_t v = (int64_t)(ids_xorshift64(&s) % 5000000);
 
 		hist_record(i % 3 ? &a : &b, v);
 		hist_record(&all, v);
