@@ -379,8 +379,8 @@ static bool start_transfer(struct deliver *d, struct djob *j)
 	          curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)j->body.len) == CURLE_OK &&
 	          curl_easy_setopt(h, CURLOPT_POSTFIELDS, j->body.data) == CURLE_OK &&
 	          curl_easy_setopt(h, CURLOPT_HTTPHEADER, j->headers) == CURLE_OK &&
-	          curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
-	                           (long)(d->cfg->callback_timeout * 1000)) == CURLE_OK &&
+	          curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)d->cfg->callback_timeout_ms) ==
+	              CURLE_OK &&
 	          curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 	                           (long)d->cfg->callback_connect_timeout_ms) == CURLE_OK &&
 	          curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&

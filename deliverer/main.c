@@ -303,7 +303,7 @@ static void beat(struct ctx *c)
 
 static void renew(struct ctx *c)
 {
-	if (store_renew(c->s_main, ids_now_ms(), c->cfg.lease_seconds * 1000, NULL) != STORE_OK)
+	if (store_renew(c->s_main, ids_now_ms(), c->cfg.lease_ms, NULL) != STORE_OK)
 		log_event(L_WARN, "lease.renew_failed", "error=%s", log_q(store_errmsg(c->s_main)));
 }
 
@@ -314,7 +314,7 @@ static int claim(struct ctx *c, int64_t room, const struct store_exclude *excl)
 	int want = (int)(room < c->cfg.claim_batch ? room : c->cfg.claim_batch);
 	struct store_job *jobs = NULL;
 	int n = 0;
-	enum store_err err = store_claim(c->s_main, ids_now_ms(), c->cfg.lease_seconds * 1000, want,
+	enum store_err err = store_claim(c->s_main, ids_now_ms(), c->cfg.lease_ms, want,
 	                                 excl, &jobs, &n);
 	if (err != STORE_OK) {
 		log_event(L_ERROR, "claim.failed", "error=%s detail=%s", store_strerror(err),
@@ -344,7 +344,7 @@ static int claim(struct ctx *c, int64_t room, const struct store_exclude *excl)
  * left waits for the next pass. One log line per pass. */
 static void prune(struct ctx *c)
 {
-	int64_t cutoff = ids_now_ms() - c->cfg.retention_hours * 3600 * 1000;
+	int64_t cutoff = ids_now_ms() - c->cfg.retention_ms;
 	int64_t total = 0, got = 0;
 	int batches = 0;
 	enum store_err err = STORE_OK;
@@ -415,14 +415,14 @@ static void claim_loop(struct ctx *c)
 	sigset_t none;
 	sigemptyset(&none);
 	int64_t start = ids_mono_ms();
-	int64_t renew_ms = c->cfg.lease_seconds * 1000 / 3;
+	int64_t renew_ms = c->cfg.lease_ms / 3;
 	if (renew_ms < RENEW_MIN_MS)
 		renew_ms = RENEW_MIN_MS;
 	struct timer timers[T_COUNT] = {
 	    [T_BEAT] = {BEAT_EVERY_MS, beat, true, start},
 	    [T_RECOVER] = {RECOVER_EVERY_MS, recover, true, start + RECOVER_EVERY_MS},
 	    [T_RENEW] = {renew_ms, renew, true, start + renew_ms},
-	    [T_PRUNE] = {c->cfg.retention_hours > 0 ? PRUNE_EVERY_MS : 0, prune, false,
+	    [T_PRUNE] = {c->cfg.retention_ms > 0 ? PRUNE_EVERY_MS : 0, prune, false,
 	                 start + PRUNE_EVERY_MS},
 	    [T_POLL] = {c->cfg.poll_interval_ms, NULL, true, start},
 	};
@@ -442,11 +442,11 @@ static void claim_loop(struct ctx *c)
 		}
 		if (term_count == 1 && !draining) {
 			draining = true;
-			deadline = mono + c->cfg.shutdown_grace * 1000;
+			deadline = mono + c->cfg.shutdown_grace_ms;
 			notify("STOPPING=1");
-			log_event(L_INFO, "shutdown.draining", "in_hand=%lld grace_s=%lld",
+			log_event(L_INFO, "shutdown.draining", "in_hand=%lld grace_ms=%lld",
 			          (long long)atomic_load(&c->sh.in_hand),
-			          (long long)c->cfg.shutdown_grace);
+			          (long long)c->cfg.shutdown_grace_ms);
 		}
 		if (draining) {
 			atomic_store(&c->sh.wants_room, true);

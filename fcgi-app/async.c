@@ -203,7 +203,7 @@ void async_handle(struct http_exchange *x, const char *tail)
 	ins.idempotency_key = key;
 	ins.body_hash = body_hash;
 	ins.created_at = ids_now_ms();
-	ins.idempotency_ttl_ms = app->cfg.idempotency_ttl * 1000;
+	ins.idempotency_ttl_ms = app->cfg.idempotency_ttl_ms;
 	if (key != NULL) {
 		serr = store_find_replay(x->store, &ins, &res);
 		if (serr == STORE_OK)

@@ -89,7 +89,7 @@ void health_handle(struct http_exchange *x, const char *tail)
 	bool ok;
 
 	(void)tail;
-	err = store_health(x->store, app->cfg.heartbeat_stale_seconds * 1000, &h);
+	err = store_health(x->store, app->cfg.heartbeat_stale_ms, &h);
 	db_ok = err == STORE_OK;
 	enum store_err write_err = writes_failing(app);
 	degraded = !db_ok || write_err != STORE_OK || (h.deliverer_seen && h.deliverers_alive == 0);

@@ -121,7 +121,7 @@ struct limits *limits_open(const struct config *cfg, char *why, size_t whylen)
 		goto fail;
 	if (cfg->rate_limit_requests > 0) {
 		l->params.limit = cfg->rate_limit_requests;
-		l->params.window_ms = cfg->rate_limit_window * 1000;
+		l->params.window_ms = cfg->rate_limit_window_ms;
 		l->params.entries = cfg->rate_limit_zone_entries;
 		config_rate_limit_zone(cfg, l->zone, sizeof(l->zone));
 		l->rl = open_zone(l, why, whylen);

@@ -268,7 +268,7 @@ static void bulk_run(struct http_exchange *x, struct bulk_params *p)
 	bool ok;
 
 	if (!p->dry_run) {
-		err = store_health(x->store, app->cfg.heartbeat_stale_seconds * 1000, &h);
+		err = store_health(x->store, app->cfg.heartbeat_stale_ms, &h);
 		q.max_jobs = app->cfg.max_queue_size - h.queue_depth;
 	}
 	if (err == STORE_OK)

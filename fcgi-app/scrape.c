@@ -255,7 +255,7 @@ void scrape_handle(struct http_exchange *x, const char *tail)
 	struct metrics_snapshot snap;
 	struct store_health h = {0};
 	int64_t now_ms = ids_now_ms();
-	int64_t stale_ms = app->cfg.heartbeat_stale_seconds * 1000;
+	int64_t stale_ms = app->cfg.heartbeat_stale_ms;
 	double oldest_s = 0;
 	enum store_err err;
 	struct buf b;

@@ -21,7 +21,18 @@
 #include "log.h"
 #include "sign.h"
 
-enum type { T_INT, T_BOOL, T_DOUBLE, T_STR, T_CIDRS, T_SECRET, T_DBURL, T_LEVEL };
+enum type {
+	T_INT,
+	T_SECONDS,
+	T_HOURS,
+	T_BOOL,
+	T_DOUBLE,
+	T_STR,
+	T_CIDRS,
+	T_SECRET,
+	T_DBURL,
+	T_LEVEL
+};
 
 struct var {
 	const char *name;
@@ -38,6 +49,16 @@ struct var {
 #define INT(n, f, d, lo, hi, h)                                                                    \
 	{                                                                                          \
 		n, T_INT, OFF(f), 0, lo, hi, 0, 0, d, h                                            \
+	}
+/* A duration given in s or h and kept in milliseconds (the field ends _ms),
+ * so no caller converts: bounds and default are in the variable's unit. */
+#define SECONDS(n, f, d, lo, hi, h)                                                                \
+	{                                                                                          \
+		n, T_SECONDS, OFF(f), 0, lo, hi, 0, 0, d, h                                        \
+	}
+#define HOURS(n, f, d, lo, hi, h)                                                                  \
+	{                                                                                          \
+		n, T_HOURS, OFF(f), 0, lo, hi, 0, 0, d, h                                          \
 	}
 #define BOOL(n, f, d, h)                                                                           \
 	{                                                                                          \
@@ -59,14 +80,14 @@ static const struct var vars[] = {
         "deliverer compute threads (0: the number of CPUs)"),
     INT("CONSUMA_MAX_QUEUE_SIZE", max_queue_size, "1000", 1, 100000000,
         "unfinished async jobs before POST /async answers 503"),
-    INT("CONSUMA_CALLBACK_TIMEOUT", callback_timeout, "10", 1, 300,
-        "total time of one callback attempt, seconds"),
+    SECONDS("CONSUMA_CALLBACK_TIMEOUT", callback_timeout_ms, "10", 1, 300,
+            "total time of one callback attempt, seconds"),
     INT("CONSUMA_CALLBACK_MAX_RETRIES", callback_max_retries, "5", 1, 100,
         "callback attempts in all before a job fails"),
     INT("CONSUMA_RATE_LIMIT_REQUESTS", rate_limit_requests, "100", 0, 100000,
         "requests per window per client (its API key, else its address; 0: no limit)"),
-    INT("CONSUMA_RATE_LIMIT_WINDOW", rate_limit_window, "60", 1, 86400,
-        "rate limit sliding window, seconds"),
+    SECONDS("CONSUMA_RATE_LIMIT_WINDOW", rate_limit_window_ms, "60", 1, 86400,
+            "rate limit sliding window, seconds"),
     BOOL("CONSUMA_ALLOW_PRIVATE_CALLBACKS", allow_private_callbacks, "false",
          "allow callbacks to private and loopback addresses (local testing only)"),
     STR("CONSUMA_DATABASE_PATH", database_path, "requests.db",
@@ -81,8 +102,8 @@ static const struct var vars[] = {
         "largest iterations a request may ask for"),
     INT("CONSUMA_MAX_BODY_BYTES", max_body_bytes, "65536", 1024, 16777216,
         "largest request body; larger gets 413"),
-    INT("CONSUMA_IDEMPOTENCY_TTL", idempotency_ttl, "86400", 1, 2592000,
-        "how long an Idempotency-Key is remembered, seconds"),
+    SECONDS("CONSUMA_IDEMPOTENCY_TTL", idempotency_ttl_ms, "86400", 1, 2592000,
+            "how long an Idempotency-Key is remembered, seconds"),
     STR("CONSUMA_DOORBELL_PATH", doorbell_path, "",
         "unix datagram socket that wakes the deliverer (default: <database>.bell)"),
     INT("CONSUMA_FCGI_THREADS", fcgi_threads, "0", 0, 256,
@@ -98,17 +119,17 @@ static const struct var vars[] = {
         "first retry delay; doubles per attempt"),
     INT("CONSUMA_CALLBACK_BACKOFF_MAX_MS", callback_backoff_max_ms, "60000", 1, 86400000,
         "largest retry delay (also caps Retry-After)"),
-    INT("CONSUMA_LEASE_SECONDS", lease_seconds, "30", 1, 3600,
-        "how long a claimed job stays invisible to other deliverers"),
+    SECONDS("CONSUMA_LEASE_SECONDS", lease_ms, "30", 1, 3600,
+            "how long a claimed job stays invisible to other deliverers"),
     INT("CONSUMA_CLAIM_BATCH", claim_batch, "64", 1, 10000, "jobs claimed per transaction"),
-    INT("CONSUMA_SHUTDOWN_GRACE", shutdown_grace, "10", 0, 3600,
-        "seconds the deliverer lets work in hand finish on SIGTERM"),
+    SECONDS("CONSUMA_SHUTDOWN_GRACE", shutdown_grace_ms, "10", 0, 3600,
+            "seconds the deliverer lets work in hand finish on SIGTERM"),
     INT("CONSUMA_POLL_INTERVAL_MS", poll_interval_ms, "1000", 10, 60000,
         "deliverer fallback poll when no doorbell rings"),
-    INT("CONSUMA_HEARTBEAT_STALE_SECONDS", heartbeat_stale_seconds, "5", 2, 3600,
-        "a deliverer heartbeat older than this makes /healthz degraded"),
-    INT("CONSUMA_RETENTION_HOURS", retention_hours, "168", 0, 87600,
-        "finished requests older than this are deleted by the deliverer (0: keep forever)"),
+    SECONDS("CONSUMA_HEARTBEAT_STALE_SECONDS", heartbeat_stale_ms, "5", 2, 3600,
+            "a deliverer heartbeat older than this makes /healthz degraded"),
+    HOURS("CONSUMA_RETENTION_HOURS", retention_ms, "168", 0, 87600,
+          "finished requests older than this are deleted by the deliverer (0: keep forever)"),
 
     INT("CONSUMA_DNS_TIMEOUT_MS", dns_timeout_ms, "2000", 1, 60000,
         "time allowed to resolve a callback host"),
@@ -257,6 +278,8 @@ static const char *range_text(const struct var *v, char *buf, size_t len)
 {
 	switch (v->type) {
 	case T_INT:
+	case T_SECONDS:
+	case T_HOURS:
 		snprintf(buf, len, "an integer in %lld..%lld", (long long)v->imin,
 		         (long long)v->imax);
 		break;
@@ -299,8 +322,15 @@ static bool assign(struct config *c, const struct var *v, const char *raw)
 
 	switch (v->type) {
 	case T_INT:
+	case T_SECONDS:
+	case T_HOURS:
 		if (!parse_int(raw, &i) || i < v->imin || i > v->imax)
 			return false;
+		/* the bounds keep these far from overflow */
+		if (v->type == T_SECONDS)
+			i *= 1000;
+		else if (v->type == T_HOURS)
+			i *= 3600 * 1000;
 		memcpy(field, &i, sizeof(i));
 		return true;
 	case T_BOOL:
@@ -387,12 +417,13 @@ enum config_err config_load(struct config *c, char *err, size_t errlen)
 		         (long long)c->callback_backoff_base_ms);
 		return CONFIG_INVALID;
 	}
-	if (c->retention_hours != 0 && c->retention_hours * 3600 < c->idempotency_ttl) {
+	if (c->retention_ms != 0 && c->retention_ms < c->idempotency_ttl_ms) {
 		snprintf(err, errlen,
 		         "CONSUMA_RETENTION_HOURS: %lld hours is shorter than "
 		         "CONSUMA_IDEMPOTENCY_TTL (%lld s), so a key would be forgotten early; "
 		         "accepted: 0 or >= CONSUMA_IDEMPOTENCY_TTL",
-		         (long long)c->retention_hours, (long long)c->idempotency_ttl);
+		         (long long)(c->retention_ms / (3600 * 1000)),
+		         (long long)(c->idempotency_ttl_ms / 1000));
 		return CONFIG_INVALID;
 	}
 	return CONFIG_OK;

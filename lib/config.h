@@ -5,6 +5,9 @@
  * names the variable and the accepted range, and the program exits 2.
  * Nothing silently falls back.
  *
+ * Durations are kept in the unit their field's name ends in: a variable
+ * given in seconds or hours lands in a _ms field, converted once here.
+ *
  * The loaded struct is read-only afterwards and may be shared by threads.
  */
 #ifndef CONSUMA_CONFIG_H
@@ -23,10 +26,10 @@ struct config {
 	int64_t default_iterations;          /* CONSUMA_DEFAULT_ITERATIONS */
 	int64_t max_workers;                 /* CONSUMA_MAX_WORKERS (0: number of CPUs) */
 	int64_t max_queue_size;              /* CONSUMA_MAX_QUEUE_SIZE */
-	int64_t callback_timeout;            /* CONSUMA_CALLBACK_TIMEOUT, seconds */
+	int64_t callback_timeout_ms;         /* CONSUMA_CALLBACK_TIMEOUT (seconds) */
 	int64_t callback_max_retries;        /* CONSUMA_CALLBACK_MAX_RETRIES, attempts in all */
 	int64_t rate_limit_requests;         /* CONSUMA_RATE_LIMIT_REQUESTS (0: off) */
-	int64_t rate_limit_window;           /* CONSUMA_RATE_LIMIT_WINDOW, seconds */
+	int64_t rate_limit_window_ms;        /* CONSUMA_RATE_LIMIT_WINDOW (seconds) */
 	bool allow_private_callbacks;        /* CONSUMA_ALLOW_PRIVATE_CALLBACKS */
 	char database_path[CONFIG_PATH_MAX]; /* CONSUMA_DATABASE_PATH */
 	char database_url[CONFIG_PATH_MAX]; /* CONSUMA_DATABASE_URL (secret: may hold a password) */
@@ -34,7 +37,7 @@ struct config {
 	/* -- intake -- */
 	int64_t max_iterations;              /* CONSUMA_MAX_ITERATIONS */
 	int64_t max_body_bytes;              /* CONSUMA_MAX_BODY_BYTES */
-	int64_t idempotency_ttl;             /* CONSUMA_IDEMPOTENCY_TTL, seconds */
+	int64_t idempotency_ttl_ms;          /* CONSUMA_IDEMPOTENCY_TTL (seconds) */
 	char doorbell_path[CONFIG_PATH_MAX]; /* CONSUMA_DOORBELL_PATH ("": <db>.bell) */
 	int64_t fcgi_threads;                /* CONSUMA_FCGI_THREADS (0: see config.c) */
 
@@ -44,12 +47,12 @@ struct config {
 	int64_t callback_max_response_bytes; /* CONSUMA_CALLBACK_MAX_RESPONSE_BYTES */
 	int64_t callback_backoff_base_ms;    /* CONSUMA_CALLBACK_BACKOFF_BASE_MS */
 	int64_t callback_backoff_max_ms;     /* CONSUMA_CALLBACK_BACKOFF_MAX_MS */
-	int64_t lease_seconds;               /* CONSUMA_LEASE_SECONDS */
+	int64_t lease_ms;                    /* CONSUMA_LEASE_SECONDS */
 	int64_t claim_batch;                 /* CONSUMA_CLAIM_BATCH */
-	int64_t shutdown_grace;              /* CONSUMA_SHUTDOWN_GRACE, seconds */
+	int64_t shutdown_grace_ms;           /* CONSUMA_SHUTDOWN_GRACE (seconds) */
 	int64_t poll_interval_ms;            /* CONSUMA_POLL_INTERVAL_MS */
-	int64_t heartbeat_stale_seconds;     /* CONSUMA_HEARTBEAT_STALE_SECONDS */
-	int64_t retention_hours;             /* CONSUMA_RETENTION_HOURS (0: keep forever) */
+	int64_t heartbeat_stale_ms;          /* CONSUMA_HEARTBEAT_STALE_SECONDS */
+	int64_t retention_ms;                /* CONSUMA_RETENTION_HOURS (0: keep forever) */
 
 	/* -- callback safety -- */
 	int64_t dns_timeout_ms;                     /* CONSUMA_DNS_TIMEOUT_MS */

@@ -88,10 +88,10 @@ static void test_defaults(void **state)
 	/* ORIGIN.md's nine */
 	assert_int_equal(c.default_iterations, 50000);
 	assert_int_equal(c.max_queue_size, 1000);
-	assert_int_equal(c.callback_timeout, 10);
+	assert_int_equal(c.callback_timeout_ms, 10000);
 	assert_int_equal(c.callback_max_retries, 5);
 	assert_int_equal(c.rate_limit_requests, 100);
-	assert_int_equal(c.rate_limit_window, 60);
+	assert_int_equal(c.rate_limit_window_ms, 60000);
 	assert_false(c.allow_private_callbacks);
 	assert_string_equal(c.database_path, "requests.db");
 	assert_int_equal(c.max_workers, 0);
@@ -252,8 +252,62 @@ static void test_relations(void **state)
 	assert_non_null(strstr(err, "CONSUMA_RETENTION_HOURS"));
 	setenv("CONSUMA_RETENTION_HOURS", "2", 1);
 	assert_int_equal(config_load(&c, err, sizeof(err)), CONFIG_OK);
+	/* durations given in s or h are kept in ms, converted once by the load */
+	assert_int_equal(c.retention_ms, 2 * 3600 * 1000);
+	assert_int_equal(c.idempotency_ttl_ms, 7200 * 1000);
 	setenv("CONSUMA_RETENTION_HOURS", "0", 1);
 	assert_int_equal(config_load(&c, err, sizeof(err)), CONFIG_OK);
+	clear_env();
+}
+
+/* Variables given in seconds or hours: bounds in that unit, the field in
+ * milliseconds, at both ends of each range. */
+static void test_units(void **state)
+{
+	static const struct {
+		const char *name, *value;
+		size_t offset;
+		int64_t ms;
+	} cases[] = {
+	    {"CONSUMA_CALLBACK_TIMEOUT", "1", offsetof(struct config, callback_timeout_ms), 1000},
+	    {"CONSUMA_CALLBACK_TIMEOUT", "300", offsetof(struct config, callback_timeout_ms),
+	     300000},
+	    {"CONSUMA_RATE_LIMIT_WINDOW", "86400", offsetof(struct config, rate_limit_window_ms),
+	     86400000},
+	    {"CONSUMA_IDEMPOTENCY_TTL", "604800", offsetof(struct config, idempotency_ttl_ms),
+	     604800000}, /* the longest the default retention allows */
+	    {"CONSUMA_LEASE_SECONDS", "7", offsetof(struct config, lease_ms), 7000},
+	    {"CONSUMA_SHUTDOWN_GRACE", "0", offsetof(struct config, shutdown_grace_ms), 0},
+	    {"CONSUMA_HEARTBEAT_STALE_SECONDS", "3600", offsetof(struct config, heartbeat_stale_ms),
+	     3600000},
+	    {"CONSUMA_RETENTION_HOURS", "87600", offsetof(struct config, retention_ms),
+	     87600LL * 3600000},
+	};
+	static const char *const over[][2] = {
+	    {"CONSUMA_CALLBACK_TIMEOUT", "301"},
+	    {"CONSUMA_CALLBACK_TIMEOUT", "1000"}, /* 1000 ms is not 1000 s */
+	    {"CONSUMA_LEASE_SECONDS", "3601"},
+	    {"CONSUMA_RETENTION_HOURS", "87601"},
+	};
+	struct config c;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int64_t got;
+
+		clear_env();
+		setenv(cases[i].name, cases[i].value, 1);
+		assert_int_equal(config_load(&c, err, sizeof(err)), CONFIG_OK);
+		memcpy(&got, (const char *)&c + cases[i].offset, sizeof got);
+		assert_int_equal(got, cases[i].ms);
+	}
+	for (size_t i = 0; i < sizeof over / sizeof over[0]; i++) {
+		clear_env();
+		setenv(over[i][0], over[i][1], 1);
+		assert_int_equal(config_load(&c, err, sizeof(err)), CONFIG_INVALID);
+		assert_non_null(strstr(err, over[i][0]));
+	}
 	clear_env();
 }
 
@@ -276,6 +330,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_good_values, setup),
 	    cmocka_unit_test_setup(test_bad_values, setup),
 	    cmocka_unit_test_setup(test_relations, setup),
+	    cmocka_unit_test_setup(test_units, setup),
 	    cmocka_unit_test_setup(test_secret_not_echoed, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
