@@ -41,6 +41,7 @@
 #include "metrics.h"
 #include "store.h"
 #include "retry.h"
+#include "why.h"
 
 #define SPARE_MAX          64   /* easy handles kept for reuse */
 #define POLL_MAX_MS        1000 /* longest sleep without a reason to wake */
@@ -462,9 +463,8 @@ static void transfer_done(struct deliver *d, struct djob *j, CURLcode rc)
 	drop_transfer_state(d, j);
 	decide(d, j, t, detail, retry_after);
 	if (j->resp_cut && j->decision.action != RETRY_DELIVERED) {
-		size_t len = strlen(j->decision.message);
-		snprintf(j->decision.message + len, sizeof j->decision.message - len,
-		         " (response cut at %zu bytes)", j->resp_max);
+		why_append(j->decision.message, sizeof j->decision.message,
+		           " (response cut at %zu bytes)", j->resp_max);
 	}
 	account_host(d, j, false);
 	list_push(&d->ended, j);

@@ -50,6 +50,7 @@
 #include <time.h>
 
 #include "ids.h"
+#include "why.h"
 
 int64_t retry_backoff_ms(const struct retry_policy *p, int64_t n, uint64_t *rng)
 {
@@ -199,28 +200,17 @@ static bool honours_retry_after(const struct retry_input *in)
 }
 
 /* Appends to the message; a message that is full stays cut, never overrun. */
-static void append(struct retry_decision *d, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void append(struct retry_decision *d, const char *fmt, ...)
-{
-	size_t len = strlen(d->message);
-	if (len + 1 >= sizeof d->message)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(d->message + len, sizeof d->message - len, fmt, ap);
-	va_end(ap);
-}
-
 /* What the receiver asked for, and, when the cap cut it, the delay applied:
  * last_error must not claim a wait that never happened. */
 static void note_retry_after(const struct retry_input *in, struct retry_decision *out)
 {
 	if (out->action == RETRY_AGAIN && out->delay_ms < in->retry_after_ms)
-		append(out, " (Retry-After %lld ms, capped: retrying in %lld ms)",
-		       (long long)in->retry_after_ms, (long long)out->delay_ms);
+		why_append(out->message, sizeof out->message,
+		           " (Retry-After %lld ms, capped: retrying in %lld ms)",
+		           (long long)in->retry_after_ms, (long long)out->delay_ms);
 	else
-		append(out, " (Retry-After %lld ms)", (long long)in->retry_after_ms);
+		why_append(out->message, sizeof out->message, " (Retry-After %lld ms)",
+		           (long long)in->retry_after_ms);
 }
 
 void retry_decide(const struct retry_policy *p, const struct retry_input *in, uint64_t *rng,
@@ -255,5 +245,6 @@ void retry_hold(struct retry_decision *d, int64_t min_delay_ms, const char *why)
 	if (d->action != RETRY_AGAIN || d->delay_ms >= min_delay_ms)
 		return;
 	d->delay_ms = min_delay_ms;
-	append(d, "; retry held %lld ms: %s", (long long)min_delay_ms, why);
+	why_append(d->message, sizeof d->message, "; retry held %lld ms: %s",
+	           (long long)min_delay_ms, why);
 }

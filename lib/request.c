@@ -45,6 +45,7 @@
 #include <json-c/json.h>
 
 #include "alloc.h"
+#include "why.h"
 
 /* The body is one object of scalars; unknown fields may nest a little. */
 #define REQUEST_MAX_DEPTH 32
@@ -119,7 +120,6 @@ static enum request_err fail(struct request_error *err, enum request_err rc, con
                              const char *fmt, ...)
 {
 	va_list ap;
-	int n;
 
 	switch (rc) {
 	case REQUEST_TOO_LARGE:
@@ -133,12 +133,10 @@ static enum request_err fail(struct request_error *err, enum request_err rc, con
 		break;
 	}
 	snprintf(err->field, sizeof(err->field), "%s", field);
-	n = snprintf(err->detail, sizeof(err->detail), "%s: ", field);
-	if (n > 0 && (size_t)n < sizeof(err->detail)) {
-		va_start(ap, fmt);
-		vsnprintf(err->detail + n, sizeof(err->detail) - (size_t)n, fmt, ap);
-		va_end(ap);
-	}
+	why_set(err->detail, sizeof(err->detail), "%s: ", field);
+	va_start(ap, fmt);
+	why_vappend(err->detail, sizeof(err->detail), fmt, ap);
+	va_end(ap);
 	return rc;
 }
 

@@ -11,6 +11,7 @@
  * curl's own IPv4 normalisation of "127.1" ...).
  */
 #include "url.h"
+#include "why.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -50,14 +51,13 @@ const char *url_strerror(enum url_err err)
 static enum url_err fail(enum url_err err, char *why, size_t whylen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The reason into why (why.h), and err back. */
 static enum url_err fail(enum url_err err, char *why, size_t whylen, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (why == NULL || whylen == 0)
-		return err;
 	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
+	why_vset(why, whylen, fmt, ap);
 	va_end(ap);
 	return err;
 }

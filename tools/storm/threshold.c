@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "hist.h"
+#include "why.h"
 
 static const struct {
 	const char *name;
@@ -24,7 +25,7 @@ static const struct {
 
 static bool fail(char *why, size_t whylen, const char *msg)
 {
-	snprintf(why, whylen, "%s", msg);
+	why_set(why, whylen, "%s", msg);
 	return false;
 }
 
