@@ -79,11 +79,9 @@ static void refused(struct http_exchange *x, const struct job_result *res,
                     const struct url_parts *parts)
 {
 	struct app *app = x->app;
-	int64_t retry = limits_queue_retry_after(app->limits, x->store, res->queue_depth);
+	int64_t retry =
+	    http_retry_after(x, limits_queue_retry_after(app->limits, x->store, res->queue_depth));
 
-	if (retry < 1)
-		retry = 1;
-	http_header(x, "Retry-After", "%lld", (long long)retry);
 	scrape_count_refusal(app, res->refusal);
 	switch (res->refusal) {
 	case JOB_QUEUE_FULL:

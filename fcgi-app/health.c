@@ -128,7 +128,7 @@ void health_handle(struct http_exchange *x, const char *tail)
 		return;
 	}
 	if (degraded)
-		http_header(x, "Retry-After", "5");
+		http_retry_after(x, HTTP_RETRY_AFTER_UNAVAILABLE_S);
 	http_send_json(x, degraded ? 503 : 200, o);
 	json_object_put(o);
 }

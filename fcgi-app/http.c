@@ -213,6 +213,16 @@ bool http_flush(struct http_exchange *x)
 	return !x->write_failed;
 }
 
+int64_t http_retry_after(struct http_exchange *x, int64_t s)
+{
+	if (s < HTTP_RETRY_AFTER_MIN_S)
+		s = HTTP_RETRY_AFTER_MIN_S;
+	if (s > HTTP_RETRY_AFTER_MAX_S)
+		s = HTTP_RETRY_AFTER_MAX_S;
+	http_header(x, "Retry-After", "%lld", (long long)s);
+	return s;
+}
+
 void http_json_add(json_object *o, const char *key, bool present, json_object *v, bool *ok)
 {
 	if (!present) {
@@ -285,11 +295,6 @@ void http_internal_error(struct http_exchange *x, const char *what, const char *
 	           x->request_id[0] != '\0' ? x->request_id : "-");
 }
 
-/* The Retry-After of a transient store failure: a lock wait passes at
- * once, space and a server coming back take longer. */
-#define RETRY_AFTER_BUSY_S        "1"
-#define RETRY_AFTER_UNAVAILABLE_S "5"
-
 void http_store_failed(struct http_exchange *x, enum store_err err, const char *what)
 {
 	if (!store_err_transient(err)) {
@@ -301,8 +306,9 @@ void http_store_failed(struct http_exchange *x, enum store_err err, const char *
 		          "route=%s request_id=%s what=%s error=%s cause=%s", x->route,
 		          x->request_id[0] != '\0' ? x->request_id : "-", what, store_strerror(err),
 		          log_q(store_errmsg(x->store)));
-	http_header(x, "Retry-After",
-	            err == STORE_BUSY ? RETRY_AFTER_BUSY_S : RETRY_AFTER_UNAVAILABLE_S);
+	/* a lock wait passes at once, space and a server coming back take longer */
+	http_retry_after(x, err == STORE_BUSY ? HTTP_RETRY_AFTER_BUSY_S
+	                                      : HTTP_RETRY_AFTER_UNAVAILABLE_S);
 	http_error(x, 503, "%s; retry later", store_strerror(err));
 }
 

@@ -70,6 +70,19 @@ void http_exchange_done(struct http_exchange *x);
  * belongs to libfcgi and lives until the request is finished. */
 const char *http_param(const struct http_exchange *x, const char *name);
 
+/* Retry-After, in whole seconds: every estimate goes out within 1..60 (a
+ * client is never told to come back at once, nor to stay away long on a
+ * guess); the answers that have no estimate say one of two fixed times. */
+#define HTTP_RETRY_AFTER_MIN_S  1
+#define HTTP_RETRY_AFTER_MAX_S  60
+#define HTTP_RETRY_AFTER_BUSY_S 1 /* the database stayed busy: a moment */
+/* something must come back: the database, a deliverer, room in the queue */
+#define HTTP_RETRY_AFTER_UNAVAILABLE_S 5
+
+/* Adds "Retry-After: s" with s clamped to HTTP_RETRY_AFTER_MIN_S..MAX_S;
+ * returns the value sent, for the message that names it. */
+int64_t http_retry_after(struct http_exchange *x, int64_t s);
+
 /* Adds "Name: value" to the response headers. Values are formatted from
  * trusted data only (ids, numbers, method lists). */
 void http_header(struct http_exchange *x, const char *name, const char *fmt, ...)

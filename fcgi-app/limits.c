@@ -23,9 +23,9 @@
  *    phase: with a thread free, the next connection is taken at once and
  *    waits at the gate, where it is counted. When that estimate passes
  *    CONSUMA_SYNC_MAX_WAIT_MS, the request is answered 503 at once with
- *    Retry-After = the estimate in seconds (lighttpd 1.4.69 cannot do this:
- *    a full unix-socket backlog makes it answer 500, see
- *    proxy-conf/lighttpd-limits.conf). Counting time, not requests, keeps
+ *    Retry-After = the estimate in seconds, sent within http.h's 1..60
+ *    (lighttpd 1.4.69 cannot do this: a full unix-socket backlog makes it
+ *    answer 500, see proxy-conf/lighttpd-limits.conf). Counting time, not requests, keeps
  *    cheap requests flowing under a burst and still bounds the waiting room
  *    for expensive ones. Before the first sample nothing is shed.
  *  - Queue Retry-After: backlog over the drain rate
@@ -238,7 +238,9 @@ static enum limits_verdict admit(struct limits *l, const char *client, const cha
 		if (wait_ms > (double)l->cfg->sync_max_wait_ms) {
 			double s = ceil(wait_ms / 1000.0);
 
-			*retry_after_s = s < 1.0 ? 1 : s > 60.0 ? 60 : (int64_t)s;
+			/* http_retry_after clamps what is sent; fmin keeps the cast
+			 * defined */
+			*retry_after_s = (int64_t)fmin(s, 86400.0);
 			return LIMITS_OVERLOADED;
 		}
 	}

@@ -279,13 +279,13 @@ static void bulk_run(struct http_exchange *x, struct bulk_params *p)
 		return;
 	}
 	if (!p->dry_run && matched > 0 && done == 0) {
-		http_header(x, "Retry-After", "5");
-		http_error(
-		    x, 503,
-		    "queue is full (%lld jobs waiting, bound %lld): nothing redelivered of %lld "
-		    "matching jobs; retry after 5 s",
-		    (long long)h.queue_depth, (long long)app->cfg.max_queue_size,
-		    (long long)matched);
+		int64_t retry = http_retry_after(x, HTTP_RETRY_AFTER_UNAVAILABLE_S);
+
+		http_error(x, 503,
+		           "queue is full (%lld jobs waiting, bound %lld): nothing redelivered of "
+		           "%lld matching jobs; retry after %lld s",
+		           (long long)h.queue_depth, (long long)app->cfg.max_queue_size,
+		           (long long)matched, (long long)retry);
 		return;
 	}
 	metrics_count(app->metrics, METRICS_JOBS_REDELIVERED, (uint64_t)done);

@@ -114,10 +114,8 @@ static bool admit(struct http_exchange *x, const struct route *r, bool *overload
 	v = limits_admit(app->limits, x->client, r->name, &retry_after);
 	if (v == LIMITS_PASS)
 		return true;
-	if (retry_after < 1)
-		retry_after = 1;
 	*overloaded = v == LIMITS_OVERLOADED;
-	http_header(x, "Retry-After", "%lld", (long long)retry_after);
+	retry_after = http_retry_after(x, retry_after);
 	if (v == LIMITS_OVERLOADED)
 		http_error(x, 503, "service: the %s pool is saturated; retry after %lld s", r->name,
 		           (long long)retry_after);

@@ -501,6 +501,32 @@ static void test_store_busy(void **state)
 	http_exchange_done(&x);
 }
 
+/* Retry-After goes out within 1..60 whatever the estimate, and the value
+ * sent is the one returned (the message names it). */
+static void test_retry_after_clamp(void **state)
+{
+	static const int64_t cases[][2] = {
+	    {INT64_MIN, 1}, {-5, 1},  {0, 1},   {1, 1},      {2, 2},
+	    {59, 59},       {60, 60}, {61, 60}, {86400, 60}, {INT64_MAX, 60},
+	};
+	const char *env[] = {"REQUEST_URI=/sync", NULL};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		static struct fake f;
+		struct http_exchange x;
+		char want[32];
+
+		fake_init(&f, env, NULL, 0);
+		assert_true(http_exchange_init(&x, NULL, &f.fr));
+		assert_int_equal(http_retry_after(&x, cases[i][0]), cases[i][1]);
+		http_error(&x, 503, "busy");
+		snprintf(want, sizeof want, "Retry-After: %lld\r\n", (long long)cases[i][1]);
+		assert_non_null(strstr(fake_output(&f), want));
+		http_exchange_done(&x);
+	}
+}
+
 /* ---- did the answer arrive ---- */
 
 static void empty_ok(FCGX_Stream *s, int doClose)
@@ -777,21 +803,14 @@ static void test_json_add(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_percent_decode),
-	    cmocka_unit_test(test_reason),
-	    cmocka_unit_test(test_exchange_path),
-	    cmocka_unit_test(test_exchange_long_path),
-	    cmocka_unit_test(test_read_body),
-	    cmocka_unit_test(test_read_body_nomem),
-	    cmocka_unit_test(test_response_head),
-	    cmocka_unit_test(test_error_body),
-	    cmocka_unit_test(test_store_busy),
-	    cmocka_unit_test(test_routes),
-	    cmocka_unit_test(test_405_detail),
-	    cmocka_unit_test(test_content_type),
-	    cmocka_unit_test(test_read_job_content_type),
-	    cmocka_unit_test(test_flush),
-	    cmocka_unit_test(test_json_add),
+	    cmocka_unit_test(test_percent_decode), cmocka_unit_test(test_reason),
+	    cmocka_unit_test(test_exchange_path),  cmocka_unit_test(test_exchange_long_path),
+	    cmocka_unit_test(test_read_body),      cmocka_unit_test(test_read_body_nomem),
+	    cmocka_unit_test(test_response_head),  cmocka_unit_test(test_error_body),
+	    cmocka_unit_test(test_store_busy),     cmocka_unit_test(test_retry_after_clamp),
+	    cmocka_unit_test(test_routes),         cmocka_unit_test(test_405_detail),
+	    cmocka_unit_test(test_content_type),   cmocka_unit_test(test_read_job_content_type),
+	    cmocka_unit_test(test_flush),          cmocka_unit_test(test_json_add),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
