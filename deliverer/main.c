@@ -235,10 +235,11 @@ static int setup(struct ctx *c)
 		return cli_fail(CLI_EXIT_USAGE, "config", "%s", why);
 	if (c->cfg.callback_secret[0]) {
 		enum sign_err se;
-		c->key = sign_key_new(c->cfg.callback_secret, &se);
+		c->key = sign_key_new(c->cfg.callback_secret, &se, why, sizeof why);
 		if (!c->key)
-			return cli_fail(CLI_EXIT_USAGE, "config", "CONSUMA_CALLBACK_SECRET: %s",
-			                sign_strerror(se));
+			return cli_fail(se == SIGN_BAD_SECRET ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME,
+			                "config", "CONSUMA_CALLBACK_SECRET: %s: %s", sign_strerror(se),
+			                why);
 	}
 	c->s_main = open_store(&c->cfg);
 	c->s_deliver = c->s_main ? open_store(&c->cfg) : NULL;

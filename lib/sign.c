@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "why.h"
 
 #define KEY_MAX 64
 
@@ -83,19 +84,22 @@ static int b64_decode_strict(const char *s, unsigned char *out)
 	return got;
 }
 
-struct sign_key *sign_key_new(const char *secret, enum sign_err *err)
+struct sign_key *sign_key_new(const char *secret, enum sign_err *err, char *why, size_t whylen)
 {
 	struct sign_key *k;
 	char one[6 + (KEY_MAX + 2) / 3 * 4 + 1];
 
 	*err = SIGN_OK;
+	why_set(why, whylen, "ok");
 	if (secret == NULL) {
 		*err = SIGN_BAD_SECRET;
+		why_set(why, whylen, "no secret");
 		return NULL;
 	}
 	k = cz_calloc(1, sizeof(*k));
 	if (k == NULL) {
 		*err = SIGN_NOMEM;
+		why_set(why, whylen, "out of memory");
 		return NULL;
 	}
 	/* secrets separated by single spaces: no empty one, nothing around them */
@@ -103,18 +107,28 @@ struct sign_key *sign_key_new(const char *secret, enum sign_err *err)
 		size_t len = strcspn(secret, " ");
 		int n;
 
-		if (k->n == SIGN_KEYS_MAX || len < 6 || len >= sizeof(one) ||
-		    strncmp(secret, "whsec_", 6) != 0) {
-			*err = SIGN_BAD_SECRET;
+		*err = SIGN_BAD_SECRET;
+		if (k->n == SIGN_KEYS_MAX) {
+			why_set(why, whylen, "more than %d secrets", SIGN_KEYS_MAX);
 			goto fail;
 		}
-		memcpy(one, secret + 6, len - 6);
-		one[len - 6] = '\0';
-		n = b64_decode_strict(one, k->s[k->n].key);
+		if (len < 6 || strncmp(secret, "whsec_", 6) != 0) {
+			why_set(why, whylen, "secret %zu: %s", k->n + 1,
+			        len == 0 ? "empty (a space too many)" : "does not start with whsec_");
+			goto fail;
+		}
+		n = -1;
+		if (len < sizeof(one)) {
+			memcpy(one, secret + 6, len - 6);
+			one[len - 6] = '\0';
+			n = b64_decode_strict(one, k->s[k->n].key);
+		}
 		if (n < 0) {
-			*err = SIGN_BAD_SECRET;
+			why_set(why, whylen, "secret %zu: not the padded base64 of 1..%d bytes", k->n + 1,
+			        KEY_MAX);
 			goto fail;
 		}
+		*err = SIGN_OK;
 		k->s[k->n++].len = (size_t)n;
 		secret += len;
 		if (*secret == '\0')
@@ -124,6 +138,7 @@ struct sign_key *sign_key_new(const char *secret, enum sign_err *err)
 	k->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 	if (k->mac == NULL) {
 		*err = SIGN_CRYPTO;
+		why_set(why, whylen, "OpenSSL has no HMAC");
 		goto fail;
 	}
 	OPENSSL_cleanse(one, sizeof(one));

@@ -32,9 +32,10 @@ struct sign_key;
 const char *sign_strerror(enum sign_err err);
 
 /* Decodes a whsec_ secret, or a space-separated list of 1..SIGN_KEYS_MAX
- * of them. NULL on failure with *err set. Free with sign_key_free (NULL is
- * a no-op). */
-struct sign_key *sign_key_new(const char *secret, enum sign_err *err);
+ * of them. NULL on failure with *err set and why (may be NULL) saying
+ * which secret and what is wrong with it, never its text. Free with
+ * sign_key_free (NULL is a no-op). */
+struct sign_key *sign_key_new(const char *secret, enum sign_err *err, char *why, size_t whylen);
 void sign_key_free(struct sign_key *k);
 /* How many secrets k holds (1..SIGN_KEYS_MAX). */
 size_t sign_key_count(const struct sign_key *k);

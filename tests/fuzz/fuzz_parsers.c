@@ -72,7 +72,7 @@ static void signing_key(const uint8_t *data, size_t size)
 {
 	char *s = text(data, size);
 	enum sign_err err = SIGN_OK;
-	struct sign_key *k = sign_key_new(s, &err);
+	struct sign_key *k = sign_key_new(s, &err, NULL, 0);
 	if (k) {
 		char sig[SIGN_HEADER_MAX];
 		FUZZ_CHECK(sign_webhook(k, "id", 1, s, size, sig, sizeof sig) == SIGN_OK);

@@ -138,7 +138,7 @@ static void test_headers_signed(void **state)
 {
 	static const char body[] = "{\"test\": 2432232314}";
 	enum sign_err se;
-	struct sign_key *k = sign_key_new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &se);
+	struct sign_key *k = sign_key_new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &se, NULL, 0);
 	struct curl_slist *h = NULL;
 	const struct curl_slist *last;
 
@@ -161,9 +161,9 @@ static void test_headers_rotation(void **state)
 {
 	static const char body[] = "{}";
 	enum sign_err se;
-	struct sign_key *both = sign_key_new("whsec_QQ== whsec_AAEC", &se);
-	struct sign_key *one = sign_key_new("whsec_QQ==", &se);
-	struct sign_key *two = sign_key_new("whsec_AAEC", &se);
+	struct sign_key *both = sign_key_new("whsec_QQ== whsec_AAEC", &se, NULL, 0);
+	struct sign_key *one = sign_key_new("whsec_QQ==", &se, NULL, 0);
+	struct sign_key *two = sign_key_new("whsec_AAEC", &se, NULL, 0);
 	struct curl_slist *h[3] = {NULL, NULL, NULL};
 	const char *sig[3];
 

@@ -60,7 +60,7 @@ static void test_vectors(void **state)
 	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
 		const struct vector *v = &vectors[i];
 		enum sign_err err;
-		struct sign_key *k = sign_key_new(v->secret, &err);
+		struct sign_key *k = sign_key_new(v->secret, &err, NULL, 0);
 		char out[SIGN_HEADER_MAX];
 
 		assert_non_null(k);
@@ -76,7 +76,7 @@ static void test_vectors(void **state)
 static void test_one_byte_changes_signature(void **state)
 {
 	enum sign_err err;
-	struct sign_key *k = sign_key_new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &err);
+	struct sign_key *k = sign_key_new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &err, NULL, 0);
 	char a[SIGN_HEADER_MAX], b[SIGN_HEADER_MAX];
 
 	(void)state;
@@ -149,14 +149,31 @@ static void test_secrets(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
 		enum sign_err err = SIGN_CRYPTO;
-		struct sign_key *k = sign_key_new(secrets[i].secret, &err);
+		char why[128] = "";
+		struct sign_key *k = sign_key_new(secrets[i].secret, &err, why, sizeof why);
 
 		if (err != secrets[i].want || (k != NULL) != (secrets[i].want == SIGN_OK))
 			fail_msg("secret %zu [%s]: got %s, want %s", i, secrets[i].secret,
 			         sign_strerror(err), sign_strerror(secrets[i].want));
+		/* the reason never repeats the secret */
+		if (err != SIGN_OK && strlen(secrets[i].secret) > 6 &&
+		    strstr(why, secrets[i].secret + 6) != NULL)
+			fail_msg("secret %zu: the reason quotes it: %s", i, why);
+		assert_true(why[0] != '\0');
 		sign_key_free(k);
 	}
-	assert_null(sign_key_new(NULL, &(enum sign_err){SIGN_OK}));
+	assert_null(sign_key_new(NULL, &(enum sign_err){SIGN_OK}, NULL, 0));
+	/* the reason names which secret of a list is wrong */
+	{
+		enum sign_err err;
+		char why[128];
+
+		assert_null(sign_key_new("whsec_QQ== whsec_QUI= whsec_!", &err, why, sizeof why));
+		assert_int_equal(err, SIGN_BAD_SECRET);
+		assert_non_null(strstr(why, "secret 3"));
+		assert_null(sign_key_new("whsec_QQ== QUI=", &err, why, sizeof why));
+		assert_non_null(strstr(why, "secret 2: does not start with whsec_"));
+	}
 	sign_key_free(NULL);
 	assert_string_not_equal(sign_strerror(SIGN_BAD_SECRET), sign_strerror(SIGN_OK));
 }
@@ -167,7 +184,7 @@ static void test_out_of_memory(void **state)
 
 	(void)state;
 	alloc_fail_after(0);
-	assert_null(sign_key_new("whsec_QQ==", &err));
+	assert_null(sign_key_new("whsec_QQ==", &err, NULL, 0));
 	alloc_fail_after(-1);
 	assert_int_equal(err, SIGN_NOMEM);
 }

@@ -355,7 +355,7 @@ struct recv *recv_new(const struct recv_config *cfg, enum recv_err *err)
 	rv->sync_ready = true;
 	if (cfg->secret) {
 		enum sign_err se = SIGN_OK;
-		rv->key = sign_key_new(cfg->secret, &se);
+		rv->key = sign_key_new(cfg->secret, &se, NULL, 0);
 		if (!rv->key) {
 			rc = se == SIGN_NOMEM ? RECV_NOMEM : RECV_BAD_SECRET;
 			goto fail;
