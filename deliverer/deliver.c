@@ -801,11 +801,26 @@ static void *run(void *arg)
 	return NULL;
 }
 
+const char *deliver_strerror(enum deliver_err err)
+{
+	switch (err) {
+	case DELIVER_OK:
+		return "ok";
+	case DELIVER_NOMEM:
+		return "out of memory";
+	case DELIVER_SYSTEM:
+		return "the delivery thread could not be set up";
+	}
+	return "unknown deliver error";
+}
+
 struct deliver *deliver_new(const struct config *cfg, struct store *s, const char *owner,
                             const struct ssrf_policy *policy, const struct sign_key *key,
-                            struct shared *sh)
+                            struct shared *sh, enum deliver_err *err, char *why, size_t whylen)
 {
 	struct deliver *d = cz_calloc(1, sizeof *d);
+	*err = d ? DELIVER_OK : DELIVER_NOMEM;
+	why_set(why, whylen, "%s", d ? "ok" : "out of memory");
 	if (!d)
 		return NULL;
 	d->cfg = cfg;
@@ -825,7 +840,10 @@ struct deliver *deliver_new(const struct config *cfg, struct store *s, const cha
 	d->ended.id = LIST_ENDED;
 	d->handback.id = LIST_HANDBACK;
 	d->active.id = LIST_ACTIVE;
-	if (pthread_mutex_init(&d->mu, NULL) != 0) {
+	int rc = pthread_mutex_init(&d->mu, NULL);
+	if (rc != 0) {
+		*err = DELIVER_SYSTEM;
+		why_set(why, whylen, "mutex: %s", strerror(rc));
 		cz_free(d);
 		return NULL;
 	}
@@ -834,6 +852,8 @@ struct deliver *deliver_new(const struct config *cfg, struct store *s, const cha
 	d->hosts = hosts_new(cfg->max_per_host, cfg->breaker_failures, cfg->breaker_cooldown_ms);
 	d->multi = curl_multi_init();
 	if (!d->hosts || !d->multi) {
+		*err = !d->hosts ? DELIVER_NOMEM : DELIVER_SYSTEM;
+		why_set(why, whylen, "%s", !d->hosts ? "out of memory" : "curl_multi_init failed");
 		deliver_free(d);
 		return NULL;
 	}

@@ -23,12 +23,20 @@
 
 struct deliver;
 
+enum deliver_err {
+	DELIVER_OK = 0,
+	DELIVER_NOMEM,
+	DELIVER_SYSTEM, /* a mutex or libcurl could not be set up */
+};
+
+const char *deliver_strerror(enum deliver_err err);
+
 /* Prepares the delivery thread on its own store connection s (owned by
  * the caller, used only by the thread). key may be NULL (no signatures).
- * NULL on failure. */
+ * NULL on failure, with *err and why (may be NULL) saying what failed. */
 struct deliver *deliver_new(const struct config *cfg, struct store *s, const char *owner,
                             const struct ssrf_policy *policy, const struct sign_key *key,
-                            struct shared *sh);
+                            struct shared *sh, enum deliver_err *err, char *why, size_t whylen);
 /* Starts the thread: 0, or an errno value. */
 int deliver_start(struct deliver *d);
 /* Hands a job from the pool to the thread. Thread safe. */

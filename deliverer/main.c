@@ -238,8 +238,8 @@ static int setup(struct ctx *c)
 		c->key = sign_key_new(c->cfg.callback_secret, &se, why, sizeof why);
 		if (!c->key)
 			return cli_fail(se == SIGN_BAD_SECRET ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME,
-			                "config", "CONSUMA_CALLBACK_SECRET: %s: %s", sign_strerror(se),
-			                why);
+			                "config", "CONSUMA_CALLBACK_SECRET: %s: %s",
+			                sign_strerror(se), why);
 	}
 	c->s_main = open_store(&c->cfg);
 	c->s_deliver = c->s_main ? open_store(&c->cfg) : NULL;
@@ -272,17 +272,19 @@ static int setup(struct ctx *c)
 	c->capacity = c->cfg.max_inflight_deliveries + c->cfg.claim_batch;
 	c->pool_backlog = c->cfg.claim_batch + 4 * (int64_t)c->workers;
 	c->sh.pool_low_water = c->pool_backlog / 2; /* refill in batches, not job by job */
-	c->d = deliver_new(&c->cfg, c->s_deliver, c->owner, c->policy, c->key, &c->sh);
+	enum deliver_err de;
+	c->d = deliver_new(&c->cfg, c->s_deliver, c->owner, c->policy, c->key, &c->sh, &de, why,
+	                   sizeof why);
 	if (!c->d)
-		return cli_fail(CLI_EXIT_RUNTIME, "deliver", "cannot set up the delivery thread");
+		return cli_fail(CLI_EXIT_RUNTIME, "deliver", "%s: %s", deliver_strerror(de), why);
 	int err = deliver_start(c->d);
 	if (err != 0)
 		return cli_fail(CLI_EXIT_RUNTIME, "deliver", "cannot start the delivery thread: %s",
 		                strerror(err));
-	c->pool = pool_new(c->workers, c->policy, pool_done, c, &c->sh);
+	enum pool_err pe;
+	c->pool = pool_new(c->workers, c->policy, pool_done, c, &c->sh, &pe, why, sizeof why);
 	if (!c->pool)
-		return cli_fail(CLI_EXIT_RUNTIME, "pool", "cannot start %d compute threads",
-		                c->workers);
+		return cli_fail(CLI_EXIT_RUNTIME, "pool", "%s: %s", pool_strerror(pe), why);
 	return 0;
 }
 

@@ -8,10 +8,11 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "alloc.h"
 #include "ids.h"
-#include "log.h"
+#include "why.h"
 #include "work.h"
 
 /* Rounds per chunk: ~5 ms on this machine, the latency of an abandon. */
@@ -101,14 +102,34 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+const char *pool_strerror(enum pool_err err)
+{
+	switch (err) {
+	case POOL_OK:
+		return "ok";
+	case POOL_NOMEM:
+		return "out of memory";
+	case POOL_THREAD:
+		return "a compute thread could not be started";
+	}
+	return "unknown pool error";
+}
+
 struct pool *pool_new(int n, const struct ssrf_policy *policy, pool_done_fn done, void *arg,
-                      struct shared *sh)
+                      struct shared *sh, enum pool_err *err, char *why, size_t whylen)
 {
 	struct pool *p = cz_calloc(1, sizeof *p);
+	*err = POOL_NOMEM;
+	why_set(why, whylen, "out of memory");
 	if (!p)
 		return NULL;
 	p->threads = cz_calloc((size_t)n, sizeof *p->threads);
-	if (!p->threads || pthread_mutex_init(&p->mu, NULL) != 0) {
+	int rc = p->threads ? pthread_mutex_init(&p->mu, NULL) : 0;
+	if (!p->threads || rc != 0) {
+		if (rc != 0) {
+			*err = POOL_THREAD;
+			why_set(why, whylen, "mutex: %s", strerror(rc));
+		}
 		cz_free(p->threads);
 		cz_free(p);
 		return NULL;
@@ -120,14 +141,18 @@ struct pool *pool_new(int n, const struct ssrf_policy *policy, pool_done_fn done
 	p->arg = arg;
 	p->sh = sh;
 	for (int i = 0; i < n; i++) {
-		if (pthread_create(&p->threads[i], NULL, worker, p) != 0) {
-			log_event(L_ERROR, "pool.thread_failed", "started=%d wanted=%d", i, n);
+		rc = pthread_create(&p->threads[i], NULL, worker, p);
+		if (rc != 0) {
+			*err = POOL_THREAD;
+			why_set(why, whylen, "thread %d of %d: %s", i + 1, n, strerror(rc));
 			p->nthreads = i;
 			pool_free(p);
 			return NULL;
 		}
 		p->nthreads = i + 1;
 	}
+	*err = POOL_OK;
+	why_set(why, whylen, "ok");
 	return p;
 }
 

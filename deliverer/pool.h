@@ -27,11 +27,20 @@ struct pool;
 /* Called on a worker thread for each job, ready or not. */
 typedef void (*pool_done_fn)(struct djob *j, void *arg);
 
+enum pool_err {
+	POOL_OK = 0,
+	POOL_NOMEM,
+	POOL_THREAD, /* a thread or its mutex could not be made */
+};
+
+const char *pool_strerror(enum pool_err err);
+
 /* Starts n threads. sh->busy_workers counts the workers computing and
  * sh->pool_pending the jobs queued; taking a job while the queue is at or
- * below sh->pool_low_water pokes the claim loop (shared_poke). NULL on failure (no thread left running). */
+ * below sh->pool_low_water pokes the claim loop (shared_poke). NULL on
+ * failure (no thread left running), with *err and why (may be NULL). */
 struct pool *pool_new(int n, const struct ssrf_policy *policy, pool_done_fn done, void *arg,
-                      struct shared *sh);
+                      struct shared *sh, enum pool_err *err, char *why, size_t whylen);
 void pool_submit(struct pool *p, struct djob *j);
 /* Stops the threads and joins them. abandon: jobs still queued, and work
  * in progress (at its next chunk), come back through done() as
