@@ -36,6 +36,7 @@
 #include "apikeys.h"
 #include "ids.h"
 #include "log.h"
+#include "why.h"
 
 #define CHECK_EVERY_MS 1000
 #define REALM          "consuma"
@@ -60,21 +61,21 @@ static bool same_file(const struct stat *a, const struct stat *b)
 }
 
 /* Reads the file into a new set; NULL with why filled. */
-static struct apikeys *read_keys(struct auth *a, char *why, size_t whylen)
+static struct apikeys *read_keys(struct auth *a, enum apikeys_err *err, char *why, size_t whylen)
 {
-	enum apikeys_err err;
-
 	a->seen_ok = stat(a->path, &a->seen) == 0;
-	return apikeys_load(a->path, &err, why, whylen);
+	return apikeys_load(a->path, err, why, whylen);
 }
 
-struct auth *auth_open(const struct config *cfg, char *why, size_t whylen)
+struct auth *auth_open(const struct config *cfg, enum apikeys_err *err, char *why, size_t whylen)
 {
 	struct auth *a = cz_calloc(1, sizeof(*a));
 	char reason[APIKEYS_WHY_MAX + CONFIG_PATH_MAX];
 
+	*err = APIKEYS_OK;
 	if (a == NULL) {
-		snprintf(why, whylen, "out of memory");
+		*err = APIKEYS_NOMEM;
+		why_set(why, whylen, "out of memory");
 		return NULL;
 	}
 	pthread_rwlock_init(&a->keys_lock, NULL);
@@ -87,9 +88,9 @@ struct auth *auth_open(const struct config *cfg, char *why, size_t whylen)
 		return a;
 	}
 	snprintf(a->path, sizeof(a->path), "%s", cfg->api_keys_file);
-	a->keys = read_keys(a, reason, sizeof(reason));
+	a->keys = read_keys(a, err, reason, sizeof(reason));
 	if (a->keys == NULL) {
-		snprintf(why, whylen, "CONSUMA_API_KEYS_FILE: %s", reason);
+		why_set(why, whylen, "CONSUMA_API_KEYS_FILE: %s", reason);
 		auth_close(a);
 		return NULL;
 	}
@@ -119,7 +120,8 @@ const char *auth_mode(const struct auth *a)
 static void reload(struct auth *a, const char *cause)
 {
 	char why[APIKEYS_WHY_MAX + CONFIG_PATH_MAX];
-	struct apikeys *k = read_keys(a, why, sizeof(why));
+	enum apikeys_err err;
+	struct apikeys *k = read_keys(a, &err, why, sizeof(why));
 	struct apikeys *old;
 
 	if (k == NULL) {

@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include "apikeys.h"
 #include "config.h"
 #include "http.h"
 
@@ -41,9 +42,10 @@ enum auth_need {
 struct auth;
 
 /* Loads CONSUMA_API_KEYS_FILE (or notes that there is none: open). NULL
- * when the file is set but cannot be read or parsed, with why filled: a bad
- * configuration (exit 2). auth_close(NULL) is a no-op. */
-struct auth *auth_open(const struct config *cfg, char *why, size_t whylen);
+ * when the file is set but cannot be read or parsed (a bad configuration,
+ * exit 2) or memory ran out (APIKEYS_NOMEM), with *err and why filled.
+ * auth_close(NULL) is a no-op. */
+struct auth *auth_open(const struct config *cfg, enum apikeys_err *err, char *why, size_t whylen);
 void auth_close(struct auth *a);
 
 /* "open" without a keys file, "keys" with one: for /healthz. */

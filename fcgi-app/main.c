@@ -318,6 +318,7 @@ int main(int argc, char **argv)
 	const char *socket_path = NULL;
 	char err[512];
 	enum store_err serr;
+	enum apikeys_err kerr;
 	sigset_t waited;
 	int listen_fd = 0;
 	int threads;
@@ -338,10 +339,11 @@ int main(int argc, char **argv)
 	app.ssrf = ssrf_policy_new(&app.cfg, err, sizeof(err));
 	if (app.ssrf == NULL)
 		return cli_fail(CLI_EXIT_USAGE, "config", "%s", err);
-	app.auth = auth_open(&app.cfg, err, sizeof(err));
+	app.auth = auth_open(&app.cfg, &kerr, err, sizeof(err));
 	if (app.auth == NULL) {
 		ssrf_policy_free(app.ssrf);
-		return cli_fail(CLI_EXIT_USAGE, "api_keys", "%s", err);
+		return cli_fail(kerr == APIKEYS_NOMEM ? CLI_EXIT_RUNTIME : CLI_EXIT_USAGE,
+		                "api_keys", "%s", err);
 	}
 	app.started_mono_ms = ids_mono_ms();
 	app.started_wall_ms = ids_now_ms();

@@ -102,7 +102,7 @@ static struct auth *open_keys(void)
 
 	memset(&cfg, 0, sizeof(cfg));
 	snprintf(cfg.api_keys_file, sizeof(cfg.api_keys_file), "%s", keys_path);
-	a = auth_open(&cfg, why, sizeof(why));
+	a = auth_open(&cfg, &(enum apikeys_err){APIKEYS_OK}, why, sizeof(why));
 	if (a == NULL)
 		fail_msg("auth_open: %s", why);
 	return a;
@@ -210,7 +210,7 @@ static void test_open(void **state)
 
 	(void)state;
 	memset(&cfg, 0, sizeof(cfg));
-	a = auth_open(&cfg, why, sizeof(why));
+	a = auth_open(&cfg, &(enum apikeys_err){APIKEYS_OK}, why, sizeof(why));
 	assert_non_null(a);
 	assert_string_equal(auth_mode(a), "open");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -326,16 +326,19 @@ static void test_threads(void **state)
 static void test_bad_at_start(void **state)
 {
 	struct config cfg;
+	enum apikeys_err err = APIKEYS_OK;
 	char why[512] = "";
 
 	(void)state;
 	write_keys(LINE_ALICE "alice admin 00\n");
 	memset(&cfg, 0, sizeof(cfg));
 	snprintf(cfg.api_keys_file, sizeof(cfg.api_keys_file), "%s", keys_path);
-	assert_null(auth_open(&cfg, why, sizeof(why)));
+	assert_null(auth_open(&cfg, &err, why, sizeof(why)));
+	assert_int_equal(err, APIKEYS_BAD_HASH);
 	assert_non_null(strstr(why, "CONSUMA_API_KEYS_FILE: line 2"));
 	snprintf(cfg.api_keys_file, sizeof(cfg.api_keys_file), "%s/none", tmpdir);
-	assert_null(auth_open(&cfg, why, sizeof(why)));
+	assert_null(auth_open(&cfg, &err, why, sizeof(why)));
+	assert_int_equal(err, APIKEYS_IO);
 	assert_non_null(strstr(why, "CONSUMA_API_KEYS_FILE: "));
 }
 
