@@ -462,7 +462,7 @@ static void transfer_done(struct deliver *d, struct djob *j, CURLcode rc)
 	d->inflight--;
 	drop_transfer_state(d, j);
 	decide(d, j, t, detail, retry_after);
-	if (j->resp_cut && j->decision.action != RETRY_DELIVERED) {
+	if (j->resp_cut && j->decision.action != STORE_DELIVERED) {
 		why_append(j->decision.message, sizeof j->decision.message,
 		           " (response cut at %zu bytes)", j->resp_max);
 	}
@@ -540,21 +540,11 @@ static enum store_err write_ended(struct deliver *d, struct djob *j, int64_t now
 	    .duration_ms = j->duration_ms,
 	    .http_status = j->http_status,
 	    .error_class = j->decision.error_class,
-	    .error_message = j->decision.action == RETRY_DELIVERED ? NULL : j->decision.message,
+	    .error_message = j->decision.action == STORE_DELIVERED ? NULL : j->decision.message,
+	    .verdict = j->decision.action,
+	    .next_attempt_at = j->decision.action == STORE_RETRY ? now + j->decision.delay_ms : 0,
 	    .now = now,
 	};
-	switch (j->decision.action) {
-	case RETRY_DELIVERED:
-		o.verdict = STORE_DELIVERED;
-		break;
-	case RETRY_AGAIN:
-		o.verdict = STORE_RETRY;
-		o.next_attempt_at = now + j->decision.delay_ms;
-		break;
-	case RETRY_FAIL:
-		o.verdict = STORE_FAILED;
-		break;
-	}
 	j->due_at = o.next_attempt_at;
 	return store_attempt_end(d->s, &j->q, &o);
 }
@@ -602,19 +592,19 @@ static void log_outcome(const struct djob *j)
 		return;
 	}
 	switch (dc->action) {
-	case RETRY_DELIVERED:
+	case STORE_DELIVERED:
 		log_event(L_DEBUG, "callback.delivered",
 		          "request_id=%s attempt=%lld status=%d duration_ms=%.1f", j->q.id,
 		          (long long)j->number, j->http_status, j->duration_ms);
 		break;
-	case RETRY_AGAIN:
+	case STORE_RETRY:
 		log_event(L_INFO, "callback.retrying",
 		          "request_id=%s attempt=%lld status=%d error_class=%s error=%s "
 		          "retry_in_ms=%lld",
 		          j->q.id, (long long)j->number, j->http_status, dc->error_class,
 		          log_q(dc->message), (long long)dc->delay_ms);
 		break;
-	case RETRY_FAIL:
+	case STORE_FAILED:
 		log_event(L_WARN, "callback.failed",
 		          "request_id=%s attempt=%lld status=%d error_class=%s error=%s", j->q.id,
 		          (long long)j->number, j->http_status, dc->error_class,
@@ -633,10 +623,10 @@ static void count_outcome(struct deliver *d, const struct djob *j, int64_t now_m
 		metrics_attempt(d->metrics, METRICS_ATTEMPT_REFUSED, 0, -1);
 		return;
 	}
-	if (j->decision.action == RETRY_DELIVERED) {
+	if (j->decision.action == STORE_DELIVERED) {
 		o = METRICS_ATTEMPT_DELIVERED;
 		metrics_observe(d->metrics, METRICS_H_E2E, (now_ms - j->q.created_at) * 1000000);
-	} else if (j->decision.action == RETRY_AGAIN) {
+	} else if (j->decision.action == STORE_RETRY) {
 		o = METRICS_ATTEMPT_RETRY;
 	}
 	metrics_attempt(d->metrics, o, j->http_status, (int64_t)(j->duration_ms * 1e6));
@@ -678,7 +668,7 @@ static bool flush(struct deliver *d)
 	while ((j = list_pop(&ended)) != NULL) {
 		log_outcome(j);
 		count_outcome(d, j, now);
-		if (!j->fenced && j->decision.action == RETRY_AGAIN && j->due_at < wake_before)
+		if (!j->fenced && j->decision.action == STORE_RETRY && j->due_at < wake_before)
 			wake = true;
 		finish_job(d, j);
 	}

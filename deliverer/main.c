@@ -317,8 +317,8 @@ static int claim(struct ctx *c, int64_t room, const struct store_exclude *excl)
 	int want = (int)(room < c->cfg.claim_batch ? room : c->cfg.claim_batch);
 	struct store_job *jobs = NULL;
 	int n = 0;
-	enum store_err err = store_claim(c->s_main, ids_now_ms(), c->cfg.lease_ms, want,
-	                                 excl, &jobs, &n);
+	enum store_err err =
+	    store_claim(c->s_main, ids_now_ms(), c->cfg.lease_ms, want, excl, &jobs, &n);
 	if (err != STORE_OK) {
 		log_event(L_ERROR, "claim.failed", "error=%s detail=%s", store_strerror(err),
 		          log_q(store_errmsg(c->s_main)));

@@ -204,7 +204,7 @@ static bool honours_retry_after(const struct retry_input *in)
  * last_error must not claim a wait that never happened. */
 static void note_retry_after(const struct retry_input *in, struct retry_decision *out)
 {
-	if (out->action == RETRY_AGAIN && out->delay_ms < in->retry_after_ms)
+	if (out->action == STORE_RETRY && out->delay_ms < in->retry_after_ms)
 		why_append(out->message, sizeof out->message,
 		           " (Retry-After %lld ms, capped: retrying in %lld ms)",
 		           (long long)in->retry_after_ms, (long long)out->delay_ms);
@@ -218,20 +218,20 @@ void retry_decide(const struct retry_policy *p, const struct retry_input *in, ui
 {
 	memset(out, 0, sizeof *out);
 	if (in->transport == RETRY_T_RESPONSE && in->http_status >= 200 && in->http_status <= 299) {
-		out->action = RETRY_DELIVERED;
+		out->action = STORE_DELIVERED;
 		return;
 	}
 	if (!classify(in, out)) {
-		out->action = RETRY_FAIL;
+		out->action = STORE_FAILED;
 		return;
 	}
 	if (in->attempts_known >= p->max_attempts || in->attempts_total >= 2 * p->max_attempts) {
-		out->action = RETRY_FAIL;
+		out->action = STORE_FAILED;
 		if (honours_retry_after(in))
 			note_retry_after(in, out);
 		return;
 	}
-	out->action = RETRY_AGAIN;
+	out->action = STORE_RETRY;
 	if (honours_retry_after(in)) {
 		out->delay_ms = in->retry_after_ms < p->max_ms ? in->retry_after_ms : p->max_ms;
 		note_retry_after(in, out);
@@ -242,7 +242,7 @@ void retry_decide(const struct retry_policy *p, const struct retry_input *in, ui
 
 void retry_hold(struct retry_decision *d, int64_t min_delay_ms, const char *why)
 {
-	if (d->action != RETRY_AGAIN || d->delay_ms >= min_delay_ms)
+	if (d->action != STORE_RETRY || d->delay_ms >= min_delay_ms)
 		return;
 	d->delay_ms = min_delay_ms;
 	why_append(d->message, sizeof d->message, "; retry held %lld ms: %s",

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store.h" /* enum store_verdict: the decision is what the store records */
+
 #define RETRY_MESSAGE_MAX 320
 
 struct retry_policy {
@@ -43,17 +45,11 @@ struct retry_input {
 	int64_t attempts_total; /* every attempt, this one and unknown ones included */
 };
 
-enum retry_action {
-	RETRY_DELIVERED = 0,
-	RETRY_AGAIN,
-	RETRY_FAIL,
-};
-
 struct retry_decision {
-	enum retry_action action;
-	int64_t delay_ms;        /* RETRY_AGAIN */
-	bool host_failure;       /* counts toward the destination's circuit breaker */
-	const char *error_class; /* NULL when delivered */
+	enum store_verdict action; /* what the store records: delivered, retry, failed */
+	int64_t delay_ms;          /* STORE_RETRY */
+	bool host_failure;         /* counts toward the destination's circuit breaker */
+	const char *error_class;   /* NULL when delivered */
 	char message[RETRY_MESSAGE_MAX];
 };
 
@@ -62,7 +58,7 @@ struct retry_decision {
 void retry_decide(const struct retry_policy *p, const struct retry_input *in, uint64_t *rng,
                   struct retry_decision *out);
 
-/* Raises a RETRY_AGAIN decision's delay to at least min_delay_ms (the
+/* Raises a STORE_RETRY decision's delay to at least min_delay_ms (the
  * destination's circuit breaker is open that long) and says so in the
  * message, with why; any other decision, or a longer delay, is left as is. */
 void retry_hold(struct retry_decision *d, int64_t min_delay_ms, const char *why);

@@ -24,7 +24,7 @@ struct outcome_case {
 	enum retry_transport transport;
 	int status;
 	int64_t retry_after_ms;
-	enum retry_action want;
+	enum store_verdict want;
 	const char *error_class; /* NULL when delivered */
 	bool host_failure;
 	int64_t delay_ms; /* exact delay when >= 0 (Retry-After); -1: the backoff */
@@ -42,66 +42,66 @@ struct outcome_case {
 
 static const struct outcome_case outcomes[] = {
     /* 2xx: delivered, whatever the Retry-After */
-    RESP(200, -1, RETRY_DELIVERED, NULL, false, -1, ""),
-    RESP(201, -1, RETRY_DELIVERED, NULL, false, -1, ""),
-    RESP(204, 5000, RETRY_DELIVERED, NULL, false, -1, ""),
-    RESP(299, -1, RETRY_DELIVERED, NULL, false, -1, ""),
+    RESP(200, -1, STORE_DELIVERED, NULL, false, -1, ""),
+    RESP(201, -1, STORE_DELIVERED, NULL, false, -1, ""),
+    RESP(204, 5000, STORE_DELIVERED, NULL, false, -1, ""),
+    RESP(299, -1, STORE_DELIVERED, NULL, false, -1, ""),
     /* 1xx and out-of-range codes: the receiver does not speak HTTP as expected */
-    RESP(100, -1, RETRY_FAIL, "http", false, -1, "unexpected status"),
-    RESP(199, -1, RETRY_FAIL, "http", false, -1, "unexpected status"),
-    RESP(0, -1, RETRY_FAIL, "http", false, -1, "unexpected status"),
-    RESP(600, -1, RETRY_FAIL, "http", false, -1, "unexpected status"),
-    RESP(-1, -1, RETRY_FAIL, "http", false, -1, "unexpected status"),
+    RESP(100, -1, STORE_FAILED, "http", false, -1, "unexpected status"),
+    RESP(199, -1, STORE_FAILED, "http", false, -1, "unexpected status"),
+    RESP(0, -1, STORE_FAILED, "http", false, -1, "unexpected status"),
+    RESP(600, -1, STORE_FAILED, "http", false, -1, "unexpected status"),
+    RESP(-1, -1, STORE_FAILED, "http", false, -1, "unexpected status"),
     /* 3xx: redirects are not followed and not retried */
-    RESP(300, -1, RETRY_FAIL, "http", false, -1, "redirects are not followed"),
-    RESP(301, -1, RETRY_FAIL, "http", false, -1, "HTTP 301"),
-    RESP(302, -1, RETRY_FAIL, "http", false, -1, "redirects"),
-    RESP(307, -1, RETRY_FAIL, "http", false, -1, "redirects"),
-    RESP(399, -1, RETRY_FAIL, "http", false, -1, "redirects"),
+    RESP(300, -1, STORE_FAILED, "http", false, -1, "redirects are not followed"),
+    RESP(301, -1, STORE_FAILED, "http", false, -1, "HTTP 301"),
+    RESP(302, -1, STORE_FAILED, "http", false, -1, "redirects"),
+    RESP(307, -1, STORE_FAILED, "http", false, -1, "redirects"),
+    RESP(399, -1, STORE_FAILED, "http", false, -1, "redirects"),
     /* 4xx: refused for good, except 408 and 429 */
-    RESP(400, -1, RETRY_FAIL, "http", false, -1, "HTTP 400: the receiver refused"),
-    RESP(401, -1, RETRY_FAIL, "http", false, -1, "refused"),
-    RESP(403, -1, RETRY_FAIL, "http", false, -1, "refused"),
-    RESP(404, -1, RETRY_FAIL, "http", false, -1, "HTTP 404"),
-    RESP(413, -1, RETRY_FAIL, "http", false, -1, "refused"),
-    RESP(499, -1, RETRY_FAIL, "http", false, -1, "refused"),
-    RESP(410, -1, RETRY_FAIL, "http", false, -1, "gone (HTTP 410)"),
-    RESP(410, 1000, RETRY_FAIL, "http", false, -1, "gone"),
-    RESP(408, -1, RETRY_AGAIN, "http", true, -1, "HTTP 408"),
+    RESP(400, -1, STORE_FAILED, "http", false, -1, "HTTP 400: the receiver refused"),
+    RESP(401, -1, STORE_FAILED, "http", false, -1, "refused"),
+    RESP(403, -1, STORE_FAILED, "http", false, -1, "refused"),
+    RESP(404, -1, STORE_FAILED, "http", false, -1, "HTTP 404"),
+    RESP(413, -1, STORE_FAILED, "http", false, -1, "refused"),
+    RESP(499, -1, STORE_FAILED, "http", false, -1, "refused"),
+    RESP(410, -1, STORE_FAILED, "http", false, -1, "gone (HTTP 410)"),
+    RESP(410, 1000, STORE_FAILED, "http", false, -1, "gone"),
+    RESP(408, -1, STORE_RETRY, "http", true, -1, "HTTP 408"),
     /* Retry-After is only honoured on 429 and 503 */
-    RESP(408, 7000, RETRY_AGAIN, "http", true, -1, "HTTP 408"),
-    RESP(429, -1, RETRY_AGAIN, "http", true, -1, "HTTP 429"),
-    RESP(429, 7000, RETRY_AGAIN, "http", true, 7000, "HTTP 429 (Retry-After 7000 ms)"),
-    RESP(429, 0, RETRY_AGAIN, "http", true, 0, "Retry-After 0 ms"),
-    RESP(429, 60000, RETRY_AGAIN, "http", true, 60000, "HTTP 429 (Retry-After 60000 ms)"),
+    RESP(408, 7000, STORE_RETRY, "http", true, -1, "HTTP 408"),
+    RESP(429, -1, STORE_RETRY, "http", true, -1, "HTTP 429"),
+    RESP(429, 7000, STORE_RETRY, "http", true, 7000, "HTTP 429 (Retry-After 7000 ms)"),
+    RESP(429, 0, STORE_RETRY, "http", true, 0, "Retry-After 0 ms"),
+    RESP(429, 60000, STORE_RETRY, "http", true, 60000, "HTTP 429 (Retry-After 60000 ms)"),
     /* bounded by the cap, and the message says the delay applied */
-    RESP(429, 60001, RETRY_AGAIN, "http", true, 60000,
+    RESP(429, 60001, STORE_RETRY, "http", true, 60000,
          "HTTP 429 (Retry-After 60001 ms, capped: retrying in 60000 ms)"),
-    RESP(429, 3600000, RETRY_AGAIN, "http", true, 60000,
+    RESP(429, 3600000, STORE_RETRY, "http", true, 60000,
          "(Retry-After 3600000 ms, capped: retrying in 60000 ms)"),
-    RESP(429, 86400000, RETRY_AGAIN, "http", true, 60000, "capped: retrying in 60000 ms"),
-    RESP(500, -1, RETRY_AGAIN, "http", true, -1, "HTTP 500"),
-    RESP(500, 7000, RETRY_AGAIN, "http", true, -1, "HTTP 500"),
-    RESP(502, -1, RETRY_AGAIN, "http", true, -1, "HTTP 502"),
-    RESP(503, -1, RETRY_AGAIN, "http", true, -1, "HTTP 503"),
-    RESP(503, 3000, RETRY_AGAIN, "http", true, 3000, "HTTP 503 (Retry-After 3000 ms)"),
-    RESP(503, 999999, RETRY_AGAIN, "http", true, 60000,
+    RESP(429, 86400000, STORE_RETRY, "http", true, 60000, "capped: retrying in 60000 ms"),
+    RESP(500, -1, STORE_RETRY, "http", true, -1, "HTTP 500"),
+    RESP(500, 7000, STORE_RETRY, "http", true, -1, "HTTP 500"),
+    RESP(502, -1, STORE_RETRY, "http", true, -1, "HTTP 502"),
+    RESP(503, -1, STORE_RETRY, "http", true, -1, "HTTP 503"),
+    RESP(503, 3000, STORE_RETRY, "http", true, 3000, "HTTP 503 (Retry-After 3000 ms)"),
+    RESP(503, 999999, STORE_RETRY, "http", true, 60000,
          "HTTP 503 (Retry-After 999999 ms, capped: retrying in 60000 ms)"),
-    RESP(504, 3000, RETRY_AGAIN, "http", true, -1, "HTTP 504"),
-    RESP(599, -1, RETRY_AGAIN, "http", true, -1, "HTTP 599"),
+    RESP(504, 3000, STORE_RETRY, "http", true, -1, "HTTP 504"),
+    RESP(599, -1, STORE_RETRY, "http", true, -1, "HTTP 599"),
     /* transport failures: retried and counted against the host ... */
-    TRANS(RETRY_T_REFUSED, RETRY_AGAIN, "connect", true, "connection refused"),
-    TRANS(RETRY_T_CONNECT, RETRY_AGAIN, "connect", true, "could not connect"),
-    TRANS(RETRY_T_TIMEOUT, RETRY_AGAIN, "timeout", true, "timed out"),
-    TRANS(RETRY_T_CLOSED, RETRY_AGAIN, "closed", true, "closed without a response"),
-    TRANS(RETRY_T_NETWORK, RETRY_AGAIN, "network", true, "network error"),
-    TRANS(RETRY_T_TLS, RETRY_AGAIN, "tls", true, "TLS error"),
-    TRANS(RETRY_T_DNS, RETRY_AGAIN, "dns", true, "did not resolve"),
+    TRANS(RETRY_T_REFUSED, STORE_RETRY, "connect", true, "connection refused"),
+    TRANS(RETRY_T_CONNECT, STORE_RETRY, "connect", true, "could not connect"),
+    TRANS(RETRY_T_TIMEOUT, STORE_RETRY, "timeout", true, "timed out"),
+    TRANS(RETRY_T_CLOSED, STORE_RETRY, "closed", true, "closed without a response"),
+    TRANS(RETRY_T_NETWORK, STORE_RETRY, "network", true, "network error"),
+    TRANS(RETRY_T_TLS, STORE_RETRY, "tls", true, "TLS error"),
+    TRANS(RETRY_T_DNS, STORE_RETRY, "dns", true, "did not resolve"),
     /* ... except our own failures, which say nothing about the host */
-    TRANS(RETRY_T_INTERNAL, RETRY_AGAIN, "internal", false, "internal error"),
+    TRANS(RETRY_T_INTERNAL, STORE_RETRY, "internal", false, "internal error"),
     /* the SSRF verdict and a bad URL do not change by waiting */
-    TRANS(RETRY_T_DENIED, RETRY_FAIL, "refused", false, "destination refused"),
-    TRANS(RETRY_T_BAD_URL, RETRY_FAIL, "url", false, "callback_url"),
+    TRANS(RETRY_T_DENIED, STORE_FAILED, "refused", false, "destination refused"),
+    TRANS(RETRY_T_BAD_URL, STORE_FAILED, "url", false, "callback_url"),
 };
 
 static void decide(const struct retry_policy *p, const struct retry_input *in,
@@ -138,7 +138,7 @@ static void test_outcomes(void **state)
 		assert_string_equal(d.error_class, c->error_class);
 		assert_int_equal(d.host_failure, c->host_failure);
 		assert_non_null(strstr(d.message, c->message_has));
-		if (c->want != RETRY_AGAIN)
+		if (c->want != STORE_RETRY)
 			continue;
 		if (c->delay_ms >= 0) {
 			assert_int_equal(d.delay_ms, c->delay_ms);
@@ -210,15 +210,14 @@ static void test_max_attempts(void **state)
 	static const struct {
 		int64_t known;
 		int64_t total;
-		enum retry_action want;
-	} cases[] =
-	    {
-	        {0, 0, RETRY_AGAIN}, {1, 1, RETRY_AGAIN}, {4, 4, RETRY_AGAIN},
-	        {5, 5, RETRY_FAIL},  {6, 6, RETRY_FAIL},  {100, 100, RETRY_FAIL},
-	        {1, 5, RETRY_AGAIN},                      /* four attempts lost in crashes */
-	        {4, 9, RETRY_AGAIN}, {1, 10, RETRY_FAIL}, /* bounded all the same */
-	        {4, 10, RETRY_FAIL}, {0, 11, RETRY_FAIL},
-	    };
+		enum store_verdict want;
+	} cases[] = {
+	    {0, 0, STORE_RETRY},   {1, 1, STORE_RETRY},   {4, 4, STORE_RETRY},
+	    {5, 5, STORE_FAILED},  {6, 6, STORE_FAILED},  {100, 100, STORE_FAILED},
+	    {1, 5, STORE_RETRY},                          /* four attempts lost in crashes */
+	    {4, 9, STORE_RETRY},   {1, 10, STORE_FAILED}, /* bounded all the same */
+	    {4, 10, STORE_FAILED}, {0, 11, STORE_FAILED},
+	};
 	static const int statuses[] = {500, 503, 429, 408};
 
 	(void)state;
@@ -259,14 +258,14 @@ static void test_max_attempts(void **state)
 	struct retry_decision d;
 
 	decide(&one, &in, &d);
-	assert_int_equal(d.action, RETRY_FAIL);
+	assert_int_equal(d.action, STORE_FAILED);
 	assert_string_equal(d.error_class, "connect");
 	in.transport = RETRY_T_RESPONSE;
 	in.http_status = 200;
 	in.attempts_known = 7;
 	in.attempts_total = 9;
 	decide(&one, &in, &d);
-	assert_int_equal(d.action, RETRY_DELIVERED);
+	assert_int_equal(d.action, STORE_DELIVERED);
 }
 
 /* The delay retry_decide picks is the backoff for the attempts known. */
@@ -284,7 +283,7 @@ static void test_decide_uses_schedule(void **state)
 		uint64_t b = 7;
 
 		retry_decide(&policy, &in, &a, &d);
-		assert_int_equal(d.action, RETRY_AGAIN);
+		assert_int_equal(d.action, STORE_RETRY);
 		assert_int_equal(d.delay_ms, retry_backoff_ms(&policy, n, &b));
 		assert_int_equal(a, b); /* the caller's state advanced */
 	}
@@ -463,7 +462,7 @@ static void test_retry_after_to_decision(void **state)
 	struct retry_decision out;
 
 	decide(&policy, &in, &out);
-	assert_int_equal(out.action, RETRY_AGAIN);
+	assert_int_equal(out.action, STORE_RETRY);
 	assert_int_equal(out.delay_ms, policy.max_ms);
 
 	assert_true(retry_after_parse("Fri, 31 Dec 9999 23:59:59 GMT", 0, &d));
@@ -499,7 +498,7 @@ static void test_retry_after_message(void **state)
 		struct retry_decision d;
 
 		decide(&policy, &in, &d);
-		assert_int_equal(d.action, RETRY_AGAIN);
+		assert_int_equal(d.action, STORE_RETRY);
 		assert_string_equal(d.message, cases[i].want);
 	}
 	/* the last attempt: nothing is applied, the message says what was asked */
@@ -511,7 +510,7 @@ static void test_retry_after_message(void **state)
 	struct retry_decision d;
 
 	decide(&policy, &last, &d);
-	assert_int_equal(d.action, RETRY_FAIL);
+	assert_int_equal(d.action, STORE_FAILED);
 	assert_string_equal(d.message, "HTTP 429 (Retry-After 3600000 ms)");
 }
 
@@ -541,13 +540,13 @@ static void test_hold(void **state)
 	in.http_status = 200;
 	decide(&policy, &in, &d);
 	retry_hold(&d, 30000, "circuit breaker open");
-	assert_int_equal(d.action, RETRY_DELIVERED);
+	assert_int_equal(d.action, STORE_DELIVERED);
 	assert_int_equal(d.delay_ms, 0);
 
 	in.http_status = 404;
 	decide(&policy, &in, &d);
 	retry_hold(&d, 30000, "circuit breaker open");
-	assert_int_equal(d.action, RETRY_FAIL);
+	assert_int_equal(d.action, STORE_FAILED);
 	assert_null(strstr(d.message, "held"));
 
 	/* a full message stays terminated and in bounds */
