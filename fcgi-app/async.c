@@ -271,16 +271,18 @@ answer:
 	o = json_object_new_object();
 	ok = o != NULL;
 	if (ok) {
-		http_json_add(o, "request_id", true, json_object_new_string(x->request_id), &ok);
-		http_json_add(o, "status", true,
-		              json_object_new_string(res.replayed ? res.status : "accepted"), &ok);
-		http_json_add(o, "message", true,
-		              json_object_new_string(
-		                  res.replayed
-		                      ? "replayed: this Idempotency-Key was already used; "
-		                        "this is the first request's id and current status"
-		                      : "accepted; the result will be POSTed to callback_url"),
-		              &ok);
+		ok = ok &&
+		     http_json_add(o, "request_id", true, json_object_new_string(x->request_id));
+		ok = ok &&
+		     http_json_add(o, "status", true,
+		                   json_object_new_string(res.replayed ? res.status : "accepted"));
+		ok = ok &&
+		     http_json_add(
+		         o, "message", true,
+		         json_object_new_string(
+		             res.replayed ? "replayed: this Idempotency-Key was already used; "
+		                            "this is the first request's id and current status"
+		                          : "accepted; the result will be POSTed to callback_url"));
 	}
 	if (!ok) {
 		http_internal_error(x, "response", "out of memory");

@@ -59,16 +59,18 @@ static json_object *deliverer_section(const struct store_health *h, bool db_ok)
 		return NULL;
 	if (seen)
 		status = h->deliverers_alive > 0 ? "alive" : "stale";
-	http_json_add(d, "status", true, json_object_new_string(status), &ok);
-	http_json_add(d, "pid", seen, seen ? json_object_new_int64(h->deliverer_pid) : NULL, &ok);
-	http_json_add(d, "started_at", seen && h->deliverer_started_at > 0,
-	              seen ? rfc3339(h->deliverer_started_at) : NULL, &ok);
-	http_json_add(d, "last_heartbeat", seen && h->deliverer_beat_ms > 0,
-	              seen ? rfc3339(h->deliverer_beat_ms) : NULL, &ok);
-	http_json_add(d, "workers", true, json_object_new_int64(seen ? h->workers : 0), &ok);
-	http_json_add(d, "busy_workers", true, json_object_new_int64(seen ? h->busy_workers : 0),
-	              &ok);
-	http_json_add(d, "inflight", true, json_object_new_int64(seen ? h->inflight : 0), &ok);
+	ok = ok && http_json_add(d, "status", true, json_object_new_string(status));
+	ok = ok &&
+	     http_json_add(d, "pid", seen, seen ? json_object_new_int64(h->deliverer_pid) : NULL);
+	ok = ok && http_json_add(d, "started_at", seen && h->deliverer_started_at > 0,
+	                         seen ? rfc3339(h->deliverer_started_at) : NULL);
+	ok = ok && http_json_add(d, "last_heartbeat", seen && h->deliverer_beat_ms > 0,
+	                         seen ? rfc3339(h->deliverer_beat_ms) : NULL);
+	ok = ok && http_json_add(d, "workers", true, json_object_new_int64(seen ? h->workers : 0));
+	ok = ok && http_json_add(d, "busy_workers", true,
+	                         json_object_new_int64(seen ? h->busy_workers : 0));
+	ok =
+	    ok && http_json_add(d, "inflight", true, json_object_new_int64(seen ? h->inflight : 0));
 	if (!ok) {
 		json_object_put(d);
 		return NULL;
@@ -99,28 +101,30 @@ void health_handle(struct http_exchange *x, const char *tail)
 	o = json_object_new_object();
 	ok = o != NULL;
 	if (ok) {
-		http_json_add(o, "status", true,
-		              json_object_new_string(degraded ? "degraded" : "ok"), &ok);
-		http_json_add(o, "queue_depth", db_ok,
-		              db_ok ? json_object_new_int64(h.queue_depth) : NULL, &ok);
-		http_json_add(o, "active_workers", true,
-		              json_object_new_int64(db_ok ? h.busy_workers : 0), &ok);
-		http_json_add(o, "db_connected", true, json_object_new_boolean(db_ok), &ok);
-		http_json_add(o, "backend", true, json_object_new_string(store_backend(x->store)),
-		              &ok);
-		http_json_add(o, "uptime_seconds", true, json_object_new_double_s(uptime_s, up),
-		              &ok);
-		http_json_add(o, "version", true, json_object_new_string(CONSUMA_VERSION), &ok);
-		http_json_add(o, "auth", true, json_object_new_string(auth_mode(app->auth)), &ok);
-		http_json_add(o, "deliverer", true, deliverer_section(&h, db_ok), &ok);
-		http_json_add(o, "writes_ok", true, json_object_new_boolean(write_err == STORE_OK),
-		              &ok);
+		ok = ok && http_json_add(o, "status", true,
+		                         json_object_new_string(degraded ? "degraded" : "ok"));
+		ok = ok && http_json_add(o, "queue_depth", db_ok,
+		                         db_ok ? json_object_new_int64(h.queue_depth) : NULL);
+		ok = ok && http_json_add(o, "active_workers", true,
+		                         json_object_new_int64(db_ok ? h.busy_workers : 0));
+		ok = ok && http_json_add(o, "db_connected", true, json_object_new_boolean(db_ok));
+		ok = ok && http_json_add(o, "backend", true,
+		                         json_object_new_string(store_backend(x->store)));
+		ok = ok && http_json_add(o, "uptime_seconds", true,
+		                         json_object_new_double_s(uptime_s, up));
+		ok = ok &&
+		     http_json_add(o, "version", true, json_object_new_string(CONSUMA_VERSION));
+		ok = ok &&
+		     http_json_add(o, "auth", true, json_object_new_string(auth_mode(app->auth)));
+		ok = ok && http_json_add(o, "deliverer", true, deliverer_section(&h, db_ok));
+		ok = ok && http_json_add(o, "writes_ok", true,
+		                         json_object_new_boolean(write_err == STORE_OK));
 		if (!db_ok)
-			http_json_add(o, "detail", true,
-			              json_object_new_string(store_strerror(err)), &ok);
+			ok = ok && http_json_add(o, "detail", true,
+			                         json_object_new_string(store_strerror(err)));
 		else if (write_err != STORE_OK)
-			http_json_add(o, "detail", true,
-			              json_object_new_string(store_strerror(write_err)), &ok);
+			ok = ok && http_json_add(o, "detail", true,
+			                         json_object_new_string(store_strerror(write_err)));
 	}
 	if (!ok) {
 		json_object_put(o);

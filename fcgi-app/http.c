@@ -223,19 +223,19 @@ int64_t http_retry_after(struct http_exchange *x, int64_t s)
 	return s;
 }
 
-void http_json_add(json_object *o, const char *key, bool present, json_object *v, bool *ok)
+bool http_json_add(json_object *o, const char *key, bool present, json_object *v)
 {
 	if (!present) {
 		json_object_put(v);
 		v = NULL;
 	} else if (v == NULL) {
-		*ok = false;
-		return;
+		return false;
 	}
 	if (json_object_object_add(o, key, v) != 0) {
 		json_object_put(v);
-		*ok = false;
+		return false;
 	}
+	return true;
 }
 
 bool http_send_json(struct http_exchange *x, int status, json_object *body)

@@ -88,11 +88,12 @@ int64_t http_retry_after(struct http_exchange *x, int64_t s);
 void http_header(struct http_exchange *x, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Adds v under key to o (json_object_object_add) and keeps count of what
- * ran out of memory: v NULL (the json_object_new_* that made it failed) or
- * a failed add clears *ok (v is freed). present false adds a JSON null
- * instead, freeing v if there is one. Check *ok once before sending. */
-void http_json_add(json_object *o, const char *key, bool present, json_object *v, bool *ok);
+/* Adds v under key to o (json_object_object_add); false when memory ran
+ * out: v NULL (the json_object_new_* that made it failed) or the add
+ * failed (v is freed). present false adds a JSON null instead, freeing v
+ * if there is one. Chain with ok = ok && http_json_add(...): after a
+ * failure the rest is not even allocated. */
+bool http_json_add(json_object *o, const char *key, bool present, json_object *v);
 
 /* Sends status, headers and body (a JSON object; not consumed). Only the
  * first call of an exchange sends anything; returns false on a write error. */

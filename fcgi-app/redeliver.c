@@ -162,12 +162,12 @@ void redeliver_one(struct http_exchange *x, const char *tail)
 	o = json_object_new_object();
 	ok = o != NULL;
 	if (ok) {
-		http_json_add(o, "request_id", true, json_object_new_string(tail), &ok);
-		http_json_add(o, "status", true, json_object_new_string("accepted"), &ok);
-		http_json_add(o, "message", true,
-		              json_object_new_string(
-		                  "redelivery scheduled; new attempts join its delivery_trace"),
-		              &ok);
+		ok = ok && http_json_add(o, "request_id", true, json_object_new_string(tail));
+		ok = ok && http_json_add(o, "status", true, json_object_new_string("accepted"));
+		ok = ok && http_json_add(
+		               o, "message", true,
+		               json_object_new_string(
+		                   "redelivery scheduled; new attempts join its delivery_trace"));
 	}
 	if (!ok) {
 		json_object_put(o);
@@ -293,12 +293,13 @@ static void bulk_run(struct http_exchange *x, struct bulk_params *p)
 	o = json_object_new_object();
 	ok = o != NULL;
 	if (ok) {
-		http_json_add(o, "count", true, json_object_new_int64(p->dry_run ? matched : done),
-		              &ok);
+		ok = ok && http_json_add(o, "count", true,
+		                         json_object_new_int64(p->dry_run ? matched : done));
 		if (!p->dry_run) {
-			http_json_add(o, "matched", true, json_object_new_int64(matched), &ok);
-			http_json_add(o, "remaining", true, json_object_new_int64(matched - done),
-			              &ok);
+			ok =
+			    ok && http_json_add(o, "matched", true, json_object_new_int64(matched));
+			ok = ok && http_json_add(o, "remaining", true,
+			                         json_object_new_int64(matched - done));
 		}
 	}
 	if (!ok) {

@@ -165,26 +165,20 @@ static bool parse_query(struct http_exchange *x, struct list_params *p)
  * Each helper returns false when memory ran out. A field the store reports
  * absent (0 time, "" text, NULL pointer) is JSON null. */
 
-static bool put(json_object *o, const char *key, json_object *v, bool null_ok)
+static bool put(json_object *o, const char *key, json_object *v)
 {
-	if (!v && !null_ok)
-		return false;
-	if (json_object_object_add(o, key, v) != 0) {
-		json_object_put(v);
-		return false;
-	}
-	return true;
+	return http_json_add(o, key, true, v);
 }
 
 static bool put_null(json_object *o, const char *key)
 {
-	return put(o, key, NULL, true);
+	return http_json_add(o, key, false, NULL);
 }
 
 /* A string the store returns as a pointer: NULL is absent, "" is "". */
 static bool put_str(json_object *o, const char *key, const char *v)
 {
-	return v ? put(o, key, json_object_new_string(v), false) : put_null(o, key);
+	return v ? put(o, key, json_object_new_string(v)) : put_null(o, key);
 }
 
 /* A fixed-size field of the store's structs: "" is absent. */
@@ -195,7 +189,7 @@ static bool put_text(json_object *o, const char *key, const char *v)
 
 static bool put_int(json_object *o, const char *key, int64_t v)
 {
-	return put(o, key, json_object_new_int64(v), false);
+	return put(o, key, json_object_new_int64(v));
 }
 
 /* Durations are shown to the microsecond ("%.3f" ms), as POST /sync answers
@@ -206,7 +200,7 @@ static bool put_duration(json_object *o, const char *key, bool has, double v)
 	if (!has)
 		return put_null(o, key);
 	snprintf(text, sizeof text, "%.3f", v);
-	return put(o, key, json_object_new_double_s(v, text), false);
+	return put(o, key, json_object_new_double_s(v, text));
 }
 
 static bool put_time(json_object *o, const char *key, int64_t ms)
@@ -215,7 +209,7 @@ static bool put_time(json_object *o, const char *key, int64_t ms)
 	if (ms == 0)
 		return put_null(o, key);
 	ids_rfc3339(ms, t);
-	return put(o, key, json_object_new_string(t), false);
+	return put(o, key, json_object_new_string(t));
 }
 
 static json_object *attempt_json(const struct store_attempt *a)
@@ -261,7 +255,7 @@ json_object *requests_record_json(const struct store_request *r)
 		ok = put_null(o, "attempts") && put_null(o, "next_attempt_at") &&
 		     put_null(o, "last_error");
 	json_object *trace = ok ? json_object_new_array() : NULL;
-	ok = ok && put(o, "delivery_trace", trace, false);
+	ok = ok && put(o, "delivery_trace", trace);
 	for (size_t i = 0; ok && i < r->n_trace; i++) {
 		json_object *a = attempt_json(&r->trace[i]);
 		ok = a && json_object_array_add(trace, a) == 0;

@@ -54,12 +54,14 @@ void sync_handle(struct http_exchange *x, const char *tail)
 	o = json_object_new_object();
 	ok = o != NULL;
 	if (ok) {
-		http_json_add(o, "request_id", true, json_object_new_string(x->request_id), &ok);
-		http_json_add(o, "status", true, json_object_new_string("completed"), &ok);
-		http_json_add(o, "result", true, json_object_new_string(hex), &ok);
-		http_json_add(o, "iterations", true, json_object_new_int64(job.iterations), &ok);
-		http_json_add(o, "duration_ms", true, json_object_new_double_s(duration_ms, dur),
-		              &ok);
+		ok = ok &&
+		     http_json_add(o, "request_id", true, json_object_new_string(x->request_id));
+		ok = ok && http_json_add(o, "status", true, json_object_new_string("completed"));
+		ok = ok && http_json_add(o, "result", true, json_object_new_string(hex));
+		ok = ok &&
+		     http_json_add(o, "iterations", true, json_object_new_int64(job.iterations));
+		ok = ok && http_json_add(o, "duration_ms", true,
+		                         json_object_new_double_s(duration_ms, dur));
 	}
 	if (!ok) {
 		http_internal_error(x, "response", "out of memory");
