@@ -21,6 +21,7 @@
 
 #include "alloc.h"
 #include "buf.h"
+#include "hex.h"
 #include "ids.h"
 #include "log.h"
 #include "sign.h"
@@ -86,15 +87,6 @@ const char *recv_strerror(enum recv_err err)
 	return "unknown error";
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* A canonical UUID (ids_uuid_valid) as 16 bytes. */
 static bool uuid_bytes(const char *s, uint8_t out[16])
 {
@@ -106,7 +98,7 @@ static bool uuid_bytes(const char *s, uint8_t out[16])
 			i++;
 			continue;
 		}
-		out[k++] = (uint8_t)(hexval(s[i]) << 4 | hexval(s[i + 1]));
+		out[k++] = (uint8_t)(hex_digit(s[i]) << 4 | hex_digit(s[i + 1]));
 		i += 2;
 	}
 	return k == 16;
