@@ -3,6 +3,8 @@
  */
 #include "shared.h"
 
+#include <assert.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -103,7 +105,9 @@ void shared_release(struct shared *sh, int64_t n)
 {
 	if (n <= 0)
 		return;
-	atomic_fetch_sub(&sh->in_hand, n);
+	long long before = atomic_fetch_sub(&sh->in_hand, n);
+	assert(before >= n); /* only jobs claimed are let go */
+	(void)before;
 	shared_poke(sh);
 }
 
