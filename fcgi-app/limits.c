@@ -56,6 +56,7 @@
 #include "alloc.h"
 #include "cidr.h"
 #include "clientaddr.h"
+#include "http.h"
 #include "ids.h"
 #include "limits.h"
 #include "log.h"
@@ -430,11 +431,11 @@ int64_t limits_drain_retry_after_s(int64_t depth, int64_t max_size, int64_t fini
 	if (need < 1.0)
 		need = 1.0;
 	if (finished <= 0 || over_ms <= 0)
-		return 60;
+		return HTTP_RETRY_AFTER_MAX_S;
 	s = ceil(need * ((double)over_ms / 1000.0) / (double)finished);
-	if (s < 1.0)
-		return 1;
-	if (s > 60.0)
-		return 60;
+	if (s < HTTP_RETRY_AFTER_MIN_S)
+		return HTTP_RETRY_AFTER_MIN_S;
+	if (s > HTTP_RETRY_AFTER_MAX_S)
+		return HTTP_RETRY_AFTER_MAX_S;
 	return (int64_t)s;
 }

@@ -57,12 +57,13 @@ enum limits_verdict limits_admit(struct limits *l, const char *client, const cha
 void limits_compute_enter(struct limits *l);
 void limits_compute_leave(struct limits *l, int64_t compute_ns);
 
-/* Retry-After (1..60 s) for a POST /async refused because the queue is full,
- * from the backlog and the recent drain rate. */
+/* Retry-After (within http.h's HTTP_RETRY_AFTER_MIN_S..MAX_S) for a POST
+ * /async refused because the queue is full, from the backlog and the recent
+ * drain rate. */
 int64_t limits_queue_retry_after(struct limits *l, struct store *s, int64_t queue_depth);
 
-/* The arithmetic of limits_queue_retry_after: Retry-After seconds (1..60)
- * for a POST /async refused with the queue at depth of max_size, when
+/* The arithmetic of limits_queue_retry_after: Retry-After seconds (within
+ * http.h's 1..60) for a POST /async refused with the queue at depth of max_size, when
  * `finished` jobs finished in the last `over_ms`: the time the queue needs
  * to drain depth - max_size + 1 jobs at that rate, rounded up; 60 when
  * nothing drained. Pure: thread safe. */
