@@ -114,7 +114,8 @@ struct sign_key *sign_key_new(const char *secret, enum sign_err *err, char *why,
 		}
 		if (len < 6 || strncmp(secret, "whsec_", 6) != 0) {
 			why_set(why, whylen, "secret %zu: %s", k->n + 1,
-			        len == 0 ? "empty (a space too many)" : "does not start with whsec_");
+			        len == 0 ? "empty (a space too many)"
+			                 : "does not start with whsec_");
 			goto fail;
 		}
 		n = -1;
@@ -124,8 +125,8 @@ struct sign_key *sign_key_new(const char *secret, enum sign_err *err, char *why,
 			n = b64_decode_strict(one, k->s[k->n].key);
 		}
 		if (n < 0) {
-			why_set(why, whylen, "secret %zu: not the padded base64 of 1..%d bytes", k->n + 1,
-			        KEY_MAX);
+			why_set(why, whylen, "secret %zu: not the padded base64 of 1..%d bytes",
+			        k->n + 1, KEY_MAX);
 			goto fail;
 		}
 		*err = SIGN_OK;

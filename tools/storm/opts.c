@@ -387,7 +387,8 @@ enum opts_result opts_parse(int argc, char **argv, struct opts *o, char *err, si
 		case O_SECRET: {
 			enum sign_err se = SIGN_OK;
 			/* one secret: the receiver checks one signature per callback */
-			struct sign_key *k = strchr(optarg, ' ') ? NULL : sign_key_new(optarg, &se, NULL, 0);
+			struct sign_key *k =
+			    strchr(optarg, ' ') ? NULL : sign_key_new(optarg, &se, NULL, 0);
 			if (!k)
 				return bad(err, errlen, "--secret",
 				           "whsec_ followed by base64 of 1..64 bytes", "<hidden>");
