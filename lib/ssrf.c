@@ -42,7 +42,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,6 +51,7 @@
 #include "buf.h"
 #include "cidr.h"
 #include "log.h"
+#include "why.h"
 
 enum kind { K_GLOBAL, K_PRIVATE, K_FIXED, K_METADATA, K_EMBED, K_NAT64 };
 
@@ -129,26 +129,12 @@ struct ssrf_policy {
 	void *resolve_arg;
 };
 
-static void say(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why == NULL || whylen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
-
 struct ssrf_policy *ssrf_policy_new(const struct config *cfg, char *why, size_t whylen)
 {
 	struct ssrf_policy *p = cz_calloc(1, sizeof(*p));
 
 	if (p == NULL) {
-		say(why, whylen, "out of memory");
+		why_set(why, whylen, "out of memory");
 		return NULL;
 	}
 	p->allow_private = cfg->allow_private_callbacks;
@@ -157,7 +143,8 @@ struct ssrf_policy *ssrf_policy_new(const struct config *cfg, char *why, size_t 
 	p->resolve_arg = NULL;
 	for (size_t i = 0; i < NRULES; i++) {
 		if (!cidr_parse(rules[i].cidr, strlen(rules[i].cidr), &p->builtin[i])) {
-			say(why, whylen, "ssrf: built-in rule %s does not parse", rules[i].cidr);
+			why_set(why, whylen, "ssrf: built-in rule %s does not parse",
+			        rules[i].cidr);
 			goto fail;
 		}
 	}
@@ -212,7 +199,7 @@ static enum ssrf_verdict judge(const struct ssrf_policy *p, int family, const un
 	char inner[SSRF_REASON_MAX];
 
 	if (cidr_list_contains(p->deny, family, a)) {
-		say(why, whylen, "denied by CONSUMA_CALLBACK_DENY_CIDRS");
+		why_set(why, whylen, "denied by CONSUMA_CALLBACK_DENY_CIDRS");
 		return SSRF_DENY_ADDRESS;
 	}
 	if (cidr_list_contains(p->allow, family, a))
@@ -225,7 +212,7 @@ static enum ssrf_verdict judge(const struct ssrf_policy *p, int family, const un
 		}
 	}
 	if (best == NULL) { /* cannot happen: both families have a /0 rule */
-		say(why, whylen, "unclassified");
+		why_set(why, whylen, "unclassified");
 		return SSRF_DENY_ADDRESS;
 	}
 	switch (rules[bi].kind) {
@@ -234,11 +221,11 @@ static enum ssrf_verdict judge(const struct ssrf_policy *p, int family, const un
 	case K_PRIVATE:
 		if (p->allow_private)
 			return SSRF_ALLOW;
-		say(why, whylen, "%s", rules[bi].name);
+		why_set(why, whylen, "%s", rules[bi].name);
 		return SSRF_DENY_ADDRESS;
 	case K_FIXED:
 	case K_METADATA:
-		say(why, whylen, "%s", rules[bi].name);
+		why_set(why, whylen, "%s", rules[bi].name);
 		return SSRF_DENY_ADDRESS;
 	case K_EMBED:
 		if (a[0] == 0x20 && a[1] == 0x02) { /* 6to4: bits 16..47 */
@@ -250,18 +237,18 @@ static enum ssrf_verdict judge(const struct ssrf_policy *p, int family, const un
 			memcpy(v4, a + 12, 4);
 		}
 		addr_text(AF_INET, v4, text, sizeof(text));
-		say(why, whylen, "%s embedding %s; embedded IPv4 forms are refused", rules[bi].name,
-		    text);
+		why_set(why, whylen, "%s embedding %s; embedded IPv4 forms are refused",
+		        rules[bi].name, text);
 		return SSRF_DENY_ADDRESS;
 	case K_NAT64:
 		memcpy(v4, a + 12, 4);
 		if (judge(p, AF_INET, v4, inner, sizeof(inner)) == SSRF_ALLOW)
 			return SSRF_ALLOW;
 		addr_text(AF_INET, v4, text, sizeof(text));
-		say(why, whylen, "%s embedding %s, which is %s", rules[bi].name, text, inner);
+		why_set(why, whylen, "%s embedding %s, which is %s", rules[bi].name, text, inner);
 		return SSRF_DENY_ADDRESS;
 	}
-	say(why, whylen, "unclassified");
+	why_set(why, whylen, "unclassified");
 	return SSRF_DENY_ADDRESS;
 }
 
@@ -271,7 +258,7 @@ enum ssrf_verdict ssrf_check_addr(const struct ssrf_policy *p, const struct sock
 	if (why != NULL && whylen > 0)
 		why[0] = '\0';
 	if (sa == NULL) {
-		say(why, whylen, "no address");
+		why_set(why, whylen, "no address");
 		return SSRF_DENY_ADDRESS;
 	}
 	if (sa->sa_family == AF_INET) {
@@ -282,7 +269,7 @@ enum ssrf_verdict ssrf_check_addr(const struct ssrf_policy *p, const struct sock
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
 		return judge(p, AF_INET6, (const unsigned char *)&s6->sin6_addr, why, whylen);
 	}
-	say(why, whylen, "not an IP address (family %d)", (int)sa->sa_family);
+	why_set(why, whylen, "not an IP address (family %d)", (int)sa->sa_family);
 	return SSRF_DENY_ADDRESS;
 }
 
@@ -348,7 +335,7 @@ enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
 
 	if (t->url.host_is_ip) {
 		if (!literal_addr(t->url.host, &got[0])) {
-			say(why, whylen, "callback_url: bad IP literal");
+			why_set(why, whylen, "callback_url: bad IP literal");
 			return SSRF_DENY_URL;
 		}
 		n = 1;
@@ -361,8 +348,8 @@ enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
 		n = resolve_unique(got, raw);
 	}
 	if (n <= 0) {
-		say(why, whylen, "destination refused: %s did not resolve (within %d ms)",
-		    t->url.host, p->dns_timeout_ms);
+		why_set(why, whylen, "destination refused: %s did not resolve (within %d ms)",
+		        t->url.host, p->dns_timeout_ms);
 		return SSRF_DENY_RESOLVE;
 	}
 	for (int i = 0; i < n; i++) {
@@ -370,7 +357,7 @@ enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
 		if (ssrf_check_addr(p, (const struct sockaddr *)&got[i], cls, sizeof(cls)) !=
 		    SSRF_ALLOW) {
 			sa_text((const struct sockaddr *)&got[i], text, sizeof(text));
-			say(why, whylen, "destination refused: %s is %s", text, cls);
+			why_set(why, whylen, "destination refused: %s is %s", text, cls);
 			return SSRF_DENY_ADDRESS;
 		}
 	}

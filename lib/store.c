@@ -17,6 +17,7 @@
 #include "alloc.h"
 #include "ids.h"
 #include "store_int.h"
+#include "why.h"
 
 const char *store_strerror(enum store_err err)
 {
@@ -62,8 +63,7 @@ void store_set_msg(struct store *s, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	if (vsnprintf(s->msg, sizeof s->msg, fmt, ap) < 0)
-		s->msg[0] = '\0';
+	why_vset(s->msg, sizeof s->msg, fmt, ap);
 	va_end(ap);
 }
 

@@ -250,16 +250,6 @@ enum store_err sq_fail(struct sq *s, int rc, const char *what)
 	return sq_from_rc(rc);
 }
 
-static uint64_t next_random(struct sq *s)
-{
-	uint64_t x = s->rng;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	s->rng = x;
-	return x;
-}
-
 static void sleep_us(int64_t us)
 {
 	struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
@@ -283,7 +273,7 @@ static int busy_wait(void *arg, int count)
 		base *= 2;
 	if (base > BUSY_MAX_US)
 		base = BUSY_MAX_US;
-	sleep_us(base / 2 + (int64_t)(next_random(s) % (uint64_t)base));
+	sleep_us(base / 2 + (int64_t)(ids_xorshift64(&s->rng) % (uint64_t)base));
 	return 1;
 }
 
@@ -612,8 +602,6 @@ static struct store *sq_open(const char *path, enum store_err *err, char *errmsg
 		goto out;
 	}
 	s->rng = (uint64_t)ids_mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)s;
-	if (s->rng == 0)
-		s->rng = 0x9e3779b97f4a7c15u;
 
 	struct stat before;
 	bool creating = is_file_path(path) && stat(path, &before) != 0 && errno == ENOENT;
