@@ -7,8 +7,9 @@
  * The job-state columns move like this (DESIGN.md):
  *
  *   claim      status queued -> running; lease_* set; next_attempt_at = expiry
- *   begin      status -> completed (result stored) when not yet;
- *              callback_status -> delivering; attempts += 1; attempt 'sending'
+ *   begin      status -> completed (result stored) when not yet, in the
+ *              same UPDATE; callback_status -> delivering; attempts += 1;
+ *              attempt 'sending'
  *   end        attempt 'done'; callback_status -> delivered | retrying | failed;
  *              lease cleared; finished_at set when delivered or failed (the
  *              requests_finished trigger then decrements the counters)
@@ -37,6 +38,7 @@ enum stmt {
 	Q_NEXT_DUE,
 	Q_STORE_RESULT,
 	Q_ATTEMPT_JOB,
+	Q_ATTEMPT_JOB_RESULT,
 	Q_ATTEMPT_INSERT,
 	Q_ATTEMPT_DONE,
 	Q_JOB_END,
@@ -92,6 +94,12 @@ static const char *const queue_sql[Q__COUNT] = {
     [Q_STORE_RESULT] = "UPDATE requests SET status = 'completed', result = ?3, "
                        "duration_ms = ?4, completed_at = ?5 "
                        "WHERE seq = ?1 AND lease_token = ?2",
+    /* Q_ATTEMPT_JOB and Q_STORE_RESULT in one write of the row, for the
+     * first attempt after the compute (the usual case) */
+    [Q_ATTEMPT_JOB_RESULT] = "UPDATE requests SET callback_status = 'delivering', "
+                             "attempts = max(attempts, ?3), status = 'completed', result = ?4, "
+                             "duration_ms = ?5, completed_at = ?6 "
+                             "WHERE seq = ?1 AND lease_token = ?2",
     [Q_ATTEMPT_JOB] = "UPDATE requests SET callback_status = 'delivering', "
                       "attempts = max(attempts, ?3) WHERE seq = ?1 AND lease_token = ?2",
     [Q_ATTEMPT_INSERT] = "INSERT INTO attempts (request_seq, number, state, started_at, "
@@ -316,13 +324,20 @@ static enum store_err store_result(struct sq *q, const struct store_job *j)
 	return step_fenced(q, st, "store result");
 }
 
-/* Marks the job delivering and counts attempt `number`. */
-static enum store_err count_attempt(struct sq *q, const struct store_job *j, int64_t number)
+/* Marks the job delivering and counts attempt `number`; stores j's result
+ * in the same write of the row when store_res. */
+static enum store_err count_attempt(struct sq *q, const struct store_job *j, bool store_res,
+                                    int64_t number)
 {
-	sqlite3_stmt *st = q->qst[Q_ATTEMPT_JOB];
+	sqlite3_stmt *st = q->qst[store_res ? Q_ATTEMPT_JOB_RESULT : Q_ATTEMPT_JOB];
 	sqlite3_bind_int64(st, 1, j->seq);
 	sqlite3_bind_int64(st, 2, j->lease_token);
 	sqlite3_bind_int64(st, 3, number);
+	if (store_res) {
+		sqlite3_bind_text(st, 4, j->result, 64, SQLITE_STATIC);
+		sqlite3_bind_double(st, 5, j->duration_ms);
+		sqlite3_bind_int64(st, 6, j->completed_at);
+	}
 	return step_fenced(q, st, "count attempt");
 }
 
@@ -330,11 +345,7 @@ enum store_err sq_attempt_begin(struct store *b, const struct store_job *j, bool
                                 int64_t number, int64_t started_at)
 {
 	struct sq *q = SQ(b);
-	enum store_err err = STORE_OK;
-	if (store_res)
-		err = store_result(q, j);
-	if (err == STORE_OK)
-		err = count_attempt(q, j, number);
+	enum store_err err = count_attempt(q, j, store_res, number);
 	if (err != STORE_OK)
 		return err;
 	sqlite3_stmt *st = q->qst[Q_ATTEMPT_INSERT];
