@@ -1,0 +1,1864 @@
+/*
+ * store_pg: the PostgreSQL backend of the store (store.h is the contract,
+ * store_int.h the table of functions; sql/postgres/ the schema). Several
+ * hosts share one queue: every intake bound, lease and idempotency key lives
+ * in the database, never in a process.
+ *
+ * Connection
+ *   One PGconn per struct store (one thread at a time). The target URL is
+ *   passed to PQconnectdbParams with expand_dbname, after defaults it may
+ *   override (connect_timeout, tcp_user_timeout and keepalives, so a server
+ *   that vanishes without a RST is noticed in seconds, not at the TCP
+ *   retransmission timeout) and before client_encoding=UTF8, which it may
+ *   not. Statements are prepared once per connection (PQprepare, on first
+ *   use) and sent with parameters, never spliced into SQL text.
+ *
+ * Migrations
+ *   sql/postgres/NNN_*.sql, compiled in (consuma_pg_migrations). The table
+ *   consuma_schema holds the applied versions. At open a lock-free read says
+ *   whether anything is to do; if so, one transaction takes
+ *   pg_advisory_xact_lock(MIGRATE_LOCK), reads the version again (another
+ *   host may have migrated while we waited), runs every newer script and
+ *   records it, and commits: DDL is transactional here, so a failure
+ *   leaves the old schema whole, and two hosts starting at once apply each
+ *   script once. A schema newer than the newest script we know is refused
+ *   (STORE_MIGRATION).
+ *
+ * Durability
+ *   A 202 means committed at synchronous_commit=on: the commit record is
+ *   flushed (and on a synchronous standby, if one is configured) before
+ *   COMMIT returns, and before the transaction becomes visible to anyone,
+ *   so a replayed key names a job that is already durable and
+ *   make_durable has nothing left to do. Every transaction sets it itself
+ *   (SET LOCAL): the first job of a transaction sets it on, whatever the
+ *   server's or the role's default, and every other transaction (the
+ *   deliverer's bookkeeping, /sync records, claims) runs at off, as SQLite's
+ *   synchronous=NORMAL: a commit returns without waiting for the WAL flush
+ *   and a crash of the server may lose its last few hundred milliseconds of
+ *   them, which costs a repeated delivery (at-least-once) or a /sync record,
+ *   never an accepted job. lock_timeout is STORE_BUSY_TIMEOUT_MS the same
+ *   way, so a write never waits on a row lock longer than SQLite's busy
+ *   handler would (then STORE_BUSY).
+ *
+ * Idempotency, and PgBouncer
+ *   A key is a unique index (requests_idempotency), never an advisory lock:
+ *   the insert says ON CONFLICT DO NOTHING and, when another transaction
+ *   won the race, reads the winner's row and answers the replay. Nothing
+ *   here keeps session state across transactions (SET LOCAL, transaction
+ *   advisory locks only), so the API's connections work through PgBouncer
+ *   in transaction mode (PgBouncer 1.21 or newer, with max_prepared_statements
+ *   set, since the statements are prepared). The deliverer's connection
+ *   LISTENs, which needs a session: point it at the server or a session pool.
+ *
+ * Claims
+ *   One statement: the due rows in (next_attempt_at, seq) order through
+ *   requests_due, FOR UPDATE SKIP LOCKED so two deliverers never wait for
+ *   each other and never take the same row, then the lease (owner, a fresh
+ *   token per row, expiry as the next due time) and the dead holder's
+ *   'sending' attempts marked 'unknown', as in SQLite. Every later write on
+ *   a job carries its token; no row changed is STORE_FENCED. A dead owner's
+ *   leases are simply due again after their expiry, and store_recover_dead
+ *   expires them at once when the deliverer that starts knows the owner is
+ *   dead. No transaction is ever open across a callback: the deliverer's
+ *   writes are short batches of their own.
+ *
+ * Intake bounds
+ *   queue_depth, client_pending and host_pending are counters in the
+ *   database kept by triggers (sql/postgres/001_init.sql), so every host
+ *   sees the same figures and a check reads a handful of rows. They are
+ *   split by writer so that no row is hot; the file says what that costs
+ *   (a bound can be passed by the jobs of batches committing at the same
+ *   moment on other connections). store_prune folds them.
+ *
+ * Wake-up
+ *   The committer sends NOTIFY consuma_jobs inside its batch transaction
+ *   (delivered at commit, to every listener), at most once per
+ *   NOTIFY_GAP_MS: NOTIFY takes a database-wide lock at commit, so a
+ *   notice per commit (or a row trigger, one per job) would make the
+ *   committers take turns. A batch inside the gap owes its notice to the
+ *   next batch; the deliverer's fallback poll covers the last one of a
+ *   burst. store_listen gives the deliverer the socket to poll.
+ *
+ * Retention
+ *   store_prune deletes finished rows in batches by seq (attempts go with
+ *   them by ON DELETE CASCADE), rather than dropping a partition per day:
+ *   partitioning would put the partition key into every unique index (id,
+ *   the idempotency key), so it would lose the uniqueness both rely on.
+ *
+ * Errors
+ *   A lost connection (CONNECTION_BAD, SQLSTATE class 08, 57P01-57P03,
+ *   53300 too many connections) is STORE_UNAVAILABLE; the next call outside
+ *   a transaction tries PQreset, so the service recovers without a restart
+ *   (a connection that died inside a transaction stays failed until the
+ *   caller's rollback: a reset there would run the rest of the caller's
+ *   writes outside its transaction). 53100 (disk full) is STORE_FULL;
+ *   40001, 40P01, 55P03 and 57014 (serialization, deadlock, lock and
+ *   statement timeouts) are STORE_BUSY; anything else is STORE_IO with the
+ *   server's message in store_errmsg.
+ */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "ids.h"
+#include "log.h"
+#include "migrations.h"
+#include "store_int.h"
+
+/* pg_advisory_xact_lock key of the migrations ("consuma" in ASCII). */
+#define MIGRATE_LOCK   "27988542868516193"
+#define NOTIFY_CHANNEL "consuma_jobs"
+#define NOTIFY_GAP_MS  3
+#define FOLD_ROWS      "1000"
+#define DRAIN_KEEP_S   3600
+#define PARAMS_MAX     16
+#define TEXT_OID       25
+#define INT8_OID       20
+#define FLOAT8_OID     701
+#define BOOL_OID       16
+#define TEXT_ARRAY_OID 1009
+#define INT8_ARRAY_OID 1016
+#define UNKNOWN_MSG    "outcome unknown: the deliverer stopped during this attempt"
+#define UNFINISHED     "finished_at IS NULL AND mode = 'async'"
+#define NOT_EXCLUDED(n)                                                                            \
+	"(" n "::text[] IS NULL OR consuma_claim_key(callback_url) <> ALL (" n "::text[]))"
+#define SET_LOCALS_OFF "SET LOCAL synchronous_commit TO off; SET LOCAL lock_timeout TO '10s'"
+
+enum ps_id {
+	PS_INSERT_SYNC,
+	PS_IDEM_FIND,
+	PS_IDEM_FORGET,
+	PS_BOUNDS,
+	PS_INSERT_JOB,
+	PS_GET,
+	PS_DEPTH,
+	PS_HEARTBEATS,
+	PS_DRAINED,
+	PS_CLAIM,
+	PS_NEXT_DUE,
+	PS_ATTEMPT_BEGIN,
+	PS_ATTEMPT_END,
+	PS_RELEASE,
+	PS_RENEW,
+	PS_HANDBACK,
+	PS_HEARTBEAT,
+	PS_HEARTBEAT_DEL,
+	PS_OWNERS,
+	PS_EXPIRE_OWNER,
+	PS_PRUNE,
+	PS_LIST, /* the first of LIST_VARIANTS */
+	PS__COUNT = PS_LIST + 16
+};
+
+struct ps {
+	const char *sql;
+	int n;
+	Oid types[PARAMS_MAX];
+};
+
+#define T TEXT_OID
+#define I INT8_OID
+#define F FLOAT8_OID
+#define B BOOL_OID
+
+static const struct ps ps_table[PS_LIST] = {
+    [PS_INSERT_SYNC] = {"INSERT INTO requests (id, mode, status, input_data, iterations, result, "
+                        "duration_ms, created_at, started_at, completed_at, finished_at, "
+                        "client_addr, owner) VALUES ($1, 'sync', 'completed', $2, $3, $4, $5, "
+                        "$6, $6, $7, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+                        9,
+                        {T, T, I, T, F, I, I, T, T}},
+    [PS_IDEM_FIND] = {"SELECT seq, id, status, body_hash, created_at FROM requests "
+                      "WHERE coalesce(client_addr, '') = coalesce($1, '') "
+                      "AND idempotency_key = $2",
+                      2,
+                      {T, T}},
+    [PS_IDEM_FORGET] = {"UPDATE requests SET idempotency_key = NULL WHERE seq = $1", 1, {I}},
+    /* the depth, the client's share and the busiest of the job's keys */
+    [PS_BOUNDS] = {"SELECT (SELECT coalesce(sum(value), 0) FROM counters "
+                   "WHERE name = 'queue_depth'), "
+                   "(SELECT coalesce(sum(n), 0) FROM client_pending "
+                   "WHERE client = coalesce($1, '')), "
+                   "(SELECT coalesce(max(t), 0) FROM (SELECT sum(n) AS t FROM host_pending "
+                   "WHERE host IN (SELECT consuma_pending_keys($2, $3)) GROUP BY host) h)",
+                   3,
+                   {T, T, T}},
+    [PS_INSERT_JOB] = {"INSERT INTO requests (id, mode, status, callback_status, input_data, "
+                       "iterations, callback_url, callback_host, client_addr, idempotency_key, "
+                       "body_hash, created_at, next_attempt_at, pending_keys, owner) VALUES "
+                       "($1, 'async', 'queued', 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $9, "
+                       "$10, $11) ON CONFLICT ((coalesce(client_addr, '')), idempotency_key) "
+                       "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq",
+                       11,
+                       {T, T, I, T, T, T, T, T, I, T, T}},
+    /* the record and its attempts in one statement: one snapshot */
+    [PS_GET] = {"SELECT r.id, r.mode, r.status, coalesce(r.callback_status, ''), r.iterations, "
+                "coalesce(r.result, ''), r.duration_ms, r.input_data, r.callback_url, "
+                "r.created_at, r.started_at, r.completed_at, r.finished_at, r.attempts, "
+                "r.next_attempt_at, r.last_error, a.number, a.state, a.started_at, "
+                "a.duration_ms, a.http_status, a.error_class, a.error_message, "
+                "a.next_attempt_at FROM requests r LEFT JOIN attempts a "
+                "ON a.request_seq = r.seq AND r.mode = 'async' "
+                "WHERE r.id = $1 AND ($2::text IS NULL OR r.owner = $2) ORDER BY a.number",
+                2,
+                {T, T}},
+    [PS_DEPTH] = {"SELECT coalesce(sum(value), 0) FROM counters WHERE name = 'queue_depth'",
+                  0,
+                  {0}},
+    [PS_HEARTBEATS] = {"SELECT owner, pid, started_at, beat_at, busy_workers, workers, inflight "
+                       "FROM heartbeats ORDER BY beat_at DESC",
+                       0,
+                       {0}},
+    [PS_DRAINED] = {"SELECT coalesce(sum(n), 0) FROM drain WHERE second >= $1", 1, {I}},
+    /* $1 now, $2 exclusions, $3 max, $4 owner, $5 tokens (one per row, in
+     * claim order), $6 lease expiry. The main query's snapshot does not see
+     * m's changes: the attempts it marked unknown are counted from m. */
+    [PS_CLAIM] =
+        {"WITH c AS (SELECT seq, next_attempt_at AS due FROM requests "
+         "WHERE " UNFINISHED " AND next_attempt_at <= $1 "
+         "AND (lease_expires_at IS NULL OR lease_expires_at <= $1) "
+         "AND " NOT_EXCLUDED(
+             "$2") " ORDER BY next_attempt_at, seq LIMIT $3 "
+                   "FOR UPDATE SKIP LOCKED), "
+                   "n AS (SELECT seq, row_number() OVER (ORDER BY due, seq) AS rn FROM c), "
+                   "u AS (UPDATE requests r SET lease_owner = $4, lease_token = ($5)[n.rn], "
+                   "lease_expires_at = $6, next_attempt_at = $6, "
+                   "status = CASE WHEN r.status = 'queued' THEN 'running' ELSE r.status END, "
+                   "callback_status = CASE WHEN r.callback_status = 'delivering' "
+                   "THEN 'retrying' ELSE r.callback_status END, "
+                   "started_at = coalesce(r.started_at, $1) FROM n WHERE r.seq = n.seq "
+                   "RETURNING r.seq, n.rn, r.id, r.status, r.input_data, r.iterations, "
+                   "r.callback_url, coalesce(r.callback_host, '') AS host, r.result, "
+                   "r.duration_ms, r.created_at, r.completed_at, r.attempts, r.lease_token), "
+                   "m AS (UPDATE attempts a SET state = 'unknown', error_class = 'unknown', "
+                   "error_message = '" UNKNOWN_MSG "' FROM u WHERE a.request_seq = u.seq "
+                   "AND u.attempts > 0 AND a.state = 'sending' RETURNING a.request_seq) "
+                   "SELECT u.seq, u.id, u.status, u.input_data, u.iterations, u.callback_url, "
+                   "u.host, u.result, u.duration_ms, u.created_at, u.completed_at, u.attempts, "
+                   "u.lease_token, (SELECT count(*) FROM attempts a WHERE a.request_seq = u.seq "
+                   "AND a.state = 'unknown') + (SELECT count(*) FROM m "
+                   "WHERE m.request_seq = u.seq) FROM u ORDER BY u.rn",
+         6,
+         {I, TEXT_ARRAY_OID, I, T, INT8_ARRAY_OID, I}},
+    [PS_NEXT_DUE] = {"SELECT next_attempt_at FROM requests WHERE " UNFINISHED
+                     " AND next_attempt_at IS NOT NULL AND " NOT_EXCLUDED(
+                         "$1") " ORDER BY next_attempt_at, seq LIMIT 1",
+                     1,
+                     {TEXT_ARRAY_OID}},
+    /* $3: store the result ($4 result, $5 duration, $6 completed_at) */
+    [PS_ATTEMPT_BEGIN] = {"WITH u AS (UPDATE requests SET "
+                          "status = CASE WHEN $3 THEN 'completed' ELSE status END, "
+                          "result = CASE WHEN $3 THEN $4 ELSE result END, "
+                          "duration_ms = CASE WHEN $3 THEN $5 ELSE duration_ms END, "
+                          "completed_at = CASE WHEN $3 THEN $6 ELSE completed_at END, "
+                          "callback_status = 'delivering', attempts = greatest(attempts, $7) "
+                          "WHERE seq = $1 AND lease_token = $2 RETURNING seq) "
+                          "INSERT INTO attempts (request_seq, number, state, started_at, "
+                          "lease_token) SELECT seq, $7, 'sending', $8, $2 FROM u",
+                          8,
+                          {I, I, B, T, F, I, I, I}},
+    /* the attempt row is completed even when the job is fenced; the count
+     * of j says whether the job moved */
+    [PS_ATTEMPT_END] = {"WITH a AS (UPDATE attempts SET state = 'done', duration_ms = $3, "
+                        "http_status = $4, error_class = $5, error_message = $6, "
+                        "next_attempt_at = $7 WHERE request_seq = $1 AND number = $8 "
+                        "AND lease_token = $2 AND state = 'sending' RETURNING 1), "
+                        "j AS (UPDATE requests SET callback_status = $9, finished_at = $10, "
+                        "next_attempt_at = $11, last_error = $12, lease_owner = NULL, "
+                        "lease_token = NULL, lease_expires_at = NULL "
+                        "WHERE seq = $1 AND lease_token = $2 RETURNING 1) "
+                        "SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM a)",
+                        12,
+                        {I, I, F, I, T, T, I, I, T, I, I, T}},
+    [PS_RELEASE] = {"UPDATE requests SET "
+                    "status = CASE WHEN $3 THEN 'completed' WHEN status = 'running' "
+                    "THEN 'queued' ELSE status END, "
+                    "result = CASE WHEN $3 THEN $4 ELSE result END, "
+                    "duration_ms = CASE WHEN $3 THEN $5 ELSE duration_ms END, "
+                    "completed_at = CASE WHEN $3 THEN $6 ELSE completed_at END, "
+                    "next_attempt_at = $7, lease_owner = NULL, lease_token = NULL, "
+                    "lease_expires_at = NULL WHERE seq = $1 AND lease_token = $2",
+                    7,
+                    {I, I, B, T, F, I, I}},
+    [PS_RENEW] = {"UPDATE requests SET lease_expires_at = $2, next_attempt_at = $2 "
+                  "WHERE lease_owner = $1 AND " UNFINISHED,
+                  2,
+                  {T, I}},
+    [PS_HANDBACK] = {"WITH a AS (UPDATE attempts SET state = 'unknown', error_class = 'unknown', "
+                     "error_message = '" UNKNOWN_MSG "' WHERE state = 'sending' "
+                     "AND request_seq IN (SELECT seq FROM requests "
+                     "WHERE lease_owner = $1 AND " UNFINISHED ")) "
+                     "UPDATE requests SET lease_owner = NULL, lease_token = NULL, "
+                     "lease_expires_at = NULL, next_attempt_at = $2, "
+                     "status = CASE WHEN status = 'running' THEN 'queued' ELSE status END, "
+                     "callback_status = CASE WHEN callback_status = 'delivering' "
+                     "THEN 'retrying' ELSE callback_status END "
+                     "WHERE lease_owner = $1 AND " UNFINISHED,
+                     2,
+                     {T, I}},
+    [PS_HEARTBEAT] = {"INSERT INTO heartbeats (owner, pid, started_at, beat_at, busy_workers, "
+                      "workers, inflight) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                      "ON CONFLICT (owner) DO UPDATE SET pid = excluded.pid, "
+                      "started_at = excluded.started_at, beat_at = excluded.beat_at, "
+                      "busy_workers = excluded.busy_workers, workers = excluded.workers, "
+                      "inflight = excluded.inflight",
+                      7,
+                      {T, I, I, I, I, I, I}},
+    [PS_HEARTBEAT_DEL] = {"DELETE FROM heartbeats WHERE owner = $1", 1, {T}},
+    [PS_OWNERS] = {"SELECT owner, pid FROM heartbeats WHERE owner <> $1", 1, {T}},
+    [PS_EXPIRE_OWNER] = {"UPDATE requests SET lease_expires_at = $2, next_attempt_at = $2 "
+                         "WHERE lease_owner = $1 AND " UNFINISHED,
+                         2,
+                         {T, I}},
+    /* The oldest $2 rows by seq (the primary key's order: the work is
+     * bounded by $2 whatever the table size), of them the finished ones
+     * older than $1; attempts go by ON DELETE CASCADE. */
+    [PS_PRUNE] = {"DELETE FROM requests WHERE seq IN (SELECT seq FROM (SELECT seq, finished_at "
+                  "FROM requests ORDER BY seq LIMIT $2) o "
+                  "WHERE finished_at IS NOT NULL AND finished_at < $1)",
+                  2,
+                  {I, I}},
+};
+
+#undef T
+#undef I
+#undef F
+#undef B
+
+/* The list: 16 statements, one per shape of the query (owner or not, mode
+ * none, sync, async or another, status or not), so that the mode is a
+ * literal where it can be and the planner can use requests_async, and an
+ * owner's list walks requests_owner. The parameters are always $1 mode,
+ * $2 status, $3 owner, $4 limit, $5 offset. */
+#define LIST_OWNER  8
+#define LIST_STATUS 4
+static const char *const list_modes[4] = {"", "mode = 'sync'", "mode = 'async'", "mode = $1"};
+
+struct pg {
+	struct store base;
+	PGconn *conn;
+	bool prepared[PS__COUNT];
+	bool in_tx;      /* the caller's transaction (or ours) is open */
+	bool tx_durable; /* synchronous_commit is on in the open transaction */
+	bool listening;
+	bool notify_owed; /* a batch with jobs committed without a notice */
+	int64_t notified_ms;
+	char drvmsg[512];
+};
+
+static struct pg *pg_of(struct store *s)
+{
+	return (struct pg *)s;
+}
+
+/* ---- parameters ---------------------------------------------------------- */
+
+struct params {
+	const char *v[PARAMS_MAX];
+	char num[PARAMS_MAX][32];
+	int n;
+};
+
+static void p_text(struct params *q, const char *v)
+{
+	q->v[q->n++] = v;
+}
+
+static void p_int(struct params *q, int64_t v)
+{
+	snprintf(q->num[q->n], sizeof q->num[q->n], "%" PRId64, v);
+	q->v[q->n] = q->num[q->n];
+	q->n++;
+}
+
+static void p_real(struct params *q, double v)
+{
+	snprintf(q->num[q->n], sizeof q->num[q->n], "%.17g", v);
+	q->v[q->n] = q->num[q->n];
+	q->n++;
+}
+
+static void p_bool(struct params *q, bool v)
+{
+	p_text(q, v ? "t" : "f");
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+static bool lost(struct pg *p)
+{
+	return PQstatus(p->conn) == CONNECTION_BAD;
+}
+
+static enum store_err from_sqlstate(struct pg *p, const char *st)
+{
+	if (lost(p) || !st)
+		return lost(p) ? STORE_UNAVAILABLE : STORE_IO;
+	if (strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
+	    strcmp(st, "57P03") == 0 || strcmp(st, "53300") == 0)
+		return STORE_UNAVAILABLE;
+	if (strcmp(st, "53100") == 0)
+		return STORE_FULL;
+	if (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0 || strcmp(st, "55P03") == 0 ||
+	    strcmp(st, "57014") == 0)
+		return STORE_BUSY;
+	return STORE_IO;
+}
+
+/* Copies msg without its trailing newline. */
+static void set_driver_msg(struct pg *p, const char *what, const char *msg)
+{
+	size_t n = msg ? strlen(msg) : 0;
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+		n--;
+	store_set_msg(&p->base, "%s: %.*s", what, (int)n, msg ? msg : "");
+}
+
+/* Records r's failure (r may be NULL: no result at all) and frees r. */
+static enum store_err fail(struct pg *p, PGresult *r, const char *what)
+{
+	enum store_err err;
+	if (r) {
+		err = from_sqlstate(p, PQresultErrorField(r, PG_DIAG_SQLSTATE));
+		set_driver_msg(p, what, PQresultErrorMessage(r));
+		PQclear(r);
+	} else {
+		err = lost(p) ? STORE_UNAVAILABLE : STORE_NOMEM;
+		set_driver_msg(p, what, PQerrorMessage(p->conn));
+	}
+	return err;
+}
+
+static bool result_ok(const PGresult *r)
+{
+	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+/* ---- the connection -------------------------------------------------------- */
+
+static enum store_err relisten(struct pg *p);
+
+/* Outside a transaction, a lost connection is reset (the statements and
+ * the LISTEN are a fresh connection's to redo); inside one it stays lost
+ * until the caller's rollback. */
+static enum store_err usable(struct pg *p)
+{
+	if (!lost(p))
+		return STORE_OK;
+	if (p->in_tx) {
+		store_set_msg(&p->base, "the connection to PostgreSQL was lost in a transaction");
+		return STORE_UNAVAILABLE;
+	}
+	PQreset(p->conn);
+	if (lost(p)) {
+		set_driver_msg(p, "reconnect", PQerrorMessage(p->conn));
+		return STORE_UNAVAILABLE;
+	}
+	memset(p->prepared, 0, sizeof p->prepared);
+	log_event(L_INFO, "store.reconnected", "backend=postgres");
+	return p->listening ? relisten(p) : STORE_OK;
+}
+
+/* Runs sql (no parameters, possibly several statements) to completion. */
+static enum store_err exec_simple(struct pg *p, const char *sql, const char *what)
+{
+	PGresult *r = PQexec(p->conn, sql);
+	if (!result_ok(r))
+		return fail(p, r, what);
+	PQclear(r);
+	return STORE_OK;
+}
+
+static void list_sql(int variant, char *buf, size_t len)
+{
+	const char *mode = list_modes[variant & 3];
+	bool status = variant & LIST_STATUS, owner = variant & LIST_OWNER;
+	int n = 0;
+	const char *conds[3];
+	if (owner)
+		conds[n++] = "owner = $3";
+	if (mode[0])
+		conds[n++] = mode;
+	if (status)
+		conds[n++] = "(status = $2 OR callback_status = $2)";
+	snprintf(buf, len,
+	         "SELECT id, mode, status, coalesce(callback_status, ''), duration_ms, created_at "
+	         "FROM requests%s%s%s%s%s%s ORDER BY seq DESC LIMIT $4 OFFSET $5",
+	         n > 0 ? " WHERE " : "", n > 0 ? conds[0] : "", n > 1 ? " AND " : "",
+	         n > 1 ? conds[1] : "", n > 2 ? " AND " : "", n > 2 ? conds[2] : "");
+}
+
+static enum store_err prepare(struct pg *p, enum ps_id id)
+{
+	static const Oid list_types[5] = {TEXT_OID, TEXT_OID, TEXT_OID, INT8_OID, INT8_OID};
+	char name[16], sql[512];
+	const char *text;
+	const Oid *types;
+	int n;
+	if (id >= PS_LIST) {
+		list_sql((int)(id - PS_LIST), sql, sizeof sql);
+		text = sql;
+		types = list_types;
+		n = 5;
+	} else {
+		text = ps_table[id].sql;
+		types = ps_table[id].types;
+		n = ps_table[id].n;
+	}
+	snprintf(name, sizeof name, "cz%d", (int)id);
+	PGresult *r = PQprepare(p->conn, name, text, n, types);
+	if (!result_ok(r))
+		return fail(p, r, "prepare");
+	PQclear(r);
+	p->prepared[id] = true;
+	return STORE_OK;
+}
+
+/* Runs the prepared statement id; NULL with *err set on failure. */
+static PGresult *run(struct pg *p, enum ps_id id, const struct params *q, enum store_err *err,
+                     const char *what)
+{
+	char name[16];
+	*err = usable(p);
+	if (*err != STORE_OK)
+		return NULL;
+	if (!p->prepared[id]) {
+		*err = prepare(p, id);
+		if (*err != STORE_OK)
+			return NULL;
+	}
+	snprintf(name, sizeof name, "cz%d", (int)id);
+	PGresult *r = PQexecPrepared(p->conn, name, q ? q->n : 0, q ? q->v : NULL, NULL, NULL, 0);
+	if (!result_ok(r)) {
+		*err = fail(p, r, what);
+		return NULL;
+	}
+	*err = STORE_OK;
+	return r;
+}
+
+/* Runs a statement that returns no rows; *changed its row count. */
+static enum store_err run_cmd(struct pg *p, enum ps_id id, const struct params *q, int64_t *changed,
+                              const char *what)
+{
+	enum store_err err;
+	PGresult *r = run(p, id, q, &err, what);
+	if (!r)
+		return err;
+	if (changed)
+		*changed = strtoll(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return STORE_OK;
+}
+
+/* ---- columns --------------------------------------------------------------- */
+
+static bool is_null(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) != 0;
+}
+
+static int64_t col_int(const PGresult *r, int row, int col)
+{
+	return is_null(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static double col_real(const PGresult *r, int row, int col)
+{
+	return is_null(r, row, col) ? 0 : strtod(PQgetvalue(r, row, col), NULL);
+}
+
+static void col_copy(const PGresult *r, int row, int col, char *dst, size_t size)
+{
+	snprintf(dst, size, "%s", is_null(r, row, col) ? "" : PQgetvalue(r, row, col));
+}
+
+/* A cz_malloc'd copy; NULL for SQL NULL. *ok false when memory ran out. */
+static char *col_dup(const PGresult *r, int row, int col, bool *ok)
+{
+	if (is_null(r, row, col))
+		return NULL;
+	char *v = cz_strndup(PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
+	if (!v)
+		*ok = false;
+	return v;
+}
+
+/* ---- open, migrate, close -------------------------------------------------- */
+
+static int newest_migration(void)
+{
+	int v = 0;
+	for (size_t i = 0; i < consuma_pg_migrations_count; i++)
+		if (consuma_pg_migrations[i].version > v)
+			v = consuma_pg_migrations[i].version;
+	return v;
+}
+
+/* The applied version (0: none); under the lock or not. */
+static enum store_err schema_version(struct pg *p, int *version)
+{
+	PGresult *r = PQexec(p->conn, "SELECT to_regclass('consuma_schema') IS NOT NULL");
+	if (!result_ok(r))
+		return fail(p, r, "read schema version");
+	bool exists = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	*version = 0;
+	if (!exists)
+		return STORE_OK;
+	r = PQexec(p->conn, "SELECT coalesce(max(version), 0) FROM consuma_schema");
+	if (!result_ok(r))
+		return fail(p, r, "read schema version");
+	*version = (int)col_int(r, 0, 0);
+	PQclear(r);
+	return STORE_OK;
+}
+
+static enum store_err check_version(struct pg *p, int current, int newest)
+{
+	if (current <= newest)
+		return STORE_OK;
+	store_set_msg(&p->base, "the database schema is version %d, newer than this program's %d",
+	              current, newest);
+	return STORE_MIGRATION;
+}
+
+static enum store_err apply(struct pg *p, const struct migration *m)
+{
+	PGresult *r = PQexec(p->conn, m->sql);
+	if (!result_ok(r)) {
+		fail(p, r, m->name);
+		return STORE_MIGRATION;
+	}
+	PQclear(r);
+	char version[16];
+	const char *v[3] = {version, m->name, NULL};
+	char now[32];
+	snprintf(version, sizeof version, "%d", m->version);
+	snprintf(now, sizeof now, "%" PRId64, ids_now_ms());
+	v[2] = now;
+	r = PQexecParams(p->conn,
+	                 "INSERT INTO consuma_schema (version, name, applied_at) "
+	                 "VALUES ($1::integer, $2, $3::bigint)",
+	                 3, NULL, v, NULL, NULL, 0);
+	if (!result_ok(r))
+		return fail(p, r, "record migration");
+	PQclear(r);
+	return STORE_OK;
+}
+
+static enum store_err migrate(struct pg *p)
+{
+	int newest = newest_migration(), current = 0, from;
+	enum store_err err = schema_version(p, &current);
+	if (err == STORE_OK)
+		err = check_version(p, current, newest);
+	if (err != STORE_OK || current == newest)
+		return err;
+	err = exec_simple(p,
+	                  "BEGIN; SELECT pg_advisory_xact_lock(" MIGRATE_LOCK "); "
+	                  "CREATE TABLE IF NOT EXISTS consuma_schema (version integer PRIMARY KEY, "
+	                  "name text NOT NULL, applied_at bigint NOT NULL)",
+	                  "migration lock");
+	if (err != STORE_OK)
+		goto out;
+	err = schema_version(p, &current); /* another host may have migrated */
+	if (err == STORE_OK)
+		err = check_version(p, current, newest);
+	if (err != STORE_OK || current == newest)
+		goto out;
+	from = current;
+	for (int v = current + 1; v <= newest && err == STORE_OK; v++)
+		for (size_t i = 0; i < consuma_pg_migrations_count && err == STORE_OK; i++)
+			if (consuma_pg_migrations[i].version == v)
+				err = apply(p, &consuma_pg_migrations[i]);
+	if (err == STORE_OK)
+		err = exec_simple(p, "COMMIT", "commit migration");
+	if (err == STORE_OK)
+		log_event(L_INFO, "store.migrated", "backend=postgres from=%d to=%d", from, newest);
+out:
+	if (PQtransactionStatus(p->conn) != PQTRANS_IDLE && !lost(p))
+		PQclear(PQexec(p->conn, "ROLLBACK"));
+	return err;
+}
+
+static uint64_t random_token_base(void)
+{
+	uint64_t v = 0;
+	if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v)
+		v = (uint64_t)ids_mono_ns() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
+	return (v >> 2) | 1;
+}
+
+static void pg_close(struct store *s)
+{
+	struct pg *p = pg_of(s);
+	if (!p)
+		return;
+	PQfinish(p->conn);
+	cz_free(p);
+}
+
+static struct store *pg_open(const char *target, enum store_err *err, char *errmsg, size_t errlen)
+{
+	/* the URL may override the keywords before it, never those after */
+	static const char *const keys[] = {"connect_timeout",
+	                                   "tcp_user_timeout",
+	                                   "keepalives_idle",
+	                                   "keepalives_interval",
+	                                   "keepalives_count",
+	                                   "fallback_application_name",
+	                                   "dbname",
+	                                   "client_encoding",
+	                                   NULL};
+	const char *vals[] = {"10", "10000", "10", "5", "3", "consuma", target, "UTF8", NULL};
+	enum store_err e = STORE_NOMEM;
+	struct pg *p = cz_calloc(1, sizeof *p);
+	if (!p) {
+		if (errmsg && errlen)
+			snprintf(errmsg, errlen, "out of memory");
+		goto out;
+	}
+	p->base.ops = &store_pg_ops;
+	p->base.token_next = random_token_base();
+	p->conn = PQconnectdbParams(keys, vals, 1);
+	if (!p->conn) {
+		store_set_msg(&p->base, "out of memory");
+		goto out;
+	}
+	if (lost(p)) {
+		e = STORE_UNAVAILABLE;
+		set_driver_msg(p, "connect", PQerrorMessage(p->conn));
+		goto out;
+	}
+	e = migrate(p);
+out:
+	if (e != STORE_OK && p) {
+		if (errmsg && errlen)
+			snprintf(errmsg, errlen, "%s",
+			         p->base.msg[0] ? p->base.msg : store_strerror(e));
+		pg_close(&p->base);
+		p = NULL;
+	}
+	if (err)
+		*err = e;
+	return p ? &p->base : NULL;
+}
+
+static const char *pg_errmsg(struct store *s)
+{
+	struct pg *p = pg_of(s);
+	const char *m = PQerrorMessage(p->conn);
+	size_t n = strlen(m);
+	while (n > 0 && m[n - 1] == '\n')
+		n--;
+	snprintf(p->drvmsg, sizeof p->drvmsg, "%.*s", (int)n, m);
+	return p->drvmsg;
+}
+
+/* ---- transactions ------------------------------------------------------ */
+
+static void pg_rollback(struct store *s)
+{
+	struct pg *p = pg_of(s);
+	if (!p->in_tx)
+		return;
+	p->in_tx = false;
+	p->tx_durable = false;
+	if (!lost(p) && PQtransactionStatus(p->conn) != PQTRANS_IDLE) {
+		PGresult *r = PQexec(p->conn, "ROLLBACK");
+		if (!result_ok(r))
+			log_event(L_WARN, "store.rollback_failed", "backend=postgres error=%s",
+			          log_q(PQerrorMessage(p->conn)));
+		PQclear(r);
+	}
+}
+
+static enum store_err pg_begin(struct store *s)
+{
+	struct pg *p = pg_of(s);
+	if (p->in_tx)
+		pg_rollback(s); /* a transaction the caller lost track of */
+	enum store_err err = usable(p);
+	if (err == STORE_OK)
+		err = exec_simple(p, "BEGIN; " SET_LOCALS_OFF, "begin");
+	if (err == STORE_OK) {
+		p->in_tx = true;
+		p->tx_durable = false;
+	} else if (PQtransactionStatus(p->conn) != PQTRANS_IDLE && !lost(p)) {
+		PQclear(PQexec(p->conn, "ROLLBACK"));
+	}
+	return err;
+}
+
+/* A failed commit has rolled back. COMMIT of a transaction that had
+ * failed answers ROLLBACK, which is a failure here. */
+static enum store_err pg_commit(struct store *s)
+{
+	struct pg *p = pg_of(s);
+	enum store_err err = STORE_OK;
+	if (!p->in_tx) {
+		store_set_msg(&p->base, "commit: no transaction is open");
+		return STORE_IO;
+	}
+	PGresult *r = PQexec(p->conn, "COMMIT");
+	if (!result_ok(r)) {
+		err = fail(p, r, "commit");
+	} else {
+		if (strcmp(PQcmdStatus(r), "COMMIT") != 0) {
+			store_set_msg(&p->base,
+			              "commit: the transaction had failed and was rolled back");
+			err = STORE_IO;
+		}
+		PQclear(r);
+	}
+	p->in_tx = false;
+	p->tx_durable = false;
+	return err;
+}
+
+static bool pg_in_tx(struct store *s)
+{
+	struct pg *p = pg_of(s);
+	return p->in_tx && PQtransactionStatus(p->conn) == PQTRANS_INTRANS;
+}
+
+/* A read-only transaction with one snapshot for all its statements. */
+static enum store_err begin_read(struct pg *p)
+{
+	if (p->in_tx)
+		pg_rollback(&p->base);
+	enum store_err err = usable(p);
+	if (err == STORE_OK)
+		err = exec_simple(p, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", "begin");
+	p->in_tx = err == STORE_OK;
+	return err;
+}
+
+/* Runs one write of ours in its own short transaction. */
+static enum store_err own_cmd(struct pg *p, enum ps_id id, const struct params *q, int64_t *changed,
+                              const char *what)
+{
+	enum store_err err = pg_begin(&p->base);
+	if (err == STORE_OK)
+		err = run_cmd(p, id, q, changed, what);
+	if (err == STORE_OK)
+		err = pg_commit(&p->base);
+	pg_rollback(&p->base);
+	return err;
+}
+
+/* ---- intake ---------------------------------------------------------------- */
+
+static enum store_err pg_sync_record_in_tx(struct store *s, const struct sync_record *rec)
+{
+	struct pg *p = pg_of(s);
+	struct params q = {.n = 0};
+	int64_t n = 0;
+	p_text(&q, rec->id);
+	p_text(&q, rec->input_data);
+	p_int(&q, rec->iterations);
+	p_text(&q, rec->result);
+	p_real(&q, rec->duration_ms);
+	p_int(&q, rec->created_at);
+	p_int(&q, rec->completed_at);
+	p_text(&q, rec->client_addr);
+	p_text(&q, rec->owner);
+	enum store_err err = run_cmd(p, PS_INSERT_SYNC, &q, &n, "insert sync record");
+	if (err == STORE_OK && n == 0) {
+		/* ON CONFLICT: the transaction stays usable for the rest */
+		store_set_msg(s, "insert sync record: the id %s exists", rec->id);
+		err = STORE_IO;
+	}
+	return err;
+}
+
+/* Looks the key up. *found: a live key (res filled, maybe STORE_CONFLICT);
+ * an expired one is forgotten. */
+static enum store_err find_key(struct pg *p, const struct job_insert *job, struct job_result *res,
+                               bool *found)
+{
+	struct params q = {.n = 0};
+	enum store_err err;
+	int64_t stale_seq = 0;
+	*found = false;
+	p_text(&q, job->client_addr);
+	p_text(&q, job->idempotency_key);
+	PGresult *r = run(p, PS_IDEM_FIND, &q, &err, "find idempotency key");
+	if (!r)
+		return err;
+	if (PQntuples(r) == 1) {
+		int64_t age = job->created_at - col_int(r, 0, 4);
+		if (job->idempotency_ttl_ms > 0 && age >= job->idempotency_ttl_ms) {
+			stale_seq = col_int(r, 0, 0);
+		} else {
+			bool has = !is_null(r, 0, 3);
+			const char *hash = has ? PQgetvalue(r, 0, 3) : NULL;
+			bool same = (!hash && !job->body_hash) ||
+			            (hash && job->body_hash && strcmp(hash, job->body_hash) == 0);
+			*found = true;
+			col_copy(r, 0, 1, res->id, sizeof res->id);
+			col_copy(r, 0, 2, res->status, sizeof res->status);
+			res->replayed = true;
+			if (!same) {
+				store_set_msg(&p->base,
+				              "idempotency key reused with a different body");
+				err = STORE_CONFLICT;
+			}
+		}
+	}
+	PQclear(r);
+	if (err != STORE_OK || stale_seq == 0)
+		return err;
+	q.n = 0;
+	p_int(&q, stale_seq);
+	return run_cmd(p, PS_IDEM_FORGET, &q, NULL, "forget idempotency key");
+}
+
+static enum store_err check_bounds(struct pg *p, const struct job_insert *job,
+                                   struct job_result *res)
+{
+	struct params q = {.n = 0};
+	enum store_err err;
+	p_text(&q, job->client_addr);
+	p_text(&q, job->pending_keys);
+	p_text(&q, job->callback_host);
+	PGresult *r = run(p, PS_BOUNDS, &q, &err, "read counters");
+	if (!r)
+		return err;
+	res->queue_depth = col_int(r, 0, 0);
+	int64_t client = col_int(r, 0, 1), host = col_int(r, 0, 2);
+	PQclear(r);
+	if (job->max_queue_size > 0 && res->queue_depth >= job->max_queue_size)
+		res->refusal = JOB_QUEUE_FULL;
+	else if (job->max_client_pending > 0 && client >= job->max_client_pending)
+		res->refusal = JOB_CLIENT_SHARE;
+	else if (job->max_host_pending > 0 && host >= job->max_host_pending)
+		res->refusal = JOB_HOST_PENDING;
+	return res->refusal == JOB_ACCEPTED ? STORE_OK : STORE_REFUSED;
+}
+
+/* Inserts the row; *inserted false when the key's row appeared meanwhile
+ * (another transaction committed it after our look-up). */
+static enum store_err insert_job_row(struct pg *p, const struct job_insert *job, bool *inserted)
+{
+	struct params q = {.n = 0};
+	enum store_err err;
+	p_text(&q, job->id);
+	p_text(&q, job->input_data);
+	p_int(&q, job->iterations);
+	p_text(&q, job->callback_url);
+	p_text(&q, job->callback_host);
+	p_text(&q, job->client_addr);
+	p_text(&q, job->idempotency_key);
+	p_text(&q, job->body_hash);
+	p_int(&q, job->created_at);
+	p_text(&q, job->pending_keys);
+	p_text(&q, job->owner);
+	PGresult *r = run(p, PS_INSERT_JOB, &q, &err, "insert job");
+	if (!r)
+		return err;
+	*inserted = PQntuples(r) == 1;
+	PQclear(r);
+	return STORE_OK;
+}
+
+static enum store_err pg_job_in_tx(struct store *s, const struct job_insert *job,
+                                   struct job_result *res)
+{
+	struct pg *p = pg_of(s);
+	enum store_err err = STORE_OK;
+	bool found = false, inserted = false;
+	memset(res, 0, sizeof *res);
+	if (!p->tx_durable) {
+		err = exec_simple(p, "SET LOCAL synchronous_commit TO on", "synchronous_commit");
+		if (err != STORE_OK)
+			return err;
+		p->tx_durable = true;
+	}
+	if (job->idempotency_key) {
+		err = find_key(p, job, res, &found);
+		if (err != STORE_OK || found)
+			return err;
+	}
+	err = check_bounds(p, job, res);
+	if (err == STORE_OK)
+		err = insert_job_row(p, job, &inserted);
+	if (err != STORE_OK)
+		return err;
+	if (!inserted) {
+		/* lost the race for the key: the winner's row is the answer */
+		err = find_key(p, job, res, &found);
+		if (err == STORE_OK && !found) {
+			store_set_msg(s, "idempotency key taken by a row that is gone");
+			err = STORE_IO;
+		}
+		return err;
+	}
+	snprintf(res->id, sizeof res->id, "%s", job->id);
+	snprintf(res->status, sizeof res->status, "queued");
+	return STORE_OK;
+}
+
+/* Nothing to do: a commit at synchronous_commit=on is flushed before it
+ * returns and before anyone sees it (the file's header). */
+static enum store_err pg_make_durable(struct store *s)
+{
+	(void)s;
+	return STORE_OK;
+}
+
+static enum store_err pg_batch_begin(struct store *s)
+{
+	return pg_begin(s);
+}
+
+/* NOTIFY rides in the batch's transaction (the listeners get it at commit),
+ * at most once per NOTIFY_GAP_MS; a batch inside the gap leaves the notice
+ * owed to the next one. */
+static enum store_err pg_batch_commit(struct store *s, size_t jobs)
+{
+	struct pg *p = pg_of(s);
+	enum store_err err = STORE_OK;
+	bool notify = false;
+	int64_t now = ids_mono_ms();
+	if ((jobs > 0 || p->notify_owed) && now - p->notified_ms >= NOTIFY_GAP_MS) {
+		err = exec_simple(p, "NOTIFY " NOTIFY_CHANNEL, "notify");
+		notify = err == STORE_OK;
+	}
+	if (err == STORE_OK)
+		err = pg_commit(s);
+	pg_rollback(s);
+	if (err != STORE_OK)
+		return err;
+	if (notify) {
+		p->notified_ms = now;
+		p->notify_owed = false;
+	} else if (jobs > 0) {
+		p->notify_owed = true;
+	}
+	return STORE_OK;
+}
+
+static void pg_batch_abort(struct store *s)
+{
+	pg_rollback(s);
+}
+
+/* ---- reads ------------------------------------------------------------- */
+
+static enum store_err read_trace(const PGresult *r, struct store_request *out)
+{
+	int rows = PQntuples(r);
+	if (is_null(r, 0, 16))
+		return STORE_OK; /* the LEFT JOIN found no attempt */
+	out->trace = cz_calloc((size_t)rows, sizeof *out->trace);
+	if (!out->trace)
+		return STORE_NOMEM;
+	out->n_trace = (size_t)rows;
+	bool ok = true;
+	for (int i = 0; i < rows; i++) {
+		struct store_attempt *a = &out->trace[i];
+		a->number = col_int(r, i, 16);
+		col_copy(r, i, 17, a->state, sizeof a->state);
+		a->started_at = col_int(r, i, 18);
+		a->has_duration = !is_null(r, i, 19);
+		a->duration_ms = col_real(r, i, 19);
+		a->http_status = (int)col_int(r, i, 20);
+		a->error_class = col_dup(r, i, 21, &ok);
+		a->error_message = col_dup(r, i, 22, &ok);
+		a->next_attempt_at = col_int(r, i, 23);
+	}
+	return ok ? STORE_OK : STORE_NOMEM;
+}
+
+static enum store_err pg_get_request(struct store *s, const char *id, const char *owner,
+                                     struct store_request *out)
+{
+	struct pg *p = pg_of(s);
+	struct params q = {.n = 0};
+	enum store_err err;
+	bool ok = true;
+	memset(out, 0, sizeof *out);
+	p_text(&q, id);
+	p_text(&q, owner);
+	PGresult *r = run(p, PS_GET, &q, &err, "read request");
+	if (!r)
+		return err;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return STORE_NOTFOUND;
+	}
+	col_copy(r, 0, 0, out->id, sizeof out->id);
+	col_copy(r, 0, 1, out->mode, sizeof out->mode);
+	col_copy(r, 0, 2, out->status, sizeof out->status);
+	col_copy(r, 0, 3, out->callback_status, sizeof out->callback_status);
+	out->iterations = col_int(r, 0, 4);
+	col_copy(r, 0, 5, out->result, sizeof out->result);
+	out->has_duration = !is_null(r, 0, 6);
+	out->duration_ms = col_real(r, 0, 6);
+	out->input_data = col_dup(r, 0, 7, &ok);
+	out->callback_url = col_dup(r, 0, 8, &ok);
+	out->created_at = col_int(r, 0, 9);
+	out->started_at = col_int(r, 0, 10);
+	out->completed_at = col_int(r, 0, 11);
+	out->finished_at = col_int(r, 0, 12);
+	if (strcmp(out->mode, "async") == 0) {
+		out->attempts = col_int(r, 0, 13);
+		out->next_attempt_at = is_null(r, 0, 12) ? col_int(r, 0, 14) : 0;
+		out->last_error = col_dup(r, 0, 15, &ok);
+		err = read_trace(r, out);
+	}
+	PQclear(r);
+	if (err == STORE_OK && !ok)
+		err = STORE_NOMEM;
+	if (err != STORE_OK)
+		store_request_clear(out);
+	return err;
+}
+
+static enum store_err pg_list_requests(struct store *s, const struct list_query *lq,
+                                       struct store_page *out)
+{
+	struct pg *p = pg_of(s);
+	struct params q = {.n = 0};
+	enum store_err err;
+	int variant = 0;
+	memset(out, 0, sizeof *out);
+	if (lq->mode)
+		variant = strcmp(lq->mode, "sync") == 0    ? 1
+		          : strcmp(lq->mode, "async") == 0 ? 2
+		                                           : 3;
+	if (lq->status)
+		variant |= LIST_STATUS;
+	if (lq->owner)
+		variant |= LIST_OWNER;
+	p_text(&q, lq->mode);
+	p_text(&q, lq->status);
+	p_text(&q, lq->owner);
+	p_int(&q, lq->limit < 1 ? 1 : lq->limit > STORE_LIST_MAX ? STORE_LIST_MAX : lq->limit);
+	p_int(&q, lq->offset < 0 ? 0 : lq->offset);
+	PGresult *r = run(p, (enum ps_id)(PS_LIST + variant), &q, &err, "list requests");
+	if (!r)
+		return err;
+	int rows = PQntuples(r);
+	if (rows > 0) {
+		out->items = cz_calloc((size_t)rows, sizeof *out->items);
+		if (!out->items) {
+			PQclear(r);
+			return STORE_NOMEM;
+		}
+	}
+	for (int i = 0; i < rows; i++) {
+		struct store_list_item *it = &out->items[i];
+		col_copy(r, i, 0, it->id, sizeof it->id);
+		col_copy(r, i, 1, it->mode, sizeof it->mode);
+		col_copy(r, i, 2, it->status, sizeof it->status);
+		col_copy(r, i, 3, it->callback_status, sizeof it->callback_status);
+		it->has_duration = !is_null(r, i, 4);
+		it->duration_ms = col_real(r, i, 4);
+		it->created_at = col_int(r, i, 5);
+	}
+	out->n = (size_t)rows;
+	PQclear(r);
+	return STORE_OK;
+}
+
+static enum store_err pg_health(struct store *s, int64_t stale_ms, struct store_health *h)
+{
+	struct pg *p = pg_of(s);
+	enum store_err err;
+	memset(h, 0, sizeof *h);
+	int64_t alive_after = ids_now_ms() - stale_ms;
+	PGresult *r = run(p, PS_DEPTH, NULL, &err, "read queue depth");
+	if (!r)
+		return err;
+	h->queue_depth = col_int(r, 0, 0);
+	PQclear(r);
+	r = run(p, PS_HEARTBEATS, NULL, &err, "read heartbeats");
+	if (!r)
+		return err;
+	for (int i = 0; i < PQntuples(r); i++) {
+		int64_t beat = col_int(r, i, 3);
+		if (i == 0) { /* newest first */
+			h->deliverer_seen = true;
+			h->deliverer_pid = col_int(r, i, 1);
+			h->deliverer_started_at = col_int(r, i, 2);
+			h->deliverer_beat_ms = beat;
+		}
+		if (beat >= alive_after) {
+			h->deliverers_alive++;
+			h->busy_workers += col_int(r, i, 4);
+			h->workers += col_int(r, i, 5);
+			h->inflight += col_int(r, i, 6);
+		}
+	}
+	PQclear(r);
+	return STORE_OK;
+}
+
+static enum store_err pg_drained(struct store *s, int64_t since_s, int64_t *jobs)
+{
+	struct pg *p = pg_of(s);
+	struct params q = {.n = 0};
+	enum store_err err;
+	*jobs = 0;
+	p_int(&q, since_s);
+	PGresult *r = run(p, PS_DRAINED, &q, &err, "read drain");
+	if (!r)
+		return err;
+	*jobs = col_int(r, 0, 0);
+	PQclear(r);
+	return STORE_OK;
+}
+
+/* ---- operations: redelivery and the oldest pending job ---------------------
+ * Prepared per call (PQexecParams, unnamed): operator requests and scrapes.
+ * The counters follow finished_at by the trigger, both ways, so re-opening a
+ * job is one UPDATE. */
+
+#define REDELIVER_SET                                                                              \
+	"callback_status = 'retrying', finished_at = NULL, next_attempt_at = $1, "                 \
+	"status = CASE WHEN status = 'failed' THEN 'queued' ELSE status END"
+#define REDELIVER_MATCH                                                                            \
+	"mode = 'async' AND finished_at IS NOT NULL AND callback_status = $2 "                     \
+	"AND created_at >= $3 AND created_at < $4 AND ($5::text IS NULL OR callback_host = $5)"
+
+/* The parameters of the redelivery statements, $1..$6. */
+static const Oid redeliver_types[6] = {INT8_OID, TEXT_OID, INT8_OID, INT8_OID, TEXT_OID, INT8_OID};
+
+/* Runs sql with q (types NULL: the statement's casts say); NULL with *err
+ * set. */
+static PGresult *run_once(struct pg *p, const char *sql, const struct params *q, const Oid *types,
+                          enum store_err *err, const char *what)
+{
+	*err = usable(p);
+	if (*err != STORE_OK)
+		return NULL;
+	PGresult *r =
+	    PQexecParams(p->conn, sql, q ? q->n : 0, types, q ? q->v : NULL, NULL, NULL, 0);
+	if (!result_ok(r)) {
+		*err = fail(p, r, what);
+		return NULL;
+	}
+	return r;
+}
+
+static enum store_err notify_in_tx(struct pg *p)
+{
+	return exec_simple(p, "NOTIFY " NOTIFY_CHANNEL, "notify");
+}
+
+static enum store_err pg_redeliver_one(struct store *s, const char *id, int64_t now_ms,
+                                       enum store_redeliver *outcome, int64_t *seq)
+{
+	struct pg *p = pg_of(s);
+	struct params q = {.n = 0};
+	enum store_err err;
+	*outcome = STORE_REDELIVER_NOTJOB;
+	*seq = 0;
+	err = pg_begin(s);
+	if (err != STORE_OK)
+		return err;
+	p_text(&q, id);
+	PGresult *r = run_once(p,
+	                       "SELECT seq, mode = 'async', finished_at IS NOT NULL FROM requests "
+	                       "WHERE id = $1 FOR UPDATE",
+	                       &q, NULL, &err, "read request");
+	if (!r)
+		goto out;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		err = STORE_NOTFOUND;
+		goto out;
+	}
+	*seq = col_int(r, 0, 0);
+	bool async = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+	bool finished = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
+	PQclear(r);
+	if (!async || !finished) {
+		*outcome = async ? STORE_REDELIVER_BUSY : STORE_REDELIVER_NOTJOB;
+		goto out;
+	}
+	q.n = 0;
+	p_int(&q, now_ms);
+	p_int(&q, *seq);
+	r = run_once(p, "UPDATE requests SET " REDELIVER_SET " WHERE seq = $2", &q, redeliver_types,
+	             &err, "redeliver");
+	if (!r)
+		goto out;
+	PQclear(r);
+	err = notify_in_tx(p);
+	if (err == STORE_OK)
+		err = pg_commit(s);
+	if (err == STORE_OK)
+		*outcome = STORE_REDELIVERED;
+out:
+	pg_rollback(s);
+	return err;
+}
+
+static enum store_err pg_redeliver_bulk(struct store *s, const struct redeliver_query *rq,
+                                        bool dry_run, int64_t now_ms, int64_t *matched,
+                                        int64_t *redelivered, int64_t *min_seq)
+{
+	struct pg *p = pg_of(s);
+	struct params q = {.n = 0};
+	enum store_err err;
+	*matched = *redelivered = *min_seq = 0;
+	p_int(&q, now_ms);
+	p_text(&q, rq->callback_status);
+	p_int(&q, rq->since_ms);
+	p_int(&q, rq->until_ms);
+	p_text(&q, rq->callback_host);
+	p_int(&q, rq->max_jobs);
+	err = pg_begin(s);
+	if (err != STORE_OK)
+		return err;
+	PGresult *r = run_once(p, "SELECT count(*) FROM requests WHERE " REDELIVER_MATCH, &q,
+	                       redeliver_types, &err, "count redelivery");
+	if (!r)
+		goto out;
+	*matched = col_int(r, 0, 0);
+	PQclear(r);
+	if (dry_run || *matched == 0 || rq->max_jobs <= 0)
+		goto out; /* the rollback ends the read */
+	r = run_once(p,
+	             "WITH s AS (SELECT seq FROM requests WHERE " REDELIVER_MATCH
+	             " ORDER BY seq LIMIT $6 FOR UPDATE), "
+	             "u AS (UPDATE requests r SET " REDELIVER_SET
+	             " FROM s WHERE r.seq = s.seq RETURNING r.seq) "
+	             "SELECT count(*), coalesce(min(seq), 0) FROM u",
+	             &q, redeliver_types, &err, "redeliver");
+	if (!r)
+		goto out;
+	*redelivered = col_int(r, 0, 0);
+	*min_seq = col_int(r, 0, 1);
+	PQclear(r);
+	err = *redelivered > 0 ? notify_in_tx(p) : STORE_OK;
+	if (err == STORE_OK)
+		err = pg_commit(s);
+	if (err != STORE_OK)
+		*redelivered = *min_seq = 0;
+out:
+	pg_rollback(s);
+	return err;
+}
+
+/* The first unfinished job from mark (scratch: from the start); the
+ * planner picks the walk (requests_due or the primary key). */
+static enum store_err first_pending(struct pg *p, bool forward, int64_t mark, bool *found,
+                                    int64_t *seq, int64_t *created_at)
+{
+	struct params q = {.n = 0};
+	enum store_err err;
+	p_int(&q, forward ? mark : 0);
+	PGresult *r = run_once(p,
+	                       "SELECT seq, created_at FROM requests WHERE seq >= $1::bigint "
+	                       "AND " UNFINISHED " ORDER BY seq LIMIT 1",
+	                       &q, NULL, &err, "oldest pending");
+	if (!r)
+		return err;
+	*found = PQntuples(r) == 1;
+	if (*found) {
+		*seq = col_int(r, 0, 0);
+		*created_at = col_int(r, 0, 1);
+	}
+	PQclear(r);
+	return STORE_OK;
+}
+
+static enum store_err pg_oldest_pending(struct store *s, int64_t mark, int64_t scan_max,
+                                        bool *found, int64_t *seq, int64_t *created_at)
+{
+	struct pg *p = pg_of(s);
+	enum store_err err;
+	int64_t newest;
+	*found = false;
+	*seq = *created_at = 0;
+	err = begin_read(p); /* one snapshot for both reads */
+	if (err != STORE_OK)
+		return err;
+	PGresult *r = run_once(p, "SELECT coalesce(max(seq), 0) FROM requests", NULL, NULL, &err,
+	                       "newest row");
+	if (!r)
+		goto out;
+	newest = col_int(r, 0, 0);
+	PQclear(r);
+	bool forward = mark > 0 && mark <= newest + 1 && newest - mark <= scan_max;
+	err = first_pending(p, forward, mark, found, seq, created_at);
+	if (err == STORE_OK && forward && !*found)
+		err = first_pending(p, false, 0, found, seq, created_at);
+	if (err == STORE_OK && !*found)
+		*seq = newest + 1;
+out:
+	pg_rollback(s);
+	return err;
+}
+
+/* ---- the deliverer's queue ---------------------------------------------- */
+
+/* Appends v, quoted and escaped for PostgreSQL's array syntax, to the
+ * literal at buf + *at (sized by the caller for the worst case). */
+static void array_add(char *buf, size_t *at, const char *v)
+{
+	size_t i = *at;
+	if (i > 1)
+		buf[i++] = ',';
+	buf[i++] = '"';
+	for (const char *c = v; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			buf[i++] = '\\';
+		buf[i++] = *c;
+	}
+	buf[i++] = '"';
+	*at = i;
+}
+
+/* The exclusions as a text[] literal (cz_malloc'd), NULL for none;
+ * *err set when memory ran out. */
+static char *exclusions(const struct store_exclude *ex, enum store_err *err)
+{
+	*err = STORE_OK;
+	if (!ex || ex->n == 0)
+		return NULL;
+	size_t size = 3;
+	for (size_t i = 0; i < ex->n; i++)
+		size += 3 + 2 * strlen(ex->keys[i]);
+	char *buf = cz_malloc(size);
+	if (!buf) {
+		*err = STORE_NOMEM;
+		return NULL;
+	}
+	size_t at = 1;
+	buf[0] = '{';
+	for (size_t i = 0; i < ex->n; i++)
+		array_add(buf, &at, ex->keys[i]);
+	buf[at++] = '}';
+	buf[at] = '\0';
+	return buf;
+}
+
+static enum store_err read_job(const PGresult *r, int row, struct store_job *j)
+{
+	bool ok = true;
+	memset(j, 0, sizeof *j);
+	j->seq = col_int(r, row, 0);
+	col_copy(r, row, 1, j->id, sizeof j->id);
+	j->computed = strcmp(PQgetvalue(r, row, 2), "completed") == 0 && !is_null(r, row, 7) &&
+	              PQgetlength(r, row, 7) == 64;
+	j->input_data = col_dup(r, row, 3, &ok);
+	j->input_len = (size_t)PQgetlength(r, row, 3);
+	j->iterations = col_int(r, row, 4);
+	j->callback_url = col_dup(r, row, 5, &ok);
+	j->callback_host = col_dup(r, row, 6, &ok);
+	if (j->computed) {
+		col_copy(r, row, 7, j->result, sizeof j->result);
+		j->duration_ms = col_real(r, row, 8);
+		j->completed_at = col_int(r, row, 10);
+	}
+	j->created_at = col_int(r, row, 9);
+	j->attempts = col_int(r, row, 11);
+	j->lease_token = col_int(r, row, 12);
+	j->unknown = col_int(r, row, 13);
+	if (!ok || !j->input_data || !j->callback_url || !j->callback_host) {
+		store_job_clear(j);
+		return STORE_NOMEM;
+	}
+	return STORE_OK;
+}
+
+/* max fresh tokens as an int8[] literal (cz_malloc'd). */
+static char *tokens(struct store *s, int max)
+{
+	size_t size = (size_t)max * 21 + 3, at = 0;
+	char *buf = cz_malloc(size);
+	if (!buf)
+		return NULL;
+	buf[at++] = '{';
+	for (int i = 0; i < max; i++)
+		at += (size_t)snprintf(buf + at, size - at, "%s%" PRId64, i ? "," : "",
+		                       store_next_token(s));
+	snprintf(buf + at, size - at, "}");
+	return buf;
+}
+
+static enum store_err pg_claim(struct store *s, int64_t now, int64_t lease_ms, int max,
+                               const struct store_exclude *ex, struct store_job **jobs, int *n)
+{
+	struct pg *p = pg_of(s);
+	struct params q = {.n = 0};
+	struct store_job *arr = NULL;
+	enum store_err err;
+	int count = 0;
+	*jobs = NULL;
+	*n = 0;
+	if (max <= 0)
+		return STORE_OK;
+	char *excl = exclusions(ex, &err);
+	if (err != STORE_OK)
+		return err;
+	char *toks = tokens(s, max);
+	if (!toks) {
+		cz_free(excl);
+		return STORE_NOMEM;
+	}
+	p_int(&q, now);
+	p_text(&q, excl);
+	p_int(&q, max);
+	p_text(&q, s->owner);
+	p_text(&q, toks);
+	p_int(&q, now + lease_ms);
+	err = pg_begin(s);
+	PGresult *r = err == STORE_OK ? run(p, PS_CLAIM, &q, &err, "claim") : NULL;
+	cz_free(excl);
+	cz_free(toks);
+	if (!r)
+		goto out;
+	int rows = PQntuples(r);
+	if (rows > 0) {
+		arr = cz_calloc((size_t)rows, sizeof *arr);
+		err = arr ? STORE_OK : STORE_NOMEM;
+	}
+	for (; err == STORE_OK && count < rows; count++)
+		err = read_job(r, count, &arr[count]);
+	PQclear(r);
+	if (err == STORE_OK)
+		err = pg_commit(s);
+out:
+	pg_rollback(s);
+	if (err != STORE_OK) {
+		for (int i = 0; i < count; i++)
+			store_job_clear(&arr[i]);
+		cz_free(arr);
+		return err;
+	}
+	*jobs = arr;
+	*n = count;
+	return STORE_OK;
+}
+
+static enum store_err pg_next_due(struct store *s, const struct store_exclude *ex, bool *found,
+                                  int64_t *due)
+{
+	struct pg *p = pg_of(s);
+	struct params q = {.n = 0};
+	enum store_err err;
+	*found = false;
+	char *excl = exclusions(ex, &err);
+	if (err != STORE_OK)
+		return err;
+	p_text(&q, excl);
+	PGresult *r = run(p, PS_NEXT_DUE, &q, &err, "next due");
+	cz_free(excl);
+	if (!r)
+		return err;
+	if (PQntuples(r) == 1) {
+		*found = true;
+		*due = col_int(r, 0, 0);
+	}
+	PQclear(r);
+	return STORE_OK;
+}
+
+/* The job, its token, and its result when store_result ($3..$6). */
+static void p_job(struct params *q, const struct store_job *j, bool store_result)
+{
+	p_int(q, j->seq);
+	p_int(q, j->lease_token);
+	p_bool(q, store_result);
+	p_text(q, store_result ? j->result : NULL);
+	p_real(q, j->duration_ms);
+	p_int(q, j->completed_at);
+}
+
+static enum store_err fenced(enum store_err err, int64_t changed)
+{
+	return err == STORE_OK && changed == 0 ? STORE_FENCED : err;
+}
+
+static enum store_err pg_attempt_begin(struct store *s, const struct store_job *j,
+                                       bool store_result, int64_t number, int64_t started_at)
+{
+	struct params q = {.n = 0};
+	int64_t changed = 0;
+	p_job(&q, j, store_result);
+	p_int(&q, number);
+	p_int(&q, started_at);
+	return fenced(run_cmd(pg_of(s), PS_ATTEMPT_BEGIN, &q, &changed, "attempt begin"), changed);
+}
+
+static const char *verdict_status(enum store_verdict v)
+{
+	switch (v) {
+	case STORE_DELIVERED:
+		return "delivered";
+	case STORE_RETRY:
+		return "retrying";
+	case STORE_FAILED:
+		return "failed";
+	}
+	return "failed";
+}
+
+static enum store_err pg_attempt_end(struct store *s, const struct store_job *j,
+                                     const struct store_outcome *o)
+{
+	struct params q = {.n = 0};
+	enum store_err err;
+	bool retry = o->verdict == STORE_RETRY;
+	p_int(&q, j->seq);
+	p_int(&q, j->lease_token);
+	p_real(&q, o->duration_ms);
+	if (o->http_status > 0)
+		p_int(&q, o->http_status);
+	else
+		p_text(&q, NULL);
+	p_text(&q, o->error_class);
+	p_text(&q, o->error_message);
+	if (retry)
+		p_int(&q, o->next_attempt_at);
+	else
+		p_text(&q, NULL);
+	p_int(&q, o->number);
+	p_text(&q, verdict_status(o->verdict));
+	if (retry) {
+		p_text(&q, NULL);
+		p_int(&q, o->next_attempt_at);
+	} else {
+		p_int(&q, o->now);
+		p_text(&q, NULL);
+	}
+	p_text(&q, o->verdict == STORE_DELIVERED ? NULL : o->error_message);
+	PGresult *r = run(pg_of(s), PS_ATTEMPT_END, &q, &err, "attempt end");
+	if (!r)
+		return err;
+	int64_t moved = col_int(r, 0, 0);
+	PQclear(r);
+	return fenced(STORE_OK, moved);
+}
+
+static enum store_err pg_release(struct store *s, const struct store_job *j, bool store_result,
+                                 int64_t due_at)
+{
+	struct params q = {.n = 0};
+	int64_t changed = 0;
+	p_job(&q, j, store_result);
+	p_int(&q, due_at);
+	return fenced(run_cmd(pg_of(s), PS_RELEASE, &q, &changed, "release"), changed);
+}
+
+/* One owner-wide write ($1 owner, $2 time) in its own transaction. */
+static enum store_err owner_write(struct store *s, enum ps_id id, int64_t t, int64_t *changed,
+                                  const char *what)
+{
+	struct params q = {.n = 0};
+	int64_t n = 0;
+	p_text(&q, s->owner);
+	p_int(&q, t);
+	enum store_err err = own_cmd(pg_of(s), id, &q, &n, what);
+	if (changed)
+		*changed = err == STORE_OK ? n : 0;
+	return err;
+}
+
+static enum store_err pg_renew(struct store *s, int64_t now, int64_t lease_ms, int64_t *renewed)
+{
+	return owner_write(s, PS_RENEW, now + lease_ms, renewed, "renew");
+}
+
+static enum store_err pg_handback_all(struct store *s, int64_t now, int64_t *released)
+{
+	return owner_write(s, PS_HANDBACK, now, released, "hand back");
+}
+
+static enum store_err pg_heartbeat(struct store *s, int64_t now, const struct store_beat *b)
+{
+	struct params q = {.n = 0};
+	p_text(&q, s->owner);
+	p_int(&q, b->pid);
+	p_int(&q, b->started_at);
+	p_int(&q, now);
+	p_int(&q, b->busy_workers);
+	p_int(&q, b->workers);
+	p_int(&q, b->inflight);
+	return own_cmd(pg_of(s), PS_HEARTBEAT, &q, NULL, "heartbeat");
+}
+
+static enum store_err pg_heartbeat_remove(struct store *s)
+{
+	struct params q = {.n = 0};
+	p_text(&q, s->owner);
+	return own_cmd(pg_of(s), PS_HEARTBEAT_DEL, &q, NULL, "remove heartbeat");
+}
+
+/* The owners is_dead calls dead, read before any transaction opens (the
+ * callback may take its time). */
+static enum store_err dead_owners(struct pg *p,
+                                  bool (*is_dead)(const char *owner, int64_t pid, void *arg),
+                                  void *arg, char (**dead)[STORE_OWNER_MAX], int *ndead)
+{
+	struct params q = {.n = 0};
+	enum store_err err;
+	*dead = NULL;
+	*ndead = 0;
+	p_text(&q, p->base.owner);
+	PGresult *r = run(p, PS_OWNERS, &q, &err, "read owners");
+	if (!r)
+		return err;
+	int rows = PQntuples(r);
+	if (rows > 0) {
+		*dead = cz_calloc((size_t)rows, sizeof **dead);
+		if (!*dead) {
+			PQclear(r);
+			return STORE_NOMEM;
+		}
+	}
+	for (int i = 0; i < rows; i++)
+		if (is_dead(PQgetvalue(r, i, 0), col_int(r, i, 1), arg))
+			snprintf((*dead)[(*ndead)++], STORE_OWNER_MAX, "%s", PQgetvalue(r, i, 0));
+	PQclear(r);
+	return STORE_OK;
+}
+
+static enum store_err pg_recover_dead(struct store *s, int64_t now,
+                                      bool (*is_dead)(const char *owner, int64_t pid, void *arg),
+                                      void *arg, int64_t *recovered)
+{
+	struct pg *p = pg_of(s);
+	char(*dead)[STORE_OWNER_MAX] = NULL;
+	int ndead = 0;
+	int64_t total = 0, n = 0;
+	if (recovered)
+		*recovered = 0;
+	enum store_err err = dead_owners(p, is_dead, arg, &dead, &ndead);
+	if (err == STORE_OK && ndead > 0)
+		err = pg_begin(s);
+	for (int i = 0; i < ndead && err == STORE_OK; i++) {
+		struct params q = {.n = 0};
+		p_text(&q, dead[i]);
+		p_int(&q, now);
+		err = run_cmd(p, PS_EXPIRE_OWNER, &q, &n, "expire leases");
+		total += n;
+		q.n = 1;
+		if (err == STORE_OK)
+			err = run_cmd(p, PS_HEARTBEAT_DEL, &q, NULL, "remove heartbeat");
+	}
+	if (err == STORE_OK && ndead > 0)
+		err = pg_commit(s);
+	pg_rollback(s);
+	cz_free(dead);
+	if (recovered && err == STORE_OK)
+		*recovered = total;
+	return err;
+}
+
+/* One transaction: the finished rows among the oldest max_rows, the drain
+ * seconds older than an hour, and a fold of the counters. */
+static enum store_err pg_prune(struct store *s, int64_t cutoff_ms, int64_t max_rows,
+                               int64_t *deleted)
+{
+	struct pg *p = pg_of(s);
+	struct params q = {.n = 0};
+	int64_t n = 0;
+	char sql[128];
+	if (deleted)
+		*deleted = 0;
+	if (max_rows <= 0)
+		return STORE_OK;
+	p_int(&q, cutoff_ms);
+	p_int(&q, max_rows);
+	enum store_err err = pg_begin(s);
+	if (err == STORE_OK)
+		err = run_cmd(p, PS_PRUNE, &q, &n, "prune");
+	snprintf(sql, sizeof sql,
+	         "DELETE FROM drain WHERE second < %" PRId64 "; "
+	         "SELECT consuma_fold_counters(" FOLD_ROWS ")",
+	         ids_now_ms() / 1000 - DRAIN_KEEP_S);
+	if (err == STORE_OK)
+		err = exec_simple(p, sql, "prune drain and fold counters");
+	if (err == STORE_OK)
+		err = pg_commit(s);
+	pg_rollback(s);
+	if (deleted && err == STORE_OK)
+		*deleted = n;
+	return err;
+}
+
+/* ---- wake-up ------------------------------------------------------------ */
+
+static enum store_err relisten(struct pg *p)
+{
+	return exec_simple(p, "LISTEN " NOTIFY_CHANNEL, "listen");
+}
+
+static enum store_err pg_listen(struct store *s, int *fd)
+{
+	struct pg *p = pg_of(s);
+	*fd = -1;
+	enum store_err err = usable(p);
+	if (err == STORE_OK && !p->listening)
+		err = relisten(p);
+	if (err != STORE_OK)
+		return err;
+	p->listening = true;
+	*fd = PQsocket(p->conn);
+	return STORE_OK;
+}
+
+static int pg_listen_drain(struct store *s)
+{
+	struct pg *p = pg_of(s);
+	int n = 0;
+	PGnotify *note;
+	if (lost(p) || !PQconsumeInput(p->conn))
+		return 0;
+	while ((note = PQnotifies(p->conn)) != NULL) {
+		PQfreemem(note);
+		n++;
+	}
+	return n;
+}
+
+const struct store_ops store_pg_ops = {
+    .name = "postgres",
+    .open = pg_open,
+    .close = pg_close,
+    .errmsg = pg_errmsg,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .in_tx = pg_in_tx,
+    .job_in_tx = pg_job_in_tx,
+    .sync_record_in_tx = pg_sync_record_in_tx,
+    .make_durable = pg_make_durable,
+    .batch_begin = pg_batch_begin,
+    .batch_commit = pg_batch_commit,
+    .batch_abort = pg_batch_abort,
+    .get_request = pg_get_request,
+    .list_requests = pg_list_requests,
+    .health = pg_health,
+    .drained = pg_drained,
+    .redeliver_one = pg_redeliver_one,
+    .redeliver_bulk = pg_redeliver_bulk,
+    .oldest_pending = pg_oldest_pending,
+    .claim = pg_claim,
+    .next_due = pg_next_due,
+    .attempt_begin = pg_attempt_begin,
+    .attempt_end = pg_attempt_end,
+    .release = pg_release,
+    .renew = pg_renew,
+    .handback_all = pg_handback_all,
+    .heartbeat = pg_heartbeat,
+    .heartbeat_remove = pg_heartbeat_remove,
+    .recover_dead = pg_recover_dead,
+    .prune = pg_prune,
+    .listen = pg_listen,
+    .listen_drain = pg_listen_drain,
+};
