@@ -688,6 +688,14 @@ out:
 	return err;
 }
 
+/* The server's NOTICEs (a migration's "already exists, skipping") are not
+ * events of ours; libpq would print them on stderr. */
+static void ignore_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 static uint64_t random_token_base(void)
 {
 	uint64_t v = 0;
@@ -737,6 +745,7 @@ static struct store *pg_open(const char *target, enum store_err *err, char *errm
 		set_driver_msg(p, "connect", PQerrorMessage(p->conn));
 		goto out;
 	}
+	PQsetNoticeProcessor(p->conn, ignore_notice, NULL);
 	e = migrate(p);
 out:
 	if (e != STORE_OK && p) {
@@ -773,7 +782,7 @@ static void pg_rollback(struct store *s)
 	p->tx_durable = false;
 	if (!lost(p) && PQtransactionStatus(p->conn) != PQTRANS_IDLE) {
 		PGresult *r = PQexec(p->conn, "ROLLBACK");
-		if (!result_ok(r))
+		if (!result_ok(r) && !lost(p)) /* a lost one has no transaction left */
 			log_event(L_WARN, "store.rollback_failed", "backend=postgres error=%s",
 			          log_q(PQerrorMessage(p->conn)));
 		PQclear(r);
@@ -1289,7 +1298,7 @@ static enum store_err pg_redeliver_one(struct store *s, const char *id, int64_t 
 	q.n = 0;
 	p_int(&q, now_ms);
 	p_int(&q, *seq);
-	r = run_once(p, "UPDATE requests SET " REDELIVER_SET " WHERE seq = $2", &q, redeliver_types,
+	r = run_once(p, "UPDATE requests SET " REDELIVER_SET " WHERE seq = $2::bigint", &q, NULL,
 	             &err, "redeliver");
 	if (!r)
 		goto out;
@@ -1591,7 +1600,8 @@ static enum store_err pg_attempt_begin(struct store *s, const struct store_job *
 	p_job(&q, j, store_result);
 	p_int(&q, number);
 	p_int(&q, started_at);
-	return fenced(run_cmd(pg_of(s), PS_ATTEMPT_BEGIN, &q, &changed, "attempt begin"), changed);
+	enum store_err err = run_cmd(pg_of(s), PS_ATTEMPT_BEGIN, &q, &changed, "attempt begin");
+	return fenced(err, changed);
 }
 
 static const char *verdict_status(enum store_verdict v)
@@ -1651,7 +1661,8 @@ static enum store_err pg_release(struct store *s, const struct store_job *j, boo
 	int64_t changed = 0;
 	p_job(&q, j, store_result);
 	p_int(&q, due_at);
-	return fenced(run_cmd(pg_of(s), PS_RELEASE, &q, &changed, "release"), changed);
+	enum store_err err = run_cmd(pg_of(s), PS_RELEASE, &q, &changed, "release");
+	return fenced(err, changed);
 }
 
 /* One owner-wide write ($1 owner, $2 time) in its own transaction. */

@@ -189,7 +189,7 @@ CREATE OR REPLACE FUNCTION consuma_fold_counters(max_rows integer) RETURNS bigin
     LANGUAGE plpgsql AS $$
 DECLARE
     removed bigint := 0;
-    n bigint;
+    gone bigint;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(109377355738212) THEN -- "czfold" in ASCII
         RETURN 0;
@@ -220,11 +220,11 @@ BEGIN
         ON CONFLICT (client, shard) DO UPDATE SET n = client_pending.n + excluded.n;
     -- only folds write shard 0, and only one fold runs: these rows are ours
     DELETE FROM host_pending WHERE shard = 0 AND n = 0;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    removed := removed + n;
+    GET DIAGNOSTICS gone = ROW_COUNT;
+    removed := removed + gone;
     DELETE FROM client_pending WHERE shard = 0 AND n = 0;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    removed := removed + n;
+    GET DIAGNOSTICS gone = ROW_COUNT;
+    removed := removed + gone;
     RETURN removed;
 END $$;
 
