@@ -117,6 +117,7 @@
 #define FOLD_ROWS      "1000"
 #define DRAIN_KEEP_S   3600
 #define PARAMS_MAX     16
+#define RESET_PAUSE_MS 1000
 #define TEXT_OID       25
 #define INT8_OID       20
 #define FLOAT8_OID     701
@@ -346,7 +347,8 @@ struct pg {
 	bool in_tx;      /* the caller's transaction (or ours) is open */
 	bool tx_durable; /* synchronous_commit is on in the open transaction */
 	bool listening;
-	bool notify_owed; /* a batch with jobs committed without a notice */
+	bool notify_owed;        /* a batch with jobs committed without a notice */
+	int64_t reset_failed_ms; /* monotonic; 0: the last reset worked */
 	int64_t notified_ms;
 	char drvmsg[512];
 };
@@ -434,6 +436,13 @@ static enum store_err fail(struct pg *p, PGresult *r, const char *what)
 	return err;
 }
 
+/* True when r failed with SQLSTATE state. */
+static bool has_state(const PGresult *r, const char *state)
+{
+	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	return st && strcmp(st, state) == 0;
+}
+
 static bool result_ok(const PGresult *r)
 {
 	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
@@ -445,8 +454,11 @@ static bool result_ok(const PGresult *r)
 static enum store_err relisten(struct pg *p);
 
 /* Outside a transaction, a lost connection is reset (the statements and
- * the LISTEN are a fresh connection's to redo); inside one it stays lost
- * until the caller's rollback. */
+ * the LISTEN are a fresh connection's to redo), at most once per
+ * RESET_PAUSE_MS, so that while the server is away every caller is
+ * answered STORE_UNAVAILABLE at once instead of each waiting out a
+ * connect_timeout; inside a transaction it stays lost until the caller's
+ * rollback. */
 static enum store_err usable(struct pg *p)
 {
 	if (!lost(p))
@@ -455,11 +467,16 @@ static enum store_err usable(struct pg *p)
 		store_set_msg(&p->base, "the connection to PostgreSQL was lost in a transaction");
 		return STORE_UNAVAILABLE;
 	}
+	int64_t now = ids_mono_ms();
+	if (p->reset_failed_ms && now - p->reset_failed_ms < RESET_PAUSE_MS)
+		return STORE_UNAVAILABLE; /* answer at once; the message is the last try's */
 	PQreset(p->conn);
 	if (lost(p)) {
+		p->reset_failed_ms = now;
 		set_driver_msg(p, "reconnect", PQerrorMessage(p->conn));
 		return STORE_UNAVAILABLE;
 	}
+	p->reset_failed_ms = 0;
 	memset(p->prepared, 0, sizeof p->prepared);
 	log_event(L_INFO, "store.reconnected", "backend=postgres");
 	return p->listening ? relisten(p) : STORE_OK;
@@ -535,6 +552,16 @@ static PGresult *run(struct pg *p, enum ps_id id, const struct params *q, enum s
 	}
 	snprintf(name, sizeof name, "cz%d", (int)id);
 	PGresult *r = PQexecPrepared(p->conn, name, q ? q->n : 0, q ? q->v : NULL, NULL, NULL, 0);
+	if (!result_ok(r) && !p->in_tx && has_state(r, "26000")) {
+		/* a pooler gave us a server connection that never saw our
+		 * statements: prepare them again, here and on first use */
+		PQclear(r);
+		memset(p->prepared, 0, sizeof p->prepared);
+		*err = prepare(p, id);
+		if (*err != STORE_OK)
+			return NULL;
+		r = PQexecPrepared(p->conn, name, q ? q->n : 0, q ? q->v : NULL, NULL, NULL, 0);
+	}
 	if (!result_ok(r)) {
 		*err = fail(p, r, what);
 		return NULL;

@@ -45,6 +45,9 @@
 
 static char server_url[512]; /* the maintenance database of the server */
 static char cluster_dir[256];
+static char pg_ctl[300], pg_data[300], pg_log[300], pg_opts[600];
+static uid_t pg_uid;
+static gid_t pg_gid;
 static pid_t postmaster;
 static int db_counter;
 
@@ -109,55 +112,72 @@ static bool run_as_pg(char *const argv[], uid_t uid, gid_t gid)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
+static bool read_postmaster_pid(void)
+{
+	char pidfile[320];
+	snprintf(pidfile, sizeof pidfile, "%s/postmaster.pid", pg_data);
+	FILE *f = fopen(pidfile, "r");
+	if (!f || fscanf(f, "%d", &postmaster) != 1)
+		postmaster = 0;
+	if (f)
+		fclose(f);
+	return postmaster > 0;
+}
+
+static bool pg_ctl_start(void)
+{
+	char *argv[] = {pg_ctl, "-D", pg_data, "-o", pg_opts, "-l", pg_log, "-w", "start", NULL};
+	return run_as_pg(argv, pg_uid, pg_gid) && read_postmaster_pid();
+}
+
+/* Stops the server by its postmaster's pid (fast shutdown) and waits. */
+static void pg_stop(void)
+{
+	if (postmaster <= 0)
+		return;
+	kill(postmaster, SIGINT);
+	for (int i = 0; i < 3000 && kill(postmaster, 0) == 0; i++)
+		usleep(10000);
+	postmaster = 0;
+}
+
 static bool start_cluster(void)
 {
-	char bindir[256], initdb[300], pg_ctl[300], data[300], log[300], opts[600];
-	uid_t uid = getuid();
-	gid_t gid = getgid();
+	char bindir[256], initdb[300];
+	pg_uid = getuid();
+	pg_gid = getgid();
 	if (!find_bindir(bindir, sizeof bindir))
 		return false;
 	if (getuid() == 0) {
 		struct passwd *pw = getpwnam("postgres");
 		if (!pw)
 			return false;
-		uid = pw->pw_uid;
-		gid = pw->pw_gid;
+		pg_uid = pw->pw_uid;
+		pg_gid = pw->pw_gid;
 	}
 	snprintf(cluster_dir, sizeof cluster_dir, "/tmp/consuma-pgtest.XXXXXX");
-	if (!mkdtemp(cluster_dir) || chown(cluster_dir, uid, gid) != 0)
+	if (!mkdtemp(cluster_dir) || chown(cluster_dir, pg_uid, pg_gid) != 0)
 		return false;
 	int port = free_port();
 	snprintf(initdb, sizeof initdb, "%s/initdb", bindir);
 	snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", bindir);
-	snprintf(data, sizeof data, "%s/data", cluster_dir);
-	snprintf(log, sizeof log, "%s/log", cluster_dir);
-	snprintf(opts, sizeof opts,
+	snprintf(pg_data, sizeof pg_data, "%s/data", cluster_dir);
+	snprintf(pg_log, sizeof pg_log, "%s/log", cluster_dir);
+	snprintf(pg_opts, sizeof pg_opts,
 	         "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60",
 	         port, cluster_dir);
-	char *init_argv[] = {initdb, "-D",    data,        "-U", "postgres",
+	char *init_argv[] = {initdb, "-D",    pg_data,     "-U", "postgres",
 	                     "-A",   "trust", "--no-sync", NULL};
-	char *start_argv[] = {pg_ctl, "-D", data, "-o", opts, "-l", log, "-w", "start", NULL};
-	if (!run_as_pg(init_argv, uid, gid) || !run_as_pg(start_argv, uid, gid))
+	if (!run_as_pg(init_argv, pg_uid, pg_gid) || !pg_ctl_start())
 		return false;
-	char pidfile[320];
-	snprintf(pidfile, sizeof pidfile, "%s/postmaster.pid", data);
-	FILE *f = fopen(pidfile, "r");
-	if (!f || fscanf(f, "%d", &postmaster) != 1)
-		postmaster = 0;
-	if (f)
-		fclose(f);
 	snprintf(server_url, sizeof server_url, "postgresql://postgres@127.0.0.1:%d/postgres",
 	         port);
-	return postmaster > 0;
+	return true;
 }
 
 static void stop_cluster(void)
 {
-	if (postmaster > 0) {
-		kill(postmaster, SIGINT); /* fast shutdown */
-		for (int i = 0; i < 3000 && kill(postmaster, 0) == 0; i++)
-			usleep(10000);
-	}
+	pg_stop();
 	if (cluster_dir[0]) {
 		char cmd[400];
 		snprintf(cmd, sizeof cmd, "rm -rf '%s'", cluster_dir);
@@ -979,6 +999,35 @@ static void test_idempotency_race(void **state)
 	assert_int_equal(sql_int(f->url, "SELECT count(*) FROM requests"), 1);
 }
 
+/* The server goes away and comes back: every call in between is
+ * STORE_UNAVAILABLE (transient: the API's 503), and the same connection
+ * works again afterwards without a restart. Only on our own cluster. */
+static void test_server_restart(void **state)
+{
+	struct fx *f = *state;
+	if (!cluster_dir[0])
+		skip();
+	char id[37];
+	struct job_result res;
+	struct store_health h;
+	make_id(id, 1);
+	struct job_insert j = job(id, "http://127.0.0.1:9/cb");
+	pg_stop();
+	assert_int_equal(store_insert_job(f->s, &j, &res), STORE_UNAVAILABLE);
+	assert_int_equal(store_health(f->s, 1000, &h), STORE_UNAVAILABLE);
+	assert_int_equal(store_health(f->s, 1000, &h), STORE_UNAVAILABLE);
+	assert_true(pg_ctl_start());
+	enum store_err err = STORE_UNAVAILABLE;
+	for (int i = 0; i < 100 && err == STORE_UNAVAILABLE; i++) {
+		err = store_insert_job(f->s, &j, &res);
+		if (err == STORE_UNAVAILABLE)
+			usleep(50000);
+	}
+	assert_int_equal(err, STORE_OK);
+	assert_int_equal(store_health(f->s, 1000, &h), STORE_OK);
+	assert_int_equal(h.queue_depth, 1);
+}
+
 int main(void)
 {
 	const char *env = getenv("CONSUMA_TEST_DATABASE_URL");
@@ -1005,6 +1054,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_listen_notify, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idempotency_race, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_server_restart, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	if (own || postmaster)
