@@ -134,8 +134,7 @@ enum ps_id {
 	PS_INSERT_SYNC,
 	PS_IDEM_FIND,
 	PS_IDEM_FORGET,
-	PS_BOUNDS,
-	PS_INSERT_JOB,
+	PS_INTAKE,
 	PS_GET,
 	PS_DEPTH,
 	PS_HEARTBEATS,
@@ -180,23 +179,28 @@ static const struct ps ps_table[PS_LIST] = {
                       2,
                       {T, T}},
     [PS_IDEM_FORGET] = {"UPDATE requests SET idempotency_key = NULL WHERE seq = $1", 1, {I}},
-    /* the depth, the client's share and the busiest of the job's keys */
-    [PS_BOUNDS] = {"SELECT (SELECT coalesce(sum(value), 0) FROM counters "
-                   "WHERE name = 'queue_depth'), "
+    /* The bounds and the insert in one round trip: b reads the depth, the
+     * client's share and the busiest of the job's keys; the row goes in
+     * only when all three have room ($12..$14, 0: no bound). No row and
+     * room in b: the key's row appeared meanwhile (ON CONFLICT). */
+    [PS_INTAKE] = {"WITH b AS (SELECT (SELECT coalesce(sum(value), 0) FROM counters "
+                   "WHERE name = 'queue_depth') AS depth, "
                    "(SELECT coalesce(sum(n), 0) FROM client_pending "
-                   "WHERE client = coalesce($1, '')), "
+                   "WHERE client = coalesce($6, '')) AS client, "
                    "(SELECT coalesce(max(t), 0) FROM (SELECT sum(n) AS t FROM host_pending "
-                   "WHERE host IN (SELECT consuma_pending_keys($2, $3)) GROUP BY host) h)",
-                   3,
-                   {T, T, T}},
-    [PS_INSERT_JOB] = {"INSERT INTO requests (id, mode, status, callback_status, input_data, "
-                       "iterations, callback_url, callback_host, client_addr, idempotency_key, "
-                       "body_hash, created_at, next_attempt_at, pending_keys, owner) VALUES "
-                       "($1, 'async', 'queued', 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $9, "
-                       "$10, $11) ON CONFLICT ((coalesce(client_addr, '')), idempotency_key) "
-                       "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq",
-                       11,
-                       {T, T, I, T, T, T, T, T, I, T, T}},
+                   "WHERE host IN (SELECT consuma_pending_keys($10, $5)) GROUP BY host) h) "
+                   "AS host), "
+                   "i AS (INSERT INTO requests (id, mode, status, callback_status, input_data, "
+                   "iterations, callback_url, callback_host, client_addr, idempotency_key, "
+                   "body_hash, created_at, next_attempt_at, pending_keys, owner) "
+                   "SELECT $1, 'async', 'queued', 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $9, "
+                   "$10, $11 FROM b WHERE ($12 <= 0 OR b.depth < $12) "
+                   "AND ($13 <= 0 OR b.client < $13) AND ($14 <= 0 OR b.host < $14) "
+                   "ON CONFLICT ((coalesce(client_addr, '')), idempotency_key) "
+                   "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq) "
+                   "SELECT b.depth, b.client, b.host, (SELECT count(*) FROM i) FROM b",
+                   14,
+                   {T, T, I, T, T, T, T, T, I, T, T, I, I, I}},
     /* the record and its attempts in one statement: one snapshot */
     [PS_GET] = {"SELECT r.id, r.mode, r.status, coalesce(r.callback_status, ''), r.iterations, "
                 "coalesce(r.result, ''), r.duration_ms, r.input_data, r.callback_url, "
@@ -957,32 +961,11 @@ static enum store_err find_key(struct pg *p, const struct job_insert *job, struc
 	return run_cmd(p, PS_IDEM_FORGET, &q, NULL, "forget idempotency key");
 }
 
-static enum store_err check_bounds(struct pg *p, const struct job_insert *job,
-                                   struct job_result *res)
-{
-	struct params q = {.n = 0};
-	enum store_err err;
-	p_text(&q, job->client_addr);
-	p_text(&q, job->pending_keys);
-	p_text(&q, job->callback_host);
-	PGresult *r = run(p, PS_BOUNDS, &q, &err, "read counters");
-	if (!r)
-		return err;
-	res->queue_depth = col_int(r, 0, 0);
-	int64_t client = col_int(r, 0, 1), host = col_int(r, 0, 2);
-	PQclear(r);
-	if (job->max_queue_size > 0 && res->queue_depth >= job->max_queue_size)
-		res->refusal = JOB_QUEUE_FULL;
-	else if (job->max_client_pending > 0 && client >= job->max_client_pending)
-		res->refusal = JOB_CLIENT_SHARE;
-	else if (job->max_host_pending > 0 && host >= job->max_host_pending)
-		res->refusal = JOB_HOST_PENDING;
-	return res->refusal == JOB_ACCEPTED ? STORE_OK : STORE_REFUSED;
-}
-
-/* Inserts the row; *inserted false when the key's row appeared meanwhile
- * (another transaction committed it after our look-up). */
-static enum store_err insert_job_row(struct pg *p, const struct job_insert *job, bool *inserted)
+/* The bounds and the insert (PS_INTAKE); *inserted false when a bound
+ * refused it (STORE_REFUSED) or the key's row appeared meanwhile (another
+ * transaction committed it after our look-up). */
+static enum store_err intake(struct pg *p, const struct job_insert *job, struct job_result *res,
+                             bool *inserted)
 {
 	struct params q = {.n = 0};
 	enum store_err err;
@@ -997,12 +980,23 @@ static enum store_err insert_job_row(struct pg *p, const struct job_insert *job,
 	p_int(&q, job->created_at);
 	p_text(&q, job->pending_keys);
 	p_text(&q, job->owner);
-	PGresult *r = run(p, PS_INSERT_JOB, &q, &err, "insert job");
+	p_int(&q, job->max_queue_size);
+	p_int(&q, job->max_client_pending);
+	p_int(&q, job->max_host_pending);
+	PGresult *r = run(p, PS_INTAKE, &q, &err, "insert job");
 	if (!r)
 		return err;
-	*inserted = PQntuples(r) == 1;
+	res->queue_depth = col_int(r, 0, 0);
+	int64_t client = col_int(r, 0, 1), host = col_int(r, 0, 2);
+	*inserted = col_int(r, 0, 3) == 1;
 	PQclear(r);
-	return STORE_OK;
+	if (job->max_queue_size > 0 && res->queue_depth >= job->max_queue_size)
+		res->refusal = JOB_QUEUE_FULL;
+	else if (job->max_client_pending > 0 && client >= job->max_client_pending)
+		res->refusal = JOB_CLIENT_SHARE;
+	else if (job->max_host_pending > 0 && host >= job->max_host_pending)
+		res->refusal = JOB_HOST_PENDING;
+	return res->refusal == JOB_ACCEPTED ? STORE_OK : STORE_REFUSED;
 }
 
 static enum store_err pg_job_in_tx(struct store *s, const struct job_insert *job,
@@ -1023,9 +1017,7 @@ static enum store_err pg_job_in_tx(struct store *s, const struct job_insert *job
 		if (err != STORE_OK || found)
 			return err;
 	}
-	err = check_bounds(p, job, res);
-	if (err == STORE_OK)
-		err = insert_job_row(p, job, &inserted);
+	err = intake(p, job, res, &inserted);
 	if (err != STORE_OK)
 		return err;
 	if (!inserted) {

@@ -24,7 +24,12 @@
 -- transaction's own, so jobs committing at the same moment in other
 -- transactions are not seen; across hosts a bound can be passed by at most
 -- the jobs of the batches in flight at that moment (within one committer's
--- batch it is exact, as in SQLite).
+-- batch it is exact, as in SQLite). Measured on the 2-core test machine
+-- (8 connections committing 5-job batches at synchronous_commit=on): one
+-- counter row per name took 475-675 jobs/s (the committers took turns
+-- through one WAL flush each, ~135 commits/s), the split rows 1434-1851
+-- jobs/s; with a bound of 1000 and 8 committers of 20-job batches, 1082
+-- jobs got in.
 
 CREATE TABLE IF NOT EXISTS requests (
     seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- acceptance order
