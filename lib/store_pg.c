@@ -101,8 +101,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 #include "alloc.h"
 #include "ids.h"
@@ -727,14 +725,6 @@ static void ignore_notice(void *arg, const char *message)
 	(void)message;
 }
 
-static uint64_t random_token_base(void)
-{
-	uint64_t v = 0;
-	if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v)
-		v = (uint64_t)ids_mono_ns() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
-	return (v >> 2) | 1;
-}
-
 static void pg_close(struct store *s)
 {
 	struct pg *p = pg_of(s);
@@ -765,7 +755,6 @@ static struct store *pg_open(const char *target, enum store_err *err, char *errm
 		goto out;
 	}
 	p->base.ops = &store_pg_ops;
-	p->base.token_next = random_token_base();
 	p->conn = PQconnectdbParams(keys, vals, 1);
 	if (!p->conn) {
 		store_set_msg(&p->base, "out of memory");

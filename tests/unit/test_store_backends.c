@@ -1,25 +1,28 @@
 /*
- * test_store_pg: the store's cases against a real PostgreSQL server.
+ * test_store_backends: one table of store cases, run against both backends
+ * through the public interface (store.h): SQLite on a temporary file, and
+ * PostgreSQL on a real server. The cases that only one backend has (the
+ * PostgreSQL migrations table, a row lock held elsewhere, a killed backend,
+ * a server stopped and started) skip on the other; the SQLite-only ones
+ * (its VFS, its locks) stay in test_store.c and test_queue.c.
  *
- * The server is CONSUMA_TEST_DATABASE_URL when set (each run gets a fresh
- * database of its own on it: the URL must allow CREATE DATABASE), else a
- * private cluster this test starts itself: initdb and pg_ctl from
- * /usr/lib/postgresql/<version>/bin (PG_BINDIR overrides) in a temporary
- * directory, on a free loopback port, as the postgres user when run as
- * root, stopped by its postmaster's pid at the end. Without either the
- * tests are skipped.
+ * The PostgreSQL server is CONSUMA_TEST_DATABASE_URL when set (the URL
+ * must allow CREATE DATABASE), else a private cluster this test starts
+ * itself: initdb and pg_ctl from /usr/lib/postgresql/<version>/bin
+ * (PG_BINDIR overrides) in a temporary directory, on a free loopback port,
+ * as the postgres user when run as root, stopped by its postmaster's pid at
+ * the end. Without either, the PostgreSQL run is skipped.
  *
- * Each case gets a database of its own (CREATE DATABASE ... TEMPLATE
- * template0), so no case sees another's rows; store_open applies the
- * migrations. Raw libpq connections (`sql()`) reach behind the store only
- * to set up what the API cannot: a row lock held elsewhere, a killed
- * backend, a look at the counters.
+ * Each case gets a database of its own (a fresh file; CREATE DATABASE ...
+ * TEMPLATE template0), so no case sees another's rows; store_open applies
+ * the migrations. `sql()` reaches behind the store (libpq or sqlite3 on a
+ * connection of its own) only to look at rows or to set up what the API
+ * cannot: a row lock held elsewhere, a killed backend.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -39,6 +42,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
+#ifdef CONSUMA_HAVE_POSTGRES
+#include <libpq-fe.h>
+#endif
 
 #include "alloc.h"
 #include "store_int.h" /* the backend's batch entries, as the committer calls them */
@@ -50,6 +57,7 @@ static uid_t pg_uid;
 static gid_t pg_gid;
 static pid_t postmaster;
 static int db_counter;
+static bool run_pg; /* the group being run: PostgreSQL, else SQLite */
 
 /* ---- the private cluster ------------------------------------------------ */
 
@@ -195,8 +203,30 @@ static void db_url(const char *name, char *out, size_t len)
 	snprintf(out, len, "%.*s/%s", (int)(slash - server_url), server_url, name);
 }
 
-/* Runs one statement on url; its first value into out (may be NULL). */
-static bool sql(const char *url, const char *q, char *out, size_t len)
+static bool sql_sqlite(const char *path, const char *q, char *out, size_t len)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	bool ok = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+	          sqlite3_prepare_v2(db, q, -1, &st, NULL) == SQLITE_OK;
+	int rc = ok ? sqlite3_step(st) : SQLITE_ERROR;
+	ok = rc == SQLITE_ROW || rc == SQLITE_DONE;
+	if (!ok)
+		fprintf(stderr, "sql: %s: %s\n", q, sqlite3_errmsg(db));
+	if (out)
+		snprintf(out, len, "%s",
+		         rc == SQLITE_ROW && sqlite3_column_text(st, 0)
+		             ? (const char *)sqlite3_column_text(st, 0)
+		             : "");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return ok;
+}
+
+#ifdef CONSUMA_HAVE_POSTGRES
+/* Runs q on a connection of its own to url, left open (a transaction it
+ * opened stays open) until pg_release; NULL when q failed. */
+static void *pg_hold(const char *url, const char *q, char *out, size_t len)
 {
 	PGconn *c = PQconnectdb(url);
 	bool ok = PQstatus(c) == CONNECTION_OK;
@@ -209,8 +239,42 @@ static bool sql(const char *url, const char *q, char *out, size_t len)
 			snprintf(out, len, "%s", ok && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
 		PQclear(r);
 	}
+	if (!ok) {
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void pg_release(void *c)
+{
 	PQfinish(c);
-	return ok;
+}
+#else
+static void *pg_hold(const char *url, const char *q, char *out, size_t len)
+{
+	(void)url;
+	(void)q;
+	(void)out;
+	(void)len;
+	return NULL;
+}
+
+static void pg_release(void *c)
+{
+	(void)c;
+}
+#endif
+
+/* Runs one statement on target (a URL or a file); its first value into out
+ * (may be NULL). */
+static bool sql(const char *target, const char *q, char *out, size_t len)
+{
+	if (!store_target_is_url(target))
+		return sql_sqlite(target, q, out, len);
+	void *c = pg_hold(target, q, out, len);
+	pg_release(c);
+	return c != NULL;
 }
 
 static int64_t sql_int(const char *url, const char *q)
@@ -221,22 +285,32 @@ static int64_t sql_int(const char *url, const char *q)
 }
 
 struct fx {
-	char url[600];
+	bool pg;
+	char dir[64];  /* SQLite: the temporary directory of the file */
+	char url[600]; /* the target: a URL or a file path */
 	struct store *s;
 };
 
 static int setup(void **state)
 {
-	if (!server_url[0]) {
+	if (run_pg && !server_url[0]) {
 		skip();
 		return 0;
 	}
 	struct fx *f = calloc(1, sizeof *f);
-	char name[64], q[128];
-	snprintf(name, sizeof name, "consuma_t%d_%d", (int)getpid(), ++db_counter);
-	snprintf(q, sizeof q, "CREATE DATABASE %s TEMPLATE template0", name);
-	assert_true(sql(server_url, q, NULL, 0));
-	db_url(name, f->url, sizeof f->url);
+	assert_non_null(f);
+	f->pg = run_pg;
+	if (f->pg) {
+		char name[64], q[128];
+		snprintf(name, sizeof name, "consuma_t%d_%d", (int)getpid(), ++db_counter);
+		snprintf(q, sizeof q, "CREATE DATABASE %s TEMPLATE template0", name);
+		assert_true(sql(server_url, q, NULL, 0));
+		db_url(name, f->url, sizeof f->url);
+	} else {
+		snprintf(f->dir, sizeof f->dir, "/tmp/consuma-st.XXXXXX");
+		assert_non_null(mkdtemp(f->dir));
+		snprintf(f->url, sizeof f->url, "%s/consuma.db", f->dir);
+	}
 	enum store_err err;
 	char msg[256];
 	f->s = store_open(f->url, &err, msg, sizeof msg);
@@ -253,6 +327,12 @@ static int teardown(void **state)
 	if (!f)
 		return 0;
 	store_close(f->s);
+	if (f->dir[0]) {
+		char cmd[128];
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", f->dir);
+	}
 	free(f);
 	return 0;
 }
@@ -309,14 +389,16 @@ static struct store *open_more(const char *url)
 static void test_backend_name(void **state)
 {
 	struct fx *f = *state;
-	assert_string_equal(store_backend(f->s), "postgres");
-	assert_true(store_target_is_url(f->url));
+	assert_string_equal(store_backend(f->s), f->pg ? "postgres" : "sqlite");
+	assert_int_equal(store_target_is_url(f->url), f->pg);
 }
 
 /* Many processes opening a fresh database at once: each script once. */
 static void test_migrations_concurrent(void **state)
 {
 	struct fx *f = *state;
+	if (!f->pg)
+		skip(); /* test_store.c has SQLite's */
 	char name[64], q[128], url[600];
 	snprintf(name, sizeof name, "consuma_m%d", (int)getpid());
 	snprintf(q, sizeof q, "CREATE DATABASE %s TEMPLATE template0", name);
@@ -654,6 +736,8 @@ static void test_retry_release(void **state)
 	assert_string_equal(jobs[0].id, b);
 	/* the SQL claim key agrees with store_claim_key */
 	char sqlkey[128];
+	if (!f->pg)
+		goto renew; /* SQLite's is an expression inside its claim */
 	assert_true(sql(f->url,
 	                "SELECT consuma_claim_key('http://host-b:8002?q') || '|' || "
 	                "consuma_claim_key('HTTP://X.example#f') || '|' || consuma_claim_key('no')",
@@ -664,7 +748,7 @@ static void test_retry_release(void **state)
 	store_claim_key("no", k4, sizeof k4);
 	snprintf(want, sizeof want, "%s|%s|%s", k2, k3, k4);
 	assert_string_equal(sqlkey, want);
-
+renew:;
 	int64_t renewed = 0;
 	assert_int_equal(store_renew(f->s, now, 9000, &renewed), STORE_OK);
 	assert_int_equal(renewed, 1);
@@ -721,6 +805,8 @@ static void test_retry_release(void **state)
 static void test_skip_locked(void **state)
 {
 	struct fx *f = *state;
+	if (!f->pg)
+		skip(); /* SQLite has one writer: no row locks to skip */
 	char a[37], b[37];
 	make_id(a, 1);
 	make_id(b, 2);
@@ -728,12 +814,10 @@ static void test_skip_locked(void **state)
 	insert_ok(f->s, &j);
 	j.id = b;
 	insert_ok(f->s, &j);
-	PGconn *c = PQconnectdb(f->url);
 	char q[160];
 	snprintf(q, sizeof q, "BEGIN; SELECT 1 FROM requests WHERE id = '%s' FOR UPDATE", a);
-	PGresult *r = PQexec(c, q);
-	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-	PQclear(r);
+	void *c = pg_hold(f->url, q, NULL, 0);
+	assert_non_null(c);
 	struct store_job *jobs;
 	int n;
 	assert_int_equal(store_claim(f->s, now_ms() + 1, 5000, 10, NULL, &jobs, &n), STORE_OK);
@@ -741,7 +825,7 @@ static void test_skip_locked(void **state)
 	assert_string_equal(jobs[0].id, b);
 	store_job_clear(&jobs[0]);
 	cz_free(jobs);
-	PQfinish(c);
+	pg_release(c);
 }
 
 static bool dead_other(const char *owner, int64_t pid, void *arg)
@@ -881,7 +965,9 @@ static void test_redeliver_prune(void **state)
 	assert_int_equal(store_get_request(f->s, ids[1], NULL, &r), STORE_NOTFOUND);
 	assert_int_equal(sql_int(f->url, "SELECT count(*) FROM attempts"), 2);
 	/* the fold keeps every sum */
-	assert_int_equal(sql_int(f->url, "SELECT count(*) FROM counters WHERE shard <> 0"), 0);
+	if (f->pg)
+		assert_int_equal(sql_int(f->url, "SELECT count(*) FROM counters WHERE shard <> 0"),
+		                 0);
 	assert_int_equal(sql_int(f->url, "SELECT sum(value) FROM counters"), 3);
 	assert_int_equal(sql_int(f->url, "SELECT sum(n) FROM host_pending WHERE host = 'a'"), 3);
 	assert_int_equal(store_health(f->s, 1000, &h), STORE_OK);
@@ -903,11 +989,23 @@ static void test_listen_notify(void **state)
 	struct store *d = open_more(f->url);
 	int fd = -1;
 	assert_int_equal(store_listen(d, &fd), STORE_OK);
+	if (!f->pg) { /* SQLite's wake-up is the host's doorbell */
+		assert_int_equal(fd, -1);
+		assert_int_equal(store_listen_drain(d), 0);
+		store_close(d);
+		return;
+	}
 	assert_true(fd >= 0);
 	char id[37];
 	make_id(id, 1);
 	struct job_insert j = job(id, "http://127.0.0.1:9/cb");
+	enum store_err err;
+	struct store_committer *c = store_committer_start(f->url, &err, NULL, 0);
+	assert_non_null(c);
+	store_use_committer(f->s, c); /* the committer's batch sends the notice */
 	insert_ok(f->s, &j);
+	store_use_committer(f->s, NULL);
+	store_committer_stop(c);
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	assert_int_equal(poll(&p, 1, 5000), 1);
 	int got = 0;
@@ -926,6 +1024,8 @@ static void test_listen_notify(void **state)
 static void test_reconnect(void **state)
 {
 	struct fx *f = *state;
+	if (!f->pg)
+		skip();
 	struct store_health h;
 	assert_int_equal(store_health(f->s, 1000, &h), STORE_OK);
 	char q[256];
@@ -1005,7 +1105,7 @@ static void test_idempotency_race(void **state)
 static void test_server_restart(void **state)
 {
 	struct fx *f = *state;
-	if (!cluster_dir[0])
+	if (!f->pg || !cluster_dir[0])
 		skip();
 	char id[37];
 	struct job_result res;
@@ -1031,14 +1131,19 @@ static void test_server_restart(void **state)
 int main(void)
 {
 	const char *env = getenv("CONSUMA_TEST_DATABASE_URL");
-	bool own = false;
+#ifdef CONSUMA_HAVE_POSTGRES
 	if (env && env[0])
 		snprintf(server_url, sizeof server_url, "%s", env);
-	else
-		own = start_cluster();
+	else if (!start_cluster())
+		stop_cluster(); /* what it started */
 	if (!server_url[0])
-		fprintf(stderr, "test_store_pg: no PostgreSQL (set CONSUMA_TEST_DATABASE_URL or "
-		                "install postgresql): skipped\n");
+		fprintf(stderr,
+		        "test_store_backends: no PostgreSQL server (set "
+		        "CONSUMA_TEST_DATABASE_URL or install postgresql): its cases skip\n");
+#else
+	(void)env;
+	fprintf(stderr, "test_store_backends: built without libpq: SQLite only\n");
+#endif
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_backend_name, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrations_concurrent, setup, teardown),
@@ -1056,8 +1161,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_idempotency_race, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_restart, setup, teardown),
 	};
-	int rc = cmocka_run_group_tests(tests, NULL, NULL);
-	if (own || postmaster)
-		stop_cluster();
+	run_pg = false;
+	int rc = cmocka_run_group_tests_name("sqlite", tests, NULL, NULL);
+#ifdef CONSUMA_HAVE_POSTGRES
+	run_pg = true;
+	rc += cmocka_run_group_tests_name("postgres", tests, NULL, NULL);
+	stop_cluster();
+#endif
 	return rc;
 }
