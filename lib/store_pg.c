@@ -62,13 +62,17 @@
  *   dead. No transaction is ever open across a callback: the deliverer's
  *   writes are short batches of their own.
  *
- * Intake bounds
+ * Intake
  *   queue_depth, client_pending and host_pending are counters in the
  *   database kept by triggers (sql/postgres/001_init.sql), so every host
  *   sees the same figures and a check reads a handful of rows. They are
  *   split by writer so that no row is hot; the file says what that costs
  *   (a bound can be passed by the jobs of batches committing at the same
- *   moment on other connections). store_prune folds them.
+ *   moment on other connections). store_prune folds them. A batch's jobs
+ *   are checked one by one and written together at commit ("the intake
+ *   batch" below): a batch of n jobs to one destination costs about four
+ *   round trips (BEGIN, the counters, one INSERT, COMMIT with its NOTIFY),
+ *   not n of each.
  *
  * Wake-up
  *   The committer sends NOTIFY consuma_jobs inside its batch transaction
@@ -102,6 +106,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "alloc.h"
 #include "ids.h"
 #include "log.h"
@@ -132,7 +138,7 @@ enum ps_id {
 	PS_INSERT_SYNC,
 	PS_IDEM_FIND,
 	PS_IDEM_FORGET,
-	PS_INTAKE,
+	PS_BASES,
 	PS_GET,
 	PS_DEPTH,
 	PS_HEARTBEATS,
@@ -177,28 +183,16 @@ static const struct ps ps_table[PS_LIST] = {
                       2,
                       {T, T}},
     [PS_IDEM_FORGET] = {"UPDATE requests SET idempotency_key = NULL WHERE seq = $1", 1, {I}},
-    /* The bounds and the insert in one round trip: b reads the depth, the
-     * client's share and the busiest of the job's keys; the row goes in
-     * only when all three have room ($12..$14, 0: no bound). No row and
-     * room in b: the key's row appeared meanwhile (ON CONFLICT). */
-    [PS_INTAKE] = {"WITH b AS (SELECT (SELECT coalesce(sum(value), 0) FROM counters "
-                   "WHERE name = 'queue_depth') AS depth, "
-                   "(SELECT coalesce(sum(n), 0) FROM client_pending "
-                   "WHERE client = coalesce($6, '')) AS client, "
-                   "(SELECT coalesce(max(t), 0) FROM (SELECT sum(n) AS t FROM host_pending "
-                   "WHERE host IN (SELECT consuma_pending_keys($10, $5)) GROUP BY host) h) "
-                   "AS host), "
-                   "i AS (INSERT INTO requests (id, mode, status, callback_status, input_data, "
-                   "iterations, callback_url, callback_host, client_addr, idempotency_key, "
-                   "body_hash, created_at, next_attempt_at, pending_keys, owner) "
-                   "SELECT $1, 'async', 'queued', 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $9, "
-                   "$10, $11 FROM b WHERE ($12 <= 0 OR b.depth < $12) "
-                   "AND ($13 <= 0 OR b.client < $13) AND ($14 <= 0 OR b.host < $14) "
-                   "ON CONFLICT ((coalesce(client_addr, '')), idempotency_key) "
-                   "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq) "
-                   "SELECT b.depth, b.client, b.host, (SELECT count(*) FROM i) FROM b",
-                   14,
-                   {T, T, I, T, T, T, T, T, I, T, T, I, I, I}},
+    /* The counters a job's bounds read: the depth, the client's share, and
+     * one row per key of $2 (none: one row, key NULL). */
+    [PS_BASES] = {"SELECT (SELECT coalesce(sum(value), 0) FROM counters "
+                  "WHERE name = 'queue_depth'), "
+                  "(SELECT coalesce(sum(n), 0) FROM client_pending "
+                  "WHERE client = coalesce($1, '')), k.key, "
+                  "(SELECT coalesce(sum(n), 0) FROM host_pending WHERE host = k.key) "
+                  "FROM (SELECT 1) one LEFT JOIN unnest($2::text[]) AS k(key) ON true",
+                  2,
+                  {T, TEXT_ARRAY_OID}},
     /* the record and its attempts in one statement: one snapshot */
     [PS_GET] = {"SELECT r.id, r.mode, r.status, coalesce(r.callback_status, ''), r.iterations, "
                 "coalesce(r.result, ''), r.duration_ms, r.input_data, r.callback_url, "
@@ -342,8 +336,32 @@ static const struct ps ps_table[PS_LIST] = {
 #define LIST_STATUS 4
 static const char *const list_modes[4] = {"", "mode = 'sync'", "mode = 'async'", "mode = $1"};
 
+/* A counter of the open transaction: the value read at its first use
+ * (base) and what the transaction's unwritten jobs add to it (delta). */
+struct tally {
+	char *key;
+	int64_t base, delta;
+};
+
+struct tallies {
+	struct tally *v;
+	size_t n, cap;
+};
+
+/* A job checked and waiting for the batch's INSERT at commit. */
+struct queued_job {
+	struct job_insert job; /* its strings point into text */
+	char *text;
+	struct job_result *res; /* the caller's answer, fixed up on a key race */
+};
+
 struct pg {
 	struct store base;
+	struct queued_job *queued; /* the intake batch (see "the intake batch") */
+	size_t nqueued, capqueued;
+	bool depth_known;
+	int64_t depth_base, depth_delta;
+	struct tallies clients, hosts;
 	PGconn *conn;
 	bool prepared[PS__COUNT];
 	bool in_tx;      /* the caller's transaction (or ours) is open */
@@ -354,6 +372,9 @@ struct pg {
 	int64_t notified_ms;
 	char drvmsg[512];
 };
+
+static void batch_clear(struct pg *p);
+static enum store_err flush_batch(struct pg *p);
 
 static struct pg *pg_of(struct store *s)
 {
@@ -390,6 +411,23 @@ static void p_real(struct params *q, double v)
 static void p_bool(struct params *q, bool v)
 {
 	p_text(q, v ? "t" : "f");
+}
+
+/* Appends v, quoted and escaped for PostgreSQL's array syntax, to the
+ * literal at buf + *at (sized by the caller for the worst case). */
+static void array_add(char *buf, size_t *at, const char *v)
+{
+	size_t i = *at;
+	if (i > 1)
+		buf[i++] = ',';
+	buf[i++] = '"';
+	for (const char *c = v; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			buf[i++] = '\\';
+		buf[i++] = *c;
+	}
+	buf[i++] = '"';
+	*at = i;
 }
 
 /* ---- errors ------------------------------------------------------------ */
@@ -730,6 +768,7 @@ static void pg_close(struct store *s)
 	struct pg *p = pg_of(s);
 	if (!p)
 		return;
+	batch_clear(p);
 	PQfinish(p->conn);
 	cz_free(p);
 }
@@ -796,6 +835,7 @@ static const char *pg_errmsg(struct store *s)
 static void pg_rollback(struct store *s)
 {
 	struct pg *p = pg_of(s);
+	batch_clear(p);
 	if (!p->in_tx)
 		return;
 	p->in_tx = false;
@@ -826,17 +866,30 @@ static enum store_err pg_begin(struct store *s)
 	return err;
 }
 
-/* A failed commit has rolled back. COMMIT of a transaction that had
- * failed answers ROLLBACK, which is a failure here. */
-static enum store_err pg_commit(struct store *s)
+/* Writes the batch's jobs and commits; tail is sent with the COMMIT in one
+ * round trip (a NOTIFY, or ""). A transaction that wrote a job commits at
+ * synchronous_commit=on, set just before the COMMIT (SET LOCAL applies to
+ * the commit whatever the session's or the server's default). A failed
+ * commit has rolled back; COMMIT of a transaction that had failed answers
+ * ROLLBACK, which is a failure here. */
+static enum store_err commit_with(struct pg *p, const char *tail)
 {
-	struct pg *p = pg_of(s);
 	enum store_err err = STORE_OK;
+	char sql[160];
 	if (!p->in_tx) {
 		store_set_msg(&p->base, "commit: no transaction is open");
 		return STORE_IO;
 	}
-	PGresult *r = PQexec(p->conn, "COMMIT");
+	if (p->nqueued > 0) {
+		err = flush_batch(p);
+		if (err != STORE_OK) {
+			pg_rollback(&p->base);
+			return err;
+		}
+	}
+	snprintf(sql, sizeof sql, "%s%sCOMMIT",
+	         p->tx_durable ? "SET LOCAL synchronous_commit TO on; " : "", tail);
+	PGresult *r = PQexec(p->conn, sql);
 	if (!result_ok(r)) {
 		err = fail(p, r, "commit");
 	} else {
@@ -847,9 +900,16 @@ static enum store_err pg_commit(struct store *s)
 		}
 		PQclear(r);
 	}
+	if (err != STORE_OK && !lost(p) && PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+		PQclear(PQexec(p->conn, "ROLLBACK")); /* the SET or the tail failed */
 	p->in_tx = false;
 	p->tx_durable = false;
 	return err;
+}
+
+static enum store_err pg_commit(struct store *s)
+{
+	return commit_with(pg_of(s), "");
 }
 
 static bool pg_in_tx(struct store *s)
@@ -950,42 +1010,261 @@ static enum store_err find_key(struct pg *p, const struct job_insert *job, struc
 	return run_cmd(p, PS_IDEM_FORGET, &q, NULL, "forget idempotency key");
 }
 
-/* The bounds and the insert (PS_INTAKE); *inserted false when a bound
- * refused it (STORE_REFUSED) or the key's row appeared meanwhile (another
- * transaction committed it after our look-up). */
-static enum store_err intake(struct pg *p, const struct job_insert *job, struct job_result *res,
-                             bool *inserted)
+/* ---- the intake batch ------------------------------------------------------
+ * A job is checked at job_in_tx and written at commit: the rows of a whole
+ * batch go in by one multi-row INSERT, whose statement trigger counts them
+ * in one upsert per counter (sql/postgres/001_init.sql), where a row trigger
+ * took a plpgsql call and three upserts per job (~10x the insert itself).
+ * The bounds are read once per transaction and key (a tally: the value
+ * read, plus what the transaction's unwritten jobs add), so a batch's jobs
+ * count against each other as in SQLite. A key repeated inside the batch is
+ * answered from the batch. A key that another transaction committed
+ * between our look-up and our INSERT is skipped by ON CONFLICT DO NOTHING
+ * and its job answered as a replay of the winner's row (res is the
+ * caller's until the batch is answered, as the committer keeps it), even
+ * when the bodies differ: two hosts racing with one key and two bodies in
+ * the same few milliseconds get a 202 naming the first job for the second,
+ * not a 409. The transaction's own reads do not see its unwritten jobs. */
+
+/* The keys a job counts under (consuma_pending_keys in SQL): the elements of
+ * its pending_keys, or its callback_host alone. */
+struct keys {
+	json_object *doc;
+	const char **v;
+	size_t n;
+};
+
+static void keys_clear(struct keys *k)
 {
+	json_object_put(k->doc);
+	cz_free(k->v);
+	memset(k, 0, sizeof *k);
+}
+
+/* STORE_IO when pending_keys is not a JSON array of strings: that job is
+ * refused alone, before it could fail the batch's INSERT. */
+static enum store_err keys_of(struct pg *p, const struct job_insert *job, struct keys *k)
+{
+	memset(k, 0, sizeof *k);
+	size_t n = 1;
+	if (job->pending_keys) {
+		k->doc = json_tokener_parse(job->pending_keys);
+		if (!k->doc || !json_object_is_type(k->doc, json_type_array)) {
+			keys_clear(k);
+			store_set_msg(&p->base, "pending_keys is not a JSON array");
+			return STORE_IO;
+		}
+		n = json_object_array_length(k->doc);
+	}
+	k->v = cz_calloc(n ? n : 1, sizeof *k->v);
+	if (!k->v) {
+		keys_clear(k);
+		return STORE_NOMEM;
+	}
+	for (size_t i = 0; k->doc && i < n; i++) {
+		json_object *e = json_object_array_get_idx(k->doc, i);
+		if (!json_object_is_type(e, json_type_string)) {
+			keys_clear(k);
+			store_set_msg(&p->base, "pending_keys holds a value that is not a string");
+			return STORE_IO;
+		}
+		k->v[i] = json_object_get_string(e);
+	}
+	if (!k->doc)
+		k->v[0] = job->callback_host ? job->callback_host : "";
+	k->n = n;
+	return STORE_OK;
+}
+
+static struct tally *tally_find(struct tallies *t, const char *key)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (strcmp(t->v[i].key, key) == 0)
+			return &t->v[i];
+	return NULL;
+}
+
+static struct tally *tally_add(struct tallies *t, const char *key, int64_t base)
+{
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 16;
+		void *v = cz_realloc(t->v, cap * sizeof *t->v);
+		if (!v)
+			return NULL;
+		t->v = v;
+		t->cap = cap;
+	}
+	char *k = cz_strdup(key);
+	if (!k)
+		return NULL;
+	t->v[t->n] = (struct tally){.key = k, .base = base};
+	return &t->v[t->n++];
+}
+
+static void tallies_clear(struct tallies *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		cz_free(t->v[i].key);
+	cz_free(t->v);
+	memset(t, 0, sizeof *t);
+}
+
+/* Forgets the batch: its unwritten jobs and its tallies. */
+static void batch_clear(struct pg *p)
+{
+	for (size_t i = 0; i < p->nqueued; i++)
+		cz_free(p->queued[i].text);
+	cz_free(p->queued);
+	p->queued = NULL;
+	p->nqueued = p->capqueued = 0;
+	p->depth_known = false;
+	p->depth_base = p->depth_delta = 0;
+	tallies_clear(&p->clients);
+	tallies_clear(&p->hosts);
+}
+
+static const char *client_of(const struct job_insert *job)
+{
+	return job->client_addr ? job->client_addr : "";
+}
+
+/* Reads the counters of job that the transaction has no tally of yet. */
+static enum store_err read_bases(struct pg *p, const struct job_insert *job, const struct keys *k)
+{
+	bool need = !p->depth_known || !tally_find(&p->clients, client_of(job));
+	for (size_t i = 0; !need && i < k->n; i++)
+		need = !tally_find(&p->hosts, k->v[i]);
+	if (!need)
+		return STORE_OK;
+	size_t size = 3;
+	for (size_t i = 0; i < k->n; i++)
+		size += 3 + 2 * strlen(k->v[i]);
+	char *arr = cz_malloc(size);
+	if (!arr)
+		return STORE_NOMEM;
+	size_t at = 1;
+	arr[0] = '{';
+	for (size_t i = 0; i < k->n; i++)
+		array_add(arr, &at, k->v[i]);
+	arr[at++] = '}';
+	arr[at] = '\0';
 	struct params q = {.n = 0};
 	enum store_err err;
-	p_text(&q, job->id);
-	p_text(&q, job->input_data);
-	p_int(&q, job->iterations);
-	p_text(&q, job->callback_url);
-	p_text(&q, job->callback_host);
 	p_text(&q, job->client_addr);
-	p_text(&q, job->idempotency_key);
-	p_text(&q, job->body_hash);
-	p_int(&q, job->created_at);
-	p_text(&q, job->pending_keys);
-	p_text(&q, job->owner);
-	p_int(&q, job->max_queue_size);
-	p_int(&q, job->max_client_pending);
-	p_int(&q, job->max_host_pending);
-	PGresult *r = run(p, PS_INTAKE, &q, &err, "insert job");
+	p_text(&q, arr);
+	PGresult *r = run(p, PS_BASES, &q, &err, "read counters");
+	cz_free(arr);
 	if (!r)
 		return err;
-	res->queue_depth = col_int(r, 0, 0);
-	int64_t client = col_int(r, 0, 1), host = col_int(r, 0, 2);
-	*inserted = col_int(r, 0, 3) == 1;
+	if (!p->depth_known) {
+		p->depth_base = col_int(r, 0, 0);
+		p->depth_known = true;
+	}
+	if (!tally_find(&p->clients, client_of(job)) &&
+	    !tally_add(&p->clients, client_of(job), col_int(r, 0, 1)))
+		err = STORE_NOMEM;
+	for (int i = 0; err == STORE_OK && i < PQntuples(r); i++)
+		if (!is_null(r, i, 2) && !tally_find(&p->hosts, PQgetvalue(r, i, 2)) &&
+		    !tally_add(&p->hosts, PQgetvalue(r, i, 2), col_int(r, i, 3)))
+			err = STORE_NOMEM;
 	PQclear(r);
+	return err;
+}
+
+static enum store_err check_bounds(struct pg *p, const struct job_insert *job, const struct keys *k,
+                                   struct job_result *res)
+{
+	enum store_err err = read_bases(p, job, k);
+	if (err != STORE_OK)
+		return err;
+	struct tally *c = tally_find(&p->clients, client_of(job));
+	int64_t host = 0;
+	for (size_t i = 0; i < k->n; i++) {
+		struct tally *h = tally_find(&p->hosts, k->v[i]);
+		if (h && h->base + h->delta > host)
+			host = h->base + h->delta;
+	}
+	res->queue_depth = p->depth_base + p->depth_delta;
 	if (job->max_queue_size > 0 && res->queue_depth >= job->max_queue_size)
 		res->refusal = JOB_QUEUE_FULL;
-	else if (job->max_client_pending > 0 && client >= job->max_client_pending)
+	else if (job->max_client_pending > 0 && c && c->base + c->delta >= job->max_client_pending)
 		res->refusal = JOB_CLIENT_SHARE;
 	else if (job->max_host_pending > 0 && host >= job->max_host_pending)
 		res->refusal = JOB_HOST_PENDING;
 	return res->refusal == JOB_ACCEPTED ? STORE_OK : STORE_REFUSED;
+}
+
+static size_t text_size(const char *s)
+{
+	return s ? strlen(s) + 1 : 0;
+}
+
+static const char *text_copy(char **at, const char *s)
+{
+	if (!s)
+		return NULL;
+	size_t n = strlen(s) + 1;
+	char *to = *at;
+	memcpy(to, s, n);
+	*at += n;
+	return to;
+}
+
+/* Queues a copy of job for the commit and counts it in the tallies. */
+static enum store_err queue_job(struct pg *p, const struct job_insert *job, const struct keys *k,
+                                struct job_result *res)
+{
+	if (p->nqueued == p->capqueued) {
+		size_t cap = p->capqueued ? p->capqueued * 2 : 64;
+		void *v = cz_realloc(p->queued, cap * sizeof *p->queued);
+		if (!v)
+			return STORE_NOMEM;
+		p->queued = v;
+		p->capqueued = cap;
+	}
+	struct queued_job *qj = &p->queued[p->nqueued];
+	size_t n = text_size(job->id) + text_size(job->input_data) + text_size(job->callback_url) +
+	           text_size(job->callback_host) + text_size(job->pending_keys) +
+	           text_size(job->client_addr) + text_size(job->idempotency_key) +
+	           text_size(job->body_hash) + text_size(job->owner);
+	qj->text = cz_malloc(n ? n : 1);
+	if (!qj->text)
+		return STORE_NOMEM;
+	char *at = qj->text;
+	qj->job = *job;
+	qj->job.id = text_copy(&at, job->id);
+	qj->job.input_data = text_copy(&at, job->input_data);
+	qj->job.callback_url = text_copy(&at, job->callback_url);
+	qj->job.callback_host = text_copy(&at, job->callback_host);
+	qj->job.pending_keys = text_copy(&at, job->pending_keys);
+	qj->job.client_addr = text_copy(&at, job->client_addr);
+	qj->job.idempotency_key = text_copy(&at, job->idempotency_key);
+	qj->job.body_hash = text_copy(&at, job->body_hash);
+	qj->job.owner = text_copy(&at, job->owner);
+	qj->res = res;
+	p->nqueued++;
+	p->depth_delta++;
+	tally_find(&p->clients, client_of(job))->delta++;
+	for (size_t i = 0; i < k->n; i++)
+		tally_find(&p->hosts, k->v[i])->delta++;
+	return STORE_OK;
+}
+
+/* The batch's own job with job's key, if any. */
+static const struct queued_job *queued_key(struct pg *p, const struct job_insert *job)
+{
+	for (size_t i = 0; i < p->nqueued; i++) {
+		const struct job_insert *q = &p->queued[i].job;
+		if (q->idempotency_key && strcmp(q->idempotency_key, job->idempotency_key) == 0 &&
+		    strcmp(client_of(q), client_of(job)) == 0)
+			return &p->queued[i];
+	}
+	return NULL;
+}
+
+static bool same_body(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
 static enum store_err pg_job_in_tx(struct store *s, const struct job_insert *job,
@@ -993,34 +1272,130 @@ static enum store_err pg_job_in_tx(struct store *s, const struct job_insert *job
 {
 	struct pg *p = pg_of(s);
 	enum store_err err = STORE_OK;
-	bool found = false, inserted = false;
+	bool found = false;
 	memset(res, 0, sizeof *res);
-	if (!p->tx_durable) {
-		err = exec_simple(p, "SET LOCAL synchronous_commit TO on", "synchronous_commit");
-		if (err != STORE_OK)
-			return err;
-		p->tx_durable = true;
-	}
+	p->tx_durable = true; /* a replay too: its answer is a promise */
 	if (job->idempotency_key) {
+		const struct queued_job *first = queued_key(p, job);
+		if (first) {
+			snprintf(res->id, sizeof res->id, "%s", first->job.id);
+			snprintf(res->status, sizeof res->status, "queued");
+			res->replayed = true;
+			if (same_body(first->job.body_hash, job->body_hash))
+				return STORE_OK;
+			store_set_msg(s, "idempotency key reused with a different body");
+			return STORE_CONFLICT;
+		}
 		err = find_key(p, job, res, &found);
 		if (err != STORE_OK || found)
 			return err;
 	}
-	err = intake(p, job, res, &inserted);
+	struct keys k;
+	err = keys_of(p, job, &k);
+	if (err == STORE_OK)
+		err = check_bounds(p, job, &k, res);
+	if (err == STORE_OK)
+		err = queue_job(p, job, &k, res);
+	keys_clear(&k);
 	if (err != STORE_OK)
 		return err;
-	if (!inserted) {
-		/* lost the race for the key: the winner's row is the answer */
-		err = find_key(p, job, res, &found);
-		if (err == STORE_OK && !found) {
-			store_set_msg(s, "idempotency key taken by a row that is gone");
-			err = STORE_IO;
-		}
-		return err;
-	}
 	snprintf(res->id, sizeof res->id, "%s", job->id);
 	snprintf(res->status, sizeof res->status, "queued");
 	return STORE_OK;
+}
+
+#define JOB_COLUMNS                                                                                \
+	"INSERT INTO requests (id, mode, status, callback_status, input_data, iterations, "        \
+	"callback_url, callback_host, client_addr, idempotency_key, body_hash, created_at, "       \
+	"next_attempt_at, pending_keys, owner) VALUES "
+#define JOB_PARAMS 11
+#define FLUSH_ROWS 512
+
+/* Writes queued[from, from + n) with one INSERT; the jobs whose key another
+ * transaction took meanwhile become replays of its row. */
+static enum store_err flush_rows(struct pg *p, size_t from, size_t n)
+{
+	static const Oid types[JOB_PARAMS] = {TEXT_OID, TEXT_OID, INT8_OID, TEXT_OID,
+	                                      TEXT_OID, TEXT_OID, TEXT_OID, TEXT_OID,
+	                                      INT8_OID, TEXT_OID, TEXT_OID};
+	size_t np = n * JOB_PARAMS;
+	size_t sqlsize = sizeof JOB_COLUMNS + n * 160 + 160;
+	char *sql = cz_malloc(sqlsize);
+	const char **vals = cz_calloc(np, sizeof *vals);
+	Oid *ptypes = cz_calloc(np, sizeof *ptypes);
+	char(*nums)[32] = cz_calloc(n * 2, sizeof *nums);
+	enum store_err err = STORE_NOMEM;
+	if (!sql || !vals || !ptypes || !nums)
+		goto out;
+	size_t at = (size_t)snprintf(sql, sqlsize, "%s", JOB_COLUMNS);
+	for (size_t i = 0; i < n; i++) {
+		const struct job_insert *j = &p->queued[from + i].job;
+		size_t b = i * JOB_PARAMS + 1;
+		at += (size_t)snprintf(
+		    sql + at, sqlsize - at,
+		    "%s($%zu, 'async', 'queued', 'pending', $%zu, $%zu, $%zu, $%zu, "
+		    "$%zu, $%zu, $%zu, $%zu, $%zu, $%zu, $%zu)",
+		    i ? ", " : "", b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 8,
+		    b + 9, b + 10);
+		snprintf(nums[2 * i], sizeof nums[0], "%" PRId64, j->iterations);
+		snprintf(nums[2 * i + 1], sizeof nums[0], "%" PRId64, j->created_at);
+		const char *v[JOB_PARAMS] = {j->id,
+		                             j->input_data,
+		                             nums[2 * i],
+		                             j->callback_url,
+		                             j->callback_host,
+		                             j->client_addr,
+		                             j->idempotency_key,
+		                             j->body_hash,
+		                             nums[2 * i + 1],
+		                             j->pending_keys,
+		                             j->owner};
+		memcpy(&vals[b - 1], v, sizeof v);
+		memcpy(&ptypes[b - 1], types, sizeof types);
+	}
+	snprintf(sql + at, sqlsize - at,
+	         " ON CONFLICT ((coalesce(client_addr, '')), idempotency_key) "
+	         "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id");
+	PGresult *r = PQexecParams(p->conn, sql, (int)np, ptypes, vals, NULL, NULL, 0);
+	if (!result_ok(r)) {
+		err = fail(p, r, "insert jobs");
+		goto out;
+	}
+	err = STORE_OK;
+	size_t got = (size_t)PQntuples(r);
+	for (size_t i = 0; got < n && err == STORE_OK && i < n; i++) {
+		struct queued_job *qj = &p->queued[from + i];
+		bool written = false;
+		for (size_t t = 0; !written && t < got; t++)
+			written = strcmp(PQgetvalue(r, (int)t, 0), qj->job.id) == 0;
+		bool found = false;
+		if (!written)
+			err = find_key(p, &qj->job, qj->res, &found);
+		if (!written && err == STORE_CONFLICT)
+			err = STORE_OK; /* answered as a replay: the 202 names the first job */
+		if (!written && err == STORE_OK && !found) {
+			store_set_msg(&p->base, "idempotency key taken by a row that is gone");
+			err = STORE_IO;
+		}
+	}
+	PQclear(r);
+out:
+	cz_free(sql);
+	cz_free(vals);
+	cz_free(ptypes);
+	cz_free(nums);
+	return err;
+}
+
+/* Writes the batch's queued jobs (inside its transaction). */
+static enum store_err flush_batch(struct pg *p)
+{
+	enum store_err err = STORE_OK;
+	for (size_t from = 0; err == STORE_OK && from < p->nqueued; from += FLUSH_ROWS)
+		err = flush_rows(p, from,
+		                 p->nqueued - from < FLUSH_ROWS ? p->nqueued - from : FLUSH_ROWS);
+	batch_clear(p);
+	return err;
 }
 
 /* Nothing to do: a commit at synchronous_commit=on is flushed before it
@@ -1042,15 +1417,9 @@ static enum store_err pg_batch_begin(struct store *s)
 static enum store_err pg_batch_commit(struct store *s, size_t jobs)
 {
 	struct pg *p = pg_of(s);
-	enum store_err err = STORE_OK;
-	bool notify = false;
 	int64_t now = ids_mono_ms();
-	if ((jobs > 0 || p->notify_owed) && now - p->notified_ms >= NOTIFY_GAP_MS) {
-		err = exec_simple(p, "NOTIFY " NOTIFY_CHANNEL, "notify");
-		notify = err == STORE_OK;
-	}
-	if (err == STORE_OK)
-		err = pg_commit(s);
+	bool notify = (jobs > 0 || p->notify_owed) && now - p->notified_ms >= NOTIFY_GAP_MS;
+	enum store_err err = commit_with(p, notify ? "NOTIFY " NOTIFY_CHANNEL "; " : "");
 	pg_rollback(s);
 	if (err != STORE_OK)
 		return err;
@@ -1420,23 +1789,6 @@ out:
 }
 
 /* ---- the deliverer's queue ---------------------------------------------- */
-
-/* Appends v, quoted and escaped for PostgreSQL's array syntax, to the
- * literal at buf + *at (sized by the caller for the worst case). */
-static void array_add(char *buf, size_t *at, const char *v)
-{
-	size_t i = *at;
-	if (i > 1)
-		buf[i++] = ',';
-	buf[i++] = '"';
-	for (const char *c = v; *c; c++) {
-		if (*c == '"' || *c == '\\')
-			buf[i++] = '\\';
-		buf[i++] = *c;
-	}
-	buf[i++] = '"';
-	*at = i;
-}
 
 /* The exclusions as a text[] literal (cz_malloc'd), NULL for none;
  * *err set when memory ran out. */
