@@ -413,21 +413,32 @@ static void p_bool(struct params *q, bool v)
 	p_text(q, v ? "t" : "f");
 }
 
-/* Appends v, quoted and escaped for PostgreSQL's array syntax, to the
- * literal at buf + *at (sized by the caller for the worst case). */
-static void array_add(char *buf, size_t *at, const char *v)
+/* v[0..n) as a text[] literal, each element quoted and escaped for
+ * PostgreSQL's array syntax (cz_malloc'd; NULL when memory ran out). */
+static char *text_array(const char *const *v, size_t n)
 {
-	size_t i = *at;
-	if (i > 1)
-		buf[i++] = ',';
-	buf[i++] = '"';
-	for (const char *c = v; *c; c++) {
-		if (*c == '"' || *c == '\\')
-			buf[i++] = '\\';
-		buf[i++] = *c;
+	size_t size = 3;
+	for (size_t i = 0; i < n; i++)
+		size += 3 + 2 * strlen(v[i]);
+	char *buf = cz_malloc(size);
+	if (!buf)
+		return NULL;
+	size_t at = 0;
+	buf[at++] = '{';
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			buf[at++] = ',';
+		buf[at++] = '"';
+		for (const char *c = v[i]; *c; c++) {
+			if (*c == '"' || *c == '\\')
+				buf[at++] = '\\';
+			buf[at++] = *c;
+		}
+		buf[at++] = '"';
 	}
-	buf[i++] = '"';
-	*at = i;
+	buf[at++] = '}';
+	buf[at] = '\0';
+	return buf;
 }
 
 /* ---- errors ------------------------------------------------------------ */
@@ -1076,6 +1087,21 @@ static enum store_err keys_of(struct pg *p, const struct job_insert *job, struct
 	return STORE_OK;
 }
 
+/* Makes room for one more element in *v (of *cap, n used); false when
+ * memory ran out (*v unchanged). */
+static bool grow(void *v, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return true;
+	size_t more = *cap ? *cap * 2 : 16;
+	void *p = cz_realloc(*(void **)v, more * size);
+	if (!p)
+		return false;
+	*(void **)v = p;
+	*cap = more;
+	return true;
+}
+
 static struct tally *tally_find(struct tallies *t, const char *key)
 {
 	for (size_t i = 0; i < t->n; i++)
@@ -1086,14 +1112,8 @@ static struct tally *tally_find(struct tallies *t, const char *key)
 
 static struct tally *tally_add(struct tallies *t, const char *key, int64_t base)
 {
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 16;
-		void *v = cz_realloc(t->v, cap * sizeof *t->v);
-		if (!v)
-			return NULL;
-		t->v = v;
-		t->cap = cap;
-	}
+	if (!grow(&t->v, &t->cap, t->n, sizeof *t->v))
+		return NULL;
 	char *k = cz_strdup(key);
 	if (!k)
 		return NULL;
@@ -1136,18 +1156,9 @@ static enum store_err read_bases(struct pg *p, const struct job_insert *job, con
 		need = !tally_find(&p->hosts, k->v[i]);
 	if (!need)
 		return STORE_OK;
-	size_t size = 3;
-	for (size_t i = 0; i < k->n; i++)
-		size += 3 + 2 * strlen(k->v[i]);
-	char *arr = cz_malloc(size);
+	char *arr = text_array(k->v, k->n);
 	if (!arr)
 		return STORE_NOMEM;
-	size_t at = 1;
-	arr[0] = '{';
-	for (size_t i = 0; i < k->n; i++)
-		array_add(arr, &at, k->v[i]);
-	arr[at++] = '}';
-	arr[at] = '\0';
 	struct params q = {.n = 0};
 	enum store_err err;
 	p_text(&q, job->client_addr);
@@ -1214,14 +1225,8 @@ static const char *text_copy(char **at, const char *s)
 static enum store_err queue_job(struct pg *p, const struct job_insert *job, const struct keys *k,
                                 struct job_result *res)
 {
-	if (p->nqueued == p->capqueued) {
-		size_t cap = p->capqueued ? p->capqueued * 2 : 64;
-		void *v = cz_realloc(p->queued, cap * sizeof *p->queued);
-		if (!v)
-			return STORE_NOMEM;
-		p->queued = v;
-		p->capqueued = cap;
-	}
+	if (!grow(&p->queued, &p->capqueued, p->nqueued, sizeof *p->queued))
+		return STORE_NOMEM;
 	struct queued_job *qj = &p->queued[p->nqueued];
 	size_t n = text_size(job->id) + text_size(job->input_data) + text_size(job->callback_url) +
 	           text_size(job->callback_host) + text_size(job->pending_keys) +
@@ -1797,20 +1802,9 @@ static char *exclusions(const struct store_exclude *ex, enum store_err *err)
 	*err = STORE_OK;
 	if (!ex || ex->n == 0)
 		return NULL;
-	size_t size = 3;
-	for (size_t i = 0; i < ex->n; i++)
-		size += 3 + 2 * strlen(ex->keys[i]);
-	char *buf = cz_malloc(size);
-	if (!buf) {
+	char *buf = text_array(ex->keys, ex->n);
+	if (!buf)
 		*err = STORE_NOMEM;
-		return NULL;
-	}
-	size_t at = 1;
-	buf[0] = '{';
-	for (size_t i = 0; i < ex->n; i++)
-		array_add(buf, &at, ex->keys[i]);
-	buf[at++] = '}';
-	buf[at] = '\0';
 	return buf;
 }
 

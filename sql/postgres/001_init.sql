@@ -17,8 +17,7 @@
 -- time, so no two live transactions ever write the same counter row and a
 -- counter write never waits or deadlocks. A reader sums a key's rows
 -- (a handful: one per backend that wrote it since the last fold). Shard 0
--- holds what consuma_fold_counters() has folded in (store_prune calls it):
--- it moves the rows no transaction holds into shard 0 and drops the zeros,
+-- holds what consuma_fold_counters() has folded in (store_prune calls it),
 -- so the row count stays at about the number of live backends per key.
 -- The price: an intake bound is read from committed rows plus the
 -- transaction's own, so jobs committing at the same moment in other
@@ -205,54 +204,40 @@ CREATE TRIGGER requests_counted_update AFTER UPDATE OF finished_at ON requests
     FOR EACH ROW WHEN (NEW.mode = 'async' AND (OLD.finished_at IS NULL) <> (NEW.finished_at IS NULL))
     EXECUTE FUNCTION consuma_requests_counted();
 
--- Folds the counter rows no live transaction holds into shard 0 and drops
--- the rows at zero; returns how many rows it removed. SKIP LOCKED: a row a
--- writer holds stays for the next fold, so the fold never waits for a
--- writer and a writer waits at most for the fold's own short transaction.
--- The transaction-level advisory lock keeps two folds (two deliverers
--- pruning at once) from upserting shard 0 rows in opposite orders; it
--- works behind PgBouncer in transaction mode as a session lock would not.
-CREATE OR REPLACE FUNCTION consuma_fold_counters(max_rows integer) RETURNS bigint
+-- Folds the counter rows of table tbl (key column k, value column v) that
+-- no live transaction holds into shard 0, at most max_rows of them, and
+-- drops the shard 0 rows at zero. SKIP LOCKED: a row a writer holds stays
+-- for the next fold, so the fold never waits for a writer and a writer
+-- waits at most for the fold's own short transaction. Every writer upserts
+-- (never a plain UPDATE), so a row folded away meanwhile is simply
+-- inserted again.
+CREATE OR REPLACE FUNCTION consuma_fold(tbl text, k text, v text, max_rows integer) RETURNS void
     LANGUAGE plpgsql AS $$
-DECLARE
-    removed bigint := 0;
-    gone bigint;
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(109377355738212) THEN -- "czfold" in ASCII
-        RETURN 0;
-    END IF;
-    WITH moved AS (
-        DELETE FROM counters c USING (
-            SELECT name, shard FROM counters WHERE shard <> 0
-            ORDER BY name, shard LIMIT max_rows FOR UPDATE SKIP LOCKED) m
-        WHERE c.name = m.name AND c.shard = m.shard RETURNING c.name, c.value)
-    INSERT INTO counters (name, shard, value)
-        SELECT name, 0, sum(value) FROM moved GROUP BY name ORDER BY name
-        ON CONFLICT (name, shard) DO UPDATE SET value = counters.value + excluded.value;
-    WITH moved AS (
-        DELETE FROM host_pending c USING (
-            SELECT host, shard FROM host_pending WHERE shard <> 0
-            ORDER BY host, shard LIMIT max_rows FOR UPDATE SKIP LOCKED) m
-        WHERE c.host = m.host AND c.shard = m.shard RETURNING c.host, c.n)
-    INSERT INTO host_pending (host, shard, n)
-        SELECT host, 0, sum(n) FROM moved GROUP BY host ORDER BY host
-        ON CONFLICT (host, shard) DO UPDATE SET n = host_pending.n + excluded.n;
-    WITH moved AS (
-        DELETE FROM client_pending c USING (
-            SELECT client, shard FROM client_pending WHERE shard <> 0
-            ORDER BY client, shard LIMIT max_rows FOR UPDATE SKIP LOCKED) m
-        WHERE c.client = m.client AND c.shard = m.shard RETURNING c.client, c.n)
-    INSERT INTO client_pending (client, shard, n)
-        SELECT client, 0, sum(n) FROM moved GROUP BY client ORDER BY client
-        ON CONFLICT (client, shard) DO UPDATE SET n = client_pending.n + excluded.n;
+    EXECUTE format(
+        'WITH moved AS (DELETE FROM %1$I c USING (SELECT %2$I, shard FROM %1$I '
+        'WHERE shard <> 0 ORDER BY %2$I, shard LIMIT $1 FOR UPDATE SKIP LOCKED) m '
+        'WHERE c.%2$I = m.%2$I AND c.shard = m.shard RETURNING c.%2$I, c.%3$I) '
+        'INSERT INTO %1$I (%2$I, shard, %3$I) '
+        'SELECT %2$I, 0, sum(%3$I) FROM moved GROUP BY %2$I ORDER BY %2$I '
+        'ON CONFLICT (%2$I, shard) DO UPDATE SET %3$I = %1$I.%3$I + excluded.%3$I',
+        tbl, k, v) USING max_rows;
     -- only folds write shard 0, and only one fold runs: these rows are ours
-    DELETE FROM host_pending WHERE shard = 0 AND n = 0;
-    GET DIAGNOSTICS gone = ROW_COUNT;
-    removed := removed + gone;
-    DELETE FROM client_pending WHERE shard = 0 AND n = 0;
-    GET DIAGNOSTICS gone = ROW_COUNT;
-    removed := removed + gone;
-    RETURN removed;
+    EXECUTE format('DELETE FROM %1$I WHERE shard = 0 AND %2$I = 0', tbl, v);
+END $$;
+
+-- The fold of every counter (store_prune calls it). The transaction-level
+-- advisory lock keeps two folds (two deliverers pruning at once) from
+-- upserting shard 0 rows in opposite orders; it works behind PgBouncer in
+-- transaction mode as a session lock would not.
+CREATE OR REPLACE FUNCTION consuma_fold_counters(max_rows integer) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF pg_try_advisory_xact_lock(109377355738212) THEN -- "czfold" in ASCII
+        PERFORM consuma_fold('counters', 'name', 'value', max_rows);
+        PERFORM consuma_fold('host_pending', 'host', 'n', max_rows);
+        PERFORM consuma_fold('client_pending', 'client', 'n', max_rows);
+    END IF;
 END $$;
 
 -- A row's claim key (store_claim_key in lib/store.c says what it is; this
