@@ -539,8 +539,10 @@ static void test_batch_survives_answers(void **state)
 		make_id(ids[i], i + 1);
 	struct job_insert j = job(ids[0], "http://127.0.0.1:9/cb");
 	j.idempotency_key = "k";
-	struct sync_record sr = {.id = "0190a000-0000-7000-8000-999999999999", .input_data = "x",
-	                         .iterations = 1, .result = "r"};
+	struct sync_record sr = {.id = "0190a000-0000-7000-8000-999999999999",
+	                         .input_data = "x",
+	                         .iterations = 1,
+	                         .result = "r"};
 	assert_int_equal(store_insert_sync(s, &sr), STORE_OK);
 	assert_int_equal(s->ops->batch_begin(s), STORE_OK);
 	assert_int_equal(s->ops->job_in_tx(s, &j, &res), STORE_OK);
@@ -1101,6 +1103,88 @@ static void test_idempotency_race(void **state)
 	assert_int_equal(sql_int(f->url, "SELECT count(*) FROM requests"), 1);
 }
 
+/* Two deliverers draining one queue at once: every job claimed, attempted
+ * and delivered exactly once (SKIP LOCKED on PostgreSQL, one writer at a
+ * time on SQLite). */
+struct drainer {
+	const char *url;
+	char owner[32];
+	int delivered, fenced;
+	enum store_err err;
+};
+
+static void *drain_queue(void *arg)
+{
+	struct drainer *d = arg;
+	struct store *s = open_more(d->url);
+	store_set_owner(s, d->owner);
+	for (int idle = 0; idle < 3 && d->err == STORE_OK;) {
+		struct store_job *jobs = NULL;
+		int n = 0;
+		int64_t now = now_ms() + 1000;
+		d->err = store_claim(s, now, 60000, 5, NULL, &jobs, &n);
+		idle = n == 0 ? idle + 1 : 0;
+		if (d->err == STORE_OK && n > 0)
+			d->err = store_begin(s);
+		for (int i = 0; d->err == STORE_OK && i < n; i++) {
+			struct store_outcome o = {
+			    .number = 1, .verdict = STORE_DELIVERED, .now = now};
+			d->err = store_attempt_begin(s, &jobs[i], false, 1, now);
+			if (d->err == STORE_OK)
+				d->err = store_attempt_end(s, &jobs[i], &o);
+			if (d->err == STORE_FENCED) {
+				d->fenced++;
+				d->err = STORE_OK;
+			} else if (d->err == STORE_OK) {
+				d->delivered++;
+			}
+		}
+		if (d->err == STORE_OK && n > 0)
+			d->err = store_commit(s);
+		store_rollback(s);
+		for (int i = 0; i < n; i++)
+			store_job_clear(&jobs[i]);
+		cz_free(jobs);
+	}
+	store_close(s);
+	return NULL;
+}
+
+static void test_two_deliverers(void **state)
+{
+	struct fx *f = *state;
+	enum store_err err;
+	struct store_committer *c = store_committer_start(f->url, &err, NULL, 0);
+	assert_non_null(c);
+	store_use_committer(f->s, c);
+	for (int i = 0; i < 200; i++) {
+		char id[37];
+		make_id(id, i + 1);
+		struct job_insert j = job(id, "http://127.0.0.1:9/cb");
+		insert_ok(f->s, &j);
+	}
+	store_use_committer(f->s, NULL);
+	store_committer_stop(c);
+	struct drainer d[2] = {{.url = f->url, .owner = "one"}, {.url = f->url, .owner = "two"}};
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, drain_queue, &d[i]), 0);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(d[i].err, STORE_OK);
+		assert_int_equal(d[i].fenced, 0);
+	}
+	assert_int_equal(d[0].delivered + d[1].delivered, 200);
+	assert_int_equal(sql_int(f->url, "SELECT count(*) FROM attempts"), 200);
+	assert_int_equal(
+	    sql_int(f->url, "SELECT count(*) FROM requests WHERE callback_status = 'delivered' "
+	                    "AND attempts = 1"),
+	    200);
+	struct store_health h;
+	assert_int_equal(store_health(f->s, 1000, &h), STORE_OK);
+	assert_int_equal(h.queue_depth, 0);
+}
+
 /* The server goes away and comes back: every call in between is
  * STORE_UNAVAILABLE (transient: the API's 503), and the same connection
  * works again afterwards without a restart. Only on our own cluster. */
@@ -1161,6 +1245,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_listen_notify, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idempotency_race, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_deliverers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_restart, setup, teardown),
 	};
 	run_pg = false;
