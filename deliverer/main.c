@@ -104,6 +104,7 @@ struct ctx {
 	struct pool *pool;
 	int bell_fd;
 	int listen_fd; /* the database's new-job notices (PostgreSQL), or -1 */
+	bool listens;  /* the store has notices: listen_fd is asked for each turn */
 	int workers;
 	int64_t capacity;
 	int64_t pool_backlog; /* most jobs queued for the pool */
@@ -260,6 +261,7 @@ static int setup(struct ctx *c)
 	if (store_listen(c->s_main, &c->listen_fd) != STORE_OK)
 		log_event(L_WARN, "store.listen_failed", "error=%s poll_ms=%lld",
 		          log_q(store_errmsg(c->s_main)), (long long)c->cfg.poll_interval_ms);
+	c->listens = c->listen_fd >= 0;
 
 	if (shared_init(&c->sh) != 0)
 		return cli_fail(CLI_EXIT_RUNTIME, "eventfd", "%s", strerror(errno));
@@ -509,6 +511,10 @@ static void claim_loop(struct ctx *c)
 		nfds_t nfds = 1;
 		if (!holding && c->bell_fd >= 0)
 			fds[nfds++] = (struct pollfd){.fd = c->bell_fd, .events = POLLIN};
+		/* the socket of the connection as it is now (-1 while it is
+		 * down): a reset replaces it, and a closed one polls ready */
+		if (c->listens)
+			store_listen(c->s_main, &c->listen_fd);
 		if (!holding && c->listen_fd >= 0)
 			fds[nfds++] = (struct pollfd){.fd = c->listen_fd, .events = POLLIN};
 		struct timespec ts = {.tv_sec = timeout / 1000,

@@ -507,7 +507,10 @@ enum store_err store_prune(struct store *s, int64_t cutoff_ms, int64_t max_rows,
 
 /* Wake-up across hosts. Makes this connection listen for the committers'
  * new-job notices and sets *fd to a descriptor to poll(2) for POLLIN (-1
- * when the backend has none: SQLite's wake-up is the host's doorbell).
+ * when the backend has none: SQLite's wake-up is the host's doorbell; -1
+ * and STORE_UNAVAILABLE while a PostgreSQL connection is down). The
+ * descriptor changes when the connection is reset: call it again before
+ * each poll (once listening it costs no round trip).
  * store_listen_drain consumes what arrived; returns how many notices. */
 enum store_err store_listen(struct store *s, int *fd);
 int store_listen_drain(struct store *s);

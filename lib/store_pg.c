@@ -2163,16 +2163,25 @@ static enum store_err relisten(struct pg *p)
 	return exec_simple(p, "LISTEN " NOTIFY_CHANNEL, "listen");
 }
 
+/* The socket changes when the connection is reset and is gone while it is
+ * down (-1, STORE_UNAVAILABLE): a caller polls the descriptor of its latest
+ * call, so it calls again each time it polls (no round trip once
+ * listening); the reset itself is the next statement's, which LISTENs
+ * again. */
 static enum store_err pg_listen(struct store *s, int *fd)
 {
 	struct pg *p = pg_of(s);
 	*fd = -1;
-	enum store_err err = usable(p);
-	if (err == STORE_OK && !p->listening)
-		err = relisten(p);
-	if (err != STORE_OK)
-		return err;
-	p->listening = true;
+	if (lost(p)) {
+		store_set_msg(s, "listen: the connection to PostgreSQL is down");
+		return STORE_UNAVAILABLE;
+	}
+	if (!p->listening) {
+		enum store_err err = relisten(p);
+		if (err != STORE_OK)
+			return err;
+		p->listening = true;
+	}
 	*fd = PQsocket(p->conn);
 	return STORE_OK;
 }
