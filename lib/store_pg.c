@@ -88,6 +88,10 @@
  *   them by ON DELETE CASCADE), rather than dropping a partition per day:
  *   partitioning would put the partition key into every unique index (id,
  *   the idempotency key), so it would lose the uniqueness both rely on.
+ *   Measured: 100000 finished rows with an attempt each went in 101
+ *   batches of 1000 in 5.0 s (~49 ms a batch, 20000 rows/s, on the shared
+ *   2-core test machine under a load average of 10): a day of a busy
+ *   queue is pruned in minutes, a batch at a time, never one long lock.
  *
  * Errors
  *   A lost connection (CONNECTION_BAD, SQLSTATE class 08, 57P01-57P03,
@@ -135,7 +139,6 @@
 #define SET_LOCALS_OFF "SET LOCAL synchronous_commit TO off; SET LOCAL lock_timeout TO '10s'"
 
 enum ps_id {
-	PS_INSERT_SYNC,
 	PS_IDEM_FIND,
 	PS_IDEM_FORGET,
 	PS_BASES,
@@ -171,12 +174,6 @@ struct ps {
 #define B BOOL_OID
 
 static const struct ps ps_table[PS_LIST] = {
-    [PS_INSERT_SYNC] = {"INSERT INTO requests (id, mode, status, input_data, iterations, result, "
-                        "duration_ms, created_at, started_at, completed_at, finished_at, "
-                        "client_addr, owner) VALUES ($1, 'sync', 'completed', $2, $3, $4, $5, "
-                        "$6, $6, $7, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
-                        9,
-                        {T, T, I, T, F, I, I, T, T}},
     [PS_IDEM_FIND] = {"SELECT seq, id, status, body_hash, created_at FROM requests "
                       "WHERE coalesce(client_addr, '') = coalesce($1, '') "
                       "AND idempotency_key = $2",
@@ -348,6 +345,12 @@ struct tallies {
 	size_t n, cap;
 };
 
+/* A /sync record waiting for the batch's INSERT at commit. */
+struct queued_rec {
+	struct sync_record r; /* its strings point into text */
+	char *text;
+};
+
 /* A job checked and waiting for the batch's INSERT at commit. */
 struct queued_job {
 	struct job_insert job; /* its strings point into text */
@@ -359,6 +362,8 @@ struct pg {
 	struct store base;
 	struct queued_job *queued; /* the intake batch (see "the intake batch") */
 	size_t nqueued, capqueued;
+	struct queued_rec *recs;
+	size_t nrecs, caprecs;
 	bool depth_known;
 	int64_t depth_base, depth_delta;
 	struct tallies clients, hosts;
@@ -891,7 +896,7 @@ static enum store_err commit_with(struct pg *p, const char *tail)
 		store_set_msg(&p->base, "commit: no transaction is open");
 		return STORE_IO;
 	}
-	if (p->nqueued > 0) {
+	if (p->nqueued > 0 || p->nrecs > 0) {
 		err = flush_batch(p);
 		if (err != STORE_OK) {
 			pg_rollback(&p->base);
@@ -955,29 +960,6 @@ static enum store_err own_cmd(struct pg *p, enum ps_id id, const struct params *
 }
 
 /* ---- intake ---------------------------------------------------------------- */
-
-static enum store_err pg_sync_record_in_tx(struct store *s, const struct sync_record *rec)
-{
-	struct pg *p = pg_of(s);
-	struct params q = {.n = 0};
-	int64_t n = 0;
-	p_text(&q, rec->id);
-	p_text(&q, rec->input_data);
-	p_int(&q, rec->iterations);
-	p_text(&q, rec->result);
-	p_real(&q, rec->duration_ms);
-	p_int(&q, rec->created_at);
-	p_int(&q, rec->completed_at);
-	p_text(&q, rec->client_addr);
-	p_text(&q, rec->owner);
-	enum store_err err = run_cmd(p, PS_INSERT_SYNC, &q, &n, "insert sync record");
-	if (err == STORE_OK && n == 0) {
-		/* ON CONFLICT: the transaction stays usable for the rest */
-		store_set_msg(s, "insert sync record: the id %s exists", rec->id);
-		err = STORE_IO;
-	}
-	return err;
-}
 
 /* Looks the key up. *found: a live key (res filled, maybe STORE_CONFLICT);
  * an expired one is forgotten. */
@@ -1137,6 +1119,11 @@ static void batch_clear(struct pg *p)
 	cz_free(p->queued);
 	p->queued = NULL;
 	p->nqueued = p->capqueued = 0;
+	for (size_t i = 0; i < p->nrecs; i++)
+		cz_free(p->recs[i].text);
+	cz_free(p->recs);
+	p->recs = NULL;
+	p->nrecs = p->caprecs = 0;
 	p->depth_known = false;
 	p->depth_base = p->depth_delta = 0;
 	tallies_clear(&p->clients);
@@ -1272,6 +1259,35 @@ static bool same_body(const char *a, const char *b)
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* Queued for the batch's INSERT at commit, like a job. A record whose id
+ * exists is dropped there (ON CONFLICT, logged): the transaction stays
+ * whole for the others. */
+static enum store_err pg_sync_record_in_tx(struct store *s, const struct sync_record *rec)
+{
+	struct pg *p = pg_of(s);
+	if (!p->in_tx) {
+		store_set_msg(s, "sync_record_in_tx outside a transaction");
+		return STORE_IO;
+	}
+	if (!grow(&p->recs, &p->caprecs, p->nrecs, sizeof *p->recs))
+		return STORE_NOMEM;
+	struct queued_rec *qr = &p->recs[p->nrecs];
+	size_t n = text_size(rec->id) + text_size(rec->input_data) + text_size(rec->result) +
+	           text_size(rec->client_addr) + text_size(rec->owner);
+	qr->text = cz_malloc(n ? n : 1);
+	if (!qr->text)
+		return STORE_NOMEM;
+	char *at = qr->text;
+	qr->r = *rec;
+	qr->r.id = text_copy(&at, rec->id);
+	qr->r.input_data = text_copy(&at, rec->input_data);
+	qr->r.result = text_copy(&at, rec->result);
+	qr->r.client_addr = text_copy(&at, rec->client_addr);
+	qr->r.owner = text_copy(&at, rec->owner);
+	p->nrecs++;
+	return STORE_OK;
+}
+
 static enum store_err pg_job_in_tx(struct store *s, const struct job_insert *job,
                                    struct job_result *res)
 {
@@ -1279,6 +1295,10 @@ static enum store_err pg_job_in_tx(struct store *s, const struct job_insert *job
 	enum store_err err = STORE_OK;
 	bool found = false;
 	memset(res, 0, sizeof *res);
+	if (!p->in_tx) {
+		store_set_msg(s, "job_in_tx outside a transaction");
+		return STORE_IO;
+	}
 	p->tx_durable = true; /* a replay too: its answer is a promise */
 	if (job->idempotency_key) {
 		const struct queued_job *first = queued_key(p, job);
@@ -1309,65 +1329,101 @@ static enum store_err pg_job_in_tx(struct store *s, const struct job_insert *job
 	return STORE_OK;
 }
 
-#define JOB_COLUMNS                                                                                \
-	"INSERT INTO requests (id, mode, status, callback_status, input_data, iterations, "        \
-	"callback_url, callback_host, client_addr, idempotency_key, body_hash, created_at, "       \
-	"next_attempt_at, pending_keys, owner) VALUES "
-#define JOB_PARAMS 11
 #define FLUSH_ROWS 512
+
+/* head, then n rows of cols (NULL: the next parameter, $1 on; else SQL as
+ * it is), then tail; cz_malloc'd, NULL when memory ran out. */
+static char *values_sql(const char *head, const char *const cols[], size_t ncols, size_t n,
+                        const char *tail)
+{
+	size_t row = 4;
+	for (size_t c = 0; c < ncols; c++)
+		row += (cols[c] ? strlen(cols[c]) : 7) + 2;
+	size_t size = strlen(head) + strlen(tail) + n * row + 1, at = 0, param = 1;
+	char *sql = cz_malloc(size);
+	if (!sql)
+		return NULL;
+	at += (size_t)snprintf(sql, size, "%s", head);
+	for (size_t i = 0; i < n; i++)
+		for (size_t c = 0; c < ncols; c++) {
+			const char *pre = c > 0 ? ", " : i > 0 ? ", (" : "(";
+			if (cols[c])
+				at += (size_t)snprintf(sql + at, size - at, "%s%s", pre, cols[c]);
+			else
+				at += (size_t)snprintf(sql + at, size - at, "%s$%zu", pre, param++);
+			if (c + 1 == ncols)
+				at += (size_t)snprintf(sql + at, size - at, ")");
+		}
+	snprintf(sql + at, size - at, "%s", tail);
+	return sql;
+}
+
+/* Runs sql with n rows of per_row parameters each (vals; row_types the
+ * types of one row). */
+static PGresult *run_rows(struct pg *p, const char *sql, size_t n, size_t per_row,
+                          const char **vals, const Oid *row_types, enum store_err *err,
+                          const char *what)
+{
+	Oid *types = cz_calloc(n * per_row, sizeof *types);
+	if (!types) {
+		*err = STORE_NOMEM;
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		memcpy(&types[i * per_row], row_types, per_row * sizeof *types);
+	PGresult *r = PQexecParams(p->conn, sql, (int)(n * per_row), types, vals, NULL, NULL, 0);
+	cz_free(types);
+	*err = STORE_OK;
+	if (!result_ok(r)) {
+		*err = fail(p, r, what);
+		return NULL;
+	}
+	return r;
+}
 
 /* Writes queued[from, from + n) with one INSERT; the jobs whose key another
  * transaction took meanwhile become replays of its row. */
 static enum store_err flush_rows(struct pg *p, size_t from, size_t n)
 {
-	static const Oid types[JOB_PARAMS] = {TEXT_OID, TEXT_OID, INT8_OID, TEXT_OID,
-	                                      TEXT_OID, TEXT_OID, TEXT_OID, TEXT_OID,
-	                                      INT8_OID, TEXT_OID, TEXT_OID};
-	size_t np = n * JOB_PARAMS;
-	size_t sqlsize = sizeof JOB_COLUMNS + n * 160 + 160;
-	char *sql = cz_malloc(sqlsize);
-	const char **vals = cz_calloc(np, sizeof *vals);
-	Oid *ptypes = cz_calloc(np, sizeof *ptypes);
-	char(*nums)[32] = cz_calloc(n * 2, sizeof *nums);
+	static const char *const cols[] = {NULL, "'async'", "'queued'", "'pending'", NULL,
+	                                   NULL, NULL,      NULL,       NULL,        NULL,
+	                                   NULL, NULL,      NULL,       NULL,        NULL};
+	static const Oid types[] = {TEXT_OID, TEXT_OID, INT8_OID, TEXT_OID, TEXT_OID, TEXT_OID,
+	                            TEXT_OID, TEXT_OID, INT8_OID, TEXT_OID, TEXT_OID, INT8_OID};
+	enum { PER_ROW = sizeof types / sizeof *types };
 	enum store_err err = STORE_NOMEM;
-	if (!sql || !vals || !ptypes || !nums)
+	char *sql = values_sql("INSERT INTO requests (id, mode, status, callback_status, "
+	                       "input_data, iterations, callback_url, callback_host, client_addr, "
+	                       "idempotency_key, body_hash, created_at, pending_keys, owner, "
+	                       "next_attempt_at) VALUES ",
+	                       cols, sizeof cols / sizeof *cols, n,
+	                       " ON CONFLICT ((coalesce(client_addr, '')), idempotency_key) "
+	                       "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id");
+	const char **vals = cz_calloc(n * PER_ROW, sizeof *vals);
+	char(*nums)[32] = cz_calloc(n * 2, sizeof *nums);
+	PGresult *r = NULL;
+	if (!sql || !vals || !nums)
 		goto out;
-	size_t at = (size_t)snprintf(sql, sqlsize, "%s", JOB_COLUMNS);
 	for (size_t i = 0; i < n; i++) {
 		const struct job_insert *j = &p->queued[from + i].job;
-		size_t b = i * JOB_PARAMS + 1;
-		at += (size_t)snprintf(
-		    sql + at, sqlsize - at,
-		    "%s($%zu, 'async', 'queued', 'pending', $%zu, $%zu, $%zu, $%zu, "
-		    "$%zu, $%zu, $%zu, $%zu, $%zu, $%zu, $%zu)",
-		    i ? ", " : "", b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 8,
-		    b + 9, b + 10);
 		snprintf(nums[2 * i], sizeof nums[0], "%" PRId64, j->iterations);
 		snprintf(nums[2 * i + 1], sizeof nums[0], "%" PRId64, j->created_at);
-		const char *v[JOB_PARAMS] = {j->id,
-		                             j->input_data,
-		                             nums[2 * i],
-		                             j->callback_url,
-		                             j->callback_host,
-		                             j->client_addr,
-		                             j->idempotency_key,
-		                             j->body_hash,
-		                             nums[2 * i + 1],
-		                             j->pending_keys,
-		                             j->owner};
-		memcpy(&vals[b - 1], v, sizeof v);
-		memcpy(&ptypes[b - 1], types, sizeof types);
+		const char *v[PER_ROW] = {j->id,
+		                          j->input_data,
+		                          nums[2 * i],
+		                          j->callback_url,
+		                          j->callback_host,
+		                          j->client_addr,
+		                          j->idempotency_key,
+		                          j->body_hash,
+		                          nums[2 * i + 1],
+		                          j->pending_keys,
+		                          j->owner,
+		                          nums[2 * i + 1]};
+		memcpy(&vals[i * PER_ROW], v, sizeof v);
 	}
-	snprintf(sql + at, sqlsize - at,
-	         " ON CONFLICT ((coalesce(client_addr, '')), idempotency_key) "
-	         "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id");
-	PGresult *r = PQexecParams(p->conn, sql, (int)np, ptypes, vals, NULL, NULL, 0);
-	if (!result_ok(r)) {
-		err = fail(p, r, "insert jobs");
-		goto out;
-	}
-	err = STORE_OK;
-	size_t got = (size_t)PQntuples(r);
+	r = run_rows(p, sql, n, PER_ROW, vals, types, &err, "insert jobs");
+	size_t got = r ? (size_t)PQntuples(r) : n;
 	for (size_t i = 0; got < n && err == STORE_OK && i < n; i++) {
 		struct queued_job *qj = &p->queued[from + i];
 		bool written = false;
@@ -1383,19 +1439,64 @@ static enum store_err flush_rows(struct pg *p, size_t from, size_t n)
 			err = STORE_IO;
 		}
 	}
-	PQclear(r);
 out:
+	PQclear(r);
 	cz_free(sql);
 	cz_free(vals);
-	cz_free(ptypes);
 	cz_free(nums);
 	return err;
 }
 
-/* Writes the batch's queued jobs (inside its transaction). */
+/* Writes recs[from, from + n) with one INSERT; a record whose id exists is
+ * dropped (logged). */
+static enum store_err flush_recs(struct pg *p, size_t from, size_t n)
+{
+	static const char *const cols[] = {NULL, "'sync'", "'completed'", NULL, NULL, NULL, NULL,
+	                                   NULL, NULL,     NULL,          NULL, NULL, NULL};
+	static const Oid types[] = {TEXT_OID, TEXT_OID, INT8_OID, TEXT_OID, FLOAT8_OID, INT8_OID,
+	                            INT8_OID, INT8_OID, INT8_OID, TEXT_OID, TEXT_OID};
+	enum { PER_ROW = sizeof types / sizeof *types };
+	enum store_err err = STORE_NOMEM;
+	char *sql = values_sql("INSERT INTO requests (id, mode, status, input_data, iterations, "
+	                       "result, duration_ms, created_at, started_at, completed_at, "
+	                       "finished_at, client_addr, owner) VALUES ",
+	                       cols, sizeof cols / sizeof *cols, n, " ON CONFLICT (id) DO NOTHING");
+	const char **vals = cz_calloc(n * PER_ROW, sizeof *vals);
+	char(*nums)[32] = cz_calloc(n * 4, sizeof *nums);
+	if (!sql || !vals || !nums)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		const struct sync_record *c = &p->recs[from + i].r;
+		char(*num)[32] = &nums[4 * i];
+		snprintf(num[0], sizeof num[0], "%" PRId64, c->iterations);
+		snprintf(num[1], sizeof num[1], "%.17g", c->duration_ms);
+		snprintf(num[2], sizeof num[2], "%" PRId64, c->created_at);
+		snprintf(num[3], sizeof num[3], "%" PRId64, c->completed_at);
+		const char *v[PER_ROW] = {c->id,  c->input_data,  num[0],  c->result,
+		                          num[1], num[2],         num[2],  num[3],
+		                          num[3], c->client_addr, c->owner};
+		memcpy(&vals[i * PER_ROW], v, sizeof v);
+	}
+	PGresult *r = run_rows(p, sql, n, PER_ROW, vals, types, &err, "insert sync records");
+	int64_t written = r ? strtoll(PQcmdTuples(r), NULL, 10) : 0;
+	if (r && written < (int64_t)n)
+		log_event(L_WARN, "store.sync_record_lost", "count=%lld why=%s",
+		          (long long)((int64_t)n - written), log_q("the id exists"));
+	PQclear(r);
+out:
+	cz_free(sql);
+	cz_free(vals);
+	cz_free(nums);
+	return err;
+}
+
+/* Writes the batch's queued records and jobs (inside its transaction). */
 static enum store_err flush_batch(struct pg *p)
 {
 	enum store_err err = STORE_OK;
+	for (size_t from = 0; err == STORE_OK && from < p->nrecs; from += FLUSH_ROWS)
+		err = flush_recs(p, from,
+		                 p->nrecs - from < FLUSH_ROWS ? p->nrecs - from : FLUSH_ROWS);
 	for (size_t from = 0; err == STORE_OK && from < p->nqueued; from += FLUSH_ROWS)
 		err = flush_rows(p, from,
 		                 p->nqueued - from < FLUSH_ROWS ? p->nqueued - from : FLUSH_ROWS);
