@@ -119,24 +119,23 @@
 #include "store_int.h"
 
 /* pg_advisory_xact_lock key of the migrations ("consuma" in ASCII). */
-#define MIGRATE_LOCK   "27988542868516193"
-#define NOTIFY_CHANNEL "consuma_jobs"
-#define NOTIFY_GAP_MS  3
-#define FOLD_ROWS      "1000"
-#define DRAIN_KEEP_S   3600
-#define PARAMS_MAX     16
-#define RESET_PAUSE_MS 1000
-#define TEXT_OID       25
-#define INT8_OID       20
-#define FLOAT8_OID     701
-#define BOOL_OID       16
-#define TEXT_ARRAY_OID 1009
-#define INT8_ARRAY_OID 1016
-#define UNKNOWN_MSG    "outcome unknown: the deliverer stopped during this attempt"
-#define UNFINISHED     "finished_at IS NULL AND mode = 'async'"
-#define NOT_EXCLUDED(n)                                                                            \
-	"(" n "::text[] IS NULL OR consuma_claim_key(callback_url) <> ALL (" n "::text[]))"
-#define SET_LOCALS_OFF "SET LOCAL synchronous_commit TO off; SET LOCAL lock_timeout TO '10s'"
+#define MIGRATE_LOCK    "27988542868516193"
+#define NOTIFY_CHANNEL  "consuma_jobs"
+#define NOTIFY_GAP_MS   3
+#define FOLD_ROWS       "1000"
+#define DRAIN_KEEP_S    3600
+#define PARAMS_MAX      16
+#define RESET_PAUSE_MS  1000
+#define TEXT_OID        25
+#define INT8_OID        20
+#define FLOAT8_OID      701
+#define BOOL_OID        16
+#define TEXT_ARRAY_OID  1009
+#define INT8_ARRAY_OID  1016
+#define UNKNOWN_MSG     "outcome unknown: the deliverer stopped during this attempt"
+#define UNFINISHED      "finished_at IS NULL AND mode = 'async'"
+#define NOT_EXCLUDED(n) "(" n "::text[] IS NULL OR claim_key <> ALL (" n "::text[]))"
+#define SET_LOCALS_OFF  "SET LOCAL synchronous_commit TO off; SET LOCAL lock_timeout TO '10s'"
 
 enum ps_id {
 	PS_IDEM_FIND,
