@@ -18,6 +18,8 @@
 # fail >= 0.50x, the whole async path >= 0.35x. Also prints what group
 # commit did: jobs per fsync and write transactions per job, from the
 # committers' store.committer log lines. req/s counts 2xx answers only.
+# Then the intake and the whole path once more on PostgreSQL, against the
+# SQLite figures (BENCH_POSTGRES=0 skips that).
 # Prints numbers; asserts nothing. consuma's pools are tools/stack.sh's
 # defaults (what a user gets) unless BENCH_SYNC_PROCS / BENCH_API_PROCS say
 # otherwise; hello, one request at a time per process, runs 8 processes per
@@ -74,13 +76,13 @@ run() {
 	echo "$line" | sed -E 's/.*requests=([0-9]+) rps=([0-9.]+) non2xx=([0-9]+) errors=([0-9]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+).*/\2 \5 \6 \3 \4 \1/'
 }
 
-up() { # DIR [--no-deliverer] [env...]
+up() { # DIR [--no-deliverer] [--postgres] [env...]
 	local dir=$1 opt=()
 	shift
-	if [ "${1:-}" = --no-deliverer ]; then
-		opt=(--no-deliverer)
+	while [ "${1:-}" = --no-deliverer ] || [ "${1:-}" = --postgres ]; do
+		opt+=("$1")
 		shift
-	fi
+	done
 	env "$@" "$stack" up --dir "$dir" --port "$(free_port)" "${pool_args[@]}" "${opt[@]}" \
 		2>/dev/null | tail -n 1
 }
@@ -137,6 +139,31 @@ t1=$(date +%s.%N)
 whole_rate=$(awk -v n="$jobs" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
 missing=$(sed -n 's/.*callbacks *\([0-9]*\) expected, \([0-9]*\) received, \([0-9]*\) missing.*/\3/p' "$D/whole.txt" | head -n 1)
 
+# The same intake and whole path on PostgreSQL (issue 10: >= 0.50x SQLite
+# each, every 202 committed at synchronous_commit=on), each run on a private
+# cluster of tools/pg.sh (fsync on), when consuma-fcgi has the backend and
+# PostgreSQL is installed; BENCH_POSTGRES=0 skips it.
+pg_async='' pg_rows='?' pg_whole='' pg_missing='' pg_jpc='-'
+if [ "${BENCH_POSTGRES:-1}" != 0 ] && ldd "$build/consuma-fcgi" 2>/dev/null | grep -q libpq &&
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+	pg=$(up "$D/pg-intake" --no-deliverer --postgres)
+	pg_async=$(run "$pg/async" "$async_body")
+	pg_rows=$(psql -qtA "$(cat "$D/pg-intake/pg/url")" \
+		-c "SELECT count(*) FROM requests WHERE mode = 'async'" 2>/dev/null || echo '?')
+	"$stack" down --dir "$D/pg-intake" >/dev/null 2>&1
+	read -r pg_jpc _ <<<"$(committed "$D/pg-intake")"
+	pg=$(up "$D/pg-whole" --postgres)
+	t0=$(date +%s.%N)
+	"$build/consuma-storm" --server-url "$pg" --mode async --num-requests "$jobs" --concurrency 64 \
+		--iterations 1 --callback-port "$(free_port)" --callback-wait 120 --no-progress \
+		>"$D/pg-whole.txt" 2>&1 || true
+	t1=$(date +%s.%N)
+	"$stack" down --dir "$D/pg-whole" >/dev/null 2>&1
+	pg_whole=$(awk -v n="$jobs" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
+	pg_missing=$(sed -n 's/.*callbacks *\([0-9]*\) expected, \([0-9]*\) received, \([0-9]*\) missing.*/\3/p' \
+		"$D/pg-whole.txt" | head -n 1)
+fi
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { # NAME "rps p50 p99 non2xx errors requests" RATIO TARGET
 	read -r rps p50 p99 non2xx errs _ <<<"$2"
@@ -155,3 +182,12 @@ read -r _ _ _ a_non2xx _ a_reqs <<<"$c_async"
 echo "async durability: $rows rows on disk for $a_reqs responses counted by wrk ($a_non2xx non-2xx)"
 echo "group commit (intake run): $intake_jpf jobs per fsync, $intake_tpj write transactions per job"
 echo "WAL after the intake runs: ${wal_kb} KiB"
+if [ -n "$pg_async" ]; then
+	echo "== postgres (tools/pg.sh cluster, fsync and synchronous_commit on): vs_sqlite is against the consuma rows above =="
+	row "postgres POST /async" "$pg_async" "$(ratio "${pg_async%% *}" "${c_async%% *}")" ">= 0.50 vs sqlite"
+	printf '%-22s %10s %8s %8s %8s %7s %9s %s\n' "  whole path (storm)" "$pg_whole" - - - \
+		"${pg_missing:-?}" "$(ratio "$pg_whole" "$whole_rate")" ">= 0.50 vs sqlite (errors: missing callbacks)"
+	read -r _ _ _ p_non2xx _ p_reqs <<<"$pg_async"
+	echo "postgres durability: $pg_rows rows committed for $p_reqs responses counted by wrk ($p_non2xx non-2xx)"
+	echo "group commit (postgres intake): $pg_jpc jobs per commit"
+fi
