@@ -56,6 +56,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -202,14 +203,55 @@ lost:
 	}
 }
 
+/* How long to wait after an empty batch for an owed notice failed (the
+ * server is away: the deliverers' fallback poll covers it meanwhile). */
+#define NOTICE_RETRY_MS 1000
+
+static void wait_ms(struct store_committer *c, int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&c->wake, &c->mu, &ts);
+}
+
+/* Idle, with mu held: waits for work, and meanwhile sends the deliverers a
+ * wake-up the last batch owes them (store_ops.notice_owed_ms) with an
+ * empty batch once the backend lets it go. */
+static void wait_for_work(struct store_committer *c)
+{
+	const struct store_ops *ops = c->conn->ops;
+	int64_t retry_at = 0;
+	while (!c->jobs && !c->recs && !c->stopping) {
+		int64_t owed = ops->notice_owed_ms ? ops->notice_owed_ms(c->conn) : -1;
+		int64_t now = ids_mono_ms();
+		if (owed < 0) {
+			pthread_cond_wait(&c->wake, &c->mu);
+		} else if (owed > 0 || now < retry_at) {
+			wait_ms(c, owed > 0 ? owed : retry_at - now);
+		} else {
+			pthread_mutex_unlock(&c->mu);
+			bool sent = ops->batch_begin(c->conn) == STORE_OK &&
+			            ops->batch_commit(c->conn, 0) == STORE_OK;
+			pthread_mutex_lock(&c->mu);
+			if (!sent)
+				retry_at = ids_mono_ms() + NOTICE_RETRY_MS;
+		}
+	}
+}
+
 static void *committer_main(void *arg)
 {
 	struct store_committer *c = arg;
 
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
-		while (!c->jobs && !c->recs && !c->stopping)
-			pthread_cond_wait(&c->wake, &c->mu);
+		wait_for_work(c);
 		if (!c->jobs && !c->recs)
 			break; /* stopping, and everything queued is written */
 

@@ -115,6 +115,12 @@ struct store_ops {
 	                               void *arg, int64_t *recovered);
 	enum store_err (*prune)(struct store *s, int64_t cutoff_ms, int64_t max_rows,
 	                        int64_t *deleted);
+	/* optional (NULL: never): when a committed batch's wake-up of the
+	 * deliverers was held back (PostgreSQL's NOTIFY gap), the ms until it
+	 * may go (0: now); -1 when nothing is owed. The committer, idle, then
+	 * commits an empty batch for it, so the last jobs of a burst do not
+	 * wait for the deliverers' fallback poll. */
+	int64_t (*notice_owed_ms)(struct store *s);
 	/* optional (NULL: *fd = -1, drain 0) */
 	enum store_err (*listen)(struct store *s, int *fd);
 	int (*listen_drain)(struct store *s);

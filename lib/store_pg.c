@@ -1571,6 +1571,15 @@ static enum store_err pg_batch_commit(struct store *s, size_t jobs)
 	return STORE_OK;
 }
 
+static int64_t pg_notice_owed_ms(struct store *s)
+{
+	struct pg *p = pg_of(s);
+	if (!p->notify_owed)
+		return -1;
+	int64_t left = p->notified_ms + NOTIFY_GAP_MS - ids_mono_ms();
+	return left > 0 ? left : 0;
+}
+
 static void pg_batch_abort(struct store *s)
 {
 	pg_rollback(s);
@@ -2349,6 +2358,7 @@ const struct store_ops store_pg_ops = {
     .batch_begin = pg_batch_begin,
     .batch_commit = pg_batch_commit,
     .batch_abort = pg_batch_abort,
+    .notice_owed_ms = pg_notice_owed_ms,
     .get_request = pg_get_request,
     .list_requests = pg_list_requests,
     .health = pg_health,
