@@ -155,8 +155,12 @@ postmaster_pid() {
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+# port_free P: nobody listens on P. With SO_REUSEADDR, as the postmaster
+# binds: the connections a stopped postmaster closed linger in TIME_WAIT on
+# its port for a minute, and a plain bind counts them, so the port looked
+# taken and a restart moved the cluster to another (its clients' URL dead).
 port_free() {
-	python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1])))' "$1" 2>/dev/null
+	python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1",int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
 secret() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
