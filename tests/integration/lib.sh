@@ -263,3 +263,55 @@ assert_clean_logs() {
 		grep -h -A 12 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$1"/*.log | head -40 >&2
 	fi
 }
+
+# ---- several hosts on one PostgreSQL database ---------------------------------
+# need_pg: the test ends here unless PostgreSQL's programs are installed and
+# the build has the PostgreSQL store (consuma-fcgi refuses a URL otherwise).
+need_pg() {
+	if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && [ -z "${PG_BINDIR:-}" ]; then
+		not_ok "no PostgreSQL 15 in /usr/lib/postgresql/15/bin (apt-get install postgresql)"
+		t_done
+	fi
+	if ! grep -q '^LIBPQ_FOUND:INTERNAL=1' "$BUILD/CMakeCache.txt" 2>/dev/null; then
+		not_ok "$BUILD was configured without libpq (apt-get install libpq-dev)"
+		t_done
+	fi
+}
+
+# pgq SQL: SQL on the database $PG_URL, unaligned, columns separated by one
+# space (the PostgreSQL counterpart of sql).
+pgq() { psql -X -q -A -t -F ' ' -v ON_ERROR_STOP=1 "$PG_URL" -c "$1"; }
+
+# hosts_up N [stack.sh up options...]: the shape of a cluster on one machine:
+# a PostgreSQL cluster in $T/pg (PG_URL) and N stacks $T/h1 .. $T/hN on its
+# database, each with its own lighttpd, pools and doorbell (HOST_BASE[i] is
+# stack i's URL), and no deliverer yet (host_deliverer starts them).
+HOST_BASE=()
+hosts_up() {
+	local n=$1 i
+	shift
+	need_pg
+	pg_up "$T/pg"
+	for ((i = 1; i <= n; i++)); do
+		CONSUMA_DATABASE_URL=$PG_URL stack_up "$T/h$i" --no-deliverer "$@"
+		HOST_BASE[i]=$BASE
+	done
+}
+
+# host_deliverer I: starts host I's consuma-deliverer (pid in $T/hI/
+# deliverer.pid, log $T/hI/deliverer.log, so stack.sh down and status see it)
+# under host name hI, in a UTS namespace of its own. Two machines' deliverers
+# differ by host name: a deliverer takes back at once the leases of a dead
+# deliverer on its own host (it can see the pid is gone), while another
+# host's wait for their lease to expire. Sharing this machine's name, the
+# hosts here would take the first path and the lease would go untested.
+host_deliverer() {
+	local d=$T/h$1 ns=(unshare -u)
+	[ "$(id -u)" -eq 0 ] || ns=(unshare -r -u) # a user namespace may set its host name
+	CONSUMA_DATABASE_URL=$PG_URL CONSUMA_DOORBELL_PATH=$d/doorbell.sock \
+		"${ns[@]}" -- /bin/sh -c 'hostname "$1" && exec "$2"' sh "h$1" "$BUILD/consuma-deliverer" \
+		</dev/null >>"$d/deliverer.log" 2>&1 &
+	echo $! >"$d/deliverer.pid"
+	wait_for "grep -q deliverer.started '$d/deliverer.log'" 20 ||
+		{ not_ok "host $1's deliverer did not start (see $d/deliverer.log)"; tail -n 5 "$d/deliverer.log" >&2; t_done; }
+}
