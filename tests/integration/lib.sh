@@ -306,12 +306,17 @@ hosts_up() {
 # host's wait for their lease to expire. Sharing this machine's name, the
 # hosts here would take the first path and the lease would go untested.
 host_deliverer() {
-	local d=$T/h$1 ns=(unshare -u)
+	local d=$T/h$1 ns=(unshare -u) started
 	[ "$(id -u)" -eq 0 ] || ns=(unshare -r -u) # a user namespace may set its host name
-	CONSUMA_DATABASE_URL=$PG_URL CONSUMA_DOORBELL_PATH=$d/doorbell.sock \
-		"${ns[@]}" -- /bin/sh -c 'hostname "$1" && exec "$2"' sh "h$1" "$BUILD/consuma-deliverer" \
-		</dev/null >>"$d/deliverer.log" 2>&1 &
-	echo $! >"$d/deliverer.pid"
-	wait_for "grep -q deliverer.started '$d/deliverer.log'" 20 ||
+	started=$(count_lines "$d/deliverer.log" deliverer.started)
+	# started from a subshell, as stack.sh does: not this shell's child, so a
+	# kill -9 is no job of the test's for bash to report
+	(
+		CONSUMA_DATABASE_URL=$PG_URL CONSUMA_DOORBELL_PATH=$d/doorbell.sock \
+			"${ns[@]}" -- /bin/sh -c 'hostname "$1" && exec "$2"' sh "h$1" "$BUILD/consuma-deliverer" \
+			</dev/null >>"$d/deliverer.log" 2>&1 &
+		echo $! >"$d/deliverer.pid"
+	)
+	wait_for "[ \$(count_lines '$d/deliverer.log' deliverer.started) -gt $started ]" 20 ||
 		{ not_ok "host $1's deliverer did not start (see $d/deliverer.log)"; tail -n 5 "$d/deliverer.log" >&2; t_done; }
 }
