@@ -69,6 +69,8 @@ n2=$(count_lines "$T/h2/deliverer.log" "event=callback.delivered")
 echo "# host 1's deliverer delivered $n1, host 2's $n2"
 assert_eq "the two deliverers' counts add up" 1009 $((n1 + n2))
 assert_cmd "both deliverers took a share" test "$n1" -gt 0 -a "$n2" -gt 0
+assert_eq "the server logged no deadlock (a deliverer's renewal against its own batch once did)" 0 \
+	"$(count_lines "$T/pg/postgres.log" 'deadlock detected')"
 assert_eq "two heartbeats, one per host" "h1 h2" \
 	"$(pgq "SELECT string_agg(split_part(owner, ':', 1), ' ' ORDER BY owner) FROM heartbeats")"
 

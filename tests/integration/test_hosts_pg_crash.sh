@@ -139,6 +139,8 @@ echo "# whole host killed: $total callbacks for $distinct jobs in all"
 assert_cmd "duplicates bounded by two crashes' in flight ($((total - distinct)) <= $((2 * per_host)))" \
 	test $((total - distinct)) -le $((2 * per_host))
 
+assert_eq "the server logged no deadlock" 0 "$(count_lines "$T/pg/postgres.log" 'deadlock detected')"
+
 "$SRC/tools/stack.sh" down --dir "$T/h1" 2>/dev/null
 for h in 1 2; do assert_clean_logs "$T/h$h"; done
 
