@@ -178,7 +178,8 @@ struct store_committer;
 
 struct store_committer_stats {
 	uint64_t transactions;      /* write transactions committed */
-	uint64_t fsyncs;            /* WAL fdatasyncs (one per batch holding a job) */
+	uint64_t fsyncs;            /* durable commits: one per batch holding a job (SQLite: a WAL
+	                             * fdatasync; PostgreSQL: a commit at synchronous_commit=on) */
 	uint64_t jobs;              /* async jobs made durable, replays included */
 	uint64_t sync_records;      /* /sync records written */
 	uint64_t sync_records_lost; /* /sync records dropped with a failed batch */
