@@ -360,6 +360,19 @@ void store_claim_key(const char *callback_url, char *out, size_t outlen)
 	out[i] = '\0';
 }
 
+const char *store_verdict_status(enum store_verdict v)
+{
+	switch (v) {
+	case STORE_DELIVERED:
+		return "delivered";
+	case STORE_RETRY:
+		return "retrying";
+	case STORE_FAILED:
+		return "failed";
+	}
+	return "failed";
+}
+
 /* A list with nothing in it is no list: the backends skip the per-row key
  * then. */
 static const struct store_exclude *exclusions(const struct store_exclude *ex)

@@ -27,6 +27,9 @@ struct store {
 
 /* Sets s->msg (printf style). */
 void store_set_msg(struct store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The callback_status a verdict leaves the job in (both backends write
+ * it). */
+const char *store_verdict_status(enum store_verdict v);
 /* A fresh lease token of this connection (positive, never repeated). */
 int64_t store_next_token(struct store *s);
 

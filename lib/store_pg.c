@@ -2110,19 +2110,6 @@ static enum store_err pg_attempt_begin(struct store *s, const struct store_job *
 	return fenced(err, changed);
 }
 
-static const char *verdict_status(enum store_verdict v)
-{
-	switch (v) {
-	case STORE_DELIVERED:
-		return "delivered";
-	case STORE_RETRY:
-		return "retrying";
-	case STORE_FAILED:
-		return "failed";
-	}
-	return "failed";
-}
-
 static enum store_err pg_attempt_end(struct store *s, const struct store_job *j,
                                      const struct store_outcome *o)
 {
@@ -2143,7 +2130,7 @@ static enum store_err pg_attempt_end(struct store *s, const struct store_job *j,
 	else
 		p_text(&q, NULL);
 	p_int(&q, o->number);
-	p_text(&q, verdict_status(o->verdict));
+	p_text(&q, store_verdict_status(o->verdict));
 	if (retry) {
 		p_text(&q, NULL);
 		p_int(&q, o->next_attempt_at);

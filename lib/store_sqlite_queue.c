@@ -356,26 +356,13 @@ enum store_err sq_attempt_begin(struct store *b, const struct store_job *j, bool
 	return sq_step_done(q, st, "insert attempt");
 }
 
-static const char *verdict_status(enum store_verdict v)
-{
-	switch (v) {
-	case STORE_DELIVERED:
-		return "delivered";
-	case STORE_RETRY:
-		return "retrying";
-	case STORE_FAILED:
-		return "failed";
-	}
-	return "failed";
-}
-
 static enum store_err end_job(struct sq *q, const struct store_job *j, enum store_verdict v,
                               int64_t now, int64_t next_attempt_at, const char *last_error)
 {
 	sqlite3_stmt *st = q->qst[Q_JOB_END];
 	sqlite3_bind_int64(st, 1, j->seq);
 	sqlite3_bind_int64(st, 2, j->lease_token);
-	sqlite3_bind_text(st, 3, verdict_status(v), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, store_verdict_status(v), -1, SQLITE_STATIC);
 	if (v == STORE_RETRY) {
 		sqlite3_bind_null(st, 4);
 		sqlite3_bind_int64(st, 5, next_attempt_at);
