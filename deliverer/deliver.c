@@ -687,9 +687,7 @@ static bool flush(struct deliver *d)
 static void publish_exclusions(struct deliver *d)
 {
 	struct store_exclude *ex = NULL;
-	if (!hosts_exclusions(d->hosts, ids_mono_ms(), &ex)) {
-		cz_free(ex);
-	} else {
+	if (hosts_exclusions(d->hosts, ids_mono_ms(), &ex)) {
 		shared_set_exclusions(d->sh, ex);
 		shared_wake(d->sh); /* a host may have become claimable again */
 	}

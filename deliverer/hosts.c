@@ -104,7 +104,9 @@ struct hosts {
 	int64_t grace_ms; /* a suspect job's wait for another trial */
 	struct host *bucket[NBUCKETS];
 	int64_t count;
-	uint64_t excl_hash; /* of the last exclusion list */
+	uint64_t excl_hash;     /* of the last exclusion list */
+	const char **excl_keys; /* hosts_exclusions' scratch: the keys of this walk */
+	size_t excl_cap;
 	bool excl_valid;
 };
 
@@ -149,6 +151,7 @@ void hosts_free(struct hosts *hs)
 			h = n;
 		}
 	}
+	cz_free(hs->excl_keys);
 	cz_free(hs);
 }
 
@@ -340,8 +343,7 @@ bool hosts_finished(struct hosts *hs, struct host *h, bool suspect, uint64_t pat
 
 bool hosts_exclusions(struct hosts *hs, int64_t now, struct store_exclude **out)
 {
-	const char **keys = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0;
 	uint64_t hash = 1469598103934665603ULL;
 	*out = NULL;
 	for (int i = 0; i < NBUCKETS; i++) {
@@ -350,23 +352,23 @@ bool hosts_exclusions(struct hosts *hs, int64_t now, struct store_exclude **out)
 			bool saturated = h->in_hand >= 2 * hs->max_per_host;
 			if (h->state != OPEN && !saturated)
 				continue;
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 16;
-				void *p = cz_realloc(keys, ncap * sizeof *keys);
+			if (n == hs->excl_cap) {
+				size_t ncap = hs->excl_cap ? hs->excl_cap * 2 : 16;
+				void *p = cz_realloc(hs->excl_keys, ncap * sizeof *hs->excl_keys);
 				if (!p)
 					continue; /* fewer exclusions: still correct */
-				keys = p;
-				cap = ncap;
+				hs->excl_keys = p;
+				hs->excl_cap = ncap;
 			}
-			keys[n++] = h->claim_key;
+			hs->excl_keys[n++] = h->claim_key;
 			hash = (hash ^ hash_str(h->claim_key)) * 1099511628211ULL;
 		}
 	}
 	bool changed = !hs->excl_valid || hash != hs->excl_hash;
 	hs->excl_hash = hash;
 	hs->excl_valid = true;
-	*out = exclude_copy(keys, n);
-	cz_free(keys);
+	if (changed)
+		*out = exclude_copy(hs->excl_keys, n);
 	return changed;
 }
 

@@ -83,9 +83,10 @@ bool hosts_finished(struct hosts *hs, struct host *h, bool suspect, uint64_t pat
 /* Undoes hosts_started for a delivery that never left. */
 void hosts_unstart(struct hosts *hs, struct host *h, bool suspect);
 
-/* The claim keys to leave out of claims at now, in *out (exclude_copy:
- * NULL for none; the caller cz_frees it). Returns true when the set
- * differs from the previous call's. */
+/* The claim keys to leave out of claims at now. Returns true when the set
+ * differs from the previous call's, and then *out is the new list
+ * (exclude_copy: NULL for none; the caller owns it); else *out is NULL and
+ * nothing is allocated (the delivery thread asks at every turn). */
 bool hosts_exclusions(struct hosts *hs, int64_t now, struct store_exclude **out);
 /* Origins whose breaker is open at now (for GET /metrics). */
 int64_t hosts_open_count(struct hosts *hs, int64_t now);
