@@ -19,66 +19,31 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "auth.h"
+#include "fake_fcgx.h"
 #include "http.h"
 
 /* printf %s ck_test | sha256sum; printf %s k2 | sha256sum */
 #define LINE_ALICE "alice client 942d317dc7797b98b262d88716422069144f262ddc1ea8bfe041c3a5ede7c27a\n"
 #define LINE_ROOT  "root admin 015f7e6bc5aeaf483724089e9252cc13b50951a6b69412522765cff4d780306e\n"
 
-#define OUT_MAX 65536
-
-struct fake {
-	FCGX_Request fr;
-	FCGX_Stream in;
-	FCGX_Stream out;
-	char *envp[4];
-	char env[3][1024];
-	unsigned char outbuf[OUT_MAX + 1];
-};
-
 static char tmpdir[] = "/tmp/test_fcgi_auth.XXXXXX";
 static char keys_path[256];
 static struct app app;
-
-static void empty_closed(FCGX_Stream *s, int doClose)
-{
-	(void)doClose;
-	s->isClosed = 1;
-}
-
-static void fill_closed(FCGX_Stream *s)
-{
-	s->isClosed = 1;
-}
 
 /* A GET /requests whose Authorization header is authz (NULL: none). */
 static struct fake *fake_new(const char *authz)
 {
 	struct fake *f = calloc(1, sizeof(*f));
-	int n = 2;
+	char authz_var[1024];
+	const char *env[] = {"REQUEST_METHOD=GET", "REQUEST_URI=/requests", NULL, NULL};
 
 	assert_non_null(f);
-	snprintf(f->env[0], sizeof(f->env[0]), "REQUEST_METHOD=GET");
-	snprintf(f->env[1], sizeof(f->env[1]), "REQUEST_URI=/requests");
-	if (authz != NULL)
-		snprintf(f->env[n++], sizeof(f->env[2]), "HTTP_AUTHORIZATION=%s", authz);
-	for (int i = 0; i < n; i++)
-		f->envp[i] = f->env[i];
-	f->in.isReader = 1;
-	f->in.fillBuffProc = fill_closed;
-	f->out.wrNext = f->outbuf;
-	f->out.stop = f->outbuf + OUT_MAX;
-	f->out.emptyBuffProc = empty_closed;
-	f->fr.in = &f->in;
-	f->fr.out = &f->out;
-	f->fr.envp = f->envp;
+	if (authz != NULL) {
+		snprintf(authz_var, sizeof(authz_var), "HTTP_AUTHORIZATION=%s", authz);
+		env[2] = authz_var;
+	}
+	fake_init(f, env, NULL, 0);
 	return f;
-}
-
-static const char *fake_output(struct fake *f)
-{
-	*f->out.wrNext = '\0';
-	return (const char *)f->outbuf;
 }
 
 static void write_keys(const char *text)

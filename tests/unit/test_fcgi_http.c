@@ -21,6 +21,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "alloc.h"
+#include "fake_fcgx.h"
 #include "http.h"
 #include "router.h"
 
@@ -130,65 +131,6 @@ static void test_reason(void **state)
 	for (int e = HTTP_BODY_OK; e <= HTTP_BODY_NOMEM; e++)
 		assert_string_not_equal(http_body_strerror((enum http_body_err)e), "unknown error");
 	assert_string_equal(http_body_strerror((enum http_body_err)99), "unknown error");
-}
-
-/* ---- a fake libfcgi request ---- */
-
-#define OUT_MAX 65536
-
-struct fake {
-	FCGX_Request fr;
-	FCGX_Stream in;
-	FCGX_Stream out;
-	char *envp[16];
-	char env[16][HTTP_PATH_MAX + 64];
-	unsigned char inbuf[4096];
-	unsigned char outbuf[OUT_MAX + 1];
-};
-
-static void fill_closed(FCGX_Stream *s)
-{
-	s->isClosed = 1;
-}
-
-static void empty_closed(FCGX_Stream *s, int doClose)
-{
-	(void)doClose;
-	s->isClosed = 1;
-}
-
-/* env: NULL-terminated "NAME=value" strings; body: what the client sent. */
-static void fake_init(struct fake *f, const char *const *env, const char *body, size_t body_len)
-{
-	size_t i;
-
-	memset(f, 0, sizeof(*f));
-	for (i = 0; env != NULL && env[i] != NULL && i < 15; i++) {
-		snprintf(f->env[i], sizeof(f->env[i]), "%s", env[i]);
-		f->envp[i] = f->env[i];
-	}
-	f->envp[i] = NULL;
-	assert_true(body_len <= sizeof(f->inbuf));
-	if (body_len > 0)
-		memcpy(f->inbuf, body, body_len);
-	f->in.rdNext = f->inbuf;
-	f->in.stop = f->inbuf + body_len;
-	f->in.stopUnget = f->inbuf;
-	f->in.isReader = 1;
-	f->in.isClosed = 0; /* fill_closed ends it: all of it is here */
-	f->in.fillBuffProc = fill_closed;
-	f->out.wrNext = f->outbuf;
-	f->out.stop = f->outbuf + OUT_MAX;
-	f->out.emptyBuffProc = empty_closed;
-	f->fr.in = &f->in;
-	f->fr.out = &f->out;
-	f->fr.envp = f->envp;
-}
-
-static const char *fake_output(struct fake *f)
-{
-	*f->out.wrNext = '\0';
-	return (const char *)f->outbuf;
 }
 
 /* ---- the request path ---- */

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "fake_fcgx.h"
 #include "http.h"
 #include "ids.h"
 #include "requests.h"
@@ -33,46 +34,17 @@ static char first_id[IDS_UUID_LEN + 1];
 
 /* ---- a fake libfcgi request ---- */
 
-#define OUT_MAX (1 << 20)
-
-struct fake {
-	FCGX_Request fr;
-	FCGX_Stream in;
-	FCGX_Stream out;
-	char *envp[4];
-	char env[4][8192]; /* room for a long query string */
-	unsigned char outbuf[OUT_MAX + 1];
-};
-
-static void empty_closed(FCGX_Stream *s, int doClose)
-{
-	(void)doClose;
-	s->isClosed = 1;
-}
-
-static void fill_closed(FCGX_Stream *s)
-{
-	s->isClosed = 1;
-}
-
+/* A GET of uri with query as its QUERY_STRING. */
 static struct fake *fake_new(const char *uri, const char *query)
 {
 	struct fake *f = calloc(1, sizeof(*f));
+	char uri_var[8192], query_var[8192];
+	const char *env[] = {"REQUEST_METHOD=GET", uri_var, query_var, NULL};
 
 	assert_non_null(f);
-	snprintf(f->env[0], sizeof(f->env[0]), "REQUEST_METHOD=GET");
-	snprintf(f->env[1], sizeof(f->env[1]), "REQUEST_URI=%s", uri);
-	snprintf(f->env[2], sizeof(f->env[2]), "QUERY_STRING=%s", query);
-	for (int i = 0; i < 3; i++)
-		f->envp[i] = f->env[i];
-	f->in.isReader = 1;
-	f->in.fillBuffProc = fill_closed;
-	f->out.wrNext = f->outbuf;
-	f->out.stop = f->outbuf + OUT_MAX;
-	f->out.emptyBuffProc = empty_closed;
-	f->fr.in = &f->in;
-	f->fr.out = &f->out;
-	f->fr.envp = f->envp;
+	snprintf(uri_var, sizeof(uri_var), "REQUEST_URI=%s", uri);
+	snprintf(query_var, sizeof(query_var), "QUERY_STRING=%s", query);
+	fake_init(f, env, NULL, 0);
 	return f;
 }
 
@@ -81,8 +53,7 @@ static const char *fake_body(struct fake *f)
 {
 	const char *b;
 
-	*f->out.wrNext = '\0';
-	b = strstr((const char *)f->outbuf, "\r\n\r\n");
+	b = strstr(fake_output(f), "\r\n\r\n");
 	assert_non_null(b);
 	return b + 4;
 }
