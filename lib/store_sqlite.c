@@ -635,8 +635,6 @@ static struct store *sq_open(const char *path, enum store_err *err, char *errmsg
 		goto out;
 	}
 	e = migrate(s);
-	if (e == STORE_OK)
-		e = sq_queue_prepare(s);
 out:
 	if (e != STORE_OK && s) {
 		if (errmsg && errlen)

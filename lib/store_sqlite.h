@@ -18,7 +18,7 @@ struct sq {
 	struct store base;
 	sqlite3 *db;
 	sqlite3_stmt *stmt[SQ_STMT_MAX]; /* prepared on first use */
-	sqlite3_stmt *qst[SQ_QUEUE_MAX]; /* the queue's, prepared at open */
+	sqlite3_stmt *qst[SQ_QUEUE_MAX]; /* the queue's, prepared at its first call */
 	int64_t busy_start_ns;           /* when the current lock wait began */
 	uint64_t rng;                    /* xorshift state for the busy handler's jitter */
 	int lock_fd;                     /* the host's write lock (<db>.wlock): -1 until a batch */
@@ -36,8 +36,8 @@ enum store_err sq_fail(struct sq *s, int rc, const char *what);
  * it; its error mapped and recorded. */
 enum store_err sq_step_done(struct sq *s, sqlite3_stmt *st, const char *what);
 
-/* store_sqlite_queue.c: prepares and finalizes the queue's statements. */
-enum store_err sq_queue_prepare(struct sq *s);
+/* store_sqlite_queue.c: finalizes the queue's statements (prepared on the
+ * connection's first queue call). */
 void sq_queue_finalize(struct sq *s);
 
 /* The queue's entries of store_sqlite_ops (store_sqlite_queue.c). */

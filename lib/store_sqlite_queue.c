@@ -167,6 +167,21 @@ static char *column_strdup(sqlite3_stmt *st, int col, size_t *len)
 }
 
 static enum store_err exclude_json(const struct store_exclude *ex, char **out);
+
+/* The queue's statements are prepared on a connection's first queue call:
+ * consuma-fcgi's connections never make one. */
+static enum store_err queue_ready(struct sq *q)
+{
+	for (int i = 0; i < Q__COUNT; i++) {
+		if (q->qst[i])
+			continue;
+		int rc = sqlite3_prepare_v3(q->db, queue_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+		                            &q->qst[i], NULL);
+		if (rc != SQLITE_OK)
+			return sq_fail(q, rc, "prepare queue statement");
+	}
+	return STORE_OK;
+}
 _Static_assert((int)Q__COUNT <= SQ_QUEUE_MAX, "struct sq holds every queue statement");
 
 /* Reads one claimed row into j. */
@@ -222,6 +237,9 @@ enum store_err sq_claim(struct store *b, int64_t now, int64_t lease_ms, int max,
                         const struct store_exclude *ex, struct store_job **jobs, int *n)
 {
 	struct sq *q = SQ(b);
+	enum store_err ready = queue_ready(q);
+	if (ready != STORE_OK)
+		return ready;
 	enum store_err err = STORE_OK;
 	struct store_job *arr = NULL;
 	int count = 0;
@@ -294,6 +312,9 @@ enum store_err sq_next_due(struct store *b, const struct store_exclude *ex, bool
                            int64_t *due)
 {
 	struct sq *q = SQ(b);
+	enum store_err ready = queue_ready(q);
+	if (ready != STORE_OK)
+		return ready;
 	sqlite3_stmt *st = q->qst[Q_NEXT_DUE];
 	char *exclude = NULL;
 	enum store_err err = exclude_json(ex, &exclude);
@@ -345,6 +366,9 @@ enum store_err sq_attempt_begin(struct store *b, const struct store_job *j, bool
                                 int64_t number, int64_t started_at)
 {
 	struct sq *q = SQ(b);
+	enum store_err ready = queue_ready(q);
+	if (ready != STORE_OK)
+		return ready;
 	enum store_err err = count_attempt(q, j, store_res, number);
 	if (err != STORE_OK)
 		return err;
@@ -378,6 +402,9 @@ enum store_err sq_attempt_end(struct store *b, const struct store_job *j,
                               const struct store_outcome *o)
 {
 	struct sq *q = SQ(b);
+	enum store_err ready = queue_ready(q);
+	if (ready != STORE_OK)
+		return ready;
 	sqlite3_stmt *st = q->qst[Q_ATTEMPT_DONE];
 	sqlite3_bind_int64(st, 1, j->seq);
 	sqlite3_bind_int64(st, 2, o->number);
@@ -403,6 +430,9 @@ enum store_err sq_release(struct store *b, const struct store_job *j, bool store
                           int64_t due_at)
 {
 	struct sq *q = SQ(b);
+	enum store_err ready = queue_ready(q);
+	if (ready != STORE_OK)
+		return ready;
 	enum store_err err = STORE_OK;
 	if (store_res)
 		err = store_result(q, j);
@@ -431,6 +461,9 @@ static enum store_err owner_update(struct sq *q, enum stmt which, int64_t t, int
 enum store_err sq_renew(struct store *b, int64_t now, int64_t lease_ms, int64_t *renewed)
 {
 	struct sq *q = SQ(b);
+	enum store_err ready = queue_ready(q);
+	if (ready != STORE_OK)
+		return ready;
 	enum store_err err = store_begin(&q->base);
 	if (err == STORE_OK)
 		err = owner_update(q, Q_RENEW, now + lease_ms, renewed);
@@ -444,6 +477,9 @@ enum store_err sq_renew(struct store *b, int64_t now, int64_t lease_ms, int64_t 
 enum store_err sq_handback_all(struct store *b, int64_t now, int64_t *released)
 {
 	struct sq *q = SQ(b);
+	enum store_err ready = queue_ready(q);
+	if (ready != STORE_OK)
+		return ready;
 	enum store_err err = store_begin(&q->base);
 	if (err != STORE_OK)
 		return err;
@@ -462,6 +498,9 @@ enum store_err sq_handback_all(struct store *b, int64_t now, int64_t *released)
 enum store_err sq_heartbeat(struct store *b, int64_t now, const struct store_beat *beat)
 {
 	struct sq *q = SQ(b);
+	enum store_err ready = queue_ready(q);
+	if (ready != STORE_OK)
+		return ready;
 	sqlite3_stmt *st = q->qst[Q_HEARTBEAT];
 	sqlite3_bind_text(st, 1, q->base.owner, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, beat->pid);
@@ -493,6 +532,9 @@ static enum store_err delete_heartbeat(struct sq *q, const char *owner)
 enum store_err sq_heartbeat_remove(struct store *b)
 {
 	struct sq *q = SQ(b);
+	enum store_err ready = queue_ready(q);
+	if (ready != STORE_OK)
+		return ready;
 	enum store_err err = store_begin(&q->base);
 	if (err == STORE_OK)
 		err = delete_heartbeat(q, q->base.owner);
@@ -508,6 +550,9 @@ enum store_err sq_recover_dead(struct store *b, int64_t now,
                                void *arg, int64_t *recovered)
 {
 	struct sq *q = SQ(b);
+	enum store_err ready = queue_ready(q);
+	if (ready != STORE_OK)
+		return ready;
 	int64_t total = 0;
 	enum store_err err = store_begin(&q->base);
 	if (err != STORE_OK)
@@ -631,17 +676,6 @@ static enum store_err exclude_json(const struct store_exclude *ex, char **out)
 	*out = cz_strdup(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN));
 	json_object_put(arr);
 	return *out ? STORE_OK : STORE_NOMEM;
-}
-
-enum store_err sq_queue_prepare(struct sq *q)
-{
-	for (int i = 0; i < Q__COUNT; i++) {
-		int rc = sqlite3_prepare_v3(q->db, queue_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-		                            &q->qst[i], NULL);
-		if (rc != SQLITE_OK)
-			return sq_fail(q, rc, "prepare queue statement");
-	}
-	return STORE_OK;
 }
 
 void sq_queue_finalize(struct sq *q)
