@@ -10,8 +10,11 @@
 #   tools/stack.sh stop-deliverer [--dir D]
 #
 # Defaults: port 8000, D = .stack/ in the checkout (git ignores it), one
-# sync-pool process (it computes one hash per CPU at once) and two API-pool
-# processes, each serving CONSUMA_FCGI_THREADS requests at once.
+# sync-pool process (it computes one hash per CPU at once) and one API-pool
+# process, each serving CONSUMA_FCGI_THREADS requests at once. One API
+# process, because SQLite writers in different processes cost each other:
+# every commit of one throws away the other's page cache, and two
+# committers each batch half the jobs (README, Benchmarks).
 #
 # up      builds if needed (cmake into build/ of the checkout, RelWithDebInfo,
 #         no sanitizers; CONSUMA_BUILD_DIR=<dir> uses an existing build
@@ -76,7 +79,7 @@ port=8000
 port_set=0
 dir=$root/.stack
 sync_procs=1
-api_procs=2
+api_procs=1
 procs_set=0
 with_deliverer=1
 want_auth=0
