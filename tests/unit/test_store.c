@@ -1017,6 +1017,16 @@ static void test_pending_keys(void **state)
 	}
 	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='b.wild.test'"), 1);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 6);
+	/* one job's finish takes off its own keys and no other (sql/007: one
+	 * or two keys by keyed updates, three through json_each) */
+	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE pending_keys LIKE '%a.wild.test%'");
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 4);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending WHERE host IN "
+	                              "('a.wild.test', '93.184.216.34/32')"),
+	                 0);
+	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE pending_keys = '[\"::/64\"]'");
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending WHERE host = '::/64'"), 0);
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='b.wild.test'"), 1);
 	exec_ok(s, "UPDATE requests SET finished_at = 1");
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
 	/* a repeated key counts twice and is taken off twice: exact either way */
