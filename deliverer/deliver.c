@@ -92,9 +92,10 @@ struct deliver {
 	uint64_t rng;
 	CURL *spare[SPARE_MAX];
 	int nspare;
-	int64_t db_retry_at;     /* monotonic ms */
-	struct metrics *metrics; /* the host's counters zone (GET /metrics); may be NULL */
-	int64_t gauges_at;       /* monotonic ms of the next gauge report */
+	int64_t db_retry_at;      /* monotonic ms */
+	struct metrics *metrics;  /* the host's counters zone (GET /metrics); may be NULL */
+	int64_t gauges_at;        /* monotonic ms of the next gauge report */
+	int64_t flushes, flushed; /* write transactions, and the rows they wrote */
 };
 
 /* ---- lists ---------------------------------------------------------------- */
@@ -650,6 +651,8 @@ static bool flush(struct deliver *d)
 		store_rollback(d->s);
 		return false;
 	}
+	d->flushes++;
+	d->flushed += (int64_t)(d->starting.n + d->ended.n + d->handback.n);
 	int64_t wake_before = atomic_load(&d->sh->sleep_until);
 	bool wake = false;
 	struct djob *j;
@@ -687,10 +690,9 @@ static bool flush(struct deliver *d)
 static void publish_exclusions(struct deliver *d)
 {
 	struct store_exclude *ex = NULL;
-	if (hosts_exclusions(d->hosts, ids_mono_ms(), &ex)) {
-		shared_set_exclusions(d->sh, ex);
-		shared_wake(d->sh); /* a host may have become claimable again */
-	}
+	/* only a host that left the list can make a claim scan find more */
+	if (hosts_exclusions(d->hosts, ids_mono_ms(), &ex) && shared_set_exclusions(d->sh, ex))
+		shared_wake(d->sh);
 }
 
 /* The open-breaker gauge of this deliverer, at most once per second. */
@@ -785,6 +787,8 @@ static void *run(void *arg)
 		curl_multi_poll(d->multi, NULL, 0, poll_timeout(d), NULL);
 	}
 	final_turn(d);
+	log_event(L_INFO, "deliver.stopped", "transactions=%lld rows=%lld", (long long)d->flushes,
+	          (long long)d->flushed);
 	metrics_deliverer_gone(d->metrics, (int64_t)getpid());
 	return NULL;
 }

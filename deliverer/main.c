@@ -109,6 +109,7 @@ struct ctx {
 	int64_t capacity;
 	int64_t pool_backlog; /* most jobs queued for the pool */
 	int64_t started_at;
+	int64_t claims, claimed, due_reads; /* claim transactions, their jobs, due-time reads */
 	char hostname[HOSTNAME_MAX];
 	char owner[STORE_OWNER_MAX];
 };
@@ -326,6 +327,8 @@ static int claim(struct ctx *c, int64_t room, const struct store_exclude *excl)
 		          log_q(store_errmsg(c->s_main)));
 		return -1;
 	}
+	c->claims++;
+	c->claimed += n;
 	for (int i = 0; i < n; i++) {
 		struct djob *j = djob_new(&jobs[i]);
 		if (!j) {
@@ -490,6 +493,7 @@ static void claim_loop(struct ctx *c)
 			} else {
 				bool found = false;
 				int64_t due = 0;
+				c->due_reads++;
 				if (store_next_due(c->s_main, excl, &found, &due) == STORE_OK &&
 				    found) {
 					if (due <= now && got > 0)
@@ -639,7 +643,9 @@ int main(int argc, char **argv)
 		claim_loop(&c);
 		notify("STOPPING=1");
 		rc = shutdown_all(&c);
-		log_event(L_INFO, "deliverer.stopped", "exit=%d", rc);
+		log_event(L_INFO, "deliverer.stopped",
+		          "exit=%d claims=%lld claimed=%lld due_reads=%lld", rc,
+		          (long long)c.claims, (long long)c.claimed, (long long)c.due_reads);
 	} else {
 		shutdown_all(&c);
 	}

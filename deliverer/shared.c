@@ -80,13 +80,37 @@ struct store_exclude *exclude_copy(const char *const *keys, size_t n)
 	return ex;
 }
 
-void shared_set_exclusions(struct shared *sh, struct store_exclude *ex)
+/* Past this many key comparisons a change counts as lifting one. */
+#define LIFTED_COMPARE_MAX 4096
+
+static bool has_key(const struct store_exclude *ex, const char *key)
+{
+	for (size_t i = 0; ex && i < ex->n; i++)
+		if (strcmp(ex->keys[i], key) == 0)
+			return true;
+	return false;
+}
+
+static bool lifted(const struct store_exclude *old, const struct store_exclude *ex)
+{
+	size_t n_old = old ? old->n : 0, n_new = ex ? ex->n : 0;
+	if (n_old * n_new > LIFTED_COMPARE_MAX)
+		return true;
+	for (size_t i = 0; i < n_old; i++)
+		if (!has_key(ex, old->keys[i]))
+			return true;
+	return false;
+}
+
+bool shared_set_exclusions(struct shared *sh, struct store_exclude *ex)
 {
 	pthread_mutex_lock(&sh->mu);
+	bool freed = lifted(sh->exclusions, ex);
 	cz_free(sh->exclusions);
 	sh->exclusions = ex;
 	sh->exclusions_gen++;
 	pthread_mutex_unlock(&sh->mu);
+	return freed;
 }
 
 void shared_get_exclusions(struct shared *sh, uint64_t *gen, struct store_exclude **mine)

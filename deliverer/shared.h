@@ -54,8 +54,11 @@ void shared_drain(struct shared *sh);
  * NULL when n is 0 or memory ran out (no exclusions: still correct, only
  * less polite to an open breaker). */
 struct store_exclude *exclude_copy(const char *const *keys, size_t n);
-/* Replaces the exclusion list; takes ex (NULL for none). */
-void shared_set_exclusions(struct shared *sh, struct store_exclude *ex);
+/* Replaces the exclusion list; takes ex (NULL for none). True when the
+ * change may have made a job claimable: a key of the old list is not in
+ * ex (or the lists are too long to compare cheaply). A key added excludes
+ * more and frees nothing, so it needs no claim scan. */
+bool shared_set_exclusions(struct shared *sh, struct store_exclude *ex);
 /* Brings *mine (the caller's own copy, NULL at first) up to date when the
  * list changed since *gen (0 at first); cz_free *mine when done. */
 void shared_get_exclusions(struct shared *sh, uint64_t *gen, struct store_exclude **mine);
