@@ -347,8 +347,8 @@ void store_claim_key(const char *callback_url, char *out, size_t outlen)
 		return;
 	const char *sep = strstr(callback_url, "://");
 	/* instr() is 1-based and 0 when absent: the authority starts 3 bytes
-	 * after the match, or at byte 2 without one, as in store_sqlite's
-	 * CLAIM_KEY */
+	 * after the match, or at byte 2 without one, as in SQLite's claim_key
+	 * (sql/sqlite/008_claim_key.sql) */
 	size_t start = sep ? (size_t)(sep - callback_url) + 3 : 2;
 	size_t len = strlen(callback_url);
 	size_t end = start < len ? start + strcspn(callback_url + start, "/?#") : len;

@@ -54,17 +54,12 @@ enum stmt {
 };
 
 #define UNFINISHED "finished_at IS NULL AND mode = 'async'"
-/* A row's claim key (store_claim_key says what it is; the C there follows
- * these string functions step by step). */
-#define CK_AT   "instr(callback_url, '://')"
-#define CK_REST "replace(replace(substr(callback_url, " CK_AT " + 3), '?', '/'), '#', '/')"
-#define CLAIM_KEY                                                                                  \
-	"lower(substr(callback_url, 1, " CK_AT " + 2 + instr(" CK_REST " || '/', '/') - 1))"
-/* n is NULL when nothing is excluded: the OR then stops before the key is
- * computed, which costs ten times a plain row visit (store.c passes no
- * list when it is empty). */
-#define NOT_EXCLUDED(n)                                                                            \
-	"(" n " IS NULL OR " CLAIM_KEY " NOT IN (SELECT value FROM json_each(" n ")))"
+/* claim_key: a row's claim key (store_claim_key says what it is), a
+ * virtual column kept in requests_due (sql/sqlite/008_claim_key.sql), so
+ * the walk past excluded jobs reads the index alone. n is NULL when
+ * nothing is excluded: the OR then stops before the key is read
+ * (store.c passes no list when it is empty). */
+#define NOT_EXCLUDED(n) "(" n " IS NULL OR claim_key NOT IN (SELECT value FROM json_each(" n ")))"
 /* The claim and the due-time read name requests_due (partial on the
  * unfinished jobs, in due order): without statistics the planner prefers
  * requests_mode_created and would walk every async row ever accepted.
