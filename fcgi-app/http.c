@@ -367,6 +367,11 @@ enum http_body_err http_read_body(struct http_exchange *x, size_t cap, char **bo
 		rc = HTTP_BODY_TRUNCATED;
 		goto out;
 	}
+	/* The end of FCGI_STDIN (its empty record), which the server sends
+	 * right after the last byte: once it is read nothing is left unread,
+	 * and serve_one closes without libfcgi's linger. A byte past
+	 * CONTENT_LENGTH instead (no server sends one) leaves the linger on. */
+	(void)FCGX_GetChar(x->fr->in);
 	b[got] = '\0';
 	*body = b;
 	*len = got;

@@ -154,7 +154,18 @@ static void serve_one(struct worker *w, FCGX_Request *req)
 		x.store = w->store;
 		router_dispatch(&x);
 	}
-	/* the response goes out before the doorbell rings */
+	/* libfcgi's close shuts the socket for writing and reads until the
+	 * server closes its end (up to 2 s), so that data we never read cannot
+	 * turn the close into a reset that loses our response. With the end of
+	 * the input seen (http_read_body) there is none: the worker closes at
+	 * once and takes the next connection. That wait held a worker per
+	 * request for a round trip through lighttpd; skipping it measured
+	 * +25% POST /async (8 alternating rounds, median 7,788 -> 9,700/s).
+	 * FCGX_Detach only marks the request so that FCGX_Finish_r closes
+	 * without the shutdown. The response goes out before the doorbell
+	 * rings. */
+	if (FCGX_HasSeenEOF(req->in) == EOF)
+		FCGX_Detach(req);
 	FCGX_Finish_r(req);
 	if (x.ring_doorbell)
 		doorbell_ring(app->doorbell);

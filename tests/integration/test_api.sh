@@ -232,16 +232,34 @@ while True:
     if t == 3:
         break
 head, _, payload = out.decode().partition('\r\n\r\n')
-print(head.split('\r\n')[0].split()[1], payload)
+closed = ''
+if len(sys.argv) > 4:  # has the responder closed its end, 0.5 s after END_REQUEST?
+    import time
+    time.sleep(0.5)
+    try:
+        s.send(b'x')  # a socket shut down for writing but still open takes it
+        closed = ' closed=no'
+    except OSError:
+        closed = ' closed=yes'
+print(head.split('\r\n')[0].split()[1], payload + closed)
 PY
 CONSUMA_DATABASE_PATH=$T/direct.db "$BUILD/consuma-fcgi" --socket "$T/direct.sock" 2>"$T/direct.log" &
 direct_pid=$!
 t_track $direct_pid
 wait_for '[ -S "$T/direct.sock" ]' 10
-fcgi() { python3 "$T/fcgi.py" "$T/direct.sock" "$1" "${2:-}"; }
+fcgi() { python3 "$T/fcgi.py" "$T/direct.sock" "$1" "${2:-}" ${3:+"$3"}; }
 post='"REQUEST_METHOD": "POST", "REQUEST_URI": "/sync", "REMOTE_ADDR": "127.0.0.1", "CONTENT_TYPE": "application/json"'
 assert_match "direct: a valid /sync" '^200 .*2cf24dba5fb0a30e' \
 	"$(fcgi "{$post, \"CONTENT_LENGTH\": \"37\"}" '{"input_data":"hello","iterations":1}')"
+# A request read to the end of its input is closed at once: libfcgi's
+# linger (shut down for writing, then read until the server closes,
+# polling 2 s at a time) held a worker per request (fcgi-app/main.c,
+# serve_one). A body left unread keeps the linger, so no reset can cut the
+# response short.
+assert_match "direct: read to the end, closed at once" '^200 .*closed=yes$' \
+	"$(fcgi "{$post, \"CONTENT_LENGTH\": \"37\"}" '{"input_data":"hello","iterations":1}' close)"
+assert_match "direct: a body left unread keeps the linger" '^413 .*closed=no$' \
+	"$(fcgi "{$post, \"CONTENT_LENGTH\": \"99999999999999999999\"}" '' close)"
 assert_match "direct: CONTENT_LENGTH not a number" '^400 .*Content-Length' \
 	"$(fcgi "{$post, \"CONTENT_LENGTH\": \"12x\"}" '{"input_data":"hello"}')"
 assert_match "direct: CONTENT_LENGTH negative" '^400 .*Content-Length' \
