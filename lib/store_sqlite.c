@@ -335,64 +335,17 @@ static int bind_named_int(sqlite3_stmt *st, const char *name, int64_t v)
 
 static void sq_rollback(struct store *b);
 
-static enum store_err sq_begin(struct store *b)
-{
-	struct sq *s = SQ(b);
-	s->base.msg[0] = '\0';
-	int rc = run(s, ST_BEGIN);
-	if (rc != SQLITE_OK)
-		return sq_fail(s, rc, "begin immediate");
-	return STORE_OK;
-}
-
-/* On failure the transaction is rolled back, so the connection is never left
- * inside one. */
-static enum store_err sq_commit(struct store *b)
-{
-	struct sq *s = SQ(b);
-	int rc = run(s, ST_COMMIT);
-	if (rc == SQLITE_OK)
-		return STORE_OK;
-	enum store_err err = sq_fail(s, rc, "commit");
-	sq_rollback(&s->base);
-	return err;
-}
-
-static void sq_rollback(struct store *b)
-{
-	struct sq *s = SQ(b);
-	if (!s || sqlite3_get_autocommit(s->db))
-		return;
-	int rc = run(s, ST_ROLLBACK);
-	if (rc != SQLITE_OK)
-		log_event(L_WARN, "store.rollback_failed", "rc=%d error=%s", rc,
-		          log_q(sqlite3_errmsg(s->db)));
-}
-
-static enum store_err begin_read(struct sq *s)
-{
-	int rc = run(s, ST_BEGIN_READ);
-	return rc == SQLITE_OK ? STORE_OK : sq_fail(s, rc, "begin");
-}
-
 static bool is_file_path(const char *path);
 
-enum store_err sq_step_done(struct sq *s, sqlite3_stmt *st, const char *what)
-{
-	int rc = sqlite3_step(st);
-	enum store_err err = rc == SQLITE_DONE ? STORE_OK : sq_fail(s, rc, what);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return err;
-}
-
-/* ---- the committer's batch ---------------------------------------------
- * Every committer on the host takes the same flock on <database>.wlock
- * around its BEGIN IMMEDIATE ... COMMIT: they take turns in the kernel's
- * queue instead of spinning in the busy handler, and the fdatasync that
- * follows runs outside it (store_commit.c). Without the lock file (an
- * in-memory database, a path too long, no permission) the batch goes on
- * unserialized: SQLite's own lock and the busy handler still guard it. */
+/* ---- the write lock ----------------------------------------------------
+ * Every writer on the host (each committer, and the deliverer's
+ * connections) takes the same flock on <database>.wlock around its
+ * BEGIN IMMEDIATE ... COMMIT: they take turns in the kernel's queue, which
+ * wakes the next one the moment the lock is free, instead of spinning in
+ * the busy handler (sleeps of 20 us to 1 ms, retried). The committer's
+ * fdatasync follows outside it (store_commit.c). Without the lock file (an
+ * in-memory database, a path too long, no permission) transactions go on
+ * unserialized: SQLite's own lock and the busy handler still guard them. */
 
 static void lock_hold(struct sq *s)
 {
@@ -417,28 +370,79 @@ static void lock_drop(struct sq *s)
 		flock(s->lock_fd, LOCK_UN);
 }
 
-static enum store_err sq_batch_begin(struct store *b)
+static enum store_err sq_begin(struct store *b)
 {
 	struct sq *s = SQ(b);
+	s->base.msg[0] = '\0';
 	lock_hold(s);
-	enum store_err err = sq_begin(b);
-	if (err != STORE_OK)
+	int rc = run(s, ST_BEGIN);
+	if (rc != SQLITE_OK) {
 		lock_drop(s);
+		return sq_fail(s, rc, "begin immediate");
+	}
+	return STORE_OK;
+}
+
+/* On failure the transaction is rolled back, so the connection is never left
+ * inside one. */
+static enum store_err sq_commit(struct store *b)
+{
+	struct sq *s = SQ(b);
+	int rc = run(s, ST_COMMIT);
+	if (rc == SQLITE_OK) {
+		lock_drop(s);
+		return STORE_OK;
+	}
+	enum store_err err = sq_fail(s, rc, "commit");
+	sq_rollback(&s->base);
 	return err;
+}
+
+static void sq_rollback(struct store *b)
+{
+	struct sq *s = SQ(b);
+	if (!s)
+		return;
+	lock_drop(s); /* also when SQLite rolled back by itself (SQLITE_FULL) */
+	if (sqlite3_get_autocommit(s->db))
+		return;
+	int rc = run(s, ST_ROLLBACK);
+	if (rc != SQLITE_OK)
+		log_event(L_WARN, "store.rollback_failed", "rc=%d error=%s", rc,
+		          log_q(sqlite3_errmsg(s->db)));
+}
+
+static enum store_err begin_read(struct sq *s)
+{
+	int rc = run(s, ST_BEGIN_READ);
+	return rc == SQLITE_OK ? STORE_OK : sq_fail(s, rc, "begin");
+}
+
+enum store_err sq_step_done(struct sq *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+	enum store_err err = rc == SQLITE_DONE ? STORE_OK : sq_fail(s, rc, what);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return err;
+}
+
+/* ---- the committer's batch: a transaction under the write lock -------- */
+
+static enum store_err sq_batch_begin(struct store *b)
+{
+	return sq_begin(b);
 }
 
 static enum store_err sq_batch_commit(struct store *b, size_t jobs)
 {
 	(void)jobs; /* the doorbell is rung by the caller, after the 202s */
-	enum store_err err = sq_commit(b);
-	lock_drop(SQ(b));
-	return err;
+	return sq_commit(b);
 }
 
 static void sq_batch_abort(struct store *b)
 {
 	sq_rollback(b);
-	lock_drop(SQ(b));
 }
 
 /* ---- open, migrate, close --------------------------------------------- */
