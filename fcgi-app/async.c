@@ -293,6 +293,7 @@ answer:
 		http_header(x, "Idempotency-Replayed", "true");
 	/* committed: wake the deliverer even if the client has gone */
 	x->ring_doorbell = !res.replayed;
+	x->ring_batch = res.batch;
 	metrics_count(app->metrics, METRICS_JOBS_ACCEPTED, res.replayed ? 0 : 1);
 	http_send_json(x, 202, o);
 out:

@@ -44,6 +44,7 @@ struct http_exchange {
 	char request_id[IDS_UUID_LEN + 1]; /* "" until a handler names one */
 	int status;                        /* the status sent, 0 before */
 	bool ring_doorbell;                /* ring after the response is flushed */
+	uint64_t ring_batch;               /* for the jobs of this commit batch (0: always) */
 	bool write_failed;                 /* a write of the response failed */
 	struct buf headers;                /* extra header lines, CRLF terminated */
 	int64_t start_ns;                  /* monotonic, for duration_ms */

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,6 +32,7 @@ static int make_addr(const char *path, struct sockaddr_un *sun)
 struct doorbell {
 	int fd;
 	struct sockaddr_un addr;
+	_Atomic uint64_t rung; /* the newest batch a ring was sent for */
 };
 
 struct doorbell *doorbell_new(const char *path)
@@ -70,6 +72,20 @@ void doorbell_ring(struct doorbell *b)
 	 * are pending anyway) are all fine to ignore. */
 	(void)sendto(b->fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&b->addr,
 	             sizeof(b->addr));
+}
+
+void doorbell_ring_batch(struct doorbell *b, uint64_t batch)
+{
+	if (b == NULL)
+		return;
+	uint64_t seen = atomic_load_explicit(&b->rung, memory_order_relaxed);
+	do {
+		if (batch != 0 && seen >= batch)
+			return;
+	} while (batch != 0 && !atomic_compare_exchange_weak_explicit(&b->rung, &seen, batch,
+	                                                              memory_order_relaxed,
+	                                                              memory_order_relaxed));
+	doorbell_ring(b);
 }
 
 int doorbell_listen(const char *path)

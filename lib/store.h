@@ -143,6 +143,8 @@ struct job_result {
 	bool replayed;            /* true when the idempotency key matched */
 	enum job_refusal refusal; /* why, on STORE_REFUSED */
 	int64_t queue_depth;      /* depth seen by the check */
+	uint64_t batch;           /* the committer's batch that made it durable, counted from 1
+	                           * in this process (0: written without a committer) */
 };
 
 /* Inserts the job durably, or finds the earlier job for the same

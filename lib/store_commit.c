@@ -167,7 +167,7 @@ static void write_batch(struct store_committer *c, struct waiter *jobs, struct r
 	err = ops->batch_commit(c->conn, durable);
 	if (err != STORE_OK)
 		goto lost; /* rolled back, lock released */
-	count(&c->transactions, 1);
+	uint64_t batch = atomic_fetch_add_explicit(&c->transactions, 1, memory_order_relaxed) + 1;
 	atomic_store_explicit(&c->last_ok_ms, ids_now_ms(), memory_order_relaxed);
 	count(&c->records_written, written);
 	count(&c->records_lost, lost);
@@ -189,6 +189,9 @@ static void write_batch(struct store_committer *c, struct waiter *jobs, struct r
 		return;
 	}
 	count(&c->jobs_done, durable);
+	for (struct waiter *w = jobs; w; w = w->next)
+		if (w->err == STORE_OK)
+			w->res->batch = batch;
 	return;
 failed:
 	ops->batch_abort(c->conn);

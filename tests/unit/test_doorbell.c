@@ -1,5 +1,6 @@
 /*
- * test_doorbell: a ring reaches a listener; ringing with nobody listening,
+ * test_doorbell: a ring reaches a listener, once per commit batch when
+ * asked so; ringing with nobody listening,
  * or a full queue, is silent and never blocks; a stale socket file is
  * replaced but a regular file is never removed.
  */
@@ -56,6 +57,36 @@ static void test_ring_wakes_listener(void **state)
 	unlink(path);
 }
 
+/* One ring per commit batch: a batch already rung for, or an earlier one,
+ * rings no more; batch 0 (not from a committer) always rings. */
+static void test_ring_once_per_batch(void **state)
+{
+	static const struct {
+		uint64_t batch;
+		int rings;
+	} steps[] = {{1, 1}, {1, 0}, {0, 1}, {3, 1}, {2, 0}, {3, 0}, {0, 1}, {4, 1}};
+	char path[256];
+	struct doorbell *bell;
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/batch", dir);
+	fd = doorbell_listen(path);
+	assert_true(fd >= 0);
+	bell = doorbell_new(path);
+	assert_non_null(bell);
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		doorbell_ring_batch(bell, steps[i].batch);
+		if (doorbell_drain(fd) != steps[i].rings)
+			fail_msg("step %zu (batch %llu): not %d ring(s)", i,
+			         (unsigned long long)steps[i].batch, steps[i].rings);
+	}
+	doorbell_ring_batch(NULL, 5); /* no bell: nothing, no crash */
+	close(fd);
+	doorbell_free(bell);
+	unlink(path);
+}
+
 static void test_nobody_listening(void **state)
 {
 	char path[256];
@@ -104,6 +135,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ring_wakes_listener),
+	    cmocka_unit_test(test_ring_once_per_batch),
 	    cmocka_unit_test(test_nobody_listening),
 	    cmocka_unit_test(test_refuses_to_remove_a_file),
 	    cmocka_unit_test(test_path_too_long),

@@ -605,6 +605,7 @@ static void test_insert_job_durable(void **state)
 	assert_string_equal(r.status, "queued");
 	assert_false(r.replayed);
 	assert_int_equal(r.refusal, JOB_ACCEPTED);
+	assert_int_equal(r.batch, 0); /* no committer: no batch */
 	char sql[400];
 	snprintf(sql, sizeof sql,
 	         "SELECT count(*) FROM requests WHERE id='%s' AND mode='async' AND "
@@ -697,12 +698,16 @@ static void test_group_commit(void **state)
 	flock(lfd, LOCK_UN);
 	close(lfd);
 
-	int ok = 0, full = 0;
+	int ok = 0, full = 0, first_batch = 0;
 	for (int i = 0; i < COMMIT_THREADS; i++) {
 		assert_int_equal(pthread_join(th[i], NULL), 0);
 		if (t[i].err == STORE_OK) {
 			ok++;
 			assert_string_equal(t[i].r.id, t[i].id);
+			/* the batch that made it durable: the doorbell rings once
+			 * per batch (checked against the count below) */
+			assert_true(t[i].r.batch >= 1);
+			first_batch += t[i].r.batch == 1;
 			/* a WAL sync ran after the job was queued, before the answer */
 			assert_true(t[i].syncs_after > t[i].syncs_before);
 		} else {
@@ -713,10 +718,13 @@ static void test_group_commit(void **state)
 	}
 	assert_int_equal(ok, COMMIT_THREADS - 1);
 	assert_int_equal(full, 1);
+	assert_true(first_batch < ok); /* the jobs queued behind the lock shared a later one */
 	store_committer_stats(c, &st);
 	print_message("group commit: %d jobs in %llu transactions, %llu fsyncs\n", ok,
 	              (unsigned long long)st.transactions, (unsigned long long)st.fsyncs);
 	assert_int_equal(st.jobs, (uint64_t)ok);
+	for (int i = 0; i < COMMIT_THREADS; i++)
+		assert_true(t[i].r.batch <= st.transactions);
 	assert_true(st.fsyncs >= 1);
 	assert_true(st.fsyncs < (uint64_t)ok); /* many jobs per fsync */
 	assert_int_equal(query_int(t[0].s, "SELECT count(*) FROM requests WHERE mode='async'"), ok);
