@@ -204,15 +204,6 @@ bool http_send_text(struct http_exchange *x, int status, const char *content_typ
 	return send_typed(x, status, content_type, body, len);
 }
 
-bool http_flush(struct http_exchange *x)
-{
-	FCGX_Stream *out = x->fr->out;
-
-	if (FCGX_FFlush(out) != 0 || FCGX_GetError(out) != 0)
-		x->write_failed = true;
-	return !x->write_failed;
-}
-
 int64_t http_retry_after(struct http_exchange *x, int64_t s)
 {
 	if (s < HTTP_RETRY_AFTER_MIN_S)

@@ -100,9 +100,12 @@ bool http_json_add(json_object *o, const char *key, bool present, json_object *v
  * first call of an exchange sends anything; returns false on a write error. */
 bool http_send_json(struct http_exchange *x, int status, json_object *body);
 /* Ends the response: the client has it once this returns (the FastCGI
- * streams are closed; the request's parameters stay readable until the
- * exchange is done). Work after it costs the client nothing. Returns false
- * when the answer could not be written. */
+ * streams are closed, the response and END_REQUEST written in one write;
+ * the request's parameters stay readable until the exchange is done).
+ * Work after it costs the client nothing. Returns false when a write
+ * failed, here or earlier (the front, or its connection to us, is gone:
+ * the client never saw the answer, even if the work was done and a job
+ * committed). Calling it again returns the same. */
 bool http_finish(struct http_exchange *x);
 /* Sends status, headers and len bytes of body with content_type (for
  * GET /metrics); otherwise as http_send_json. */
@@ -118,12 +121,6 @@ void http_internal_error(struct http_exchange *x, const char *what, const char *
  * client may retry, never a 202; anything else 500, logged with what and
  * the database's message. */
 void http_store_failed(struct http_exchange *x, enum store_err err, const char *what);
-/* Pushes what was sent to the front (FCGX_FFlush; nothing left to push
- * after http_finish) and says whether all of it got there: false when a
- * write failed, here or earlier (the front, or its connection to us, is
- * gone: the client never saw the answer, even if the work was done and a
- * job committed). Call once the response is complete. */
-bool http_flush(struct http_exchange *x);
 /* The standard reason phrase for status ("Unknown" for others). */
 const char *http_reason(int status);
 

@@ -484,8 +484,9 @@ static void empty_broken_pipe(FCGX_Stream *s, int doClose)
 	s->FCGI_errno = EPIPE;
 }
 
-/* http_flush tells an answer the front took from one whose write failed:
- * at the flush, or already while it was written. */
+/* http_finish tells an answer the front took from one whose write failed:
+ * when the streams end (the response's one write), or already while it was
+ * written. */
 static void test_flush(void **state)
 {
 	static struct fake f;
@@ -497,7 +498,7 @@ static void test_flush(void **state)
 	f.out.emptyBuffProc = empty_ok;
 	assert_true(http_exchange_init(&x, NULL, &f.fr));
 	http_error(&x, 202, "fine");
-	assert_true(http_flush(&x));
+	assert_true(http_finish(&x));
 	assert_false(x.write_failed);
 	http_exchange_done(&x);
 
@@ -506,18 +507,18 @@ static void test_flush(void **state)
 	assert_true(http_exchange_init(&x, NULL, &f.fr));
 	http_error(&x, 202, "committed, never seen");
 	assert_int_equal(x.status, 202);
-	assert_false(http_flush(&x));
+	assert_false(http_finish(&x));
 	assert_true(x.write_failed);
 	http_exchange_done(&x);
 
 	/* the stream broke before the answer: the write itself fails */
 	fake_init(&f, env, NULL, 0);
 	f.out.emptyBuffProc = empty_broken_pipe;
-	f.out.stop = f.out.wrNext + 8; /* room for 8 bytes, then a flush that fails */
+	f.out.stop = f.out.wrNext + 8; /* room for 8 bytes, then a write that fails */
 	assert_true(http_exchange_init(&x, NULL, &f.fr));
 	http_error(&x, 202, "a longer answer than the buffer holds");
 	assert_true(x.write_failed);
-	assert_false(http_flush(&x));
+	assert_false(http_finish(&x));
 	http_exchange_done(&x);
 }
 
