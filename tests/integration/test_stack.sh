@@ -39,8 +39,10 @@ pids_of() { local f; for f in "$D"/*.pid; do head -n 1 "$f"; done | tr '\n' ' ';
 pids_before=$(pids_of)
 assert_match "pid files hold one pid per line" '^([0-9]+ ){4}$' "$pids_before"
 
-again=$("$STACK" up --dir "$D" --no-deliverer 2>/dev/null | tail -n 1)
+again=$("$STACK" up --dir "$D" --no-deliverer 2>"$T/again.err" | tail -n 1)
 assert_eq "up again prints the same URL" "$BASE" "$again"
+# (seen once under a full parallel suite: nothing printed; say why next time)
+[ "$again" = "$BASE" ] || sed 's/^/# up again: /' "$T/again.err" >&2
 assert_eq "up again starts nothing new" "$pids_before" "$(pids_of)"
 
 # a stopped process is restarted, the others are left alone
