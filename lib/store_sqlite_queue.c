@@ -135,6 +135,17 @@ static const char *const queue_sql[Q__COUNT] = {
                        "WHERE lease_owner = ?1 AND " UNFINISHED,
 };
 
+/* Ends the caller's transaction: commits when err is STORE_OK, else (or
+ * when the commit fails) rolls back; returns the outcome. */
+static enum store_err end_tx(struct sq *q, enum store_err err)
+{
+	if (err == STORE_OK)
+		err = store_commit(&q->base);
+	if (err != STORE_OK)
+		store_rollback(&q->base);
+	return err;
+}
+
 /* sq_step_done, and STORE_FENCED when no row changed. */
 static enum store_err step_fenced(struct sq *q, sqlite3_stmt *st, const char *what)
 {
@@ -462,11 +473,7 @@ enum store_err sq_renew(struct store *b, int64_t now, int64_t lease_ms, int64_t 
 	enum store_err err = store_begin(&q->base);
 	if (err == STORE_OK)
 		err = owner_update(q, Q_RENEW, now + lease_ms, renewed);
-	if (err == STORE_OK)
-		err = store_commit(&q->base);
-	if (err != STORE_OK)
-		store_rollback(&q->base);
-	return err;
+	return end_tx(q, err);
 }
 
 enum store_err sq_handback_all(struct store *b, int64_t now, int64_t *released)
@@ -483,11 +490,7 @@ enum store_err sq_handback_all(struct store *b, int64_t now, int64_t *released)
 	err = sq_step_done(q, st, "hand back attempts");
 	if (err == STORE_OK)
 		err = owner_update(q, Q_HANDBACK_JOBS, now, released);
-	if (err == STORE_OK)
-		err = store_commit(&q->base);
-	if (err != STORE_OK)
-		store_rollback(&q->base);
-	return err;
+	return end_tx(q, err);
 }
 
 enum store_err sq_heartbeat(struct store *b, int64_t now, const struct store_beat *beat)
@@ -510,11 +513,7 @@ enum store_err sq_heartbeat(struct store *b, int64_t now, const struct store_bea
 		return err;
 	}
 	err = sq_step_done(q, st, "heartbeat");
-	if (err == STORE_OK)
-		err = store_commit(&q->base);
-	if (err != STORE_OK)
-		store_rollback(&q->base);
-	return err;
+	return end_tx(q, err);
 }
 
 static enum store_err delete_heartbeat(struct sq *q, const char *owner)
@@ -533,11 +532,7 @@ enum store_err sq_heartbeat_remove(struct store *b)
 	enum store_err err = store_begin(&q->base);
 	if (err == STORE_OK)
 		err = delete_heartbeat(q, q->base.owner);
-	if (err == STORE_OK)
-		err = store_commit(&q->base);
-	if (err != STORE_OK)
-		store_rollback(&q->base);
-	return err;
+	return end_tx(q, err);
 }
 
 enum store_err sq_recover_dead(struct store *b, int64_t now,
@@ -590,10 +585,7 @@ enum store_err sq_recover_dead(struct store *b, int64_t now,
 		}
 	}
 	cz_free(dead);
-	if (err == STORE_OK)
-		err = store_commit(&q->base);
-	if (err != STORE_OK)
-		store_rollback(&q->base);
+	err = end_tx(q, err);
 	if (recovered)
 		*recovered = err == STORE_OK ? total : 0;
 	return err;
