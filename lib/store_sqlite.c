@@ -86,8 +86,10 @@
  *   (at-least-once), never an accepted job.
  *
  * Busy handling
- *   Every write starts with BEGIN IMMEDIATE, which takes the write lock up
- *   front: its waits go through the busy handler. (A deferred transaction
+ *   Every write first takes the host's write lock (flock, see "the write
+ *   lock" below), then BEGIN IMMEDIATE, which takes SQLite's write lock up
+ *   front: waits for it (a writer without the flock, such as the sqlite3
+ *   shell, or a checkpoint) go through the busy handler. (A deferred transaction
  *   that reads and then writes gets SQLITE_BUSY_SNAPSHOT in WAL mode without
  *   the handler ever being asked, when another writer committed since its
  *   snapshot.) The handler sleeps ~20 us, doubling to 1 ms, each sleep
@@ -403,13 +405,13 @@ static void sq_rollback(struct store *b)
 	struct sq *s = SQ(b);
 	if (!s)
 		return;
+	if (!sqlite3_get_autocommit(s->db)) {
+		int rc = run(s, ST_ROLLBACK);
+		if (rc != SQLITE_OK)
+			log_event(L_WARN, "store.rollback_failed", "rc=%d error=%s", rc,
+			          log_q(sqlite3_errmsg(s->db)));
+	}
 	lock_drop(s); /* also when SQLite rolled back by itself (SQLITE_FULL) */
-	if (sqlite3_get_autocommit(s->db))
-		return;
-	int rc = run(s, ST_ROLLBACK);
-	if (rc != SQLITE_OK)
-		log_event(L_WARN, "store.rollback_failed", "rc=%d error=%s", rc,
-		          log_q(sqlite3_errmsg(s->db)));
 }
 
 static enum store_err begin_read(struct sq *s)
@@ -427,22 +429,12 @@ enum store_err sq_step_done(struct sq *s, sqlite3_stmt *st, const char *what)
 	return err;
 }
 
-/* ---- the committer's batch: a transaction under the write lock -------- */
-
-static enum store_err sq_batch_begin(struct store *b)
-{
-	return sq_begin(b);
-}
-
+/* The committer's batch is a plain transaction under the write lock
+ * (.batch_begin and .batch_abort are sq_begin and sq_rollback). */
 static enum store_err sq_batch_commit(struct store *b, size_t jobs)
 {
 	(void)jobs; /* the doorbell is rung by the caller, after the 202s */
 	return sq_commit(b);
-}
-
-static void sq_batch_abort(struct store *b)
-{
-	sq_rollback(b);
 }
 
 /* ---- open, migrate, close --------------------------------------------- */
@@ -1439,9 +1431,9 @@ const struct store_ops store_sqlite_ops = {
     .find_replay = sq_find_replay,
     .sync_record_in_tx = sq_sync_record_in_tx,
     .make_durable = sq_make_durable,
-    .batch_begin = sq_batch_begin,
+    .batch_begin = sq_begin,
     .batch_commit = sq_batch_commit,
-    .batch_abort = sq_batch_abort,
+    .batch_abort = sq_rollback,
     .get_request = sq_get_request,
     .list_requests = sq_list_requests,
     .health = sq_health,

@@ -21,7 +21,7 @@ struct sq {
 	sqlite3_stmt *qst[SQ_QUEUE_MAX]; /* the queue's, prepared at its first call */
 	int64_t busy_start_ns;           /* when the current lock wait began */
 	uint64_t rng;                    /* xorshift state for the busy handler's jitter */
-	int lock_fd;                     /* the host's write lock (<db>.wlock): -1 until a batch */
+	int lock_fd;                     /* the host's write lock (<db>.wlock): -1 until a write */
 	char path[4096];                 /* the database file, for the lock's name */
 };
 
