@@ -78,13 +78,14 @@ void doorbell_ring_batch(struct doorbell *b, uint64_t batch)
 {
 	if (b == NULL)
 		return;
-	uint64_t seen = atomic_load_explicit(&b->rung, memory_order_relaxed);
-	do {
-		if (batch != 0 && seen >= batch)
-			return;
-	} while (batch != 0 && !atomic_compare_exchange_weak_explicit(&b->rung, &seen, batch,
-	                                                              memory_order_relaxed,
-	                                                              memory_order_relaxed));
+	if (batch != 0) {
+		uint64_t seen = atomic_load_explicit(&b->rung, memory_order_relaxed);
+		do {
+			if (seen >= batch)
+				return; /* a ring after this batch was durable went out */
+		} while (!atomic_compare_exchange_weak_explicit(
+		    &b->rung, &seen, batch, memory_order_relaxed, memory_order_relaxed));
+	}
 	doorbell_ring(b);
 }
 
