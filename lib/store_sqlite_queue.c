@@ -64,21 +64,29 @@ enum stmt {
  * unfinished jobs, in due order): without statistics the planner prefers
  * requests_mode_created and would walk every async row ever accepted.
  * Owner-wide statements use requests_lease_owner (sql/sqlite/002_deliverer.sql). */
+/* No lease, or one that has run out by time t. */
+#define CLAIMABLE(t) "(lease_expires_at IS NULL OR lease_expires_at <= " t ")"
 #define UNKNOWN_MSG "outcome unknown: the deliverer stopped during this attempt"
 
 static const char *const queue_sql[Q__COUNT] = {
-    [Q_CLAIM_SELECT] = "SELECT seq, id, status, input_data, iterations, callback_url, "
-                       "coalesce(callback_host, ''), result, duration_ms, created_at, "
-                       "completed_at, attempts FROM requests INDEXED BY requests_due "
+    /* The claim's two halves (sq_claim): the walk to the due jobs, outside
+     * the write lock, and the claim of each, which takes it only if it is
+     * still claimable and returns it as it is then. */
+    [Q_CLAIM_SELECT] = "SELECT seq FROM requests INDEXED BY requests_due "
                        "WHERE " UNFINISHED " AND next_attempt_at <= ?1 "
-                       "AND (lease_expires_at IS NULL OR lease_expires_at <= ?1) "
-                       "AND " NOT_EXCLUDED("?2") " ORDER BY next_attempt_at, seq LIMIT ?3",
+                       "AND " CLAIMABLE("?1") " AND " NOT_EXCLUDED("?2") " "
+                       "ORDER BY next_attempt_at, seq LIMIT ?3",
     [Q_CLAIM_UPDATE] = "UPDATE requests SET lease_owner = ?1, lease_token = ?2, "
                        "lease_expires_at = ?3, next_attempt_at = ?3, "
                        "status = CASE WHEN status = 'queued' THEN 'running' ELSE status END, "
                        "callback_status = CASE WHEN callback_status = 'delivering' "
                        "THEN 'retrying' ELSE callback_status END, "
-                       "started_at = coalesce(started_at, ?4) WHERE seq = ?5",
+                       "started_at = coalesce(started_at, ?4) "
+                       "WHERE seq = ?5 AND " UNFINISHED " AND next_attempt_at <= ?4 "
+                       "AND " CLAIMABLE("?4") " "
+                       "RETURNING seq, id, status, input_data, iterations, callback_url, "
+                       "coalesce(callback_host, ''), result, duration_ms, created_at, "
+                       "completed_at, attempts",
     [Q_MARK_UNKNOWN] = "UPDATE attempts SET state = 'unknown', error_class = 'unknown', "
                        "error_message = '" UNKNOWN_MSG "' "
                        "WHERE request_seq = ?1 AND state = 'sending'",
@@ -239,6 +247,61 @@ static enum store_err recover_attempts(struct sq *q, struct store_job *j)
 	return err;
 }
 
+/* The claim in two steps. The walk to the due jobs reads outside the
+ * write lock: while a breaker holds back a large backlog it passes every
+ * excluded job, and under the lock that walk held the API's commits back
+ * (intake while callbacks failed: see README, Benchmarks). Then, in one
+ * write transaction, each candidate is claimed only if it is still
+ * unfinished, due and unleased (another deliverer may have taken it since
+ * the walk), and read back as the claim left it (RETURNING). */
+static enum store_err claim_candidates(struct sq *q, int64_t now, const char *exclude, int max,
+                                       int64_t *seqs, int *n)
+{
+	sqlite3_stmt *sel = q->qst[Q_CLAIM_SELECT];
+	int rc;
+	*n = 0;
+	sqlite3_bind_int64(sel, 1, now);
+	bind_text_or_null(sel, 2, exclude);
+	sqlite3_bind_int(sel, 3, max);
+	while (*n < max && (rc = sqlite3_step(sel)) == SQLITE_ROW)
+		seqs[(*n)++] = sqlite3_column_int64(sel, 0);
+	enum store_err err = *n < max && rc != SQLITE_DONE ? sq_fail(q, rc, "claim") : STORE_OK;
+	sqlite3_reset(sel);
+	sqlite3_clear_bindings(sel);
+	return err;
+}
+
+/* Claims the job seq if it is still claimable: *claimed says whether it
+ * was, and j holds it then. */
+static enum store_err claim_one(struct sq *q, int64_t seq, int64_t now, int64_t expires,
+                                struct store_job *j, bool *claimed)
+{
+	sqlite3_stmt *up = q->qst[Q_CLAIM_UPDATE];
+	int64_t token = store_next_token(&q->base);
+	enum store_err err = STORE_OK;
+	sqlite3_bind_text(up, 1, q->base.owner, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(up, 2, token);
+	sqlite3_bind_int64(up, 3, expires);
+	sqlite3_bind_int64(up, 4, now);
+	sqlite3_bind_int64(up, 5, seq);
+	int rc = sqlite3_step(up);
+	*claimed = rc == SQLITE_ROW;
+	if (*claimed) {
+		err = read_job(up, j);
+		j->lease_token = token;
+		rc = err == STORE_OK ? sqlite3_step(up) : SQLITE_DONE;
+	}
+	if (err == STORE_OK && rc != SQLITE_DONE)
+		err = sq_fail(q, rc, "claim");
+	sqlite3_reset(up);
+	sqlite3_clear_bindings(up);
+	if (err != STORE_OK && *claimed)
+		store_job_clear(j);
+	if (err != STORE_OK)
+		*claimed = false;
+	return err;
+}
+
 enum store_err sq_claim(struct store *b, int64_t now, int64_t lease_ms, int max,
                         const struct store_exclude *ex, struct store_job **jobs, int *n)
 {
@@ -246,71 +309,46 @@ enum store_err sq_claim(struct store *b, int64_t now, int64_t lease_ms, int max,
 	enum store_err ready = queue_ready(q);
 	if (ready != STORE_OK)
 		return ready;
-	enum store_err err = STORE_OK;
 	struct store_job *arr = NULL;
-	int count = 0;
+	int64_t *seqs = NULL;
+	char *exclude = NULL;
+	int found = 0, count = 0;
 	*jobs = NULL;
 	*n = 0;
-	char *exclude = NULL;
-	arr = cz_calloc((size_t)max, sizeof *arr);
-	if (!arr)
-		return STORE_NOMEM;
-	err = exclude_json(ex, &exclude);
-	if (err == STORE_OK)
-		err = store_begin(&q->base);
+	enum store_err err = exclude_json(ex, &exclude);
 	if (err != STORE_OK)
-		goto fail;
-	sqlite3_stmt *sel = q->qst[Q_CLAIM_SELECT];
-	sqlite3_bind_int64(sel, 1, now);
-	bind_text_or_null(sel, 2, exclude);
-	sqlite3_bind_int(sel, 3, max);
-	int rc = SQLITE_DONE;
-	while (count < max && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
-		err = read_job(sel, &arr[count]);
-		if (err != STORE_OK)
-			break;
-		count++;
-	}
-	if (err == STORE_OK && count < max && rc != SQLITE_DONE)
-		err = sq_fail(q, rc, "claim");
-	sqlite3_reset(sel);
-	sqlite3_clear_bindings(sel);
-	if (err != STORE_OK)
-		goto rollback;
-
-	int64_t expires = now + lease_ms;
-	sqlite3_stmt *up = q->qst[Q_CLAIM_UPDATE];
-	for (int i = 0; i < count; i++) {
-		arr[i].lease_token = store_next_token(&q->base);
-		sqlite3_bind_text(up, 1, q->base.owner, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(up, 2, arr[i].lease_token);
-		sqlite3_bind_int64(up, 3, expires);
-		sqlite3_bind_int64(up, 4, now);
-		sqlite3_bind_int64(up, 5, arr[i].seq);
-		err = sq_step_done(q, up, "claim");
-		if (err == STORE_OK && arr[i].attempts > 0)
-			err = recover_attempts(q, &arr[i]);
-		if (err != STORE_OK)
-			goto rollback;
-	}
-	err = store_commit(&q->base);
-	if (err != STORE_OK)
-		goto rollback;
+		return err;
+	seqs = cz_calloc((size_t)max, sizeof *seqs);
+	err = seqs ? claim_candidates(q, now, exclude, max, seqs, &found) : STORE_NOMEM;
 	cz_free(exclude);
+	if (err != STORE_OK || found == 0)
+		goto out;
+	arr = cz_calloc((size_t)found, sizeof *arr);
+	err = arr ? store_begin(&q->base) : STORE_NOMEM;
+	if (err != STORE_OK)
+		goto out;
+	for (int i = 0; i < found && err == STORE_OK; i++) {
+		bool claimed = false;
+		err = claim_one(q, seqs[i], now, now + lease_ms, &arr[count], &claimed);
+		if (claimed)
+			count++;
+		if (err == STORE_OK && claimed && arr[count - 1].attempts > 0)
+			err = recover_attempts(q, &arr[count - 1]);
+	}
+	err = end_tx(q, err);
+out:
+	cz_free(seqs);
+	if (err != STORE_OK) {
+		for (int i = 0; i < count; i++)
+			store_job_clear(&arr[i]);
+		count = 0;
+	}
 	if (count == 0) {
 		cz_free(arr);
 		arr = NULL;
 	}
 	*jobs = arr;
 	*n = count;
-	return STORE_OK;
-rollback:
-	store_rollback(&q->base);
-fail:
-	for (int i = 0; i < count; i++)
-		store_job_clear(&arr[i]);
-	cz_free(arr);
-	cz_free(exclude);
 	return err;
 }
 
