@@ -64,31 +64,27 @@ enum stmt {
  * unfinished jobs, in due order): without statistics the planner prefers
  * requests_mode_created and would walk every async row ever accepted.
  * Owner-wide statements use requests_lease_owner (sql/sqlite/002_deliverer.sql). */
-
-/* No lease, or one that has run out by time t. */
-#define CLAIMABLE(t) "(lease_expires_at IS NULL OR lease_expires_at <= " t ")"
-#define UNKNOWN_MSG  "outcome unknown: the deliverer stopped during this attempt"
+#define UNKNOWN_MSG "outcome unknown: the deliverer stopped during this attempt"
 
 static const char *const queue_sql[Q__COUNT] = {
     /* The claim's two halves (sq_claim): the walk to the due jobs, outside
      * the write lock, and the claim of each, which takes it only if it is
      * still claimable and returns it as it is then. */
-    [Q_CLAIM_SELECT] =
-        "SELECT seq FROM requests INDEXED BY requests_due "
-        "WHERE " UNFINISHED " AND next_attempt_at <= ?1 "
-        "AND " CLAIMABLE("?1") " AND " NOT_EXCLUDED("?2") " ORDER BY next_attempt_at, seq LIMIT ?3",
-    [Q_CLAIM_UPDATE] =
-        "UPDATE requests SET lease_owner = ?1, lease_token = ?2, "
-        "lease_expires_at = ?3, next_attempt_at = ?3, "
-        "status = CASE WHEN status = 'queued' THEN 'running' ELSE status END, "
-        "callback_status = CASE WHEN callback_status = 'delivering' "
-        "THEN 'retrying' ELSE callback_status END, "
-        "started_at = coalesce(started_at, ?4) "
-        "WHERE seq = ?5 AND " UNFINISHED " AND next_attempt_at <= ?4 "
-        "AND " CLAIMABLE(
-            "?4") " RETURNING seq, id, status, input_data, iterations, "
-                  "callback_url, coalesce(callback_host, ''), result, duration_ms, created_at, "
-                  "completed_at, attempts",
+    [Q_CLAIM_SELECT] = "SELECT seq FROM requests INDEXED BY requests_due "
+                       "WHERE " UNFINISHED " AND next_attempt_at <= ?1 "
+                       "AND (lease_expires_at IS NULL OR lease_expires_at <= ?1) "
+                       "AND " NOT_EXCLUDED("?2") " ORDER BY next_attempt_at, seq LIMIT ?3",
+    [Q_CLAIM_UPDATE] = "UPDATE requests SET lease_owner = ?1, lease_token = ?2, "
+                       "lease_expires_at = ?3, next_attempt_at = ?3, "
+                       "status = CASE WHEN status = 'queued' THEN 'running' ELSE status END, "
+                       "callback_status = CASE WHEN callback_status = 'delivering' "
+                       "THEN 'retrying' ELSE callback_status END, "
+                       "started_at = coalesce(started_at, ?4) "
+                       "WHERE seq = ?5 AND " UNFINISHED " AND next_attempt_at <= ?4 "
+                       "AND (lease_expires_at IS NULL OR lease_expires_at <= ?4) "
+                       "RETURNING seq, id, status, input_data, iterations, callback_url, "
+                       "coalesce(callback_host, ''), result, duration_ms, created_at, "
+                       "completed_at, attempts",
     [Q_MARK_UNKNOWN] = "UPDATE attempts SET state = 'unknown', error_class = 'unknown', "
                        "error_message = '" UNKNOWN_MSG "' "
                        "WHERE request_seq = ?1 AND state = 'sending'",
