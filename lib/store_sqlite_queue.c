@@ -256,7 +256,7 @@ static enum store_err claim_candidates(struct sq *q, int64_t now, const char *ex
                                        int64_t *seqs, int *n)
 {
 	sqlite3_stmt *sel = q->qst[Q_CLAIM_SELECT];
-	int rc;
+	int rc = SQLITE_DONE;
 	*n = 0;
 	sqlite3_bind_int64(sel, 1, now);
 	bind_text_or_null(sel, 2, exclude);
