@@ -21,6 +21,7 @@
 #include "store.h"
 
 struct auth;
+struct park;
 
 struct app {
 	struct config cfg;
@@ -33,6 +34,7 @@ struct app {
 	struct resolve_gate *lookups;
 	struct metrics *metrics; /* the host's counters zone; NULL: not counted */
 	struct auth *auth;       /* API keys (auth.h); never NULL once started */
+	struct park *park;       /* parked requests (park.h); NULL: none are parked */
 	int64_t started_mono_ms; /* for uptime_seconds */
 	int64_t started_wall_ms;
 };

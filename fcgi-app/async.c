@@ -29,9 +29,13 @@
  *   lookups in flight          503 + Retry-After, naming callback_url
  *   key reused, other body     422
  * The doorbell is rung only after the response has been flushed, so the
- * client's 202 never waits on the deliverer. store_insert_job returns once
- * the job is durable (group commit with the other threads' jobs, see
- * lib/store_commit.c); the 202 goes out only after that.
+ * client's 202 never waits on the deliverer. The job goes to the group
+ * committer (lib/store_commit.c) and the exchange is parked
+ * (fcgi-app/park.h): the worker thread goes on with the next connection,
+ * and the answer is given when the committer hands the outcome back, once
+ * the job is durable; the 202 goes out only after that. A job that cannot
+ * be parked (no committer, the park full, the body not read to its end)
+ * waits for store_insert_job on its thread, with the same outcome.
  */
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +43,7 @@
 #include "alloc.h"
 #include "async.h"
 #include "auth.h"
+#include "park.h"
 #include "request.h"
 #include "resolve.h"
 #include "scrape.h"
@@ -147,37 +152,155 @@ static bool lookup_admitted(struct http_exchange *x, const struct url_parts *par
 	return false;
 }
 
+/* What a job request holds from its checks to its answer. */
+struct async_job {
+	struct job_request job;
+	struct job_insert ins;
+	struct job_result res;
+	struct url_parts parts;
+	char body_hash[WORK_HEX_LEN + 1];
+	char pending_keys[SSRF_KEYS_MAX];
+	char *body;
+	enum store_err err; /* the store's outcome */
+	char msg[256];      /* its message, for a parked job */
+};
+
+static void async_job_free(struct async_job *a)
+{
+	request_free(&a->job);
+	cz_free(a->body);
+	cz_free(a);
+}
+
+/* The answer, once the store's outcome is known. */
+static void answer(struct http_exchange *x, struct async_job *a)
+{
+	struct app *app = x->app;
+	struct job_result *res = &a->res;
+	json_object *o = NULL;
+	bool ok;
+
+	if (a->err == STORE_CONFLICT) {
+		key_conflict(x, res);
+		return;
+	}
+	if (a->err == STORE_REFUSED) {
+		refused(x, res, &a->parts);
+		return;
+	}
+	if (a->err != STORE_OK) {
+		http_store_failed_msg(x, a->err, "store_insert_job",
+		                      a->msg[0] != '\0' ? a->msg : store_errmsg(x->store));
+		return;
+	}
+	if (res->replayed) {
+		res->id[sizeof(res->id) - 1] = '\0';
+		memcpy(x->request_id, res->id, sizeof(x->request_id));
+	}
+
+	o = json_object_new_object();
+	ok = o != NULL;
+	if (ok) {
+		ok = ok &&
+		     http_json_add(o, "request_id", true, json_object_new_string(x->request_id));
+		ok = ok && http_json_add(
+		               o, "status", true,
+		               json_object_new_string(res->replayed ? res->status : "accepted"));
+		ok = ok && http_json_add(
+		               o, "message", true,
+		               json_object_new_string(
+		                   res->replayed
+		                       ? "replayed: this Idempotency-Key was already used; "
+		                         "this is the first request's id and current status"
+		                       : "accepted; the result will be POSTed to callback_url"));
+	}
+	if (!ok) {
+		http_internal_error(x, "response", "out of memory");
+		json_object_put(o);
+		return;
+	}
+	http_header(x, "Location", "/requests/%s", x->request_id);
+	if (res->replayed)
+		http_header(x, "Idempotency-Replayed", "true");
+	/* committed: wake the deliverer even if the client has gone */
+	x->ring_doorbell = !res->replayed;
+	x->ring_batch = res->batch;
+	metrics_count(app->metrics, METRICS_JOBS_ACCEPTED, res->replayed ? 0 : 1);
+	http_send_json(x, 202, o);
+	json_object_put(o);
+}
+
+/* The committer's hand-back of a parked job (its thread: only note the
+ * outcome and pass the exchange on). */
+static void stored(void *arg, enum store_err err, const char *msg)
+{
+	struct http_exchange *x = arg;
+	struct async_job *a = x->park_state;
+
+	a->err = err;
+	snprintf(a->msg, sizeof a->msg, "%s", msg);
+	park_release(x->app->park, x);
+}
+
+/* router_resume of a parked job, on the worker that took it. */
+static void resume(struct http_exchange *x)
+{
+	struct async_job *a = x->park_state;
+
+	x->park_state = NULL;
+	answer(x, a);
+	async_job_free(a);
+}
+
+/* Queues the job for the committer and parks the exchange (park.h), when
+ * it may wait without its thread: the body read to its end (so that the
+ * answer's close needs no wait), a place under the park's bound, a store
+ * with a committer. False: nothing was queued, wait here. */
+static bool park(struct http_exchange *x, struct async_job *a)
+{
+	struct park *p = x->app->park;
+
+	if (FCGX_HasSeenEOF(x->fr->in) != EOF || !park_enter(p))
+		return false;
+	x->park_state = a;
+	x->resume = resume;
+	x->parked = true;
+	park_hold(x);
+	if (store_insert_job_then(x->store, &a->ins, &a->res, stored, x))
+		return true;
+	x->parked = false;
+	x->park_state = NULL;
+	park_leave(p);
+	return false;
+}
+
 void async_handle(struct http_exchange *x, const char *tail)
 {
 	struct app *app = x->app;
-	struct job_request job = {0};
-	struct url_parts parts;
-	struct job_insert ins = {0};
-	struct job_result res;
+	struct async_job *a = cz_calloc(1, sizeof *a);
+	struct job_insert *ins;
 	struct ssrf_target target;
 	enum ssrf_verdict verdict;
 	enum url_err uerr;
 	enum work_err werr;
 	enum store_err serr;
 	char why[256] = "";
-	char body_hash[WORK_HEX_LEN + 1];
-	char pending_keys[SSRF_KEYS_MAX];
-	char *body = NULL;
 	size_t len = 0;
 	const char *key;
 	bool entered;
-	json_object *o = NULL;
-	bool ok;
 
 	(void)tail;
-	memset(&parts, 0, sizeof(parts));
-	memset(&res, 0, sizeof(res));
+	if (a == NULL) {
+		http_internal_error(x, "async", "out of memory");
+		return;
+	}
+	ins = &a->ins;
 	ids_uuidv7(x->request_id);
-	if (!http_read_job(x, REQUEST_ASYNC, &job, &body, &len))
+	if (!http_read_job(x, REQUEST_ASYNC, &a->job, &a->body, &len))
 		goto out;
 	/* the URL's syntax, the same parse ssrf_check_url starts with: no
 	 * lookup yet */
-	uerr = url_parse(job.callback_url, &parts, why, sizeof(why));
+	uerr = url_parse(a->job.callback_url, &a->parts, why, sizeof(why));
 	if (uerr == URL_NOMEM) {
 		http_internal_error(x, "url_parse", "out of memory");
 		goto out;
@@ -192,23 +315,21 @@ void async_handle(struct http_exchange *x, const char *tail)
 		           KEY_MAX);
 		goto out;
 	}
-	werr = work_sha256_iter(body, len, 1, body_hash);
+	werr = work_sha256_iter(a->body, len, 1, a->body_hash);
 	if (werr != WORK_OK) {
 		http_internal_error(x, "body_hash", work_strerror(werr));
 		goto out;
 	}
-	ins.client_addr = x->client; /* "key:<client>" with an API key: share, key per client */
-	ins.idempotency_key = key;
-	ins.body_hash = body_hash;
-	ins.created_at = ids_now_ms();
-	ins.idempotency_ttl_ms = app->cfg.idempotency_ttl_ms;
+	ins->client_addr = x->client; /* "key:<client>" with an API key: share, key per client */
+	ins->idempotency_key = key;
+	ins->body_hash = a->body_hash;
+	ins->created_at = ids_now_ms();
+	ins->idempotency_ttl_ms = app->cfg.idempotency_ttl_ms;
 	if (key != NULL) {
-		serr = store_find_replay(x->store, &ins, &res);
-		if (serr == STORE_OK)
+		serr = store_find_replay(x->store, ins, &a->res);
+		if (serr == STORE_OK || serr == STORE_CONFLICT) {
+			a->err = serr;
 			goto answer;
-		if (serr == STORE_CONFLICT) {
-			key_conflict(x, &res);
-			goto out;
 		}
 		if (serr != STORE_NOTFOUND) {
 			http_store_failed(x, serr, "store_find_replay");
@@ -218,9 +339,9 @@ void async_handle(struct http_exchange *x, const char *tail)
 
 	/* Address policy: every address the host resolves to (within
 	 * CONSUMA_DNS_TIMEOUT_MS) must pass. */
-	if (!lookup_admitted(x, &parts, &entered))
+	if (!lookup_admitted(x, &a->parts, &entered))
 		goto out;
-	verdict = ssrf_check_url(app->ssrf, job.callback_url, &target, why, sizeof(why));
+	verdict = ssrf_check_url(app->ssrf, a->job.callback_url, &target, why, sizeof(why));
 	if (entered)
 		resolve_gate_leave(app->lookups, x->client);
 	if (verdict == SSRF_NOMEM) {
@@ -231,73 +352,29 @@ void async_handle(struct http_exchange *x, const char *tail)
 		url_refused(x, why);
 		goto out;
 	}
-	parts = target.url;
+	a->parts = target.url;
 
-	ins.id = x->request_id;
-	ins.input_data = job.input_data;
-	ins.iterations = job.iterations;
-	ins.callback_url = job.callback_url;
-	ins.callback_host = parts.host;
+	ins->id = x->request_id;
+	ins->input_data = a->job.input_data;
+	ins->iterations = a->job.iterations;
+	ins->callback_url = a->job.callback_url;
+	ins->callback_host = a->parts.host;
 	/* the bound per destination counts addresses, not spellings */
-	if (!ssrf_pending_keys(&target, pending_keys, sizeof(pending_keys))) {
+	if (!ssrf_pending_keys(&target, a->pending_keys, sizeof(a->pending_keys))) {
 		http_internal_error(x, "ssrf_pending_keys", "keys do not fit");
 		goto out;
 	}
-	ins.pending_keys = pending_keys;
-	ins.owner = auth_owner(x);
-	ins.max_queue_size = app->cfg.max_queue_size;
-	ins.max_client_pending = client_share(&app->cfg);
-	ins.max_host_pending = app->cfg.max_pending_per_host;
+	ins->pending_keys = a->pending_keys;
+	ins->owner = auth_owner(x);
+	ins->max_queue_size = app->cfg.max_queue_size;
+	ins->max_client_pending = client_share(&app->cfg);
+	ins->max_host_pending = app->cfg.max_pending_per_host;
+	if (park(x, a))
+		return; /* answered by resume, once the job's batch is durable */
 	/* Durable (or refused, or failed: then never 202) when it returns. */
-	serr = store_insert_job(x->store, &ins, &res);
-	if (serr == STORE_CONFLICT) {
-		key_conflict(x, &res);
-		goto out;
-	}
-	if (serr == STORE_REFUSED) {
-		refused(x, &res, &parts);
-		goto out;
-	}
-	if (serr != STORE_OK) {
-		http_store_failed(x, serr, "store_insert_job");
-		goto out;
-	}
+	a->err = store_insert_job(x->store, ins, &a->res);
 answer:
-	if (res.replayed) {
-		res.id[sizeof(res.id) - 1] = '\0';
-		memcpy(x->request_id, res.id, sizeof(x->request_id));
-	}
-
-	o = json_object_new_object();
-	ok = o != NULL;
-	if (ok) {
-		ok = ok &&
-		     http_json_add(o, "request_id", true, json_object_new_string(x->request_id));
-		ok = ok &&
-		     http_json_add(o, "status", true,
-		                   json_object_new_string(res.replayed ? res.status : "accepted"));
-		ok = ok &&
-		     http_json_add(
-		         o, "message", true,
-		         json_object_new_string(
-		             res.replayed ? "replayed: this Idempotency-Key was already used; "
-		                            "this is the first request's id and current status"
-		                          : "accepted; the result will be POSTed to callback_url"));
-	}
-	if (!ok) {
-		http_internal_error(x, "response", "out of memory");
-		goto out;
-	}
-	http_header(x, "Location", "/requests/%s", x->request_id);
-	if (res.replayed)
-		http_header(x, "Idempotency-Replayed", "true");
-	/* committed: wake the deliverer even if the client has gone */
-	x->ring_doorbell = !res.replayed;
-	x->ring_batch = res.batch;
-	metrics_count(app->metrics, METRICS_JOBS_ACCEPTED, res.replayed ? 0 : 1);
-	http_send_json(x, 202, o);
+	answer(x, a);
 out:
-	json_object_put(o);
-	request_free(&job);
-	cz_free(body);
+	async_job_free(a);
 }

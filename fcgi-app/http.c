@@ -288,15 +288,21 @@ void http_internal_error(struct http_exchange *x, const char *what, const char *
 
 void http_store_failed(struct http_exchange *x, enum store_err err, const char *what)
 {
+	http_store_failed_msg(x, err, what, store_errmsg(x->store));
+}
+
+void http_store_failed_msg(struct http_exchange *x, enum store_err err, const char *what,
+                           const char *msg)
+{
 	if (!store_err_transient(err)) {
-		http_internal_error(x, what, store_errmsg(x->store));
+		http_internal_error(x, what, msg);
 		return;
 	}
 	if (err != STORE_BUSY) /* an operator has to act: say so in the log */
 		log_event(L_ERROR, "store.unavailable",
 		          "route=%s request_id=%s what=%s error=%s cause=%s", x->route,
 		          x->request_id[0] != '\0' ? x->request_id : "-", what, store_strerror(err),
-		          log_q(store_errmsg(x->store)));
+		          log_q(msg));
 	/* a lock wait passes at once, space and a server coming back take longer */
 	http_retry_after(x, err == STORE_BUSY ? HTTP_RETRY_AFTER_BUSY_S
 	                                      : HTTP_RETRY_AFTER_UNAVAILABLE_S);

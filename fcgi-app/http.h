@@ -10,11 +10,14 @@
  * than CONSUMA_MAX_BODY_BYTES.
  *
  * One exchange belongs to the worker thread that accepted it, with that
- * thread's database connection; nothing here is shared.
+ * thread's database connection; nothing here is shared. A parked exchange
+ * (park.h) passes to the worker that answers it, with that one's
+ * connection.
  */
 #ifndef CONSUMA_FCGI_HTTP_H
 #define CONSUMA_FCGI_HTTP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,8 +49,17 @@ struct http_exchange {
 	bool ring_doorbell;                /* ring after the response is flushed */
 	uint64_t ring_batch;               /* for the jobs of this commit batch (0: always) */
 	bool write_failed;                 /* a write of the response failed */
-	struct buf headers;                /* extra header lines, CRLF terminated */
-	int64_t start_ns;                  /* monotonic, for duration_ms */
+	char addr[HTTP_CLIENT_MAX];        /* the address when client is a key ("" else), logged */
+	/* Parked (park.h): the handler queued its work and returned without an
+	 * answer; resume answers, later, on whichever worker takes the
+	 * exchange (router_resume), and frees park_state. */
+	bool parked;
+	void (*resume)(struct http_exchange *x);
+	void *park_state;
+	atomic_int park_holds;           /* park.c: who still holds it while parked */
+	struct http_exchange *park_next; /* park.c's ready list */
+	struct buf headers;              /* extra header lines, CRLF terminated */
+	int64_t start_ns;                /* monotonic, for duration_ms */
 };
 
 enum http_body_err {
@@ -121,6 +133,10 @@ void http_internal_error(struct http_exchange *x, const char *what, const char *
  * client may retry, never a 202; anything else 500, logged with what and
  * the database's message. */
 void http_store_failed(struct http_exchange *x, enum store_err err, const char *what);
+/* The same with the database's message given (a parked job's, which came
+ * from the committer's connection). */
+void http_store_failed_msg(struct http_exchange *x, enum store_err err, const char *what,
+                           const char *msg);
 /* The standard reason phrase for status ("Unknown" for others). */
 const char *http_reason(int status);
 

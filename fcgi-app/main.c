@@ -14,7 +14,12 @@
  * that lost the race gets -EAGAIN and waits again. Their writes go through one
  * store committer per process (lib/store_commit.c), which batches every
  * waiting job into one transaction and one fdatasync: the more requests in
- * flight, the fewer syncs per job.
+ * flight, the fewer syncs per job. A POST /async does not hold its worker
+ * while its batch commits: the request is parked (fcgi-app/park.h) and the
+ * worker takes the next connection; when the batch is durable the park's
+ * eventfd, the third member of every worker's epoll set, wakes one worker,
+ * which answers the whole batch. So a batch holds as many jobs as there
+ * are requests in flight, not as many as there are threads.
  *
  * Listening socket: fd 0, as spawn-fcgi and lighttpd hand it over, or
  * `--socket PATH` (a unix socket path, or HOST:PORT).
@@ -23,7 +28,9 @@
  * main thread takes SIGTERM and SIGINT with sigwait(2), sets the stop flag
  * and makes an eventfd readable that every worker polls beside the
  * listening socket. Each worker finishes the request in hand and returns;
- * then the committer writes what is queued, and the process exits 0. A
+ * the main thread answers the requests still parked (their batches are
+ * still coming: the committer runs until then), then the committer writes
+ * what is queued, and the process exits 0. A
  * worker that fails (poll or accept error) stops the process the same way,
  * through SIGUSR1, and the exit code is 1. No signal ever interrupts a
  * request's reads or writes. SIGHUP, taken by the same sigwait, reads the
@@ -32,7 +39,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +58,7 @@
 #include "http.h"
 #include "ids.h"
 #include "log.h"
+#include "park.h"
 #include "router.h"
 
 #define PROGRAM         "consuma-fcgi"
@@ -60,6 +70,9 @@
  * /healthz, GETs and IP-literal callbacks (fcgi-app/async.c). */
 #define LOOKUP_SHARE        2
 #define LOOKUP_CLIENT_SHARE 8
+/* Requests parked at once per process (park.h): about 30 KB each with
+ * libfcgi's buffers, and a committer batch holds at most as many jobs. */
+#define PARKED_MAX 1024
 
 /* What the workers share beyond struct app. */
 struct pool {
@@ -76,6 +89,34 @@ struct worker {
 	pthread_t thread;
 	bool started;
 };
+
+/* One connection from the front: the worker's until its request is
+ * parked, then the park's until a worker answers it. */
+struct conn {
+	FCGX_Request req;
+	struct http_exchange x;
+};
+
+static struct conn *conn_new(int listen_fd)
+{
+	struct conn *c = cz_calloc(1, sizeof *c);
+
+	if (c != NULL && FCGX_InitRequest(&c->req, listen_fd, 0) != 0) {
+		cz_free(c);
+		c = NULL;
+	}
+	if (c == NULL)
+		log_event(L_ERROR, "fcgi.init_failed", "fd=%d", listen_fd);
+	return c;
+}
+
+static void conn_free(struct conn *c)
+{
+	if (c == NULL)
+		return;
+	FCGX_Free(&c->req, 1);
+	cz_free(c);
+}
 
 static const char *const synopsis[] = {
     "[--socket PATH]",
@@ -140,48 +181,84 @@ static int block_signals(sigset_t *waited)
 	return errno == 0 ? 0 : -1;
 }
 
-static void serve_one(struct worker *w, FCGX_Request *req)
+/* The end of an answered exchange. libfcgi's close shuts the socket for
+ * writing and reads until the server closes its end (up to 2 s), so that
+ * data we never read cannot turn the close into a reset that loses our
+ * response. With the end of the input seen (http_read_body) there is none:
+ * the worker closes at once and takes the next connection. That wait held
+ * a worker per request for a round trip through lighttpd; skipping it
+ * measured +19% and +25% POST /async (two runs of 8 alternating rounds).
+ * FCGX_Detach only marks the request so that FCGX_Finish_r closes without
+ * the shutdown. The response goes out before the doorbell rings, once per
+ * commit batch (doorbell_ring_batch). */
+static void end_exchange(struct pool *p, struct http_exchange *x)
 {
-	struct app *app = w->pool->app;
-	struct http_exchange x;
+	FCGX_Request *req = x->fr;
 
-	if (!http_exchange_init(&x, app, req)) {
-		http_error(&x, 404, "path: not a valid path");
-		log_event(L_INFO, "request",
-		          "route=- method=%s status=%d duration_ms=0 request_id=-", log_q(x.method),
-		          x.status);
-	} else {
-		x.store = w->store;
-		router_dispatch(&x);
-	}
-	/* libfcgi's close shuts the socket for writing and reads until the
-	 * server closes its end (up to 2 s), so that data we never read cannot
-	 * turn the close into a reset that loses our response. With the end of
-	 * the input seen (http_read_body) there is none: the worker closes at
-	 * once and takes the next connection. That wait held a worker per
-	 * request for a round trip through lighttpd; skipping it measured
-	 * +19% and +25% POST /async (two runs of 8 alternating rounds).
-	 * FCGX_Detach only marks the request so that FCGX_Finish_r closes
-	 * without the shutdown. The response goes out before the doorbell
-	 * rings, once per commit batch (doorbell_ring_batch). */
 	if (FCGX_HasSeenEOF(req->in) == EOF)
 		FCGX_Detach(req);
 	FCGX_Finish_r(req);
-	if (x.ring_doorbell)
-		doorbell_ring_batch(app->doorbell, x.ring_batch);
-	http_exchange_done(&x);
+	if (x->ring_doorbell)
+		doorbell_ring_batch(p->app->doorbell, x->ring_batch);
+	http_exchange_done(x);
+	atomic_fetch_add(&p->served, 1);
 }
 
-/* This worker's wait set: the listening socket (exclusive wake-ups) and
- * the stop eventfd. -1 on failure, logged. */
+/* Serves the connection c has accepted; false when its request was
+ * parked (c is the park's now). */
+static bool serve_one(struct worker *w, struct conn *c)
+{
+	struct app *app = w->pool->app;
+	struct http_exchange *x = &c->x;
+
+	if (!http_exchange_init(x, app, &c->req)) {
+		http_error(x, 404, "path: not a valid path");
+		log_event(L_INFO, "request",
+		          "route=- method=%s status=%d duration_ms=0 request_id=-",
+		          log_q(x->method), x->status);
+	} else {
+		x->store = w->store;
+		router_dispatch(x);
+		if (x->parked) {
+			park_release(app->park, x); /* x may be answered and gone from here on */
+			return false;
+		}
+	}
+	end_exchange(w->pool, x);
+	return true;
+}
+
+/* Answers every parked request that is ready, with w's connection. */
+static void answer_parked(struct worker *w)
+{
+	struct park *park = w->pool->app->park;
+	struct http_exchange *x = park_take(park);
+
+	while (x != NULL) {
+		struct http_exchange *next = x->park_next;
+
+		x->store = w->store;
+		router_resume(x);
+		end_exchange(w->pool, x);
+		conn_free((struct conn *)((char *)x - offsetof(struct conn, x)));
+		park_leave(park);
+		x = next;
+	}
+}
+
+/* This worker's wait set: the listening socket and the park's eventfd
+ * (exclusive wake-ups) and the stop eventfd. -1 on failure, logged. */
 static int wait_set(const struct pool *p)
 {
 	struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = p->listen_fd};
 	struct epoll_event sev = {.events = EPOLLIN, .data.fd = p->stop_fd};
+	struct epoll_event pev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+	                          .data.fd = park_fd(p->app->park)};
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 
 	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, p->listen_fd, &lev) != 0 ||
-	    epoll_ctl(ep, EPOLL_CTL_ADD, p->stop_fd, &sev) != 0) {
+	    epoll_ctl(ep, EPOLL_CTL_ADD, p->stop_fd, &sev) != 0 ||
+	    (pev.data.fd >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, pev.data.fd, &pev) != 0)) {
 		log_event(L_ERROR, "fcgi.epoll_failed", "errno=%d", errno);
 		if (ep >= 0)
 			close(ep);
@@ -190,28 +267,36 @@ static int wait_set(const struct pool *p)
 	return ep;
 }
 
-/* Waits for the next connection: 1 accepted, 0 stopping, -1 failed. */
-static int accept_next(const struct pool *p, int ep, FCGX_Request *req)
+enum next { NEXT_FAILED = -1, NEXT_STOP, NEXT_ACCEPTED, NEXT_PARKED_READY };
+
+/* Waits for the next thing to do: parked requests to answer come before
+ * a new connection. */
+static enum next wait_next(const struct pool *p, int ep, FCGX_Request *req)
 {
 	for (;;) {
-		struct epoll_event ev[2];
-		int r = epoll_wait(ep, ev, 2, -1);
+		struct epoll_event ev[3];
+		bool ready = false;
+		int r = epoll_wait(ep, ev, 3, -1);
 
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			log_event(L_ERROR, "fcgi.poll_failed", "errno=%d", errno);
-			return -1;
+			return NEXT_FAILED;
 		}
-		for (int i = 0; i < r; i++)
+		for (int i = 0; i < r; i++) {
 			if (ev[i].data.fd == p->stop_fd)
-				return 0;
+				return NEXT_STOP;
+			ready = ready || ev[i].data.fd != p->listen_fd;
+		}
+		if (ready)
+			return NEXT_PARKED_READY;
 		r = FCGX_Accept_r(req);
 		if (r >= 0)
-			return 1;
+			return NEXT_ACCEPTED;
 		if (r != -EAGAIN && r != -EWOULDBLOCK && r != -EINTR && r != -ECONNABORTED) {
 			log_event(L_ERROR, "fcgi.accept_failed", "rc=%d", r);
-			return -1;
+			return NEXT_FAILED;
 		}
 	}
 }
@@ -220,34 +305,54 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct pool *p = w->pool;
-	FCGX_Request req;
+	struct conn *c = NULL;
 	int ep = wait_set(p);
 
 	if (ep < 0)
 		goto failed;
-	if (FCGX_InitRequest(&req, p->listen_fd, 0) != 0) {
-		log_event(L_ERROR, "fcgi.init_failed", "fd=%d", p->listen_fd);
-		goto failed;
-	}
 	for (;;) {
-		int r = accept_next(p, ep, &req);
+		enum next r;
 
-		if (r == 0)
-			break;
-		if (r < 0)
+		if (c == NULL && (c = conn_new(p->listen_fd)) == NULL)
 			goto failed;
-		serve_one(w, &req);
-		atomic_fetch_add(&p->served, 1);
+		r = wait_next(p, ep, &c->req);
+		if (r == NEXT_STOP)
+			break;
+		if (r == NEXT_FAILED)
+			goto failed;
+		if (r == NEXT_PARKED_READY)
+			answer_parked(w);
+		else if (!serve_one(w, c))
+			c = NULL; /* parked: the next connection needs its own */
 	}
-	FCGX_Free(&req, 1);
+	conn_free(c);
 	close(ep);
 	return NULL;
 failed:
+	conn_free(c);
 	if (ep >= 0)
 		close(ep);
 	atomic_store(&p->failed, true);
 	kill(getpid(), SIGUSR1);
 	return NULL;
+}
+
+/* After the workers have stopped: answers the requests still parked. The
+ * committer runs until main stops it, so each one's outcome comes. */
+static void drain_parked(struct app *app, struct worker *w, int n)
+{
+	struct worker *answering = NULL;
+
+	for (int i = 0; i < n && answering == NULL; i++)
+		if (w[i].store != NULL)
+			answering = &w[i];
+	while (answering != NULL && park_count(app->park) > 0) {
+		struct pollfd pfd = {.fd = park_fd(app->park), .events = POLLIN};
+
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			break;
+		answer_parked(answering);
+	}
 }
 
 static int thread_count(const struct config *cfg)
@@ -306,11 +411,12 @@ static int serve(struct app *app, int listen_fd, int n, const sigset_t *waited)
 stop:
 	if (p.stop_fd >= 0 && eventfd_write(p.stop_fd, 1) != 0)
 		log_event(L_ERROR, "fcgi.stop_failed", "errno=%d", errno);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n; i++)
 		if (w[i].started)
 			pthread_join(w[i].thread, NULL);
+	drain_parked(app, w, n);
+	for (int i = 0; i < n; i++)
 		store_close(w[i].store);
-	}
 	log_event(L_INFO, "stopping", "reason=%s served=%ld threads=%d",
 	          sig == SIGUSR1 ? "error"
 	          : sig != 0     ? "signal"
@@ -408,6 +514,12 @@ int main(int argc, char **argv)
 	}
 	log_event(L_INFO, "lookups.bounds", "in_flight=%d per_client=%d",
 	          resolve_gate_max_inflight(app.lookups), resolve_gate_max_per_client(app.lookups));
+	app.park = park_new(PARKED_MAX);
+	if (app.park == NULL)
+		log_event(
+		    L_WARN, "fcgi.park_unavailable",
+		    "why=\"out of memory or file descriptors\" effect=\"each POST /async holds "
+		    "its thread until its job is durable\"");
 	app.metrics = metrics_open_beside(app.cfg.database_path);
 	app.doorbell = doorbell_new(app.doorbell_path);
 	if (app.doorbell == NULL)
@@ -423,6 +535,7 @@ out:
 	resolve_gate_free(app.lookups);
 	metrics_close(app.metrics);
 	store_committer_stop(app.committer); /* writes what is queued, logs its figures */
+	park_free(app.park);
 	doorbell_free(app.doorbell);
 	ssrf_policy_free(app.ssrf);
 	auth_close(app.auth);

@@ -89,7 +89,7 @@ static const struct route *match(const char *path, char *tail, size_t tailmax)
 /* The API key, then whom the request counts against: the key's client
  * when there is one (rate limit, queue share and Idempotency-Key are then
  * per client, whatever address it comes from), else the address. */
-static bool authenticate(struct http_exchange *x, const struct route *r, char addr[HTTP_CLIENT_MAX])
+static bool authenticate(struct http_exchange *x, const struct route *r)
 {
 	struct app *app = x->app;
 
@@ -99,7 +99,7 @@ static bool authenticate(struct http_exchange *x, const struct route *r, char ad
 	if (!auth_check(app->auth, x, r->need))
 		return false;
 	if (x->owner[0] != '\0') {
-		memcpy(addr, x->client, HTTP_CLIENT_MAX); /* still logged */
+		memcpy(x->addr, x->client, HTTP_CLIENT_MAX); /* still logged */
 		snprintf(x->client, sizeof(x->client), "key:%s", x->owner);
 	}
 	return true;
@@ -125,18 +125,45 @@ static bool admit(struct http_exchange *x, const struct route *r, bool *overload
 	return false;
 }
 
+/* The end of every exchange: the response out, the log line. status is
+ * what was sent; delivered says whether it reached the front. A 202 that
+ * did not is still a job: the client saw a 5xx or a reset and retries with
+ * its Idempotency-Key. http_finish ends the streams and the request, so
+ * the response, its end and END_REQUEST leave in one write(2) (a flush
+ * first made that two, and woke the front twice per request). */
+static void finish(struct http_exchange *x)
+{
+	bool delivered = http_finish(x);
+
+	log_event(delivered ? L_INFO : L_WARN, "request",
+	          "route=%s method=%s status=%d delivered=%s duration_ms=%.3f request_id=%s "
+	          "client=%s%s%s",
+	          x->route, log_q(x->method), x->status, delivered ? "true" : "false",
+	          (double)(ids_mono_ns() - x->start_ns) / 1e6,
+	          x->request_id[0] != '\0' ? x->request_id : "-",
+	          x->client[0] != '\0' ? log_q(x->client) : "-", x->addr[0] != '\0' ? " addr=" : "",
+	          x->addr[0] != '\0' ? log_q(x->addr) : "");
+}
+
+/* After the handler has answered (or not: that is a 500). */
+static void answered(struct http_exchange *x)
+{
+	if (x->status == 0)
+		http_internal_error(x, "dispatch", "handler sent no response");
+	scrape_count_answer(x, true, false);
+	finish(x);
+}
+
 void router_dispatch(struct http_exchange *x)
 {
 	const struct route *r;
 	char tail[HTTP_PATH_MAX];
 	bool overloaded = false;
-	bool delivered;
-	char addr[HTTP_CLIENT_MAX] = ""; /* the address, when x->client is a key */
 
 	r = match(x->path, tail, sizeof(tail));
 	if (r == NULL) {
 		http_error(x, 404, "path: no such resource");
-		goto log;
+		goto out;
 	}
 	x->route = r->name;
 	if (strcmp(x->method, r->method) != 0) {
@@ -149,34 +176,27 @@ void router_dispatch(struct http_exchange *x)
 		               ? x->method
 		               : "this method",
 		           r->method);
-		goto log;
+		goto out;
 	}
-	if (!authenticate(x, r, addr)) {
+	if (!authenticate(x, r)) {
 		scrape_count_answer(x, true, false); /* a 401/403: counted by its status */
-		goto log;
+		goto out;
 	}
 	if (!admit(x, r, &overloaded)) {
 		scrape_count_answer(x, false, overloaded);
-		goto log;
+		goto out;
 	}
 	r->handler(x, tail);
-	if (x->status == 0)
-		http_internal_error(x, "dispatch", "handler sent no response");
-	scrape_count_answer(x, true, false);
-log:
-	/* status is what was sent; delivered says whether it reached the
-	 * front. A 202 that did not is still a job: the client saw a 5xx or a
-	 * reset and retries with its Idempotency-Key. http_finish ends the
-	 * streams and the request, so the response, its end and END_REQUEST
-	 * leave in one write(2) (a flush first made that two, and woke the
-	 * front twice per request). */
-	delivered = http_finish(x);
-	log_event(delivered ? L_INFO : L_WARN, "request",
-	          "route=%s method=%s status=%d delivered=%s duration_ms=%.3f request_id=%s "
-	          "client=%s%s%s",
-	          x->route, log_q(x->method), x->status, delivered ? "true" : "false",
-	          (double)(ids_mono_ns() - x->start_ns) / 1e6,
-	          x->request_id[0] != '\0' ? x->request_id : "-",
-	          x->client[0] != '\0' ? log_q(x->client) : "-", addr[0] != '\0' ? " addr=" : "",
-	          addr[0] != '\0' ? log_q(addr) : "");
+	if (!x->parked)
+		answered(x);
+	return;
+out:
+	finish(x);
+}
+
+void router_resume(struct http_exchange *x)
+{
+	x->parked = false;
+	x->resume(x);
+	answered(x);
 }

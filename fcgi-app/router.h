@@ -12,8 +12,13 @@
 #include "http.h"
 
 /* Answers the exchange: routes it, admits it, runs the handler, makes sure
- * a response was sent (500 otherwise) and logs event=request. Not thread
- * safe (one exchange at a time per process). */
+ * a response was sent (500 otherwise), ends the response (http_finish) and
+ * logs event=request. When the handler parked the exchange (x->parked,
+ * park.h) it returns without an answer: router_resume gives it later. One
+ * exchange per call; calls on different exchanges may run at once. */
 void router_dispatch(struct http_exchange *x);
+/* The rest of router_dispatch for a parked exchange whose work is done:
+ * the handler's resume, then the checks, the end and the log line. */
+void router_resume(struct http_exchange *x);
 
 #endif

@@ -202,6 +202,12 @@ enum store_err store_insert_job(struct store *s, const struct job_insert *job,
 	return insert_job_here(s, job, res);
 }
 
+bool store_insert_job_then(struct store *s, const struct job_insert *job, struct job_result *res,
+                           store_done_fn done, void *arg)
+{
+	return s->committer && store_committer_submit_then(s->committer, job, res, done, arg);
+}
+
 enum store_err store_find_replay(struct store *s, const struct job_insert *job,
                                  struct job_result *res)
 {

@@ -24,7 +24,8 @@
  *    job to the committer, which writes every job waiting at that moment in
  *    one transaction and makes them durable at once (SQLite: under the
  *    host's write lock, then one fdatasync; PostgreSQL: one commit, so one
- *    WAL flush), then returns; store_insert_sync queues the record for the
+ *    WAL flush), then returns (store_insert_job_then returns at once and
+ *    calls back with the outcome instead); store_insert_sync queues the record for the
  *    next transaction and returns at once (a /sync record is a log entry,
  *    never synced for its own sake). The caller knows nothing of locks or
  *    syncs.
@@ -160,6 +161,19 @@ struct job_result {
  * job that missed its sync is found by an Idempotency-Key retry). */
 enum store_err store_insert_job(struct store *s, const struct job_insert *job,
                                 struct job_result *res);
+
+/* store_insert_job for a thread that must not wait for the disk: with a
+ * committer attached to s, queues the job for the committer's next batch
+ * and returns true at once; done(arg, err, msg) is called once, on the
+ * committer's thread, when the outcome is final (the outcomes and the
+ * promise of store_insert_job: STORE_OK only once the job is durable),
+ * with *res filled and msg the failure's message ("" on success). job and
+ * res must stay valid until then, and done must not wait: it hands the
+ * answer to a thread of the caller's. Without a committer (or once it has
+ * stopped) it does nothing and returns false: call store_insert_job. */
+typedef void (*store_done_fn)(void *arg, enum store_err err, const char *msg);
+bool store_insert_job_then(struct store *s, const struct job_insert *job, struct job_result *res,
+                           store_done_fn done, void *arg);
 
 /* The read-only half of store_insert_job's key check, so that a repeated
  * Idempotency-Key is answered before the work a new job needs (the

@@ -5,9 +5,10 @@
  * DESIGN
  *   One committer per process owns one connection and one thread. A thread
  *   that accepts an async job (store_insert_job on a store attached to the
- *   committer) queues a waiter that lives on its own stack and sleeps; a
- *   thread that answered a /sync request queues a copy of its record and
- *   goes on at once. The committer takes everything queued, writes it in one
+ *   committer) queues a waiter that lives on its own stack and sleeps, or
+ *   (store_insert_job_then) one allocated here that carries a function to
+ *   call with the outcome, and goes on; a thread that answered a /sync
+ *   request queues a copy of its record and goes on at once. The committer takes everything queued, writes it in one
  *   transaction through the backend's batch entries (store_int.h; SQLite:
  *   BEGIN IMMEDIATE ... COMMIT under the host's write lock, then one
  *   fdatasync of the WAL when the batch holds a job, outside the lock;
@@ -48,7 +49,10 @@
  * queue until its semaphore is posted, and to its thread again after (a
  * semaphore per waiter wakes exactly the threads of the batch, and none of
  * them has to take mu again: a broadcast woke every waiting thread, most
- * of them to sleep again, and measured a tenth of the pool's CPU).
+ * of them to sleep again, and measured a tenth of the pool's CPU). A
+ * waiter with a function is the committer's from the queue on: it calls
+ * the function once the outcome is final and frees the waiter; the job and
+ * the result it points to are the caller's until then.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -73,7 +77,12 @@ struct waiter {
 	struct job_result *res;
 	enum store_err err;
 	char msg[256];
-	sem_t done; /* posted once err is final: wakes exactly this thread */
+	/* once err is final: then called with then_arg when set (the waiter
+	 * was allocated for it and is freed after), else done is posted, which
+	 * wakes exactly the thread whose stack holds the waiter */
+	store_done_fn then;
+	void *then_arg;
+	sem_t done;
 	struct waiter *next;
 };
 
@@ -281,7 +290,12 @@ static void *committer_main(void *arg)
 		write_batch(c, jobs, recs);
 		for (struct waiter *w = jobs; w;) {
 			struct waiter *next = w->next; /* w is its thread's once posted */
-			sem_post(&w->done);
+			if (w->then) {
+				w->then(w->then_arg, w->err, w->err == STORE_OK ? "" : w->msg);
+				cz_free(w);
+			} else {
+				sem_post(&w->done);
+			}
 			w = next;
 		}
 		pthread_mutex_lock(&c->mu);
@@ -371,6 +385,39 @@ void store_committer_stats(struct store_committer *c, struct store_committer_sta
 	    (enum store_err)atomic_load_explicit(&c->last_error, memory_order_relaxed);
 }
 
+/* Queues w for the next batch; false when the committer is stopping. */
+static bool queue_job(struct store_committer *c, struct waiter *w)
+{
+	pthread_mutex_lock(&c->mu);
+	bool open = !c->stopping;
+	if (open) {
+		*c->jobs_tail = w;
+		c->jobs_tail = &w->next;
+		pthread_cond_signal(&c->wake);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return open;
+}
+
+bool store_committer_submit_then(struct store_committer *c, const struct job_insert *job,
+                                 struct job_result *res, store_done_fn done, void *arg)
+{
+	struct waiter *w = cz_calloc(1, sizeof *w);
+
+	if (!w)
+		return false;
+	memset(res, 0, sizeof *res);
+	w->job = job;
+	w->res = res;
+	w->err = STORE_IO;
+	w->then = done;
+	w->then_arg = arg;
+	if (queue_job(c, w))
+		return true;
+	cz_free(w);
+	return false;
+}
+
 enum store_err store_committer_submit(struct store_committer *c, const struct job_insert *job,
                                       struct job_result *res, char *msg, size_t msglen)
 {
@@ -381,20 +428,14 @@ enum store_err store_committer_submit(struct store_committer *c, const struct jo
 		snprintf(msg, msglen, "sem_init: %s", strerror(errno));
 		return STORE_IO;
 	}
-	pthread_mutex_lock(&c->mu);
-	if (c->stopping) {
-		pthread_mutex_unlock(&c->mu);
+	/* w lives on this stack until its semaphore is posted, and the
+	 * committer detaches the list and resets jobs_tail before it posts:
+	 * the pointer never outlives w. */
+	if (!queue_job(c, &w)) { /* cppcheck-suppress autoVariables */
 		sem_destroy(&w.done);
 		snprintf(msg, msglen, "the store's committer is stopping");
 		return STORE_IO;
 	}
-	/* w lives on this stack until its semaphore is posted, and the
-	 * committer detaches the list and resets jobs_tail before it posts:
-	 * the pointer never outlives w. */
-	*c->jobs_tail = &w;
-	c->jobs_tail = &w.next; /* cppcheck-suppress autoVariables */
-	pthread_cond_signal(&c->wake);
-	pthread_mutex_unlock(&c->mu);
 	while (sem_wait(&w.done) != 0 && errno == EINTR)
 		;
 	sem_destroy(&w.done);

@@ -138,6 +138,8 @@ extern const struct store_ops store_pg_ops;
  * store_insert_sync of a store that store_use_committer attached. */
 enum store_err store_committer_submit(struct store_committer *c, const struct job_insert *job,
                                       struct job_result *res, char *msg, size_t msglen);
+bool store_committer_submit_then(struct store_committer *c, const struct job_insert *job,
+                                 struct job_result *res, store_done_fn done, void *arg);
 enum store_err store_committer_log(struct store_committer *c, const struct sync_record *r);
 
 /* For tests of the SQLite backend only: the raw handle (sqlite3 *). */
