@@ -116,6 +116,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -580,9 +581,22 @@ static bool is_file_path(const char *path)
 
 static void sq_close(struct store *b);
 
+/* Once per process, before SQLite's first use: no memory statistics.
+ * With them on (the library's default) every sqlite3_malloc and
+ * sqlite3_free takes a global mutex to count bytes nothing here reads,
+ * and a job's insert makes dozens of them; measured in README,
+ * Benchmarks. A process that used SQLite before (sqlite3_config then
+ * refuses, SQLITE_MISUSE) keeps the defaults, which are as correct. */
+static void sq_configure(void)
+{
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static struct store *sq_open(const char *path, enum store_err *err, char *errmsg, size_t errlen)
 {
+	static pthread_once_t configured = PTHREAD_ONCE_INIT;
 	enum store_err e = STORE_OK;
+	(void)pthread_once(&configured, sq_configure);
 	struct sq *s = cz_calloc(1, sizeof *s);
 	if (!s) {
 		e = STORE_NOMEM;
