@@ -107,7 +107,7 @@ static const struct var vars[] = {
     STR("CONSUMA_DOORBELL_PATH", doorbell_path, "",
         "unix datagram socket that wakes the deliverer (default: <database>.bell)"),
     INT("CONSUMA_FCGI_THREADS", fcgi_threads, "0", 0, 256,
-        "requests one consuma-fcgi process serves at once (0: 8 per CPU)"),
+        "requests one consuma-fcgi process serves at once (0: 4 per CPU)"),
 
     INT("CONSUMA_MAX_INFLIGHT_DELIVERIES", max_inflight_deliveries, "256", 1, 100000,
         "callbacks in flight at once"),

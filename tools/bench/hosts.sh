@@ -72,10 +72,10 @@ export CONSUMA_MAX_QUEUE_SHARE=1
 export CONSUMA_MAX_PENDING_PER_HOST=0
 export CONSUMA_LOG_LEVEL=${CONSUMA_LOG_LEVEL:-info}
 
-# Every consuma-fcgi holds a connection per request thread (8 per CPU) and
+# Every consuma-fcgi holds a connection per request thread (4 per CPU) and
 # one for its committer; the four hosts run 10 processes, past PostgreSQL's
 # default of 100 connections.
-max_conn=$((10 * (8 * $(nproc) + 1) + 20))
+max_conn=$((10 * (4 * $(nproc) + 1) + 20))
 url=$("$pg" up "$D/pg" --max-connections "$max_conn" 2>"$D/pg.err" | tail -n 1) ||
 	{ cat "$D/pg.err" >&2; exit 1; }
 host_up() { # NAME [stack.sh options]
