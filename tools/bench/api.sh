@@ -109,6 +109,7 @@ hello=$(pool_args=(--sync-procs "$hello_procs" --api-procs "$hello_procs")
 	up "$D/hello" --no-deliverer CONSUMA_STACK_FCGI_BIN="$build/hello_fcgi")
 h_sync=$(run "$hello/sync" "$sync_body")
 h_async=$(run "$hello/async" "$async_body")
+h_async_wide=$(run "$hello/async" "$async_body" 128)
 "$stack" down --dir "$D/hello" >/dev/null 2>&1
 
 consuma=$(up "$D/consuma" --no-deliverer)
@@ -179,7 +180,8 @@ row "hello POST /sync" "$h_sync" 1.00 ""
 row "consuma POST /sync" "$c_sync" "$(ratio "${c_sync%% *}" "${h_sync%% *}")" ">= 0.70"
 row "hello POST /async" "$h_async" 1.00 ""
 row "consuma POST /async" "$c_async" "$(ratio "${c_async%% *}" "${h_async%% *}")" ">= 0.60"
-row "  128 connections" "$c_async_wide" "$(ratio "${c_async_wide%% *}" "${h_async%% *}")" ""
+row "  128 connections" "$c_async_wide" "$(ratio "${c_async_wide%% *}" "${h_async_wide%% *}")" \
+	"(hello at 128 connections: ${h_async_wide%% *}/s)"
 row "  callbacks failing" "$c_fail" "$(ratio "${c_fail%% *}" "${h_async%% *}")" ">= 0.50"
 printf '%-22s %10s %8s %8s %8s %7s %9s %s\n' "  whole path (storm)" "$whole_rate" - - - \
 	"${missing:-?}" "$(ratio "$whole_rate" "${h_async%% *}")" ">= 0.35 (errors: missing callbacks; storm exit $storm_rc)"
