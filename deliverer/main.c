@@ -491,10 +491,19 @@ static void claim_loop(struct ctx *c)
 				    c->pool_backlog - atomic_load(&c->sh.pool_pending) > 0)
 					continue; /* room came back meanwhile */
 			} else {
+				/* The claim took every due job it could. With
+				 * destinations held back, the walk starts after now:
+				 * the claim has just walked past the held due jobs (a
+				 * backlog behind a breaker made that walk the scan's
+				 * cost), and a job committed since rang the bell.
+				 * With none held the walk is short, and a due job
+				 * committed since is claimed at once. */
 				bool found = false;
 				int64_t due = 0;
+				int64_t after = excl && excl->n > 0 ? now : INT64_MIN;
 				c->due_reads++;
-				if (store_next_due(c->s_main, excl, &found, &due) == STORE_OK &&
+				if (store_next_due(c->s_main, excl, after, &found, &due) ==
+				        STORE_OK &&
 				    found) {
 					if (due <= now && got > 0)
 						continue;

@@ -397,12 +397,12 @@ enum store_err store_claim(struct store *s, int64_t now, int64_t lease_ms, int m
 	return s->ops->claim(s, now, lease_ms, max, exclusions(ex), jobs, n);
 }
 
-enum store_err store_next_due(struct store *s, const struct store_exclude *ex, bool *found,
-                              int64_t *due)
+enum store_err store_next_due(struct store *s, const struct store_exclude *ex, int64_t after,
+                              bool *found, int64_t *due)
 {
 	*found = false;
 	s->msg[0] = '\0';
-	return s->ops->next_due(s, exclusions(ex), found, due);
+	return s->ops->next_due(s, exclusions(ex), after, found, due);
 }
 
 enum store_err store_attempt_begin(struct store *s, const struct store_job *j, bool store_result,

@@ -439,10 +439,13 @@ struct store_exclude {
 enum store_err store_claim(struct store *s, int64_t now, int64_t lease_ms, int max,
                            const struct store_exclude *ex, struct store_job **jobs, int *n);
 
-/* The earliest next_attempt_at of any unfinished async job whose claim key
- * is not in ex; *found false when there is none. A read. */
-enum store_err store_next_due(struct store *s, const struct store_exclude *ex, bool *found,
-                              int64_t *due);
+/* The earliest next_attempt_at later than after (INT64_MIN: any) of any
+ * unfinished async job whose claim key is not in ex; *found false when
+ * there is none. A read. After a claim that took every due job it could,
+ * after = the claim's now: the walk then starts past the due jobs held
+ * back (a breaker's backlog), which the claim has just walked. */
+enum store_err store_next_due(struct store *s, const struct store_exclude *ex, int64_t after,
+                              bool *found, int64_t *due);
 
 /* Inside the caller's transaction: before attempt number `number` is sent,
  * stores j's result when store_result (work status completed), marks the

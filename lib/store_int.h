@@ -101,8 +101,8 @@ struct store_ops {
 
 	enum store_err (*claim)(struct store *s, int64_t now, int64_t lease_ms, int max,
 	                        const struct store_exclude *ex, struct store_job **jobs, int *n);
-	enum store_err (*next_due)(struct store *s, const struct store_exclude *ex, bool *found,
-	                           int64_t *due);
+	enum store_err (*next_due)(struct store *s, const struct store_exclude *ex, int64_t after,
+	                           bool *found, int64_t *due);
 	enum store_err (*attempt_begin)(struct store *s, const struct store_job *j,
 	                                bool store_result, int64_t number, int64_t started_at);
 	enum store_err (*attempt_end)(struct store *s, const struct store_job *j,

@@ -258,10 +258,10 @@ static const struct ps ps_table[PS_LIST] = {
          6,
          {I, TEXT_ARRAY_OID, I, T, INT8_ARRAY_OID, I}},
     [PS_NEXT_DUE] = {"SELECT next_attempt_at FROM requests WHERE " UNFINISHED
-                     " AND next_attempt_at IS NOT NULL AND " NOT_EXCLUDED(
+                     " AND next_attempt_at > $2 AND " NOT_EXCLUDED(
                          "$1") " ORDER BY next_attempt_at, seq LIMIT 1",
-                     1,
-                     {TEXT_ARRAY_OID}},
+                     2,
+                     {TEXT_ARRAY_OID, INT8_OID}},
     /* $3: store the result ($4 result, $5 duration, $6 completed_at) */
     [PS_ATTEMPT_BEGIN] = {"WITH u AS (UPDATE requests SET "
                           "status = CASE WHEN $3 THEN 'completed' ELSE status END, "
@@ -2059,8 +2059,8 @@ out:
 	return STORE_OK;
 }
 
-static enum store_err pg_next_due(struct store *s, const struct store_exclude *ex, bool *found,
-                                  int64_t *due)
+static enum store_err pg_next_due(struct store *s, const struct store_exclude *ex, int64_t after,
+                                  bool *found, int64_t *due)
 {
 	struct pg *p = pg_of(s);
 	struct params q = {.n = 0};
@@ -2070,6 +2070,7 @@ static enum store_err pg_next_due(struct store *s, const struct store_exclude *e
 	if (err != STORE_OK)
 		return err;
 	p_text(&q, excl);
+	p_int(&q, after);
 	PGresult *r = run(p, PS_NEXT_DUE, &q, &err, "next due");
 	cz_free(excl);
 	if (!r)

@@ -43,8 +43,8 @@ void sq_queue_finalize(struct sq *s);
 /* The queue's entries of store_sqlite_ops (store_sqlite_queue.c). */
 enum store_err sq_claim(struct store *b, int64_t now, int64_t lease_ms, int max,
                         const struct store_exclude *ex, struct store_job **jobs, int *n);
-enum store_err sq_next_due(struct store *b, const struct store_exclude *ex, bool *found,
-                           int64_t *due);
+enum store_err sq_next_due(struct store *b, const struct store_exclude *ex, int64_t after,
+                           bool *found, int64_t *due);
 enum store_err sq_attempt_begin(struct store *b, const struct store_job *j, bool store_res,
                                 int64_t number, int64_t started_at);
 enum store_err sq_attempt_end(struct store *b, const struct store_job *j,

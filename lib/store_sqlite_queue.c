@@ -91,7 +91,8 @@ static const char *const queue_sql[Q__COUNT] = {
     [Q_COUNT_UNKNOWN] = "SELECT count(*) FROM attempts WHERE request_seq = ?1 "
                         "AND state = 'unknown'",
     [Q_NEXT_DUE] = "SELECT next_attempt_at FROM requests INDEXED BY requests_due WHERE " UNFINISHED
-                   " AND " NOT_EXCLUDED("?1") " ORDER BY next_attempt_at, seq LIMIT 1",
+                   " AND next_attempt_at > ?2 AND " NOT_EXCLUDED(
+                       "?1") " ORDER BY next_attempt_at, seq LIMIT 1",
     [Q_STORE_RESULT] = "UPDATE requests SET status = 'completed', result = ?3, "
                        "duration_ms = ?4, completed_at = ?5 "
                        "WHERE seq = ?1 AND lease_token = ?2",
@@ -350,8 +351,8 @@ out:
 	return err;
 }
 
-enum store_err sq_next_due(struct store *b, const struct store_exclude *ex, bool *found,
-                           int64_t *due)
+enum store_err sq_next_due(struct store *b, const struct store_exclude *ex, int64_t after,
+                           bool *found, int64_t *due)
 {
 	struct sq *q = SQ(b);
 	enum store_err ready = queue_ready(q);
@@ -363,6 +364,7 @@ enum store_err sq_next_due(struct store *b, const struct store_exclude *ex, bool
 	if (err != STORE_OK)
 		return err;
 	bind_text_or_null(st, 1, exclude);
+	sqlite3_bind_int64(st, 2, after);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
 		*found = true;

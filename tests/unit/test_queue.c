@@ -222,7 +222,7 @@ static void test_claim_key(void **state)
 		keys[1] = "http://other.example";
 		bool found = false;
 		int64_t due = -1;
-		assert_int_equal(store_next_due(f->a, &excl, &found, &due), STORE_OK);
+		assert_int_equal(store_next_due(f->a, &excl, INT64_MIN, &found, &due), STORE_OK);
 		assert_true(found);
 		/* ... its own leaves it out; then it is claimed */
 		keys[0] = key;
@@ -375,9 +375,15 @@ static void test_outcomes(void **state)
 	/* The retry is due at its time, for anyone. */
 	bool found = false;
 	int64_t due = 0;
-	assert_int_equal(store_next_due(f->b, NULL, &found, &due), STORE_OK);
+	assert_int_equal(store_next_due(f->b, NULL, INT64_MIN, &found, &due), STORE_OK);
 	assert_true(found);
 	assert_int_equal(due, 5000);
+	/* only what is due later than after: none after 5000 */
+	assert_int_equal(store_next_due(f->b, NULL, 4999, &found, &due), STORE_OK);
+	assert_true(found);
+	assert_int_equal(due, 5000);
+	assert_int_equal(store_next_due(f->b, NULL, 5000, &found, &due), STORE_OK);
+	assert_false(found);
 	assert_int_equal(claim_ids(f->b, 4999, 10, NULL, ids, sizeof ids, NULL), 0);
 	assert_int_equal(claim_ids(f->b, 5000, 10, NULL, ids, sizeof ids, NULL), 1);
 	assert_string_equal(ids, "o2");

@@ -652,7 +652,7 @@ static void test_claim_deliver(void **state)
 
 	bool found;
 	int64_t due;
-	assert_int_equal(store_next_due(other, NULL, &found, &due), STORE_OK);
+	assert_int_equal(store_next_due(other, NULL, INT64_MIN, &found, &due), STORE_OK);
 	assert_true(found);
 	assert_int_equal(due, now + 1000);
 
