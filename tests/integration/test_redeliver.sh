@@ -123,6 +123,10 @@ for id in "${ids[@]}"; do wait_status "$id" failed || not_ok "job $id did not fa
 sleep 0.05
 submit "http://127.0.0.1:$slow/slow/300~late"
 wait_status "$ID" failed
+# The hanging job (its receiver answers after 4 s) has ended, so the queue
+# is empty when the dry runs are checked to leave it so.
+assert_cmd "the hanging job has ended" \
+	wait_for "[ \"\$(sql \"SELECT finished_at IS NOT NULL FROM requests WHERE id='$hang'\")\" = 1 ]" 30
 window="\"since\":\"$since\",\"until\":\"$until\""
 bulk "{\"status\":\"failed\",$window,\"dry_run\":true}"
 assert_http "dry run: 200" 200
