@@ -488,20 +488,44 @@ static int newest_migration(void)
 	return v;
 }
 
-static int read_user_version(struct sq *s, int *version)
+/* PRAGMA name's value: user_version (the migrations applied) or
+ * schema_version (SQLite's schema cookie). */
+static int read_pragma_int(struct sq *s, const char *name, int *value)
 {
+	char sql[64];
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+	snprintf(sql, sizeof sql, "PRAGMA %s", name);
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		*version = sqlite3_column_int(st, 0);
+		*value = sqlite3_column_int(st, 0);
 		rc = SQLITE_OK;
 	} else {
-		sq_fail(s, rc, "read user_version");
+		sq_fail(s, rc, name);
 	}
 	sqlite3_finalize(st);
 	return rc;
+}
+
+static int read_user_version(struct sq *s, int *version)
+{
+	return read_pragma_int(s, "user_version", version);
+}
+
+/* A migration may edit the stored schema text (009 does, with
+ * writable_schema), which SQLite does not notice by itself: one more
+ * schema_version makes every connection parse the schema again, this one
+ * as soon as it next prepares a statement. */
+static int bump_schema_version(struct sq *s)
+{
+	char pragma[64];
+	int v = 0;
+	int rc = read_pragma_int(s, "schema_version", &v);
+	if (rc != SQLITE_OK)
+		return rc;
+	snprintf(pragma, sizeof pragma, "PRAGMA schema_version = %d", v + 1);
+	return exec_sql(s, pragma, "raise schema_version");
 }
 
 static enum store_err check_version(struct sq *s, int current, int newest)
@@ -550,7 +574,9 @@ static enum store_err migrate(struct sq *s)
 	}
 	char pragma[64];
 	snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", newest);
-	rc = exec_sql(s, pragma, "set user_version");
+	rc = bump_schema_version(s);
+	if (rc == SQLITE_OK)
+		rc = exec_sql(s, pragma, "set user_version");
 	if (rc != SQLITE_OK) {
 		err = sq_from_rc(rc);
 		goto out;

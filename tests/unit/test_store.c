@@ -242,6 +242,69 @@ static void test_migrations_twice(void **state)
 	store_close(s);
 }
 
+/* How many of sql's VDBE instructions are opcode (EXPLAIN). */
+static int count_opcode(struct store *s, const char *sql, const char *opcode)
+{
+	char explain[512];
+	sqlite3_stmt *st = NULL;
+	int n = 0;
+	snprintf(explain, sizeof explain, "EXPLAIN %s", sql);
+	assert_int_equal(sqlite3_prepare_v2(db_of(s), explain, -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		n += strcmp((const char *)sqlite3_column_text(st, 1), opcode) == 0;
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* sqlite3_exec's primary result code (the store turns on extended ones) */
+static int exec_rc(struct store *s, const char *sql)
+{
+	return sqlite3_exec(db_of(s), sql, NULL, NULL, NULL) & 0xff;
+}
+
+/* 009: the status CHECKs compare value by value, so a write builds no
+ * temporary b-tree, on the connection that migrated as on a new one, and
+ * still refuse every value they refused. */
+static void test_checks_without_lists(void **state)
+{
+	(void)state;
+	char path[320];
+	const char *writes[] = {
+	    "INSERT INTO requests (id, mode, status, callback_status, input_data, iterations, "
+	    "created_at) VALUES ('e1', 'async', 'queued', 'pending', 'x', 1, 1)",
+	    "UPDATE requests SET status = 'running', callback_status = 'delivering' WHERE seq = 1",
+	    "INSERT INTO attempts (request_seq, number, state, started_at) VALUES (1, 1, "
+	    "'sending', 1)",
+	    "UPDATE attempts SET state = 'done' WHERE request_seq = 1",
+	};
+	fresh_path(path, sizeof path);
+	for (int pass = 0; pass < 2; pass++) { /* the migrating connection, then a new one */
+		struct store *s = open_ok(path);
+		assert_int_equal(
+		    query_int(s, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' "
+		                 "AND sql LIKE '%status IN (%' OR sql LIKE '%state IN (%'"),
+		    0);
+		for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++)
+			assert_int_equal(count_opcode(s, writes[i], "OpenEphemeral"), 0);
+		store_close(s);
+	}
+	struct store *s = open_ok(path);
+	for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++)
+		assert_int_equal(exec_rc(s, writes[i]), SQLITE_OK);
+	assert_int_equal(exec_rc(s, "UPDATE requests SET status = 'sent' WHERE seq = 1"),
+	                 SQLITE_CONSTRAINT);
+	assert_int_equal(exec_rc(s, "UPDATE requests SET callback_status = 'sent' WHERE seq = 1"),
+	                 SQLITE_CONSTRAINT);
+	assert_int_equal(exec_rc(s, "UPDATE attempts SET state = 'sent' WHERE request_seq = 1"),
+	                 SQLITE_CONSTRAINT);
+	/* NULL passes, as it did: a /sync record has no callback_status */
+	assert_int_equal(exec_rc(s, "UPDATE requests SET callback_status = NULL WHERE seq = 1"),
+	                 SQLITE_OK);
+	char buf[32];
+	assert_string_equal(query_text(s, "PRAGMA integrity_check", buf, sizeof buf), "ok");
+	store_close(s);
+}
+
 static void test_newer_schema_refused(void **state)
 {
 	(void)state;
@@ -1854,6 +1917,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_open_close),
 	    cmocka_unit_test(test_migrations_twice),
+	    cmocka_unit_test(test_checks_without_lists),
 	    cmocka_unit_test(test_newer_schema_refused),
 	    cmocka_unit_test(test_migrations_concurrent),
 	    cmocka_unit_test(test_insert_job_durable),
