@@ -33,6 +33,7 @@
 enum stmt {
 	Q_CLAIM_SELECT,
 	Q_CLAIM_UPDATE,
+	Q_CLAIM_READ,
 	Q_MARK_UNKNOWN,
 	Q_COUNT_UNKNOWN,
 	Q_NEXT_DUE,
@@ -69,7 +70,8 @@ enum stmt {
 static const char *const queue_sql[Q__COUNT] = {
     /* The claim's two halves (sq_claim): the walk to the due jobs, outside
      * the write lock, and the claim of each, which takes it only if it is
-     * still claimable and returns it as it is then. */
+     * still claimable, then reads it as it is then (not with RETURNING,
+     * which SQLite buffers in a temporary b-tree per execution). */
     [Q_CLAIM_SELECT] = "SELECT seq FROM requests INDEXED BY requests_due "
                        "WHERE " UNFINISHED " AND next_attempt_at <= ?1 "
                        "AND (lease_expires_at IS NULL OR lease_expires_at <= ?1) "
@@ -81,10 +83,10 @@ static const char *const queue_sql[Q__COUNT] = {
                        "THEN 'retrying' ELSE callback_status END, "
                        "started_at = coalesce(started_at, ?4) "
                        "WHERE seq = ?5 AND " UNFINISHED " AND next_attempt_at <= ?4 "
-                       "AND (lease_expires_at IS NULL OR lease_expires_at <= ?4) "
-                       "RETURNING seq, id, status, input_data, iterations, callback_url, "
-                       "coalesce(callback_host, ''), result, duration_ms, created_at, "
-                       "completed_at, attempts",
+                       "AND (lease_expires_at IS NULL OR lease_expires_at <= ?4)",
+    [Q_CLAIM_READ] = "SELECT seq, id, status, input_data, iterations, callback_url, "
+                     "coalesce(callback_host, ''), result, duration_ms, created_at, "
+                     "completed_at, attempts FROM requests WHERE seq = ?1",
     [Q_MARK_UNKNOWN] = "UPDATE attempts SET state = 'unknown', error_class = 'unknown', "
                        "error_message = '" UNKNOWN_MSG "' "
                        "WHERE request_seq = ?1 AND state = 'sending'",
@@ -275,7 +277,7 @@ static enum store_err claim_candidates(struct sq *q, int64_t now, const char *ex
 static enum store_err claim_one(struct sq *q, int64_t seq, int64_t now, int64_t expires,
                                 struct store_job *j, bool *claimed)
 {
-	sqlite3_stmt *up = q->qst[Q_CLAIM_UPDATE];
+	sqlite3_stmt *up = q->qst[Q_CLAIM_UPDATE], *rd = q->qst[Q_CLAIM_READ];
 	int64_t token = store_next_token(&q->base);
 	enum store_err err = STORE_OK;
 	sqlite3_bind_text(up, 1, q->base.owner, -1, SQLITE_STATIC);
@@ -284,20 +286,22 @@ static enum store_err claim_one(struct sq *q, int64_t seq, int64_t now, int64_t 
 	sqlite3_bind_int64(up, 4, now);
 	sqlite3_bind_int64(up, 5, seq);
 	int rc = sqlite3_step(up);
-	*claimed = rc == SQLITE_ROW;
-	if (*claimed) {
-		err = read_job(up, j);
-		j->lease_token = token;
-		rc = err == STORE_OK ? sqlite3_step(up) : SQLITE_DONE;
-	}
-	if (err == STORE_OK && rc != SQLITE_DONE)
-		err = sq_fail(q, rc, "claim");
+	*claimed = rc == SQLITE_DONE && sqlite3_changes(q->db) == 1;
 	sqlite3_reset(up);
 	sqlite3_clear_bindings(up);
-	if (err != STORE_OK && *claimed)
+	if (rc != SQLITE_DONE)
+		err = sq_fail(q, rc, "claim");
+	if (!*claimed)
+		return err;
+	sqlite3_bind_int64(rd, 1, seq);
+	rc = sqlite3_step(rd);
+	err = rc == SQLITE_ROW ? read_job(rd, j) : sq_fail(q, rc, "claim: read the job");
+	j->lease_token = token;
+	sqlite3_reset(rd);
+	if (err != STORE_OK) {
 		store_job_clear(j);
-	if (err != STORE_OK)
 		*claimed = false;
+	}
 	return err;
 }
 
