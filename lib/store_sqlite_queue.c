@@ -287,10 +287,10 @@ static enum store_err claim_one(struct sq *q, int64_t seq, int64_t now, int64_t 
 	sqlite3_bind_int64(up, 5, seq);
 	int rc = sqlite3_step(up);
 	*claimed = rc == SQLITE_DONE && sqlite3_changes(q->db) == 1;
+	if (rc != SQLITE_DONE)
+		err = sq_fail(q, rc, "claim"); /* before the reset, with its message */
 	sqlite3_reset(up);
 	sqlite3_clear_bindings(up);
-	if (rc != SQLITE_DONE)
-		err = sq_fail(q, rc, "claim");
 	if (!*claimed)
 		return err;
 	sqlite3_bind_int64(rd, 1, seq);
