@@ -298,8 +298,8 @@ void async_handle(struct http_exchange *x, const char *tail)
 	ids_uuidv7(x->request_id);
 	if (!http_read_job(x, REQUEST_ASYNC, &a->job, &a->body, &len))
 		goto out;
-	/* the URL's syntax, the same parse ssrf_check_url starts with: no
-	 * lookup yet */
+	/* the URL's syntax, before any lookup (ssrf_check_parsed takes the
+	 * parts on from here) */
 	uerr = url_parse(a->job.callback_url, &a->parts, why, sizeof(why));
 	if (uerr == URL_NOMEM) {
 		http_internal_error(x, "url_parse", "out of memory");
@@ -341,11 +341,11 @@ void async_handle(struct http_exchange *x, const char *tail)
 	 * CONSUMA_DNS_TIMEOUT_MS) must pass. */
 	if (!lookup_admitted(x, &a->parts, &entered))
 		goto out;
-	verdict = ssrf_check_url(app->ssrf, a->job.callback_url, &target, why, sizeof(why));
+	verdict = ssrf_check_parsed(app->ssrf, &a->parts, &target, why, sizeof(why));
 	if (entered)
 		resolve_gate_leave(app->lookups, x->client);
 	if (verdict == SSRF_NOMEM) {
-		http_internal_error(x, "ssrf_check_url", "out of memory");
+		http_internal_error(x, "ssrf_check_parsed", "out of memory");
 		goto out;
 	}
 	if (verdict != SSRF_ALLOW) {

@@ -319,20 +319,32 @@ static bool literal_addr(const char *host, struct sockaddr_storage *ss)
 enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
                                  struct ssrf_target *t, char *why, size_t whylen)
 {
+	struct url_parts u;
+	enum url_err ue;
+
+	if (why != NULL && whylen > 0)
+		why[0] = '\0';
+	memset(t, 0, sizeof(*t));
+	ue = url_parse(url, &u, why, whylen);
+	if (ue == URL_NOMEM)
+		return SSRF_NOMEM;
+	if (ue != URL_OK)
+		return SSRF_DENY_URL;
+	return ssrf_check_parsed(p, &u, t, why, whylen);
+}
+
+enum ssrf_verdict ssrf_check_parsed(const struct ssrf_policy *p, const struct url_parts *u,
+                                    struct ssrf_target *t, char *why, size_t whylen)
+{
 	struct sockaddr_storage got[SSRF_MAX_ADDRS];
 	char cls[SSRF_REASON_MAX], text[INET6_ADDRSTRLEN];
-	enum url_err ue;
+	struct url_parts parts = *u; /* u may be t->url */
 	int n = 0;
 
 	if (why != NULL && whylen > 0)
 		why[0] = '\0';
 	memset(t, 0, sizeof(*t));
-	ue = url_parse(url, &t->url, why, whylen);
-	if (ue == URL_NOMEM)
-		return SSRF_NOMEM;
-	if (ue != URL_OK)
-		return SSRF_DENY_URL;
-
+	t->url = parts;
 	if (t->url.host_is_ip) {
 		if (!literal_addr(t->url.host, &got[0])) {
 			why_set(why, whylen, "callback_url: bad IP literal");

@@ -68,6 +68,10 @@ struct ssrf_target {
  * loopback" or "callback_url: userinfo is not allowed". */
 enum ssrf_verdict ssrf_check_url(const struct ssrf_policy *p, const char *url,
                                  struct ssrf_target *t, char *why, size_t whylen);
+/* ssrf_check_url after its url_parse, for a caller that has parsed the URL
+ * already (u, which may be t->url): resolves, checks and fills *t alike. */
+enum ssrf_verdict ssrf_check_parsed(const struct ssrf_policy *p, const struct url_parts *u,
+                                    struct ssrf_target *t, char *why, size_t whylen);
 
 /* Room for ssrf_pending_keys: the name and every address, quoted. */
 #define SSRF_KEYS_MAX (URL_HOST_MAX + 8 + SSRF_MAX_ADDRS * (INET6_ADDRSTRLEN + 8))
