@@ -342,9 +342,13 @@ void store_job_clear(struct store_job *j)
 	cz_free(j->input_data);
 	cz_free(j->callback_url);
 	cz_free(j->callback_host);
+	cz_free(j->client_addr);
+	cz_free(j->pending_keys);
 	j->input_data = NULL;
 	j->callback_url = NULL;
 	j->callback_host = NULL;
+	j->client_addr = NULL;
+	j->pending_keys = NULL;
 }
 
 void store_claim_key(const char *callback_url, char *out, size_t outlen)

@@ -411,6 +411,11 @@ struct store_job {
 	int64_t attempts;     /* attempts started before this claim */
 	int64_t unknown;      /* of those, how many ended with outcome unknown */
 	int64_t lease_token;
+	/* SQLite counts the job under these when it finishes (store_sqlite.c,
+	 * "the transaction's counts"); NULL when the row has none, and always
+	 * on PostgreSQL, whose statement counts them */
+	char *client_addr;
+	char *pending_keys;
 };
 
 /* Frees the strings of j (not j itself); NULL is a no-op. */

@@ -136,6 +136,7 @@
 #include "log.h"
 #include "migrations.h"
 #include "store_int.h"
+#include "store_tally.h"
 
 /* pg_advisory_xact_lock key of the migrations ("consuma" in ASCII). */
 #define MIGRATE_LOCK    "27988542868516193"
@@ -374,18 +375,6 @@ static const struct ps ps_table[PS_LIST] = {
 #define LIST_OWNER  8
 #define LIST_STATUS 4
 static const char *const list_modes[4] = {"", "mode = 'sync'", "mode = 'async'", "mode = $1"};
-
-/* A counter of the open transaction: the value read at its first use
- * (base) and what the transaction's unwritten jobs add to it (delta). */
-struct tally {
-	char *key;
-	int64_t base, delta;
-};
-
-struct tallies {
-	struct tally *v;
-	size_t n, cap;
-};
 
 /* A /sync record waiting for the batch's INSERT at commit. */
 struct queued_rec {
@@ -1061,98 +1050,6 @@ static enum store_err find_key(struct pg *p, const struct job_insert *job, struc
  * the same few milliseconds get a 202 naming the first job for the second,
  * not a 409. The transaction's own reads do not see its unwritten jobs. */
 
-/* The keys a job counts under (consuma_pending_keys in SQL): the elements of
- * its pending_keys, or its callback_host alone. */
-struct keys {
-	json_object *doc;
-	const char **v;
-	size_t n;
-};
-
-static void keys_clear(struct keys *k)
-{
-	json_object_put(k->doc);
-	cz_free(k->v);
-	memset(k, 0, sizeof *k);
-}
-
-/* STORE_IO when pending_keys is not a JSON array of strings: that job is
- * refused alone, before it could fail the batch's INSERT. */
-static enum store_err keys_of(struct pg *p, const struct job_insert *job, struct keys *k)
-{
-	memset(k, 0, sizeof *k);
-	size_t n = 1;
-	if (job->pending_keys) {
-		k->doc = json_tokener_parse(job->pending_keys);
-		if (!k->doc || !json_object_is_type(k->doc, json_type_array)) {
-			keys_clear(k);
-			store_set_msg(&p->base, "pending_keys is not a JSON array");
-			return STORE_IO;
-		}
-		n = json_object_array_length(k->doc);
-	}
-	k->v = cz_calloc(n ? n : 1, sizeof *k->v);
-	if (!k->v) {
-		keys_clear(k);
-		return STORE_NOMEM;
-	}
-	for (size_t i = 0; k->doc && i < n; i++) {
-		json_object *e = json_object_array_get_idx(k->doc, i);
-		if (!json_object_is_type(e, json_type_string)) {
-			keys_clear(k);
-			store_set_msg(&p->base, "pending_keys holds a value that is not a string");
-			return STORE_IO;
-		}
-		k->v[i] = json_object_get_string(e);
-	}
-	if (!k->doc)
-		k->v[0] = job->callback_host ? job->callback_host : "";
-	k->n = n;
-	return STORE_OK;
-}
-
-/* Makes room for one more element in *v (of *cap, n used); false when
- * memory ran out (*v unchanged). */
-static bool grow(void *v, size_t *cap, size_t n, size_t size)
-{
-	if (n < *cap)
-		return true;
-	size_t more = *cap ? *cap * 2 : 16;
-	void *p = cz_realloc(*(void **)v, more * size);
-	if (!p)
-		return false;
-	*(void **)v = p;
-	*cap = more;
-	return true;
-}
-
-static struct tally *tally_find(struct tallies *t, const char *key)
-{
-	for (size_t i = 0; i < t->n; i++)
-		if (strcmp(t->v[i].key, key) == 0)
-			return &t->v[i];
-	return NULL;
-}
-
-static struct tally *tally_add(struct tallies *t, const char *key, int64_t base)
-{
-	if (!grow(&t->v, &t->cap, t->n, sizeof *t->v))
-		return NULL;
-	char *k = cz_strdup(key);
-	if (!k)
-		return NULL;
-	t->v[t->n] = (struct tally){.key = k, .base = base};
-	return &t->v[t->n++];
-}
-
-static void tallies_clear(struct tallies *t)
-{
-	for (size_t i = 0; i < t->n; i++)
-		cz_free(t->v[i].key);
-	cz_free(t->v);
-	memset(t, 0, sizeof *t);
-}
-
 /* Forgets the batch: its unwritten jobs and its tallies. */
 static void batch_clear(struct pg *p)
 {
@@ -1178,7 +1075,8 @@ static const char *client_of(const struct job_insert *job)
 }
 
 /* Reads the counters of job that the transaction has no tally of yet. */
-static enum store_err read_bases(struct pg *p, const struct job_insert *job, const struct keys *k)
+static enum store_err read_bases(struct pg *p, const struct job_insert *job,
+                                 const struct tally_keys *k)
 {
 	bool need = !p->depth_known || !tally_find(&p->clients, client_of(job));
 	for (size_t i = 0; !need && i < k->n; i++)
@@ -1200,19 +1098,18 @@ static enum store_err read_bases(struct pg *p, const struct job_insert *job, con
 		p->depth_base = col_int(r, 0, 0);
 		p->depth_known = true;
 	}
-	if (!tally_find(&p->clients, client_of(job)) &&
-	    !tally_add(&p->clients, client_of(job), col_int(r, 0, 1)))
+	if (!tally_get(&p->clients, client_of(job), col_int(r, 0, 1), true))
 		err = STORE_NOMEM;
 	for (int i = 0; err == STORE_OK && i < PQntuples(r); i++)
-		if (!is_null(r, i, 2) && !tally_find(&p->hosts, PQgetvalue(r, i, 2)) &&
-		    !tally_add(&p->hosts, PQgetvalue(r, i, 2), col_int(r, i, 3)))
+		if (!is_null(r, i, 2) &&
+		    !tally_get(&p->hosts, PQgetvalue(r, i, 2), col_int(r, i, 3), true))
 			err = STORE_NOMEM;
 	PQclear(r);
 	return err;
 }
 
-static enum store_err check_bounds(struct pg *p, const struct job_insert *job, const struct keys *k,
-                                   struct job_result *res)
+static enum store_err check_bounds(struct pg *p, const struct job_insert *job,
+                                   const struct tally_keys *k, struct job_result *res)
 {
 	enum store_err err = read_bases(p, job, k);
 	if (err != STORE_OK)
@@ -1251,10 +1148,10 @@ static const char *text_copy(char **at, const char *s)
 }
 
 /* Queues a copy of job for the commit and counts it in the tallies. */
-static enum store_err queue_job(struct pg *p, const struct job_insert *job, const struct keys *k,
-                                struct job_result *res)
+static enum store_err queue_job(struct pg *p, const struct job_insert *job,
+                                const struct tally_keys *k, struct job_result *res)
 {
-	if (!grow(&p->queued, &p->capqueued, p->nqueued, sizeof *p->queued))
+	if (!tally_grow(&p->queued, &p->capqueued, p->nqueued, sizeof *p->queued))
 		return STORE_NOMEM;
 	struct queued_job *qj = &p->queued[p->nqueued];
 	size_t n = text_size(job->id) + text_size(job->input_data) + text_size(job->callback_url) +
@@ -1311,7 +1208,7 @@ static enum store_err pg_sync_record_in_tx(struct store *s, const struct sync_re
 		store_set_msg(s, "sync_record_in_tx outside a transaction");
 		return STORE_IO;
 	}
-	if (!grow(&p->recs, &p->caprecs, p->nrecs, sizeof *p->recs))
+	if (!tally_grow(&p->recs, &p->caprecs, p->nrecs, sizeof *p->recs))
 		return STORE_NOMEM;
 	struct queued_rec *qr = &p->recs[p->nrecs];
 	size_t n = text_size(rec->id) + text_size(rec->input_data) + text_size(rec->result) +
@@ -1357,13 +1254,13 @@ static enum store_err pg_job_in_tx(struct store *s, const struct job_insert *job
 		if (err != STORE_OK || found)
 			return err;
 	}
-	struct keys k;
-	err = keys_of(p, job, &k);
+	struct tally_keys k;
+	err = tally_keys_of(&p->base, job->pending_keys, job->callback_host, &k);
 	if (err == STORE_OK)
 		err = check_bounds(p, job, &k, res);
 	if (err == STORE_OK)
 		err = queue_job(p, job, &k, res);
-	keys_clear(&k);
+	tally_keys_clear(&k);
 	if (err != STORE_OK)
 		return err;
 	snprintf(res->id, sizeof res->id, "%s", job->id);

@@ -140,6 +140,13 @@ enum stmt_id {
 	ST_DEPTH,
 	ST_CLIENT_PENDING,
 	ST_HOST_PENDING,
+	ST_COUNT_DEPTH,
+	ST_COUNT_CLIENT,
+	ST_DROP_CLIENT,
+	ST_COUNT_HOST,
+	ST_DROP_HOST,
+	ST_COUNT_DRAIN,
+	ST_TRIM_DRAIN,
 	ST_INSERT_JOB,
 	ST_GET,
 	ST_ATTEMPTS,
@@ -199,9 +206,20 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_IDEM_FORGET] = "UPDATE requests SET idempotency_key = NULL WHERE seq = ?1",
     [ST_DEPTH] = "SELECT value FROM counters WHERE name = 'queue_depth'",
     [ST_CLIENT_PENDING] = "SELECT n FROM client_pending WHERE client = coalesce(?1, '')",
-    /* the busiest of the job's destination keys (sql/sqlite/005_pending_keys.sql) */
-    [ST_HOST_PENDING] = "SELECT coalesce(max(n), 0) FROM host_pending WHERE host IN (SELECT "
-                        "value FROM json_each(coalesce(?1, json_array(coalesce(?2, '')))))",
+    [ST_HOST_PENDING] = "SELECT n FROM host_pending WHERE host = ?1",
+    /* the transaction's counts, at commit (?1 key, ?2 change; see sq_counts):
+     * a count that reaches 0 leaves its table */
+    [ST_COUNT_DEPTH] = "UPDATE counters SET value = value + ?2 WHERE name = 'queue_depth'",
+    [ST_COUNT_CLIENT] = "INSERT INTO client_pending (client, n) VALUES (?1, ?2) "
+                        "ON CONFLICT (client) DO UPDATE SET n = n + excluded.n",
+    [ST_DROP_CLIENT] = "DELETE FROM client_pending WHERE client = ?1 AND n <= 0",
+    [ST_COUNT_HOST] = "INSERT INTO host_pending (host, n) VALUES (?1, ?2) "
+                      "ON CONFLICT (host) DO UPDATE SET n = n + excluded.n",
+    [ST_DROP_HOST] = "DELETE FROM host_pending WHERE host = ?1 AND n <= 0",
+    [ST_COUNT_DRAIN] = "INSERT INTO drain (second, n) VALUES (?1, ?2) "
+                       "ON CONFLICT (second) DO UPDATE SET n = n + excluded.n",
+    /* the drain keeps the last hour (fcgi-app/limits.c reads 10 s) */
+    [ST_TRIM_DRAIN] = "DELETE FROM drain WHERE second < ?1 - 3600",
     [ST_INSERT_JOB] = "INSERT INTO requests (id, mode, status, callback_status, "
                       "input_data, iterations, callback_url, callback_host, client_addr, "
                       "idempotency_key, body_hash, created_at, next_attempt_at, pending_keys, "
@@ -337,6 +355,8 @@ static int bind_named_int(sqlite3_stmt *st, const char *name, int64_t v)
 /* ---- transactions ------------------------------------------------------ */
 
 static void sq_rollback(struct store *b);
+static void counts_clear(struct sq *s);
+static enum store_err counts_write(struct sq *s);
 
 static bool is_file_path(const char *path);
 
@@ -377,6 +397,7 @@ static enum store_err sq_begin(struct store *b)
 {
 	struct sq *s = SQ(b);
 	s->base.msg[0] = '\0';
+	counts_clear(s);
 	lock_hold(s);
 	int rc = run(s, ST_BEGIN);
 	if (rc != SQLITE_OK) {
@@ -391,12 +412,16 @@ static enum store_err sq_begin(struct store *b)
 static enum store_err sq_commit(struct store *b)
 {
 	struct sq *s = SQ(b);
-	int rc = run(s, ST_COMMIT);
-	if (rc == SQLITE_OK) {
-		lock_drop(s);
-		return STORE_OK;
+	enum store_err err = counts_write(s);
+	if (err == STORE_OK) {
+		int rc = run(s, ST_COMMIT);
+		if (rc == SQLITE_OK) {
+			counts_clear(s);
+			lock_drop(s);
+			return STORE_OK;
+		}
+		err = sq_fail(s, rc, "commit");
 	}
-	enum store_err err = sq_fail(s, rc, "commit");
 	sq_rollback(&s->base);
 	return err;
 }
@@ -406,6 +431,7 @@ static void sq_rollback(struct store *b)
 	struct sq *s = SQ(b);
 	if (!s)
 		return;
+	counts_clear(s);
 	if (!sqlite3_get_autocommit(s->db)) {
 		int rc = run(s, ST_ROLLBACK);
 		if (rc != SQLITE_OK)
@@ -701,6 +727,7 @@ static void sq_close(struct store *b)
 	}
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
+	counts_clear(s);
 	cz_free(s);
 }
 
@@ -743,17 +770,15 @@ static bool sq_in_tx(struct store *b)
 
 /* Reads one integer column of a one-row cached statement; 0 when no row.
  * arg2 is ST_HOST_PENDING's second parameter (its fallback key). */
-static int read_count2(struct sq *s, enum stmt_id id, const char *arg, const char *arg2,
-                       int64_t *out)
+/* A counter's row (0 when it has none); arg is the key, NULL for ST_DEPTH. */
+static int read_count(struct sq *s, enum stmt_id id, const char *arg, int64_t *out)
 {
 	int rc;
 	sqlite3_stmt *st = stmt(s, id, &rc);
 	if (!st)
 		return rc;
-	if (id != ST_DEPTH)
+	if (arg)
 		bind_text(st, 1, arg);
-	if (id == ST_HOST_PENDING)
-		bind_text(st, 2, arg2);
 	rc = sqlite3_step(st);
 	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
@@ -762,11 +787,6 @@ static int read_count2(struct sq *s, enum stmt_id id, const char *arg, const cha
 		sq_fail(s, rc, "read counter");
 	done(st);
 	return rc;
-}
-
-static int read_count(struct sq *s, enum stmt_id id, const char *arg, int64_t *out)
-{
-	return read_count2(s, id, arg, NULL, out);
 }
 
 static void copy_text(char *dst, size_t size, const unsigned char *src)
@@ -848,33 +868,187 @@ static enum store_err sq_find_replay(struct store *b, const struct job_insert *j
 	return err;
 }
 
-/* The intake bounds, read from the counter tables in the caller's write
- * transaction. */
-static enum store_err check_bounds(struct sq *s, const struct job_insert *job,
-                                   struct job_result *res)
+/* ---- the transaction's counts -------------------------------------------
+ * The counter tables (queue depth, pending jobs per client and per
+ * destination key, jobs finished per second) change with every async job
+ * that is enqueued or finishes. Row triggers kept them until
+ * sql/sqlite/010_counts_by_the_store.sql: several statements per job, 9 for
+ * a job that finished, where one per key per transaction does (a flush of
+ * the deliverer or a batch of the committer shares one client and a few
+ * keys). The store now counts in memory (struct sq_counts) and writes the
+ * sums at commit, inside the transaction, so the tables stay exact at
+ * every commit as before; a rollback drops them with the rows. The intake
+ * bounds read a counter once per transaction and add what the transaction
+ * changed, so a batch's jobs count against each other as they did. */
+
+static const char *client_key(const char *client_addr)
 {
-	int64_t n = 0;
-	int rc = read_count(s, ST_DEPTH, NULL, &res->queue_depth);
-	if (rc != SQLITE_OK)
+	return client_addr ? client_addr : "";
+}
+
+static void counts_clear(struct sq *s)
+{
+	struct sq_counts *c = &s->counts;
+	tallies_clear(&c->clients);
+	tallies_clear(&c->hosts);
+	cz_free(c->drained);
+	memset(c, 0, sizeof *c);
+}
+
+static enum store_err count_keys(struct sq *s, int sign, const char *client_addr,
+                                 const struct tally_keys *k, int64_t finished_at)
+{
+	struct sq_counts *c = &s->counts;
+	struct tally *t = tally_get(&c->clients, client_key(client_addr), 0, false);
+	if (!t)
+		return STORE_NOMEM;
+	for (size_t i = 0; i < k->n; i++)
+		if (!tally_get(&c->hosts, k->v[i], 0, false))
+			return STORE_NOMEM;
+	struct sq_drained *d = NULL;
+	if (sign < 0) {
+		int64_t second = finished_at / 1000;
+		for (size_t i = 0; !d && i < c->ndrained; i++)
+			if (c->drained[i].second == second)
+				d = &c->drained[i];
+		if (!d) {
+			if (!tally_grow(&c->drained, &c->capdrained, c->ndrained,
+			                sizeof *c->drained))
+				return STORE_NOMEM;
+			d = &c->drained[c->ndrained++];
+			*d = (struct sq_drained){.second = second};
+		}
+		d->n++;
+	}
+	/* every allocation is done: the counts change together */
+	c->depth_delta += sign;
+	t->delta += sign;
+	for (size_t i = 0; i < k->n; i++)
+		tally_find(&c->hosts, k->v[i])->delta += sign;
+	return STORE_OK;
+}
+
+enum store_err sq_count_job(struct sq *s, int sign, const char *client_addr,
+                            const char *pending_keys, const char *callback_host,
+                            int64_t finished_at)
+{
+	struct tally_keys k;
+	enum store_err err = tally_keys_of(&s->base, pending_keys, callback_host, &k);
+	if (err == STORE_OK)
+		err = count_keys(s, sign, client_addr, &k, finished_at);
+	tally_keys_clear(&k);
+	return err;
+}
+
+/* Runs a counting statement: ?1 the key (text, or the number k1 when key
+ * is NULL), ?2 v. */
+static enum store_err write_count(struct sq *s, enum stmt_id id, const char *key, int64_t k1,
+                                  int64_t v)
+{
+	int rc;
+	sqlite3_stmt *st = stmt(s, id, &rc);
+	if (!st)
 		return sq_from_rc(rc);
+	if (key)
+		bind_text(st, 1, key);
+	else
+		sqlite3_bind_int64(st, 1, k1);
+	sqlite3_bind_int64(st, 2, v);
+	return sq_step_done(s, st, "write counters");
+}
+
+static enum store_err write_tallies(struct sq *s, const struct tallies *t, enum stmt_id count,
+                                    enum stmt_id drop)
+{
+	enum store_err err = STORE_OK;
+	for (size_t i = 0; err == STORE_OK && i < t->n; i++) {
+		if (t->v[i].delta == 0)
+			continue;
+		err = write_count(s, count, t->v[i].key, 0, t->v[i].delta);
+		if (err == STORE_OK && t->v[i].delta < 0)
+			err = write_count(s, drop, t->v[i].key, 0, 0);
+	}
+	return err;
+}
+
+/* Writes the open transaction's counts (sq_commit, before COMMIT). */
+static enum store_err counts_write(struct sq *s)
+{
+	const struct sq_counts *c = &s->counts;
+	enum store_err err = STORE_OK;
+	if (c->depth_delta != 0)
+		err = write_count(s, ST_COUNT_DEPTH, NULL, 0, c->depth_delta);
+	if (err == STORE_OK)
+		err = write_tallies(s, &c->clients, ST_COUNT_CLIENT, ST_DROP_CLIENT);
+	if (err == STORE_OK)
+		err = write_tallies(s, &c->hosts, ST_COUNT_HOST, ST_DROP_HOST);
+	int64_t newest = INT64_MIN;
+	for (size_t i = 0; err == STORE_OK && i < c->ndrained; i++) {
+		err = write_count(s, ST_COUNT_DRAIN, NULL, c->drained[i].second, c->drained[i].n);
+		if (c->drained[i].second > newest)
+			newest = c->drained[i].second;
+	}
+	if (err == STORE_OK && c->ndrained > 0)
+		err = write_count(s, ST_TRIM_DRAIN, NULL, newest, 0);
+	return err;
+}
+
+/* A counter's value inside the transaction: its row, read at first use,
+ * plus what the transaction changed. */
+static enum store_err counted(struct sq *s, struct tallies *t, enum stmt_id id, const char *key,
+                              int64_t *out)
+{
+	struct tally *c = tally_get(t, key, 0, false);
+	if (!c)
+		return STORE_NOMEM;
+	if (!c->known) {
+		int rc = read_count(s, id, key, &c->base);
+		if (rc != SQLITE_OK)
+			return sq_from_rc(rc);
+		c->known = true;
+	}
+	*out = c->base + c->delta;
+	return STORE_OK;
+}
+
+/* The intake bounds, from the counters as the caller's write transaction
+ * has them. */
+static enum store_err check_bounds(struct sq *s, const struct job_insert *job,
+                                   const struct tally_keys *k, struct job_result *res)
+{
+	struct sq_counts *c = &s->counts;
+	int64_t n = 0;
+	enum store_err err = STORE_OK;
+	if (!c->depth_known) {
+		int rc = read_count(s, ST_DEPTH, NULL, &c->depth_base);
+		if (rc != SQLITE_OK)
+			return sq_from_rc(rc);
+		c->depth_known = true;
+	}
+	res->queue_depth = c->depth_base + c->depth_delta;
 	if (job->max_queue_size > 0 && res->queue_depth >= job->max_queue_size) {
 		res->refusal = JOB_QUEUE_FULL;
 		return STORE_REFUSED;
 	}
 	if (job->max_client_pending > 0) {
-		rc = read_count(s, ST_CLIENT_PENDING, job->client_addr, &n);
-		if (rc != SQLITE_OK)
-			return sq_from_rc(rc);
+		err = counted(s, &c->clients, ST_CLIENT_PENDING, client_key(job->client_addr), &n);
+		if (err != STORE_OK)
+			return err;
 		if (n >= job->max_client_pending) {
 			res->refusal = JOB_CLIENT_SHARE;
 			return STORE_REFUSED;
 		}
 	}
 	if (job->max_host_pending > 0) {
-		rc = read_count2(s, ST_HOST_PENDING, job->pending_keys, job->callback_host, &n);
-		if (rc != SQLITE_OK)
-			return sq_from_rc(rc);
-		if (n >= job->max_host_pending) {
+		int64_t busiest = 0; /* of the job's destination keys */
+		for (size_t i = 0; i < k->n; i++) {
+			err = counted(s, &c->hosts, ST_HOST_PENDING, k->v[i], &n);
+			if (err != STORE_OK)
+				return err;
+			if (n > busiest)
+				busiest = n;
+		}
+		if (busiest >= job->max_host_pending) {
 			res->refusal = JOB_HOST_PENDING;
 			return STORE_REFUSED;
 		}
@@ -919,10 +1093,19 @@ static enum store_err sq_job_in_tx(struct store *b, const struct job_insert *job
 		if (err != STORE_OK || found)
 			return err;
 	}
-	err = check_bounds(s, job, res);
-	if (err != STORE_OK)
-		return err;
-	err = insert_job_row(s, job);
+	if (sqlite3_get_autocommit(s->db)) {
+		store_set_msg(b, "job_in_tx outside a transaction");
+		return STORE_IO;
+	}
+	struct tally_keys k;
+	err = tally_keys_of(b, job->pending_keys, job->callback_host, &k);
+	if (err == STORE_OK)
+		err = check_bounds(s, job, &k, res);
+	if (err == STORE_OK)
+		err = insert_job_row(s, job);
+	if (err == STORE_OK)
+		err = count_keys(s, +1, job->client_addr, &k, 0);
+	tally_keys_clear(&k);
 	if (err != STORE_OK)
 		return err;
 	snprintf(res->id, sizeof res->id, "%s", job->id);

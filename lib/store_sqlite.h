@@ -9,9 +9,24 @@
 #include <sqlite3.h>
 
 #include "store_int.h"
+#include "store_tally.h"
 
-#define SQ_STMT_MAX  40 /* store_sqlite.c's statements */
+#define SQ_STMT_MAX  48 /* store_sqlite.c's statements */
 #define SQ_QUEUE_MAX 24 /* store_sqlite_queue.c's */
+
+/* The counter tables' changes of the open write transaction
+ * (sql/sqlite/010_counts_by_the_store.sql): kept here, written once per
+ * key at commit (sq_commit), dropped at rollback. */
+struct sq_drained {
+	int64_t second, n;
+};
+struct sq_counts {
+	bool depth_known;
+	int64_t depth_base, depth_delta; /* counters.queue_depth */
+	struct tallies clients, hosts;   /* client_pending, host_pending */
+	struct sq_drained *drained;      /* drain: async jobs finished per second */
+	size_t ndrained, capdrained;
+};
 
 /* One SQLite connection. */
 struct sq {
@@ -23,6 +38,7 @@ struct sq {
 	uint64_t rng;                    /* xorshift state for the busy handler's jitter */
 	int lock_fd;                     /* the host's write lock (<db>.wlock): -1 until a write */
 	char path[4096];                 /* the database file, for the lock's name */
+	struct sq_counts counts;         /* what the open write transaction changes */
 };
 
 #define SQ(b) ((struct sq *)(b))
@@ -35,6 +51,15 @@ enum store_err sq_fail(struct sq *s, int rc, const char *what);
 /* Runs a bound statement that returns no rows to completion and resets
  * it; its error mapped and recorded. */
 enum store_err sq_step_done(struct sq *s, sqlite3_stmt *st, const char *what);
+
+/* Counts one async job in the open write transaction's counters: sign +1
+ * for a job enqueued, -1 for one that finished at finished_at (epoch ms),
+ * under its client (client_addr, NULL is "") and its destination keys
+ * (tally_keys_of). Written at commit; the caller holds the transaction.
+ * STORE_NOMEM or STORE_IO (bad pending_keys), message set. */
+enum store_err sq_count_job(struct sq *s, int sign, const char *client_addr,
+                            const char *pending_keys, const char *callback_host,
+                            int64_t finished_at);
 
 /* store_sqlite_queue.c: finalizes the queue's statements (prepared on the
  * connection's first queue call). */

@@ -86,7 +86,8 @@ static const char *const queue_sql[Q__COUNT] = {
                        "AND (lease_expires_at IS NULL OR lease_expires_at <= ?4)",
     [Q_CLAIM_READ] = "SELECT seq, id, status, input_data, iterations, callback_url, "
                      "coalesce(callback_host, ''), result, duration_ms, created_at, "
-                     "completed_at, attempts FROM requests WHERE seq = ?1",
+                     "completed_at, attempts, client_addr, pending_keys FROM requests "
+                     "WHERE seq = ?1",
     [Q_MARK_UNKNOWN] = "UPDATE attempts SET state = 'unknown', error_class = 'unknown', "
                        "error_message = '" UNKNOWN_MSG "' "
                        "WHERE request_seq = ?1 AND state = 'sending'",
@@ -181,6 +182,17 @@ static char *column_strdup(sqlite3_stmt *st, int col, size_t *len)
 	return cz_strndup(t ? (const char *)t : "", n);
 }
 
+/* column_strdup, or NULL for a NULL column; *nomem set when memory ran out. */
+static char *column_strdup_or_null(sqlite3_stmt *st, int col, bool *nomem)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return NULL;
+	char *s = column_strdup(st, col, NULL);
+	if (!s)
+		*nomem = true;
+	return s;
+}
+
 static enum store_err exclude_json(const struct store_exclude *ex, char **out);
 
 /* The queue's statements are prepared on a connection's first queue call:
@@ -221,7 +233,10 @@ static enum store_err read_job(sqlite3_stmt *st, struct store_job *j)
 	}
 	j->created_at = sqlite3_column_int64(st, 9);
 	j->attempts = sqlite3_column_int64(st, 11);
-	if (!j->input_data || !j->callback_url || !j->callback_host) {
+	bool nomem = false;
+	j->client_addr = column_strdup_or_null(st, 12, &nomem);
+	j->pending_keys = column_strdup_or_null(st, 13, &nomem);
+	if (nomem || !j->input_data || !j->callback_url || !j->callback_host) {
 		store_job_clear(j);
 		return STORE_NOMEM;
 	}
@@ -431,6 +446,10 @@ enum store_err sq_attempt_begin(struct store *b, const struct store_job *j, bool
 static enum store_err end_job(struct sq *q, const struct store_job *j, enum store_verdict v,
                               int64_t now, int64_t next_attempt_at, const char *last_error)
 {
+	if (sqlite3_get_autocommit(q->db)) { /* its counts need the commit (store.h) */
+		store_set_msg(&q->base, "a job's end outside a transaction");
+		return STORE_IO;
+	}
 	sqlite3_stmt *st = q->qst[Q_JOB_END];
 	sqlite3_bind_int64(st, 1, j->seq);
 	sqlite3_bind_int64(st, 2, j->lease_token);
@@ -443,7 +462,11 @@ static enum store_err end_job(struct sq *q, const struct store_job *j, enum stor
 		sqlite3_bind_null(st, 5);
 	}
 	bind_text_or_null(st, 6, v == STORE_DELIVERED ? NULL : last_error);
-	return step_fenced(q, st, "end job");
+	enum store_err err = step_fenced(q, st, "end job");
+	/* the lease proves the row unfinished: it leaves the counts now */
+	if (err == STORE_OK && v != STORE_RETRY)
+		err = sq_count_job(q, -1, j->client_addr, j->pending_keys, j->callback_host, now);
+	return err;
 }
 
 enum store_err sq_attempt_end(struct store *b, const struct store_job *j,

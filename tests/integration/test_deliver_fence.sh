@@ -25,12 +25,22 @@ deliverer() {
 queue_four() {
 	local now i
 	now=$(date +%s%3N)
-	for i in 1 2 3 4; do
-		echo "INSERT INTO requests (id, mode, status, callback_status, input_data, iterations,
-		      callback_url, callback_host, created_at, next_attempt_at)
-		      VALUES ('$1-$i', 'async', 'queued', 'pending', '$1 $i', 1,
-		      'http://127.0.0.1:$rport$2', '127.0.0.1', $now, $now);"
-	done | sqlite3 "$db"
+	{
+		echo "BEGIN;"
+		for i in 1 2 3 4; do
+			echo "INSERT INTO requests (id, mode, status, callback_status, input_data,
+			      iterations, callback_url, callback_host, created_at, next_attempt_at)
+			      VALUES ('$1-$i', 'async', 'queued', 'pending', '$1 $i', 1,
+			      'http://127.0.0.1:$rport$2', '127.0.0.1', $now, $now);"
+		done
+		# counted as the store counts enqueued jobs (sql/sqlite/010)
+		echo "UPDATE counters SET value = value + 4 WHERE name = 'queue_depth';
+		      INSERT INTO host_pending (host, n) VALUES ('127.0.0.1', 4)
+		          ON CONFLICT (host) DO UPDATE SET n = n + excluded.n;
+		      INSERT INTO client_pending (client, n) VALUES ('', 4)
+		          ON CONFLICT (client) DO UPDATE SET n = n + excluded.n;
+		      COMMIT;"
+	} | sqlite3 "$db"
 }
 
 deliverer a

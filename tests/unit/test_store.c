@@ -161,6 +161,50 @@ static enum store_err insert_new(struct store *s, struct job_insert *j, struct j
 	return store_insert_job(s, j, r);
 }
 
+/* Finishes (verdict v, at finished_at) the unfinished async jobs that
+ * match where, the way the deliverer does (claim, first attempt, outcome
+ * in one transaction), so the store counts them as in service (the
+ * counters are the store's since sql/sqlite/010: an UPDATE by hand would
+ * leave them be); the other due jobs are handed back due as they were. */
+static void finish_as(struct store *s, const char *where, int64_t finished_at, enum store_verdict v)
+{
+	char sql[512];
+	struct store_job *jobs = NULL;
+	int n = 0;
+	store_set_owner(s, "test:1:finish");
+	assert_int_equal(store_claim(s, ids_now_ms(), 60000, 100000, NULL, &jobs, &n), STORE_OK);
+	assert_int_equal(store_begin(s), STORE_OK);
+	for (int i = 0; i < n; i++) {
+		snprintf(sql, sizeof sql,
+		         "SELECT count(*) FROM requests WHERE seq = %" PRId64 " AND (%s)",
+		         jobs[i].seq, where);
+		if (query_int(s, sql) == 0) {
+			assert_int_equal(store_release(s, &jobs[i], false, jobs[i].created_at),
+			                 STORE_OK);
+			continue;
+		}
+		memset(jobs[i].result, 'a', 64);
+		jobs[i].result[64] = '\0';
+		int64_t number = jobs[i].attempts + 1;
+		assert_int_equal(store_attempt_begin(s, &jobs[i], true, number, finished_at),
+		                 STORE_OK);
+		struct store_outcome o = {.number = number,
+		                          .http_status = v == STORE_DELIVERED ? 200 : 410,
+		                          .verdict = v,
+		                          .now = finished_at};
+		assert_int_equal(store_attempt_end(s, &jobs[i], &o), STORE_OK);
+	}
+	assert_int_equal(store_commit(s), STORE_OK);
+	for (int i = 0; i < n; i++)
+		store_job_clear(&jobs[i]);
+	cz_free(jobs);
+}
+
+static void finish_where(struct store *s, const char *where, int64_t finished_at)
+{
+	finish_as(s, where, finished_at, STORE_DELIVERED);
+}
+
 /* ---- fork helpers --------------------------------------------------------- */
 
 /* Starts n children that wait on a pipe until release() so they start
@@ -1011,10 +1055,10 @@ static void test_bounds(void **state)
 
 		if (err == STORE_REFUSED) {
 			/* Finishing one job of the bound's kind frees one place. */
-			exec_ok(s,
-			        "UPDATE requests SET finished_at = 2000000, status = 'completed', "
-			        "callback_status = 'delivered' WHERE seq = (SELECT min(seq) "
-			        "FROM requests WHERE client_addr = '192.0.2.1')");
+			finish_where(
+			    s,
+			    "seq = (SELECT min(seq) FROM requests WHERE client_addr = '192.0.2.1')",
+			    2000000);
 			assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
 			assert_int_equal(r.refusal, JOB_ACCEPTED);
 		}
@@ -1035,11 +1079,11 @@ static void test_counters(void **state)
 	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name='queue_depth'"), 3);
 	assert_int_equal(query_int(s, "SELECT n FROM client_pending WHERE client='192.0.2.1'"), 3);
 	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='example.com'"), 3);
-	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE seq = 1");
-	exec_ok(s, "UPDATE requests SET finished_at = 2 WHERE seq = 1"); /* no double count */
+	finish_where(s, "seq = 1", 1);
+	finish_where(s, "seq = 1", 2); /* no double count */
 	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name='queue_depth'"), 2);
 	assert_int_equal(query_int(s, "SELECT n FROM client_pending WHERE client='192.0.2.1'"), 2);
-	exec_ok(s, "UPDATE requests SET finished_at = 1");
+	finish_where(s, "1", 1);
 	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name='queue_depth'"), 0);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM client_pending"), 0);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
@@ -1090,15 +1134,15 @@ static void test_pending_keys(void **state)
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 6);
 	/* one job's finish takes off its own keys and no other (sql/007: one
 	 * or two keys by keyed updates, three through json_each) */
-	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE pending_keys LIKE '%a.wild.test%'");
+	finish_where(s, "pending_keys LIKE '%a.wild.test%'", 1);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 4);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending WHERE host IN "
 	                              "('a.wild.test', '93.184.216.34/32')"),
 	                 0);
-	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE pending_keys = '[\"::/64\"]'");
+	finish_where(s, "pending_keys = '[\"::/64\"]'", 1);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending WHERE host = '::/64'"), 0);
 	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='b.wild.test'"), 1);
-	exec_ok(s, "UPDATE requests SET finished_at = 1");
+	finish_where(s, "1", 1);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
 	/* a repeated key counts twice and is taken off twice: exact either way */
 	j.pending_keys = "[\"dup.test\",\"dup.test\"]";
@@ -1107,7 +1151,7 @@ static void test_pending_keys(void **state)
 	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='dup.test'"), 2);
 	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
 	assert_int_equal(insert_new(s, &j, &r, id), STORE_REFUSED);
-	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE finished_at IS NULL");
+	finish_where(s, "1", 1);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
 	j.max_host_pending = 1;
 	/* a row without keys (written before sql/005) counts under its host */
@@ -1115,7 +1159,7 @@ static void test_pending_keys(void **state)
 	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
 	assert_int_equal(insert_new(s, &j, &r, id), STORE_REFUSED);
 	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='example.com'"), 1);
-	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE finished_at IS NULL");
+	finish_where(s, "1", 1);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
 	store_close(s);
 }
@@ -1717,11 +1761,9 @@ static void test_redeliver_one(void **state)
 	assert_int_equal(out, STORE_REDELIVER_BUSY);
 	assert_int_equal(depth_of(s), 1);
 	/* failed after 3 attempts: back in the queue, counted, attempts kept */
-	snprintf(sql, sizeof sql,
-	         "UPDATE requests SET callback_status='failed', finished_at=7, attempts=3, "
-	         "next_attempt_at=NULL WHERE id='%s'",
-	         id);
-	exec_ok(s, sql);
+	snprintf(sql, sizeof sql, "id = '%s'", id);
+	finish_as(s, sql, 7, STORE_FAILED);
+	exec_ok(s, "UPDATE requests SET attempts = 3"); /* not a counted column */
 	assert_int_equal(depth_of(s), 0);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
 	assert_int_equal(store_redeliver_one(s, id, 9000, &out, &seq), STORE_OK);
@@ -1737,8 +1779,8 @@ static void test_redeliver_one(void **state)
 	/* again while it is due: in progress */
 	assert_int_equal(store_redeliver_one(s, id, 9001, &out, &seq), STORE_OK);
 	assert_int_equal(out, STORE_REDELIVER_BUSY);
-	/* it finishes again: the trigger counts it down as for any job */
-	exec_ok(s, "UPDATE requests SET finished_at = 9500, callback_status = 'delivered'");
+	/* it finishes again: counted down as any job */
+	finish_where(s, "1", 9500);
 	assert_int_equal(depth_of(s), 0);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
 	/* unknown id; a sync record */
@@ -1758,17 +1800,14 @@ static void test_redeliver_one(void **state)
 	k.pending_keys = "[\"example.com\",\"192.0.2.7/32\",\"192.0.2.7/32\"]";
 	assert_int_equal(insert_new(s, &k, &r, kid), STORE_OK);
 	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='192.0.2.7/32'"), 2);
-	snprintf(sql, sizeof sql,
-	         "UPDATE requests SET finished_at = 1, callback_status = 'failed' "
-	         "WHERE id = '%s'",
-	         kid);
-	exec_ok(s, sql);
+	snprintf(sql, sizeof sql, "id = '%s'", kid);
+	finish_as(s, sql, 1, STORE_FAILED);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
 	assert_int_equal(store_redeliver_one(s, kid, 5, &out, &seq), STORE_OK);
 	assert_int_equal(out, STORE_REDELIVERED);
 	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='192.0.2.7/32'"), 2);
 	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='example.com'"), 1);
-	exec_ok(s, sql);
+	finish_as(s, sql, 1, STORE_FAILED);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
 	assert_int_equal(depth_of(s), 0);
 	store_close(s);
@@ -1789,10 +1828,8 @@ static void test_redeliver_bulk(void **state)
 		j.callback_host = i < 5 ? "a.example" : "b.example";
 		assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
 	}
-	exec_ok(s, "UPDATE requests SET finished_at = 2000, callback_status = 'failed' "
-	           "WHERE created_at % 2 = 0");
-	exec_ok(s, "UPDATE requests SET finished_at = 2000, callback_status = 'delivered' "
-	           "WHERE created_at IN (1003, 1005)");
+	finish_as(s, "created_at % 2 = 0", 2000, STORE_FAILED);
+	finish_where(s, "created_at IN (1003, 1005)", 2000);
 	assert_int_equal(depth_of(s), 3);
 	static const struct {
 		const char *status, *host;
@@ -1849,6 +1886,8 @@ static void test_redeliver_bulk(void **state)
 	assert_int_equal(matched, 0);
 	assert_int_equal(done, 0);
 	/* no room: nothing is put back */
+	finish_as(s, "1", 3000, STORE_FAILED);
+	/* every row finished: the rest is not counted */
 	exec_ok(s, "UPDATE requests SET finished_at = 3000, callback_status = 'failed'");
 	assert_int_equal(depth_of(s), 0);
 	q.max_jobs = 0;
@@ -1881,7 +1920,7 @@ static void test_oldest_pending(void **state)
 	struct sync_record rec = {
 	    "0190a0a0-0000-7000-8000-000000000001", "x", 1, "ab", 1.5, 5, 6, "192.0.2.1", NULL};
 	assert_int_equal(store_insert_sync(s, &rec), STORE_OK); /* seq 7, never pending */
-	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE seq IN (1, 2, 4)");
+	finish_where(s, "seq IN (1, 2, 4)", 1);
 	/* the oldest retry is due later than a younger job: age is by acceptance */
 	exec_ok(s, "UPDATE requests SET next_attempt_at = 99999 WHERE seq = 3");
 	static const struct {
@@ -1905,7 +1944,7 @@ static void test_oldest_pending(void **state)
 			fail_msg("case %zu: found %d seq %lld created %lld", i, found,
 			         (long long)seq, (long long)created);
 	}
-	exec_ok(s, "UPDATE requests SET finished_at = 1 WHERE finished_at IS NULL");
+	finish_where(s, "1", 1);
 	assert_int_equal(store_oldest_pending(s, 3, 100, &found, &seq, &created), STORE_OK);
 	assert_false(found);
 	assert_int_equal(seq, 8); /* one past the newest row */

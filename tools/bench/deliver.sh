@@ -68,7 +68,13 @@ sqlite3 "$db" "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WH
 INSERT INTO requests (id, mode, status, callback_status, input_data, iterations, callback_url,
                       callback_host, created_at, next_attempt_at)
 SELECT printf('00000000-0000-7000-8000-%012d', i), 'async', 'queued', 'pending', 'bench ' || i, 1,
-       'http://127.0.0.1:$port/cb', '127.0.0.1', $now, $now FROM c;"
+       'http://127.0.0.1:$port/cb', '127.0.0.1', $now, $now FROM c;
+-- counted as the store counts an enqueued job (sql/sqlite/010)
+UPDATE counters SET value = value + $jobs WHERE name = 'queue_depth';
+INSERT INTO host_pending (host, n) VALUES ('127.0.0.1', $jobs)
+    ON CONFLICT (host) DO UPDATE SET n = n + excluded.n;
+INSERT INTO client_pending (client, n) VALUES ('', $jobs)
+    ON CONFLICT (client) DO UPDATE SET n = n + excluded.n;"
 
 t0=$(date +%s%3N)
 CONSUMA_DATABASE_PATH=$db "$build/consuma-deliverer" 2>>"$D/deliverer.log" &
