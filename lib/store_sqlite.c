@@ -12,15 +12,11 @@
  *   open a new database at once it is retried until STORE_BUSY_TIMEOUT_MS.
  *   mmap_size: pages are read through a shared mapping, so the page cache
  *   another process's write invalidates is refilled without a pread per
- *   page. temp_store=MEMORY: the finish trigger's IN (SELECT ... json_each)
- *   and statement journals are temporary b-trees, which SQLite keeps in
- *   files by default. Finishing jobs one row per statement, 50 per
- *   transaction (as the deliverer does; sql/sqlite/005's trigger, two keys a
- *   job): 38 us a job with files, 26 us in memory; a single statement
- *   finishing 20,000 rows: 3.37 s with files, 0.21 s in memory. In the
- *   whole path the deliverer's ~225 us a job hides the difference in the
- *   noise. They hold a few keys each; redelivery's set is bounded by its
- *   max_jobs.
+ *   page. temp_store=MEMORY: statement journals, IN (SELECT ... json_each)
+ *   lists and redelivery's set are temporary b-trees, which SQLite keeps
+ *   in files by default (when a finish trigger still built one per job,
+ *   sql/sqlite/005: 38 us a job with files, 26 us in memory). They hold a
+ *   few keys each; redelivery's set is bounded by its max_jobs.
  *
  * Migrations
  *   sql/sqlite/NNN_*.sql, compiled in (migrations.h). PRAGMA user_version holds the
@@ -1362,11 +1358,11 @@ out:
  *
  * Redelivery re-opens a finished job: finished_at back to NULL (the row
  * re-enters requests_due, where the deliverer claims it like any due job),
- * due now, and the counters the requests_enqueued trigger keeps for a new
- * job are counted up here, since no trigger fires when finished_at goes
- * back to NULL (requests_finished counts them down again when it ends):
- * queue_depth, client_pending, and host_pending once under each of the
- * job's pending_keys (or its callback_host, for rows older than them).
+ * due now, and counted again as a new job is ("the transaction's counts";
+ * its end counts it down as any job's): here by one statement per counter
+ * for the whole set, queue_depth, client_pending, and host_pending once
+ * under each of the job's pending_keys (or its callback_host, for rows
+ * older than them).
  * The jobs to re-open are first gathered into a temporary table, so the
  * counters and the update see exactly the same set.
  *

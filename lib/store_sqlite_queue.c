@@ -12,7 +12,7 @@
  *              attempt 'sending'
  *   end        attempt 'done'; callback_status -> delivered | retrying | failed;
  *              lease cleared; finished_at set when delivered or failed (the
- *              requests_finished trigger then decrements the counters)
+ *              job leaves the counters, store_sqlite.c's sq_count_job)
  *   release    lease cleared, due at a given time, no attempt counted
  *
  * Writes on one job carry `lease_token = ?`; sqlite3_changes() == 0 then
