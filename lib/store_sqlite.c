@@ -215,7 +215,7 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_COUNT_DRAIN] = "INSERT INTO drain (second, n) VALUES (?1, ?2) "
                        "ON CONFLICT (second) DO UPDATE SET n = n + excluded.n",
     /* the drain keeps the last hour (fcgi-app/limits.c reads 10 s) */
-    [ST_TRIM_DRAIN] = "DELETE FROM drain WHERE second < ?1 - 3600",
+    [ST_TRIM_DRAIN] = "DELETE FROM drain WHERE second < ?2 - 3600",
     [ST_INSERT_JOB] = "INSERT INTO requests (id, mode, status, callback_status, "
                       "input_data, iterations, callback_url, callback_host, client_addr, "
                       "idempotency_key, body_hash, created_at, next_attempt_at, pending_keys, "
@@ -985,7 +985,7 @@ static enum store_err counts_write(struct sq *s)
 			newest = c->drained[i].second;
 	}
 	if (err == STORE_OK && c->ndrained > 0)
-		err = write_count(s, ST_TRIM_DRAIN, NULL, newest, 0);
+		err = write_count(s, ST_TRIM_DRAIN, NULL, 0, newest);
 	return err;
 }
 

@@ -1083,7 +1083,12 @@ static void test_counters(void **state)
 	finish_where(s, "seq = 1", 2); /* no double count */
 	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name='queue_depth'"), 2);
 	assert_int_equal(query_int(s, "SELECT n FROM client_pending WHERE client='192.0.2.1'"), 2);
-	finish_where(s, "1", 1);
+	finish_where(s, "seq = 2", 5000000);
+	assert_int_equal(query_int(s, "SELECT n FROM drain WHERE second = 5000"), 1);
+	/* the drain keeps an hour: a finish two hours later drops that second */
+	finish_where(s, "1", 5000000 + 7200000);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM drain WHERE second = 5000"), 0);
+	assert_int_equal(query_int(s, "SELECT n FROM drain WHERE second = 12200"), 1);
 	assert_int_equal(query_int(s, "SELECT value FROM counters WHERE name='queue_depth'"), 0);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM client_pending"), 0);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
