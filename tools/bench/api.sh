@@ -3,8 +3,8 @@
 # as a fraction of a hello-world FastCGI responder (hello_fcgi.c) measured
 # in the same run behind the same lighttpd config and the same pools.
 #
-#   wrk -t2 -c32 -d10s  POST /sync  {"input_data":"hello","iterations":1}
-#   wrk -t2 -c32 -d10s  POST /async {... "callback_url": ...}, no deliverer
+#   wrk -t2 -c32 -d5s   POST /sync  {"input_data":"hello","iterations":1}
+#   wrk -t2 -c32 -d5s   POST /async {... "callback_url": ...}, no deliverer
 #     (and once more with -c128: more clients than the process has threads)
 #   the same /async with the deliverer running and every callback failing
 #     (the callback port is closed), so its retries and attempt writes
@@ -24,18 +24,25 @@
 # Prints numbers; asserts nothing. consuma's pools are tools/stack.sh's
 # defaults (what a user gets) unless BENCH_SYNC_PROCS / BENCH_API_PROCS say
 # otherwise; hello, one request at a time per process, runs 8 processes per
-# pool (BENCH_HELLO_PROCS). BENCH_DURATION (10s) and BENCH_JOBS (20000)
-# tune it.
+# pool (BENCH_HELLO_PROCS). Each ratio comes from runs side by side:
+# BENCH_ROUNDS (3) rounds of a hello run and a consuma run (each first in
+# turn), and the round of the median ratio is printed, every round's
+# ratio below (the machine's speed drifts by a third within minutes: a
+# hello measured once at the start made the ratios drift with it). The
+# whole path runs once, against hello runs just before and after it.
+# BENCH_DURATION (5s a run) and BENCH_JOBS (20000) tune it.
 set -euo pipefail
 if [ $# -lt 1 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-	sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 fi
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 stack=$root/tools/stack.sh
-duration=${BENCH_DURATION:-10s}
+duration=${BENCH_DURATION:-5s}
+rounds=${BENCH_ROUNDS:-3}
+[[ "$rounds" =~ ^[1-9]$ ]] || { echo "api.sh: BENCH_ROUNDS must be 1..9" >&2; exit 2; }
 jobs=${BENCH_JOBS:-20000}
 pool_args=()
 [ -n "${BENCH_SYNC_PROCS:-}" ] && pool_args+=(--sync-procs "$BENCH_SYNC_PROCS")
@@ -49,8 +56,9 @@ fi
 
 D=$(mktemp -d "${TMPDIR:-/tmp}/consuma-bench.XXXXXX")
 cleanup() {
-	"$stack" down --dir "$D/hello" >/dev/null 2>&1 || true
-	"$stack" down --dir "$D/consuma" >/dev/null 2>&1 || true
+	for d in hello consuma failing whole; do
+		"$stack" down --dir "$D/$d" >/dev/null 2>&1 || true
+	done
 	rm -rf "$D"
 }
 trap cleanup EXIT
@@ -107,17 +115,41 @@ committed() {
 hello_procs=${BENCH_HELLO_PROCS:-8}
 hello=$(pool_args=(--sync-procs "$hello_procs" --api-procs "$hello_procs")
 	up "$D/hello" --no-deliverer CONSUMA_STACK_FCGI_BIN="$build/hello_fcgi")
-h_sync=$(run "$hello/sync" "$sync_body")
-h_async=$(run "$hello/async" "$async_body")
-h_async_wide=$(run "$hello/async" "$async_body" 128)
-"$stack" down --dir "$D/hello" >/dev/null 2>&1
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+# pair HELLO_URL CONSUMA_URL BODY [CONNECTIONS]: the rounds, hello and
+# consuma side by side (each first in turn). Prints one line,
+#   ratio|hello run|consuma run|every round's ratio|consuma requests|consuma non-2xx
+# the ratio and runs of the median round, the counts of every consuma run
+# (the durability check counts them all).
+pair() {
+	local r h c reqs=0 bad=0 nr n2 all=() picked
+	for ((r = 1; r <= rounds; r++)); do
+		if ((r % 2)); then
+			h=$(run "$1" "$3" "${4:-32}")
+			c=$(run "$2" "$3" "${4:-32}")
+		else
+			c=$(run "$2" "$3" "${4:-32}")
+			h=$(run "$1" "$3" "${4:-32}")
+		fi
+		read -r _ _ _ n2 _ nr <<<"$c"
+		reqs=$((reqs + nr))
+		bad=$((bad + n2))
+		all+=("$(ratio "${c%% *}" "${h%% *}")|$h|$c")
+	done
+	picked=$(printf '%s\n' "${all[@]}" | sort -t'|' -k1,1g | sed -n "$(((rounds + 1) / 2))p")
+	echo "$picked|$(printf '%s\n' "${all[@]}" | cut -d'|' -f1 | paste -sd' ')|$reqs|$bad"
+}
 
 consuma=$(up "$D/consuma" --no-deliverer)
-c_sync=$(run "$consuma/sync" "$sync_body")
-c_async=$(run "$consuma/async" "$async_body")
+IFS='|' read -r r_sync h_sync c_sync all_sync _ _ <<<"$(pair "$hello/sync" "$consuma/sync" "$sync_body")"
+IFS='|' read -r r_async h_async c_async all_async a_reqs a_non2xx \
+	<<<"$(pair "$hello/async" "$consuma/async" "$async_body")"
 # A storm has more clients than a process has threads: parked requests
 # (fcgi-app/park.h) let a batch hold every job in flight.
-c_async_wide=$(run "$consuma/async" "$async_body" 128)
+IFS='|' read -r r_wide h_async_wide c_async_wide all_wide w_reqs w_non2xx \
+	<<<"$(pair "$hello/async" "$consuma/async" "$async_body" 128)"
 rows=$(sqlite3 "$D/consuma/consuma.db" "SELECT count(*) FROM requests WHERE mode='async';" 2>/dev/null || echo '?')
 # WAL size right after the load (before down checkpoints it): checkpoints
 # must keep up, or it grows without bound (wal_autocheckpoint).
@@ -128,11 +160,12 @@ read -r intake_jpf intake_tpj <<<"$(committed "$D/consuma")"
 # Every callback fails: nothing listens on port 9, so each job is retried
 # until CONSUMA_CALLBACK_MAX_RETRIES while intake goes on (default backoff).
 failing=$(up "$D/failing")
-c_fail=$(run "$failing/async" "$async_body")
+IFS='|' read -r r_fail _ c_fail all_fail _ _ <<<"$(pair "$hello/async" "$failing/async" "$async_body")"
 "$stack" down --dir "$D/failing" >/dev/null 2>&1
 
 # The whole async path: consuma-storm receives and checks every callback.
 whole=$(up "$D/whole")
+h_before=$(run "$hello/async" "$async_body")
 cb_port=$(free_port)
 t0=$(date +%s.%N)
 storm_rc=0
@@ -141,6 +174,9 @@ storm_rc=0
 	>"$D/whole.txt" 2>&1 || storm_rc=$?
 t1=$(date +%s.%N)
 "$stack" down --dir "$D/whole" >/dev/null 2>&1
+h_after=$(run "$hello/async" "$async_body")
+h_whole=$(awk -v a="${h_before%% *}" -v b="${h_after%% *}" 'BEGIN { printf "%.1f", (a + b) / 2 }')
+"$stack" down --dir "$D/hello" >/dev/null 2>&1
 whole_rate=$(awk -v n="$jobs" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
 missing=$(sed -n 's/.*callbacks *\([0-9]*\) expected, \([0-9]*\) received, \([0-9]*\) missing.*/\3/p' "$D/whole.txt" | head -n 1)
 
@@ -169,7 +205,6 @@ if [ "${BENCH_POSTGRES:-1}" != 0 ] && ldd "$build/consuma-fcgi" 2>/dev/null | gr
 		"$D/pg-whole.txt" | head -n 1)
 fi
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { # NAME "rps p50 p99 non2xx errors requests" RATIO TARGET
 	read -r rps p50 p99 non2xx errs _ <<<"$2"
 	printf '%-22s %10s %8s %8s %8s %7s %9s %s\n' "$1" "$rps" "$p50" "$p99" "$non2xx" "$errs" "$3" "$4"
@@ -177,22 +212,22 @@ row() { # NAME "rps p50 p99 non2xx errors requests" RATIO TARGET
 echo "== api: wrk -t2 -c32 -d$duration through lighttpd, consuma in tools/stack.sh pools${pool_args[*]:+ (${pool_args[*]})}, hello in $hello_procs + $hello_procs processes, $(nproc) cpus =="
 printf '%-22s %10s %8s %8s %8s %7s %9s %s\n' endpoint 2xx/s p50_ms p99_ms non-2xx errors vs_hello target
 row "hello POST /sync" "$h_sync" 1.00 ""
-row "consuma POST /sync" "$c_sync" "$(ratio "${c_sync%% *}" "${h_sync%% *}")" ">= 0.70"
+row "consuma POST /sync" "$c_sync" "$r_sync" ">= 0.70"
 row "hello POST /async" "$h_async" 1.00 ""
-row "consuma POST /async" "$c_async" "$(ratio "${c_async%% *}" "${h_async%% *}")" ">= 0.60"
-row "  128 connections" "$c_async_wide" "$(ratio "${c_async_wide%% *}" "${h_async_wide%% *}")" \
-	"(hello at 128 connections: ${h_async_wide%% *}/s)"
-row "  callbacks failing" "$c_fail" "$(ratio "${c_fail%% *}" "${h_async%% *}")" ">= 0.50"
+row "consuma POST /async" "$c_async" "$r_async" ">= 0.60"
+row "  128 connections" "$c_async_wide" "$r_wide" "(hello at 128 connections: ${h_async_wide%% *}/s)"
+row "  callbacks failing" "$c_fail" "$r_fail" ">= 0.50"
 printf '%-22s %10s %8s %8s %8s %7s %9s %s\n' "  whole path (storm)" "$whole_rate" - - - \
-	"${missing:-?}" "$(ratio "$whole_rate" "${h_async%% *}")" ">= 0.35 (errors: missing callbacks; storm exit $storm_rc)"
-read -r _ _ _ a_non2xx _ a_reqs <<<"$c_async"
-read -r _ _ _ w_non2xx _ w_reqs <<<"$c_async_wide"
+	"${missing:-?}" "$(ratio "$whole_rate" "$h_whole")" ">= 0.35 (errors: missing callbacks; storm exit $storm_rc)"
+echo "ratios by round ($rounds rounds of $duration, the median round above): /sync $all_sync;" \
+	"/async $all_async; 128 connections $all_wide; failing $all_fail;" \
+	"whole path against hello at $h_whole/s (${h_before%% *} before, ${h_after%% *} after)"
 echo "async durability: $rows rows on disk for $((a_reqs + w_reqs)) responses counted by wrk" \
-	"in the two intake runs ($((a_non2xx + w_non2xx)) non-2xx)"
+	"in the intake runs ($((a_non2xx + w_non2xx)) non-2xx)"
 echo "group commit (intake run): $intake_jpf jobs per fsync, $intake_tpj write transactions per job"
 echo "WAL after the intake runs: ${wal_kb} KiB"
 if [ -n "$pg_async" ]; then
-	echo "== postgres (tools/pg.sh cluster, fsync and synchronous_commit on): vs_sqlite is against the consuma rows above =="
+	echo "== postgres (tools/pg.sh cluster, fsync and synchronous_commit on): vs_sqlite is against the consuma rows above (the median rounds) =="
 	row "postgres POST /async" "$pg_async" "$(ratio "${pg_async%% *}" "${c_async%% *}")" ">= 0.50 vs sqlite"
 	printf '%-22s %10s %8s %8s %8s %7s %9s %s\n' "  whole path (storm)" "$pg_whole" - - - \
 		"${pg_missing:-?}" "$(ratio "$pg_whole" "$whole_rate")" ">= 0.50 vs sqlite (errors: missing callbacks)"
