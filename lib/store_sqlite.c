@@ -764,9 +764,8 @@ static bool sq_in_tx(struct store *b)
 	return !sqlite3_get_autocommit(s->db);
 }
 
-/* Reads one integer column of a one-row cached statement; 0 when no row.
- * arg2 is ST_HOST_PENDING's second parameter (its fallback key). */
-/* A counter's row (0 when it has none); arg is the key, NULL for ST_DEPTH. */
+/* Reads a counter's row through a cached statement (0 when it has none);
+ * arg is the key, NULL for ST_DEPTH. */
 static int read_count(struct sq *s, enum stmt_id id, const char *arg, int64_t *out)
 {
 	int rc;
