@@ -124,6 +124,7 @@
 #include "ids.h"
 #include "log.h"
 #include "migrations.h"
+#include "url.h"
 
 enum stmt_id {
 	ST_BEGIN,
@@ -219,8 +220,8 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_INSERT_JOB] = "INSERT INTO requests (id, mode, status, callback_status, "
                       "input_data, iterations, callback_url, callback_host, client_addr, "
                       "idempotency_key, body_hash, created_at, next_attempt_at, pending_keys, "
-                      "owner) VALUES (?1, 'async', 'queued', 'pending', ?2, ?3, ?4, ?5, ?6, ?7, "
-                      "?8, ?9, ?9, ?10, ?11)",
+                      "owner, claim_origin) VALUES (?1, 'async', 'queued', 'pending', ?2, ?3, ?4, "
+                      "?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)",
     [ST_GET] = "SELECT seq, id, mode, status, callback_status, iterations, result, "
                "duration_ms, input_data, callback_url, created_at, started_at, "
                "completed_at, finished_at, attempts, next_attempt_at, last_error "
@@ -593,12 +594,17 @@ static enum store_err migrate(struct sq *s)
 				goto out;
 			}
 		}
+		/* after each script: the next one parses the schema this one
+		 * wrote (an ALTER TABLE after 009's edit of the text) */
+		rc = bump_schema_version(s);
+		if (rc != SQLITE_OK) {
+			err = sq_from_rc(rc);
+			goto out;
+		}
 	}
 	char pragma[64];
 	snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", newest);
-	rc = bump_schema_version(s);
-	if (rc == SQLITE_OK)
-		rc = exec_sql(s, pragma, "set user_version");
+	rc = exec_sql(s, pragma, "set user_version");
 	if (rc != SQLITE_OK) {
 		err = sq_from_rc(rc);
 		goto out;
@@ -1069,6 +1075,9 @@ static enum store_err insert_job_row(struct sq *s, const struct job_insert *job)
 	sqlite3_bind_int64(st, 9, job->created_at);
 	bind_text(st, 10, job->pending_keys);
 	bind_text(st, 11, job->owner);
+	char origin[URL_MAX_BYTES + 1]; /* the claim key is a prefix of the URL */
+	store_claim_key(job->callback_url ? job->callback_url : "", origin, sizeof origin);
+	bind_text(st, 12, origin);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
 		err = sq_fail(s, rc, "insert job");

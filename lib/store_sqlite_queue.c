@@ -55,12 +55,15 @@ enum stmt {
 };
 
 #define UNFINISHED "finished_at IS NULL AND mode = 'async'"
-/* claim_key: a row's claim key (store_claim_key says what it is), a
- * virtual column kept in requests_due (sql/sqlite/008_claim_key.sql), so
- * the walk past excluded jobs reads the index alone. n is NULL when
- * nothing is excluded: the OR then stops before the key is read
- * (store.c passes no list when it is empty). */
-#define NOT_EXCLUDED(n) "(" n " IS NULL OR claim_key NOT IN (SELECT value FROM json_each(" n ")))"
+/* claim_origin: a row's claim key (store_claim_key says what it is),
+ * written at insert and kept in requests_due (sql/sqlite/011), so the walk
+ * past excluded jobs reads the index alone. n is NULL when nothing is
+ * excluded: the OR then stops before the key is read (store.c passes no
+ * list when it is empty). A row without a key (written by hand) is not
+ * left out. */
+#define NOT_EXCLUDED(n)                                                                            \
+	"(" n " IS NULL OR claim_origin IS NULL OR claim_origin NOT IN (SELECT value FROM "        \
+	"json_each(" n ")))"
 /* The claim and the due-time read name requests_due (partial on the
  * unfinished jobs, in due order): without statistics the planner prefers
  * requests_mode_created and would walk every async row ever accepted.

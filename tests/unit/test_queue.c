@@ -187,8 +187,9 @@ static void add_job_url(struct store *s, const char *id, const char *url)
 }
 
 /* Claims leave jobs out by origin as spelled (issue 11, item 1): the key
- * store_claim_key computes in C is the one the claim's SQL computes, for
- * every URL shape, so an exclusion leaves out exactly its origin. */
+ * store_claim_key computes in C, which the insert stores (claim_origin,
+ * sql/sqlite/011), is the one 008's SQL computes (claim_key), for every
+ * URL shape, so an exclusion leaves out exactly its origin. */
 static void test_claim_key(void **state)
 {
 	struct fx *f = *state;
@@ -217,6 +218,12 @@ static void test_claim_key(void **state)
 		assert_string_equal(key, cases[i].key);
 		snprintf(id, sizeof id, "k%zu", i);
 		add_job_url(f->s, id, cases[i].url);
+		char sql[128];
+		snprintf(sql, sizeof sql,
+		         "SELECT claim_origin = claim_key AND claim_origin IS NOT NULL "
+		         "FROM requests WHERE id = '%s'",
+		         id);
+		assert_int_equal(sql_int(f->s, sql), 1);
 		/* another origin's exclusion leaves it claimable ... */
 		snprintf(slash, sizeof slash, "%s/", key);
 		keys[0] = slash;
