@@ -49,7 +49,8 @@ bool tally_grow(void *v, size_t *cap, size_t n, size_t size);
  * its callback_host alone ("" when NULL). */
 struct tally_keys {
 	json_object *doc;
-	const char **v; /* point into doc, or at callback_host */
+	char *text;     /* the keys split in a copy (the common shape), or NULL */
+	const char **v; /* point into text or doc, or at callback_host */
 	size_t n;
 };
 

@@ -1166,6 +1166,21 @@ static void test_pending_keys(void **state)
 	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='example.com'"), 1);
 	finish_where(s, "1", 1);
 	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 0);
+	/* keys read past the common shape (store_tally.c splits ["a","b"]
+	 * itself): spaces, an escape, not an array */
+	j.max_host_pending = 0;
+	j.pending_keys = "[\"esc\\u0061ped.test\"]";
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	j.pending_keys = " [ \"sp, aced]\" ,\"escaped.test\" ] ";
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='escaped.test'"), 2);
+	assert_int_equal(query_int(s, "SELECT n FROM host_pending WHERE host='sp, aced]'"), 1);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 2);
+	j.pending_keys = "{\"a.test\": 1}";
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_IO);
+	j.pending_keys = "[]"; /* counted under no key */
+	assert_int_equal(insert_new(s, &j, &r, id), STORE_OK);
+	assert_int_equal(query_int(s, "SELECT count(*) FROM host_pending"), 2);
 	store_close(s);
 }
 
