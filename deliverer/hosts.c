@@ -352,14 +352,8 @@ bool hosts_exclusions(struct hosts *hs, int64_t now, struct store_exclude **out)
 			bool saturated = h->in_hand >= 2 * hs->max_per_host;
 			if (h->state != OPEN && !saturated)
 				continue;
-			if (n == hs->excl_cap) {
-				size_t ncap = hs->excl_cap ? hs->excl_cap * 2 : 16;
-				void *p = cz_realloc(hs->excl_keys, ncap * sizeof *hs->excl_keys);
-				if (!p)
-					continue; /* fewer exclusions: still correct */
-				hs->excl_keys = p;
-				hs->excl_cap = ncap;
-			}
+			if (!cz_grow(&hs->excl_keys, &hs->excl_cap, n, sizeof *hs->excl_keys))
+				continue; /* fewer exclusions: still correct */
 			hs->excl_keys[n++] = h->claim_key;
 			hash = (hash ^ hash_str(h->claim_key)) * 1099511628211ULL;
 		}

@@ -5,6 +5,7 @@
  */
 #include <malloc.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "alloc.h"
@@ -48,6 +49,21 @@ void *cz_realloc(void *p, size_t n)
 	if (should_fail())
 		return NULL;
 	return realloc(p, n == 0 ? 1 : n);
+}
+
+bool cz_grow(void *pp, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return true;
+	size_t more = *cap ? *cap * 2 : 16;
+	if (more < *cap || size == 0 || more > SIZE_MAX / size)
+		return false;
+	void *p = cz_realloc(*(void **)pp, more * size);
+	if (!p)
+		return false;
+	*(void **)pp = p;
+	*cap = more;
+	return true;
 }
 
 char *cz_strndup(const char *s, size_t n)

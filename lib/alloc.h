@@ -9,11 +9,17 @@
 #ifndef CONSUMA_ALLOC_H
 #define CONSUMA_ALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 void *cz_malloc(size_t n);
 void *cz_calloc(size_t count, size_t size);
 void *cz_realloc(void *p, size_t n);
+/* Makes room for one more element in the array *pp of *cap elements of
+ * size bytes, n of them used: when n == *cap, doubles *cap (first 16) and
+ * reallocates *pp. False when memory ran out or the size would overflow
+ * (*pp and *cap unchanged). */
+bool cz_grow(void *pp, size_t *cap, size_t n, size_t size);
 /* A copy of s (NULL when s is NULL or memory ran out); free with cz_free. */
 char *cz_strdup(const char *s);
 /* A NUL-terminated copy of the first n bytes of s. */

@@ -291,16 +291,9 @@ struct apikeys *apikeys_parse(const char *text, size_t len, enum apikeys_err *er
 			rc = APIKEYS_TOO_MANY;
 			goto fail;
 		}
-		if (k->n == cap) {
-			size_t ncap = cap == 0 ? 16 : cap * 2;
-			struct entry *ne = cz_realloc(k->e, ncap * sizeof(*ne));
-
-			if (ne == NULL) {
-				rc = APIKEYS_NOMEM;
-				goto fail;
-			}
-			k->e = ne;
-			cap = ncap;
+		if (!cz_grow(&k->e, &cap, k->n, sizeof(*k->e))) {
+			rc = APIKEYS_NOMEM;
+			goto fail;
 		}
 		e.line = lineno;
 		k->e[k->n++] = e;

@@ -1151,7 +1151,7 @@ static const char *text_copy(char **at, const char *s)
 static enum store_err queue_job(struct pg *p, const struct job_insert *job,
                                 const struct tally_keys *k, struct job_result *res)
 {
-	if (!tally_grow(&p->queued, &p->capqueued, p->nqueued, sizeof *p->queued))
+	if (!cz_grow(&p->queued, &p->capqueued, p->nqueued, sizeof *p->queued))
 		return STORE_NOMEM;
 	struct queued_job *qj = &p->queued[p->nqueued];
 	size_t n = text_size(job->id) + text_size(job->input_data) + text_size(job->callback_url) +
@@ -1208,7 +1208,7 @@ static enum store_err pg_sync_record_in_tx(struct store *s, const struct sync_re
 		store_set_msg(s, "sync_record_in_tx outside a transaction");
 		return STORE_IO;
 	}
-	if (!tally_grow(&p->recs, &p->caprecs, p->nrecs, sizeof *p->recs))
+	if (!cz_grow(&p->recs, &p->caprecs, p->nrecs, sizeof *p->recs))
 		return STORE_NOMEM;
 	struct queued_rec *qr = &p->recs[p->nrecs];
 	size_t n = text_size(rec->id) + text_size(rec->input_data) + text_size(rec->result) +

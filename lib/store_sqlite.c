@@ -913,8 +913,7 @@ static enum store_err count_keys(struct sq *s, int sign, const char *client_addr
 			if (c->drained[i].second == second)
 				d = &c->drained[i];
 		if (!d) {
-			if (!tally_grow(&c->drained, &c->capdrained, c->ndrained,
-			                sizeof *c->drained))
+			if (!cz_grow(&c->drained, &c->capdrained, c->ndrained, sizeof *c->drained))
 				return STORE_NOMEM;
 			d = &c->drained[c->ndrained++];
 			*d = (struct sq_drained){.second = second};
@@ -1178,15 +1177,9 @@ static enum store_err read_trace(struct sq *s, int64_t seq, struct store_request
 		return sq_from_rc(rc);
 	sqlite3_bind_int64(st, 1, seq);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (r->n_trace == cap) {
-			size_t ncap = cap ? cap * 2 : 4;
-			void *p = cz_realloc(r->trace, ncap * sizeof *r->trace);
-			if (!p) {
-				err = STORE_NOMEM;
-				break;
-			}
-			r->trace = p;
-			cap = ncap;
+		if (!cz_grow(&r->trace, &cap, r->n_trace, sizeof *r->trace)) {
+			err = STORE_NOMEM;
+			break;
 		}
 		struct store_attempt *a = &r->trace[r->n_trace++];
 		memset(a, 0, sizeof *a);

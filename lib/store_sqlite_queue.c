@@ -619,22 +619,16 @@ enum store_err sq_recover_dead(struct store *b, int64_t now,
 	sqlite3_bind_text(st, 1, q->base.owner, -1, SQLITE_STATIC);
 	/* Collect first: the owner rows change while we walk them otherwise. */
 	char(*dead)[STORE_OWNER_MAX] = NULL;
-	int ndead = 0, cap = 0;
+	size_t ndead = 0, cap = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *owner = (const char *)sqlite3_column_text(st, 0);
 		int64_t pid = sqlite3_column_int64(st, 1);
 		if (!owner || !is_dead(owner, pid, arg))
 			continue;
-		if (ndead == cap) {
-			int ncap = cap ? cap * 2 : 8;
-			void *p = cz_realloc(dead, (size_t)ncap * sizeof *dead);
-			if (!p) {
-				err = STORE_NOMEM;
-				break;
-			}
-			dead = p;
-			cap = ncap;
+		if (!cz_grow(&dead, &cap, ndead, sizeof *dead)) {
+			err = STORE_NOMEM;
+			break;
 		}
 		snprintf(dead[ndead++], STORE_OWNER_MAX, "%s", owner);
 	}
@@ -642,7 +636,7 @@ enum store_err sq_recover_dead(struct store *b, int64_t now,
 		err = sq_fail(q, rc, "read heartbeats");
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
-	for (int i = 0; i < ndead && err == STORE_OK; i++) {
+	for (size_t i = 0; i < ndead && err == STORE_OK; i++) {
 		sqlite3_stmt *ex = q->qst[Q_EXPIRE_OWNER];
 		sqlite3_bind_text(ex, 1, dead[i], -1, SQLITE_STATIC);
 		sqlite3_bind_int64(ex, 2, now);

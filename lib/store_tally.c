@@ -8,19 +8,6 @@
 #include "alloc.h"
 #include "store_int.h"
 
-bool tally_grow(void *v, size_t *cap, size_t n, size_t size)
-{
-	if (n < *cap)
-		return true;
-	size_t more = *cap ? *cap * 2 : 16;
-	void *p = cz_realloc(*(void **)v, more * size);
-	if (!p)
-		return false;
-	*(void **)v = p;
-	*cap = more;
-	return true;
-}
-
 /* A transaction touches few keys (one client and one or two destinations
  * per job, most of a batch's jobs sharing them): a list walk is enough. */
 struct tally *tally_find(struct tallies *t, const char *key)
@@ -36,7 +23,7 @@ struct tally *tally_get(struct tallies *t, const char *key, int64_t base, bool k
 	struct tally *have = tally_find(t, key);
 	if (have)
 		return have;
-	if (!tally_grow(&t->v, &t->cap, t->n, sizeof *t->v))
+	if (!cz_grow(&t->v, &t->cap, t->n, sizeof *t->v))
 		return NULL;
 	char *k = cz_strdup(key);
 	if (!k)

@@ -40,10 +40,6 @@ struct tally *tally_get(struct tallies *t, const char *key, int64_t base, bool k
 /* Frees every tally; t is empty and usable after. */
 void tallies_clear(struct tallies *t);
 
-/* Makes room for one more element in the array *v (of *cap elements of
- * size bytes, n used); false when memory ran out (*v unchanged). */
-bool tally_grow(void *v, size_t *cap, size_t n, size_t size);
-
 /* The destination keys a job counts under: the elements of its
  * pending_keys (a JSON array of strings, repeats counted each time), or
  * its callback_host alone ("" when NULL). */

@@ -1,6 +1,6 @@
 /*
  * test_buf: the bounded buffer, JSON string escaping and the allocation
- * wrapper's failure injection.
+ * wrapper's failure injection and array growth.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -122,6 +122,41 @@ static void test_detach(void **state)
 	buf_free(&b);
 }
 
+/* cz_grow: room only when the array is full, doubling from 16; refused,
+ * changing nothing, when memory runs out or the size would overflow. */
+static void test_grow(void **state)
+{
+	int *v = NULL;
+	size_t cap = 0;
+
+	(void)state;
+	assert_true(cz_grow(&v, &cap, 0, sizeof *v));
+	assert_int_equal(cap, 16);
+	int *first = v;
+	assert_true(cz_grow(&v, &cap, 15, sizeof *v)); /* not full yet */
+	assert_ptr_equal(v, first);
+	assert_int_equal(cap, 16);
+	for (int i = 0; i < 16; i++)
+		v[i] = i;
+	assert_true(cz_grow(&v, &cap, 16, sizeof *v));
+	assert_int_equal(cap, 32);
+	assert_int_equal(v[15], 15); /* kept across the move */
+	alloc_fail_after(0);
+	int *before = v;
+	assert_false(cz_grow(&v, &cap, 32, sizeof *v));
+	alloc_fail_after(-1);
+	assert_ptr_equal(v, before);
+	assert_int_equal(cap, 32);
+	size_t huge = SIZE_MAX / 2 + 1;
+	assert_false(cz_grow(&v, &huge, huge, 1)); /* doubling overflows */
+	assert_int_equal(huge, SIZE_MAX / 2 + 1);
+	size_t big = 64;
+	assert_false(cz_grow(&v, &big, 64, SIZE_MAX / 100)); /* bytes overflow */
+	assert_int_equal(big, 64);
+	assert_ptr_equal(v, before);
+	cz_free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -131,6 +166,7 @@ int main(void)
 	    cmocka_unit_test(test_json_string),
 	    cmocka_unit_test(test_alloc_failure),
 	    cmocka_unit_test(test_detach),
+	    cmocka_unit_test(test_grow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
