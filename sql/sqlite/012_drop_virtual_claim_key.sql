@@ -1,0 +1,15 @@
+-- 012_drop_virtual_claim_key: 008's virtual column claim_key goes; 011's
+-- stored claim_origin is the only claim key, and nothing reads claim_key
+-- since 011 rebuilt requests_due on claim_origin.
+--
+-- A virtual column costs even where nothing reads it: SQLite computes every
+-- generated column of the new row on each INSERT and UPDATE of the table
+-- (for constraints and indexes that might use it), eight string functions
+-- a time, and a job's row is written four times (the insert, the claim,
+-- the attempt's start, its end). Counted by tools/bench.sh store
+-- (callgrind): the intake fell from ~40,400 to ~33,000 instructions per job
+-- and the deliverer's writes from ~140,900 to ~115,000.
+--
+-- The column is virtual, so no row holds it: dropping it rewrites the
+-- schema, not the table.
+ALTER TABLE requests DROP COLUMN claim_key;
