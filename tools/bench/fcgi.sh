@@ -61,6 +61,7 @@ run() {
 	for mode in sync async; do
 		"$build/consuma-storm" --server-url "$url" --mode "$mode" --num-requests "$2" \
 			--concurrency 16 --iterations 1 --callback-port "$(free_port)" --callback-wait 0 \
+			--interval 3600 \
 			--no-progress >/dev/null 2>&1 || true
 	done
 	pid_sync=$(cat "$dir/fcgi-sync-1.pid")
