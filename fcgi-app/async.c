@@ -315,17 +315,19 @@ void async_handle(struct http_exchange *x, const char *tail)
 		           KEY_MAX);
 		goto out;
 	}
-	werr = work_sha256_iter(a->body, len, 1, a->body_hash);
-	if (werr != WORK_OK) {
-		http_internal_error(x, "body_hash", work_strerror(werr));
-		goto out;
-	}
 	ins->client_addr = x->client; /* "key:<client>" with an API key: share, key per client */
 	ins->idempotency_key = key;
-	ins->body_hash = a->body_hash;
 	ins->created_at = ids_now_ms();
 	ins->idempotency_ttl_ms = app->cfg.idempotency_ttl_ms;
+	/* The body's hash is what a replay of the key compares: without a key
+	 * there is no replay, and the row keeps no hash. */
 	if (key != NULL) {
+		werr = work_sha256_iter(a->body, len, 1, a->body_hash);
+		if (werr != WORK_OK) {
+			http_internal_error(x, "body_hash", work_strerror(werr));
+			goto out;
+		}
+		ins->body_hash = a->body_hash;
 		serr = store_find_replay(x->store, ins, &a->res);
 		if (serr == STORE_OK || serr == STORE_CONFLICT) {
 			a->err = serr;

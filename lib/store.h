@@ -121,7 +121,7 @@ struct job_insert {
 	const char *pending_keys;
 	const char *client_addr;
 	const char *idempotency_key; /* NULL when the header was absent */
-	const char *body_hash;       /* sha256 hex of the body, for the key check */
+	const char *body_hash;       /* sha256 hex of the body, for the key check (NULL: no key) */
 	int64_t created_at;          /* epoch ms */
 	int64_t idempotency_ttl_ms;  /* a key older than this is forgotten */
 	/* Intake bounds, checked in the same transaction (0: no bound). */
