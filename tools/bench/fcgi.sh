@@ -8,12 +8,15 @@
 # lighttpd with one process per pool under valgrind. consuma-storm sends
 # the requests, 16 at once. Each figure is the difference of a run with
 # 3xREQUESTS and one with REQUESTS (default 1000), so start-up and the
-# migrations drop out; the /async line also says how many jobs shared a
-# commit (the committer's own cost per job depends on it). Needs valgrind;
-# prints numbers only.
+# migrations drop out. "workers" counts the threads that serve requests;
+# "with_committer" adds the store's committer thread, whose share depends
+# on how many jobs met in a commit and on where a WAL checkpoint fell, so
+# it moves by ~10% between runs of the same build (tools/bench.sh store
+# counts the store's writes without that noise). Needs valgrind; prints
+# numbers only.
 set -euo pipefail
 if [ $# -lt 1 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 fi
 build=$(cd "$1" && pwd)
@@ -45,7 +48,7 @@ free_port() {
 # writes its count to cg.PID when the process ends).
 wrap() { # BIN: writes $D/wrap-NAME, prints its path
 	local w=$D/wrap-$(basename "$1")
-	printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s/cg.%%p %s "$@"\n' \
+	printf '#!/bin/sh\nexec valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file=%s/cg.%%p %s "$@"\n' \
 		"$D" "$1" >"$w"
 	chmod +x "$w"
 	echo "$w"
@@ -73,25 +76,36 @@ run() {
 		"$dir"/fcgi-api-*.log 2>/dev/null)
 	echo "$(total "$pid_sync") $(total "$pid_api") ${jpc:--}"
 }
-total() { # PID: the instructions callgrind counted in that process
-	local f=$D/cg.$1 i
-	for i in $(seq 50); do [ -s "$f" ] && grep -q '^totals:' "$f" && break; sleep 0.2; done
-	sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f"
+# total PID: "workers all", the instructions callgrind counted in that
+# process's threads other than the store's committer, and in all of them
+total() {
+	local i f n w=0 a=0
+	for i in $(seq 50); do
+		[ -s "$D/cg.$1-01" ] && grep -q '^totals:' "$D/cg.$1-01" && break
+		sleep 0.2
+	done
+	for f in "$D/cg.$1"-*; do
+		n=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f")
+		a=$((a + n))
+		grep -q ' committer_main$' "$f" || w=$((w + n))
+	done
+	echo "$w $a"
 }
 per() { awk -v a="$1" -v b="$2" -v n="$n" 'BEGIN { printf "%.0f", (b - a) / (2 * n) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
-read -r h_sync1 h_async1 _ <<<"$(run "$build/hello_fcgi" "$n")"
-read -r h_sync3 h_async3 _ <<<"$(run "$build/hello_fcgi" $((3 * n)))"
-read -r c_sync1 c_async1 _ <<<"$(run "$build/consuma-fcgi" "$n")"
-read -r c_sync3 c_async3 jpc <<<"$(run "$build/consuma-fcgi" $((3 * n)))"
-hello=$(per "$h_async1" "$h_async3")
-hello_sync=$(per "$h_sync1" "$h_sync3")
-sync=$(per "$c_sync1" "$c_sync3")
-async=$(per "$c_async1" "$c_async3")
+# run's line: sync_workers sync_all async_workers async_all jobs_per_commit
+read -r hs1 _ ha1 _ _ <<<"$(run "$build/hello_fcgi" "$n")"
+read -r hs3 _ ha3 _ _ <<<"$(run "$build/hello_fcgi" $((3 * n)))"
+read -r cs1 csa1 ca1 caa1 _ <<<"$(run "$build/consuma-fcgi" "$n")"
+read -r cs3 csa3 ca3 caa3 jpc <<<"$(run "$build/consuma-fcgi" $((3 * n)))"
+hello=$(per "$ha1" "$ha3")
 echo "== fcgi: instructions per request in the FastCGI process (callgrind, $n and $((3 * n)) requests, 16 at once) =="
-printf '%-44s %12s %9s\n' request instructions vs_hello
-printf '%-44s %12s %9s\n' "hello_fcgi, the same POST (api pool)" "$hello" 1.00
-printf '%-44s %12s %9s\n' "hello_fcgi, the same POST (sync pool)" "$hello_sync" "$(ratio "$hello_sync" "$hello")"
-printf '%-44s %12s %9s\n' "POST /sync iterations=1" "$sync" "$(ratio "$sync" "$hello")"
-printf '%-44s %12s %9s\n' "POST /async, 202 ($jpc jobs per commit)" "$async" "$(ratio "$async" "$hello")"
+row() { # NAME WORKERS [ALL]
+	printf '%-44s %12s %9s %14s\n' "$1" "$2" "$(ratio "$2" "$hello")" "${3:--}"
+}
+printf '%-44s %12s %9s %14s\n' request workers vs_hello with_committer
+row "hello_fcgi, the same POST (api pool)" "$hello"
+row "hello_fcgi, the same POST (sync pool)" "$(per "$hs1" "$hs3")"
+row "POST /sync iterations=1" "$(per "$cs1" "$cs3")" "$(per "$csa1" "$csa3")"
+row "POST /async, 202 ($jpc jobs per commit)" "$(per "$ca1" "$ca3")" "$(per "$caa1" "$caa3")"
