@@ -8,7 +8,7 @@
 -- a time, and a job's row is written four times (the insert, the claim,
 -- the attempt's start, its end). Counted by tools/bench.sh store
 -- (callgrind): the intake fell from ~40,400 to ~33,000 instructions per job
--- and the deliverer's writes from ~140,900 to ~115,000.
+-- and the deliverer's writes from ~140,900 to ~113,300.
 --
 -- The column is virtual, so no row holds it: dropping it rewrites the
 -- schema, not the table.

@@ -39,9 +39,7 @@ cleanup() {
 	rm -rf "$D"
 }
 trap cleanup EXIT
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/common.bash"
 
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true CONSUMA_LOG_LEVEL=warn \
 	CONSUMA_MAX_PER_HOST=256 CONSUMA_MAX_INFLIGHT_DELIVERIES=256 CONSUMA_CLAIM_BATCH=256 \

@@ -60,17 +60,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/common.bash"
 
-export CONSUMA_BUILD_DIR=$build
-export CONSUMA_RATE_LIMIT_REQUESTS=0
-export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true
-export CONSUMA_MAX_QUEUE_SIZE=100000000
-export CONSUMA_MAX_QUEUE_SHARE=1
-export CONSUMA_MAX_PENDING_PER_HOST=0
-export CONSUMA_LOG_LEVEL=${CONSUMA_LOG_LEVEL:-info}
+bench_stack_env "$build"
 
 # Every consuma-fcgi holds a connection per request thread (4 per CPU) and
 # one for its committer; the four hosts run 10 processes, past PostgreSQL's

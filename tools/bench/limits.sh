@@ -72,9 +72,7 @@ function done(summary, latency, requests)
 end
 LUA
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/common.bash"
 
 export CONSUMA_BUILD_DIR=$build
 export CONSUMA_ALLOW_PRIVATE_CALLBACKS=true
