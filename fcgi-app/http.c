@@ -151,16 +151,25 @@ const char *http_param(const struct http_exchange *x, const char *name)
 
 void http_header(struct http_exchange *x, const char *name, const char *fmt, ...)
 {
-	char value[1024];
+	char line[1024 + 64];
+	size_t n = strlen(name);
 	va_list ap;
+	int v;
 
+	if (n + 2 >= sizeof line - 2)
+		return;
+	memcpy(line, name, n);
+	memcpy(line + n, ": ", 2);
+	n += 2;
 	va_start(ap, fmt);
-	vsnprintf(value, sizeof(value), fmt, ap);
+	v = vsnprintf(line + n, sizeof line - n - 2, fmt, ap);
 	va_end(ap);
-	buf_puts(&x->headers, name);
-	buf_append(&x->headers, ": ", 2);
-	buf_puts(&x->headers, value);
-	buf_append(&x->headers, "\r\n", 2);
+	if (v < 0)
+		return;
+	n += (size_t)v < sizeof line - n - 2 ? (size_t)v : sizeof line - n - 3;
+	memcpy(line + n, "\r\n", 2);
+	/* one append: a line that does not fit leaves none of it behind */
+	buf_append(&x->headers, line, n + 2);
 }
 
 /* v in decimal, written backwards from the end of out: returns the first
