@@ -24,6 +24,8 @@ static void test_client_addr(void **state)
 	} cases[] = {
 	    /* no trust: REMOTE_ADDR, whatever the header says */
 	    {"", "203.0.113.9", "1.1.1.1", "203.0.113.9"},
+	    {"", "100.64.0.100", NULL, "100.64.0.100"}, /* one, two, three digits and 0 */
+	    {"", "::ffff:0.9.10.255", NULL, "0.9.10.255"},
 	    {"", "203.0.113.9", NULL, "203.0.113.9"},
 	    /* untrusted remote: the header is ignored */
 	    {"127.0.0.1/32", "203.0.113.9", "1.1.1.1", "203.0.113.9"},
