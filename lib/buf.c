@@ -111,38 +111,29 @@ enum buf_err buf_printf(struct buf *b, const char *fmt, ...)
 enum buf_err buf_json_string(struct buf *b, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t i;
+	size_t i, plain = 0; /* s[plain..i) needs no escape: one append */
 
 	buf_putc(b, '"');
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
+		char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
+		size_t n = 2;
 
-		switch (c) {
-		case '"':
-			buf_append(b, "\\\"", 2);
-			break;
-		case '\\':
-			buf_append(b, "\\\\", 2);
-			break;
-		case '\n':
-			buf_append(b, "\\n", 2);
-			break;
-		case '\r':
-			buf_append(b, "\\r", 2);
-			break;
-		case '\t':
-			buf_append(b, "\\t", 2);
-			break;
-		default:
-			if (c < 0x20 || c == 0x7f) {
-				char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-
-				buf_append(b, esc, sizeof(esc));
-			} else {
-				buf_putc(b, (char)c);
-			}
+		if (c >= 0x20 && c != 0x7f && c != '"' && c != '\\')
+			continue;
+		buf_append(b, s + plain, i - plain);
+		plain = i + 1;
+		if (c == '\n' || c == '\r' || c == '\t') {
+			esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+		} else if (c != '"' && c != '\\') {
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			n = 6;
 		}
+		buf_append(b, esc, n);
 	}
+	buf_append(b, s + plain, len - plain);
 	return buf_putc(b, '"');
 }
 

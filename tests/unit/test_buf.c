@@ -69,6 +69,9 @@ static void test_json_string(void **state)
 	    {"a\0b", 3, "\"a\\u0000b\""},
 	    {"\xc3\xa9", 2, "\"\xc3\xa9\""}, /* UTF-8 passes through */
 	    {"\b\f", 2, "\"\\u0008\\u000c\""},
+	    {"ab\"cd\ne\x01"
+	     "fg",
+	     10, "\"ab\\\"cd\\ne\\u0001fg\""}, /* runs between escapes */
 	};
 	size_t i;
 

@@ -34,6 +34,9 @@ static void test_escape_classes(void **state)
 	    {"\xff\xfe", 2, "\"\\xff\\xfe\""},
 	    {"k=v event=forged", 16, "\"k=v event=forged\""},
 	    {"", 0, "\"\""},
+	    {"ab\"cd\ne\x01"
+	     "fg",
+	     10, "\"ab\\\"cd\\ne\\x01fg\""}, /* runs between escapes */
 	};
 	size_t i;
 
