@@ -99,25 +99,39 @@ const char *log_q(const char *s)
 
 void log_event(enum log_level level, const char *event, const char *fmt, ...)
 {
+	/* the pid as text, formatted again only when getpid() changes (a fork) */
+	static _Thread_local pid_t pid;
+	static _Thread_local char pid_text[24];
 	char line[LINE_MAX_BYTES];
-	int head, body;
-	size_t len;
+	int body;
+	size_t len, head = 0;
 	va_list ap;
 
 	if (level < min_level)
 		return;
-	head = snprintf(line, sizeof(line), "level=%s prog=%s pid=%ld event=%s ",
-	                level_names[level], program, (long)getpid(), event);
-	if (head < 0 || (size_t)head >= sizeof(line))
-		return;
+	pid_t now = getpid();
+	if (now != pid) {
+		snprintf(pid_text, sizeof pid_text, "%ld", (long)now);
+		pid = now;
+	}
+	/* the head copied piece by piece, not formatted: it is every line's */
+	const char *const parts[] = {"level=", level_names[level], " prog=", program, " pid=",
+	                             pid_text, " event=",          event,    " "};
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+		size_t n = strlen(parts[i]);
+		if (n + 2 >= sizeof(line) - head) /* room for a body's byte and the newline */
+			return;
+		memcpy(line + head, parts[i], n);
+		head += n;
+	}
+	line[head] = '\0';
 	va_start(ap, fmt);
-	body = vsnprintf(line + head, sizeof(line) - (size_t)head - 1, fmt, ap);
+	body = vsnprintf(line + head, sizeof(line) - head - 1, fmt, ap);
 	va_end(ap);
-	len = (size_t)head;
+	len = head;
 	if (body > 0)
-		len += (size_t)body < sizeof(line) - (size_t)head - 1
-		           ? (size_t)body
-		           : sizeof(line) - (size_t)head - 2;
+		len +=
+		    (size_t)body < sizeof(line) - head - 1 ? (size_t)body : sizeof(line) - head - 2;
 	line[len++] = '\n';
 	if (write(STDERR_FILENO, line, len) < 0) {
 		/* Nowhere left to report it. */
