@@ -108,9 +108,10 @@ enum buf_err buf_printf(struct buf *b, const char *fmt, ...)
 	return BUF_OK;
 }
 
-enum buf_err buf_json_string(struct buf *b, const char *s, size_t len)
+enum buf_err buf_quote(struct buf *b, const char *s, size_t len, enum buf_quoting how)
 {
 	static const char hex[] = "0123456789abcdef";
+	unsigned char last = how == BUF_QUOTE_JSON ? 0xff : 0x7e; /* the last byte kept as is */
 	size_t i, plain = 0; /* s[plain..i) needs no escape: one append */
 
 	buf_putc(b, '"');
@@ -119,22 +120,32 @@ enum buf_err buf_json_string(struct buf *b, const char *s, size_t len)
 		char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
 		size_t n = 2;
 
-		if (c >= 0x20 && c != 0x7f && c != '"' && c != '\\')
+		if (c >= 0x20 && c <= last && c != 0x7f && c != '"' && c != '\\')
 			continue;
 		buf_append(b, s + plain, i - plain);
 		plain = i + 1;
 		if (c == '\n' || c == '\r' || c == '\t') {
 			esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
-		} else if (c != '"' && c != '\\') {
+		} else if (c != '"' && c != '\\' && how == BUF_QUOTE_JSON) {
 			memcpy(esc + 1, "u00", 3);
 			esc[4] = hex[c >> 4];
 			esc[5] = hex[c & 15];
 			n = 6;
+		} else if (c != '"' && c != '\\') {
+			esc[1] = 'x';
+			esc[2] = hex[c >> 4];
+			esc[3] = hex[c & 15];
+			n = 4;
 		}
 		buf_append(b, esc, n);
 	}
 	buf_append(b, s + plain, len - plain);
 	return buf_putc(b, '"');
+}
+
+enum buf_err buf_json_string(struct buf *b, const char *s, size_t len)
+{
+	return buf_quote(b, s, len, BUF_QUOTE_JSON);
 }
 
 const char *buf_str(const struct buf *b)

@@ -32,6 +32,13 @@ enum buf_err buf_append(struct buf *b, const void *data, size_t len);
 enum buf_err buf_puts(struct buf *b, const char *s);
 enum buf_err buf_putc(struct buf *b, char c);
 enum buf_err buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* How buf_quote escapes: as JSON (RFC 8259: \uXXXX; bytes >= 0x80 pass
+ * as they are), or to printable ASCII (\xXX, every byte >= 0x7f
+ * escaped too: lib/log.c's lines). Both escape the quote, the backslash
+ * and the control bytes, with \n, \r and \t by name. */
+enum buf_quoting { BUF_QUOTE_JSON, BUF_QUOTE_ASCII };
+/* Appends s (len bytes) in double quotes, escaped as how says. */
+enum buf_err buf_quote(struct buf *b, const char *s, size_t len, enum buf_quoting how);
 /* Appends s (len bytes) as a quoted JSON string, escaping as RFC 8259 says. */
 enum buf_err buf_json_string(struct buf *b, const char *s, size_t len);
 /* The contents as a C string; "" before the first append. */

@@ -42,31 +42,7 @@ int log_level_parse(const char *s)
 
 enum buf_err log_escape(struct buf *out, const char *s, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t i, plain = 0; /* s[plain..i) is printable: one append */
-
-	buf_putc(out, '"');
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char esc[4] = {'\\', (char)c, 0, 0};
-		size_t len = 2;
-
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-			continue;
-		buf_append(out, s + plain, i - plain);
-		plain = i + 1;
-		if (c == '\n' || c == '\r' || c == '\t') {
-			esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
-		} else if (c != '"' && c != '\\') {
-			esc[1] = 'x';
-			esc[2] = hex[c >> 4];
-			esc[3] = hex[c & 15];
-			len = 4;
-		}
-		buf_append(out, esc, len);
-	}
-	buf_append(out, s + plain, n - plain);
-	return buf_putc(out, '"');
+	return buf_quote(out, s, n, BUF_QUOTE_ASCII);
 }
 
 const char *log_qn(const char *s, size_t n)
