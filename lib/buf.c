@@ -124,14 +124,16 @@ enum buf_err buf_quote(struct buf *b, const char *s, size_t len, enum buf_quotin
 			continue;
 		buf_append(b, s + plain, i - plain);
 		plain = i + 1;
-		if (c == '\n' || c == '\r' || c == '\t') {
+		if (c == '"' || c == '\\') {
+			/* esc is backslash and c already */
+		} else if (c == '\n' || c == '\r' || c == '\t') {
 			esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
-		} else if (c != '"' && c != '\\' && how == BUF_QUOTE_JSON) {
+		} else if (how == BUF_QUOTE_JSON) {
 			memcpy(esc + 1, "u00", 3);
 			esc[4] = hex[c >> 4];
 			esc[5] = hex[c & 15];
 			n = 6;
-		} else if (c != '"' && c != '\\') {
+		} else {
 			esc[1] = 'x';
 			esc[2] = hex[c >> 4];
 			esc[3] = hex[c & 15];
