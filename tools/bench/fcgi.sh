@@ -36,7 +36,7 @@ bench_stack_env "$build"
 
 # The pools' processes run under callgrind: stack.sh execs this wrapper in
 # place of the responder (spawn-fcgi's pid file then names valgrind, which
-# writes its count to cg.PID when the process ends).
+# writes one count per thread, cg.PID-NN, when the process ends).
 wrap() { # BIN: writes $D/wrap-NAME, prints its path
 	local w=$D/wrap-$(basename "$1")
 	printf '#!/bin/sh\nexec valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file=%s/cg.%%p %s "$@"\n' \
@@ -46,7 +46,8 @@ wrap() { # BIN: writes $D/wrap-NAME, prints its path
 }
 
 # run BIN COUNT: a stack on BIN, COUNT posts to /sync then to /async; prints
-# "sync_instructions async_instructions jobs_per_commit"
+# "sync_workers sync_all async_workers async_all jobs_per_commit" (total's
+# pairs for the sync and the api process)
 run() {
 	local dir=$D/stack-$(basename "$1")-$2 url port pid_sync pid_api jpc
 	port=$(free_port)
@@ -73,27 +74,26 @@ run() {
 # opens the database first runs the migrations there. hello_fcgi has one
 # thread, which is its worker.
 total() {
-	local i f n w=0 c=0 one=0
+	local i f n w=0 c=0 a=0
 	for i in $(seq 50); do
 		[ -s "$D/cg.$1-01" ] && grep -q '^totals:' "$D/cg.$1-01" && break
 		sleep 0.2
 	done
 	for f in "$D/cg.$1"-*; do
 		n=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f")
-		one=$n
+		a=$((a + n))
 		if grep -q ' worker_main$' "$f"; then
 			w=$((w + n))
 		elif grep -q ' committer_main$' "$f"; then
 			c=$((c + n))
 		fi
 	done
-	[ "$w" -gt 0 ] || w=$one
+	[ "$w" -gt 0 ] || w=$a
 	echo "$w $((w + c))"
 }
 per() { awk -v a="$1" -v b="$2" -v n="$n" 'BEGIN { printf "%.0f", (b - a) / (2 * n) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
-# run's line: sync_workers sync_all async_workers async_all jobs_per_commit
 read -r hs1 _ ha1 _ _ <<<"$(run "$build/hello_fcgi" "$n")"
 read -r hs3 _ ha3 _ _ <<<"$(run "$build/hello_fcgi" $((3 * n)))"
 read -r cs1 csa1 ca1 caa1 _ <<<"$(run "$build/consuma-fcgi" "$n")"
