@@ -2,7 +2,10 @@
  * test_request: request_parse() against a table of hostile bodies (each with
  * the HTTP status and the field its detail must name), a table of good
  * bodies with what they must yield, the UTF-8 validator on its own, and
- * allocation failures (ASan reports any leak on those paths).
+ * allocation failures (ASan reports any leak on those paths). Every body of
+ * those tables and of plain[] (the edges of request.c's plain path) must get
+ * the same answer from request_parse and from json-c alone
+ * (request_parse_json_c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +19,7 @@
 #include "alloc.h"
 #include "config.h"
 #include "request.h"
+#include "request_test.h"
 
 #define CAP 65536
 
@@ -681,6 +685,125 @@ static void test_nomem(void **state)
 	request_free(NULL);
 }
 
+/* ---- the plain path against json-c ------------------------------------------ */
+
+/* Whether request_parse and request_parse_json_c answer body alike: the
+ * same code, status, field and detail, or the same fields parsed. */
+static bool same_answer(const char *name, const char *body, size_t len, enum request_mode mode)
+{
+	struct job_request a, b;
+	struct request_error ea, eb;
+	enum request_err ra = request_parse(body, len, mode, &cfg, &a, &ea);
+	enum request_err rb = request_parse_json_c(body, len, mode, &cfg, &b, &eb);
+	bool same =
+	    ra == rb && ea.http_status == eb.http_status && strcmp(ea.field, eb.field) == 0 &&
+	    strcmp(ea.detail, eb.detail) == 0 && a.input_bytes == b.input_bytes &&
+	    a.input_chars == b.input_chars && a.iterations == b.iterations &&
+	    (a.input_data == NULL) == (b.input_data == NULL) &&
+	    (a.callback_url == NULL) == (b.callback_url == NULL) &&
+	    (a.input_data == NULL || memcmp(a.input_data, b.input_data, a.input_bytes + 1) == 0) &&
+	    (a.callback_url == NULL || strcmp(a.callback_url, b.callback_url) == 0);
+	if (!same)
+		print_error("case \"%s\" (%s): plain path rc=%d \"%s\" it=%lld, json-c rc=%d "
+		            "\"%s\" it=%lld\n",
+		            name, mode == REQUEST_SYNC ? "sync" : "async", ra, ea.detail,
+		            (long long)a.iterations, rb, eb.detail, (long long)b.iterations);
+	request_free(&a);
+	request_free(&b);
+	return same;
+}
+
+/* Bodies at the edges of the plain path's form: some it takes, some it
+ * must leave to json-c. */
+static const char *const plain[] = {
+    "{}",
+    " {} ",
+    "{ }",
+    "{\"input_data\":\"hello\",\"iterations\":1,\"callback_url\":\"http://127.0.0.1:9/cb\"}",
+    "\n{ \"input_data\" :\t\"a\" , \"iterations\" : 12 }\r\n",
+    "{\"input_data\":\"a\",\"iterations\":0}",
+    "{\"input_data\":\"a\",\"iterations\":-1}",
+    "{\"input_data\":\"a\",\"iterations\":-0}",
+    "{\"input_data\":\"a\",\"iterations\":00}",
+    "{\"input_data\":\"a\",\"iterations\":07}",
+    "{\"input_data\":\"a\",\"iterations\":-}",
+    "{\"input_data\":\"a\",\"iterations\":1.}",
+    "{\"input_data\":\"a\",\"iterations\":1e2}",
+    "{\"input_data\":\"a\",\"iterations\":1E2}",
+    "{\"input_data\":\"a\",\"iterations\":12x}",
+    "{\"input_data\":\"a\",\"iterations\":999999999999999999}",
+    "{\"input_data\":\"a\",\"iterations\":-999999999999999999}",
+    "{\"input_data\":\"a\",\"iterations\":9223372036854775807}",
+    "{\"input_data\":\"a\",\"iterations\":9223372036854775808}",
+    "{\"input_data\":\"a\",\"iterations\":-9223372036854775809}",
+    "{\"input_data\":\"a\",\"iterations\":1000001}",
+    "{\"input_data\":\"a\",\"iterations\":\"1\"}",
+    "{\"input_data\":\"a\",\"iterations\":true}",
+    "{\"input_data\":\"a\",\"iterations\":null}",
+    "{\"input_data\":\"a\",\"iterations\":[1]}",
+    "{\"input_data\":7}",
+    "{\"input_data\":\"\"}",
+    "{\"input_data\":\"a\",\"input_data\":\"b\"}",
+    "{\"input_data\":\"a\",\"iterations\":1,\"iterations\":2}",
+    "{\"x\":1,\"x\":2,\"input_data\":\"a\"}",
+    "{\"input_data\":\"a\",\"x\":\"\\n\"}",
+    "{\"input_data\":\"a\\u0041\"}",
+    "{\"input_data\":\"a\tb\"}",
+    "{\"input_data\":\"\xc3\xa9\"}",
+    "{\"input_data\":\"\xc3\"}",
+    "{\"input_data\":\"a\",\"\xff\":1}",
+    "{\"input_data\":\"a\",\"x\":\"\xed\xa0\x80\"}",
+    "{\"input_data\":\"a\",}",
+    "{\"input_data\":\"a\" \"iterations\":1}",
+    "{\"input_data\":\"a\"}}",
+    "{\"input_data\":\"a\"} {}",
+    "{\"input_data\":\"a\"",
+    "{\"input_data\":\"a",
+    "{\"input_data\":",
+    "{\"input_data\"",
+    "{\"input_data",
+    "{,}",
+    "{:1}",
+    "{\"\":1,\"input_data\":\"a\"}",
+    "{\"input_data\":\"a\",\"callback_url\":\"\"}",
+    "{\"input_data\":\"a\",\"callback_url\":1}",
+    "{\"input_datax\":\"a\"}",
+    "{\"input_dat\":\"a\"}",
+};
+
+static void test_plain_path_as_json_c(void **state)
+{
+	int failures = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+		for (int m = 0; m < 2; m++) {
+			if (!same_answer(plain[i], plain[i], strlen(plain[i]),
+			                 (enum request_mode)m))
+				failures++;
+		}
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct gen g = {0};
+		if (bad[i].make != NULL)
+			g = bad[i].make(bad[i].arg);
+		if (!same_answer(bad[i].name, g.p ? g.p : bad[i].body, g.p ? g.len : bad[i].len,
+		                 bad[i].mode))
+			failures++;
+		free(g.p);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct gen g = {0};
+		if (good[i].make != NULL)
+			g = good[i].make(good[i].arg);
+		if (!same_answer(good[i].name, g.p ? g.p : good[i].body, g.p ? g.len : good[i].len,
+		                 good[i].mode))
+			failures++;
+		free(g.p);
+	}
+	assert_int_equal(failures, 0);
+}
+
 static void test_strerror(void **state)
 {
 	(void)state;
@@ -694,11 +817,17 @@ static void test_strerror(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bad_bodies),     cmocka_unit_test(test_good_bodies),
-	    cmocka_unit_test(test_depth_limit),    cmocka_unit_test(test_default_from_config),
-	    cmocka_unit_test(test_not_terminated), cmocka_unit_test(test_details),
-	    cmocka_unit_test(test_utf8),           cmocka_unit_test(test_nomem),
-	    cmocka_unit_test(test_strerror),       cmocka_unit_test(test_int64_saturation),
+	    cmocka_unit_test(test_bad_bodies),
+	    cmocka_unit_test(test_good_bodies),
+	    cmocka_unit_test(test_depth_limit),
+	    cmocka_unit_test(test_default_from_config),
+	    cmocka_unit_test(test_not_terminated),
+	    cmocka_unit_test(test_details),
+	    cmocka_unit_test(test_utf8),
+	    cmocka_unit_test(test_nomem),
+	    cmocka_unit_test(test_strerror),
+	    cmocka_unit_test(test_int64_saturation),
+	    cmocka_unit_test(test_plain_path_as_json_c),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
