@@ -33,8 +33,8 @@
  * the whole way above, so every refusal and its message comes from there.
  * The two paths give the same answer for every body: test_request and
  * fuzz_request compare them (request_test.h). The plain path does in one
- * pass what json-c's tokener does with an object per value: about a
- * tenth of the API's CPU per request (README, Benchmarks).
+ * pass what json-c's tokener does with an object per value: ~17% of the
+ * request threads' instructions (tools/bench.sh fcgi; README, Benchmarks).
  *
  * Decisions a client can observe:
  *   - a duplicate key: the last one wins (json-c's behaviour, as in
@@ -241,6 +241,13 @@ static bool json_blank(unsigned char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+static size_t skip_blank(const char *b, size_t len, size_t i)
+{
+	while (i < len && json_blank((unsigned char)b[i]))
+		i++;
+	return i;
+}
+
 /* Bytes that may appear outside strings in JSON: structure, blanks, the
  * characters of numbers and the letters of true, false and null. */
 static bool json_token_byte(unsigned char c)
@@ -278,8 +285,7 @@ static int hex4(const char *s, size_t n, unsigned *out)
  * otherwise alias input_data. */
 static bool key_follows(const char *body, size_t len, size_t i)
 {
-	while (i < len && json_blank((unsigned char)body[i]))
-		i++;
+	i = skip_blank(body, len, i);
 	return i < len && body[i] == ':';
 }
 
@@ -455,8 +461,7 @@ static enum request_err parse_json(const char *body, size_t len, struct json_obj
 		          json_tokener_error_desc(jerr), end);
 		goto out;
 	}
-	while (end < len && json_blank((unsigned char)body[end]))
-		end++;
+	end = skip_blank(body, len, end);
 	if (end < len) {
 		rc = fail(err, REQUEST_INVALID, "body",
 		          "malformed JSON: trailing data after the object at offset %zu", end);
@@ -492,13 +497,6 @@ static void found_in_object(struct json_object *root, struct found in[F_COUNT])
 			in[k].bytes = (size_t)json_object_get_string_len(o);
 		}
 	}
-}
-
-static size_t skip_blank(const char *b, size_t len, size_t i)
-{
-	while (i < len && json_blank((unsigned char)b[i]))
-		i++;
-	return i;
 }
 
 /* The closing quote of the string that opens at b[i], when the string
@@ -622,8 +620,7 @@ static enum request_err parse_body(const char *body, size_t len, enum request_mo
 		            (long long)cfg->max_body_bytes);
 	if (len > INT32_MAX) /* json-c takes an int length */
 		return fail(err, REQUEST_TOO_LARGE, "body", "larger than %d bytes", INT32_MAX);
-	while (first < len && json_blank((unsigned char)body[first]))
-		first++;
+	first = skip_blank(body, len, 0);
 	if (first == len)
 		return fail(err, REQUEST_INVALID, "body", "is empty; expected a JSON object");
 	if (body[first] != '{')
