@@ -440,7 +440,10 @@ struct store_exclude {
  * now + lease_ms, all in one transaction. Queued rows become running.
  * Attempts left 'sending' by a dead holder become 'unknown'. *jobs is a
  * cz_malloc'd array of *n jobs (NULL when 0): the caller clears each and
- * cz_frees the array. */
+ * cz_frees the array. With exclusions, SQLite may walk on from where the
+ * last claim with the same ones saw only left-out jobs (its claim mark):
+ * a job made due behind that point at the very moment of that walk is
+ * then claimed up to a second later (store_sqlite_queue.c). */
 enum store_err store_claim(struct store *s, int64_t now, int64_t lease_ms, int max,
                            const struct store_exclude *ex, struct store_job **jobs, int *n);
 

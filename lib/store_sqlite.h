@@ -39,6 +39,13 @@ struct sq {
 	int lock_fd;                     /* the host's write lock (<db>.wlock): -1 until a write */
 	char path[4096];                 /* the database file, for the lock's name */
 	struct sq_counts counts;         /* what the open write transaction changes */
+	struct sq_claim_mark {           /* how far excluded claims have looked */
+		bool valid;
+		int64_t due;      /* every due row up to this next_attempt_at ... */
+		int64_t seq;      /* ... and this seq was of an excluded origin */
+		char *exclude;    /* the exclusions that held then (exclude_json) */
+		int64_t since_ns; /* monotonic: the full walk that began the mark */
+	} mark;
 };
 
 #define SQ(b) ((struct sq *)(b))

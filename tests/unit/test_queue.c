@@ -1,7 +1,8 @@
 /*
  * test_queue: the deliverer's queue (store.h; the SQLite backend's
  * lib/store_sqlite_queue.c) against real database files:
- * claim order, batch size and host exclusions; one owner at a time; an
+ * claim order, batch size and host exclusions (and the claim mark that
+ * lets excluded walks go on from the last); one owner at a time; an
  * expired lease claimable again; fencing of a holder that lost its lease;
  * the job and attempt rows after delivered, retry and failed outcomes (with
  * the queue counters); hand-back of a stopping deliverer and of one job;
@@ -178,6 +179,49 @@ static void test_claim_order_batch_exclusions(void **state)
 	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM requests WHERE lease_expires_at = "
 	                               "next_attempt_at AND next_attempt_at = 1000 + 30000"),
 	                 4);
+}
+
+/* The claim mark (store_sqlite_queue.c): a claim that leaves an origin out
+ * and sees only its jobs marks how far it looked, and the next claim with
+ * the same exclusions walks on from there; what became claimable since is
+ * still found: a job committed after the mark but stamped before it (a
+ * late group commit), one handed back due after it, and, once the mark has run its
+ * second, a row moved behind it by another writer. Other exclusions, or
+ * none, see everything behind the mark. */
+static void test_claim_mark(void **state)
+{
+	struct fx *f = *state;
+	char ids[256];
+	const char *const keys[] = {"http://a.example", "http://b.example"};
+	const struct store_exclude a_out = {keys, 1}, b_out = {keys + 1, 1};
+	add_job(f->s, "a1", "a.example", 100);
+	add_job(f->s, "a2", "a.example", 200);
+	add_job(f->s, "c1", "c.example", 5000);
+	assert_int_equal(claim_ids(f->a, 1000, 10, &a_out, ids, sizeof ids, NULL), 0);
+	add_job(f->s, "b1", "b.example", 500); /* behind the mark, committed after it */
+	struct store_job *held = NULL;
+	claim_ids(f->a, 1100, 10, &a_out, ids, sizeof ids, &held);
+	assert_string_equal(ids, "b1");
+	/* handed back, due after the mark (its seq is not new) */
+	assert_int_equal(store_begin(f->a), STORE_OK);
+	assert_int_equal(store_release(f->a, &held[0], false, 1150), STORE_OK);
+	assert_int_equal(store_commit(f->a), STORE_OK);
+	free_jobs(held, 1);
+	claim_ids(f->a, 1200, 10, &a_out, ids, sizeof ids, NULL);
+	assert_string_equal(ids, "b1");
+	/* c1 moved behind the mark by another writer, between two walks */
+	assert_int_equal(sqlite3_exec(db_of(f->s),
+	                              "UPDATE requests SET next_attempt_at = 50 WHERE id = 'c1'",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	usleep(1100 * 1000); /* the mark's life (CLAIM_MARK_NS) */
+	claim_ids(f->a, 1300, 10, &a_out, ids, sizeof ids, NULL);
+	assert_string_equal(ids, "c1");
+	/* other exclusions, then none: a.example's jobs behind the mark */
+	claim_ids(f->a, 1400, 1, &b_out, ids, sizeof ids, NULL);
+	assert_string_equal(ids, "a1");
+	claim_ids(f->a, 1400, 10, NULL, ids, sizeof ids, NULL);
+	assert_string_equal(ids, "a2");
 }
 
 /* Inserts a job due at 0 with callback_url url (and no callback_host). */
@@ -633,6 +677,7 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_claim_order_batch_exclusions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_mark, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_claim_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lease_exclusive_then_expired, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fencing, setup, teardown),
