@@ -862,12 +862,18 @@ int deliver_start(struct deliver *d)
 	return rc;
 }
 
+/* Wakes the thread only for the first job of an empty inbox: the thread
+ * takes the whole inbox after its poll returns, so a job pushed behind
+ * others is taken with the first, whose wake-up is still due (or came and
+ * was followed by the take); one pushed after a take sees it empty. */
 void deliver_submit(struct deliver *d, struct djob *j)
 {
 	pthread_mutex_lock(&d->mu);
+	bool first = d->inbox.n == 0;
 	list_push(&d->inbox, j);
 	pthread_mutex_unlock(&d->mu);
-	curl_multi_wakeup(d->multi);
+	if (first)
+		curl_multi_wakeup(d->multi);
 }
 
 void deliver_stop(struct deliver *d)
