@@ -95,7 +95,7 @@ fi
 # ---- build -------------------------------------------------------------------
 packages=(build-essential cmake pkg-config
 	libfcgi-dev libsqlite3-dev libssl-dev libjson-c-dev libcurl4-openssl-dev libpq-dev
-	libcmocka-dev libmicrohttpd-dev libsystemd-dev lighttpd spawn-fcgi curl python3)
+	libcmocka-dev libmicrohttpd-dev libsystemd-dev libjemalloc-dev lighttpd spawn-fcgi curl python3)
 [ "$backend" = sqlite ] || [ -n "${CONSUMA_DATABASE_URL:-}" ] || packages+=(postgresql)
 
 ensure_packages() {

@@ -13,7 +13,7 @@ root=$(pwd)
 
 packages=(build-essential cmake pkg-config git
 	libfcgi-dev libsqlite3-dev sqlite3 libssl-dev openssl libjson-c-dev
-	libcurl4-openssl-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev systemd
+	libcurl4-openssl-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev systemd libjemalloc-dev
 	lighttpd spawn-fcgi nginx-light curl python3 libxml2-utils wrk procps iproute2
 	clang-format clang libclang-rt-14-dev chromium prometheus postgresql libpq-dev)
 
