@@ -33,4 +33,9 @@ void ids_rfc3339(int64_t ms, char out[IDS_RFC3339_LEN + 1]);
  * (one per thread). */
 uint64_t ids_xorshift64(uint64_t *state);
 
+/* How many times this process has forked since the first call (counted
+ * by a pthread_atfork child handler): a per-thread cache of the pid or of
+ * random bytes is stale when the count it was made at is not this one. */
+unsigned ids_forks(void);
+
 #endif

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include "ids.h"
 #include "log.h"
 
 #define LINE_MAX_BYTES 4096
@@ -75,8 +76,9 @@ const char *log_q(const char *s)
 
 void log_event(enum log_level level, const char *event, const char *fmt, ...)
 {
-	/* the pid as text, formatted again only when getpid() changes (a fork) */
-	static _Thread_local pid_t pid;
+	/* the pid as text, made again only after a fork (no getpid per line) */
+	static _Thread_local bool pid_known;
+	static _Thread_local unsigned pid_forks;
 	static _Thread_local char pid_text[24];
 	char line[LINE_MAX_BYTES];
 	int body;
@@ -85,10 +87,11 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
 
 	if (level < min_level)
 		return;
-	pid_t now = getpid();
-	if (now != pid) {
-		snprintf(pid_text, sizeof pid_text, "%ld", (long)now);
-		pid = now;
+	unsigned forks = ids_forks();
+	if (!pid_known || forks != pid_forks) {
+		snprintf(pid_text, sizeof pid_text, "%ld", (long)getpid());
+		pid_known = true;
+		pid_forks = forks;
 	}
 	/* the head copied piece by piece, not formatted: it is every line's */
 	const char *const parts[] = {"level=", level_names[level], " prog=", program, " pid=",

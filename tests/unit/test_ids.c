@@ -1,5 +1,7 @@
 /*
- * test_ids: UUIDv7 shape and ordering, id validation, RFC 3339 formatting.
+ * test_ids: UUIDv7 shape and ordering, a child's ids not the parent's
+ * after a fork (the random bytes are pooled per thread), id validation,
+ * RFC 3339 formatting.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -7,6 +9,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include "ids.h"
 
@@ -41,6 +45,37 @@ static void test_uuidv7_time(void **state)
 	hex[12] = '\0';
 	ms = (int64_t)strtoll(hex, NULL, 16);
 	assert_true(ms >= before && ms <= ids_now_ms() + 1000);
+}
+
+/* The ids a fork's child makes after the parent had pooled random bytes:
+ * without the pool's fork check the child would take the very bytes the
+ * parent takes next, and the two ids would share their random tail. */
+static void test_uuidv7_after_fork(void **state)
+{
+	char first[IDS_UUID_LEN + 1], mine[IDS_UUID_LEN + 1], child[IDS_UUID_LEN + 1] = "";
+	int fds[2];
+
+	(void)state;
+	ids_uuidv7(first); /* fills this thread's pool */
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char id[IDS_UUID_LEN + 1];
+		ids_uuidv7(id);
+		_exit(write(fds[1], id, IDS_UUID_LEN) == IDS_UUID_LEN ? 0 : 1);
+	}
+	close(fds[1]);
+	ids_uuidv7(mine);
+	assert_int_equal(read(fds[0], child, IDS_UUID_LEN), IDS_UUID_LEN);
+	close(fds[0]);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_true(ids_uuid_valid(child));
+	/* the last 12 digits are random bytes alone (no time, no counter) */
+	assert_string_not_equal(child + 24, mine + 24);
+	assert_string_not_equal(child + 24, first + 24);
 }
 
 static void test_uuid_valid(void **state)
@@ -119,6 +154,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_uuidv7_shape_and_order),
 	    cmocka_unit_test(test_uuidv7_time),
+	    cmocka_unit_test(test_uuidv7_after_fork),
 	    cmocka_unit_test(test_uuid_valid),
 	    cmocka_unit_test(test_rfc3339),
 	    cmocka_unit_test(test_clocks),

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "log.h"
@@ -113,6 +114,40 @@ static void test_line_is_one_line(void **state)
 	assert_int_equal(strchr(out, '\n') - out, n - 1); /* exactly one line */
 }
 
+/* A fork's child logs its own pid: log_event keeps the pid as text per
+ * thread and makes it again only after a fork (ids_forks), not per line. */
+static void test_pid_after_fork(void **state)
+{
+	int fds[2], saved;
+	char out[8192], want[64];
+
+	(void)state;
+	assert_int_equal(pipe(fds), 0);
+	saved = dup(STDERR_FILENO);
+	dup2(fds[1], STDERR_FILENO);
+	log_init("test", L_INFO);
+	log_event(L_INFO, "parent", "n=1"); /* the parent's pid is cached now */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		log_event(L_INFO, "child", "n=2");
+		_exit(0);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fds[1]);
+	ssize_t n = read(fds[0], out, sizeof(out) - 1);
+	close(fds[0]);
+	assert_true(n > 0);
+	out[n] = '\0';
+	snprintf(want, sizeof want, "pid=%ld event=parent", (long)getpid());
+	assert_non_null(strstr(out, want));
+	snprintf(want, sizeof want, "pid=%ld event=child", (long)pid);
+	assert_non_null(strstr(out, want));
+}
+
 static void test_level_parse(void **state)
 {
 	(void)state;
@@ -129,6 +164,7 @@ int main(void)
 	    cmocka_unit_test(test_every_byte_is_printable_after_escape),
 	    cmocka_unit_test(test_q_cut_and_ring),
 	    cmocka_unit_test(test_line_is_one_line),
+	    cmocka_unit_test(test_pid_after_fork),
 	    cmocka_unit_test(test_level_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
