@@ -307,41 +307,26 @@ static enum store_err recover_attempts(struct sq *q, struct store_job *j)
  * rows behind it stay left out or leased, whatever they claim meanwhile). */
 #define CLAIM_MARK_NS 1000000000LL
 
-/* Steps a bound walk, appending the seqs it returns to seqs[*n..max). */
-static enum store_err gather(struct sq *q, sqlite3_stmt *sel, int max, int64_t *seqs, int *n)
+/* One walk, appending the seqs it returns to seqs[*n..max): Q_CLAIM_SELECT
+ * over the due rows past next_attempt_at `from` (INT64_MIN: all), or
+ * Q_CLAIM_LATE over the rows past seq `from` due by `due`. */
+static enum store_err walk(struct sq *q, enum stmt which, int64_t now, const char *exclude,
+                           int64_t from, int64_t due, int max, int64_t *seqs, int *n)
 {
+	sqlite3_stmt *sel = q->qst[which];
 	int rc = SQLITE_DONE;
+	sqlite3_bind_int64(sel, 1, now);
+	bind_text_or_null(sel, 2, exclude);
+	sqlite3_bind_int(sel, 3, max - *n);
+	sqlite3_bind_int64(sel, 4, from);
+	if (which == Q_CLAIM_LATE)
+		sqlite3_bind_int64(sel, 5, due);
 	while (*n < max && (rc = sqlite3_step(sel)) == SQLITE_ROW)
 		seqs[(*n)++] = sqlite3_column_int64(sel, 0);
 	enum store_err err = *n < max && rc != SQLITE_DONE ? sq_fail(q, rc, "claim") : STORE_OK;
 	sqlite3_reset(sel);
 	sqlite3_clear_bindings(sel);
 	return err;
-}
-
-/* Walks the due rows past next_attempt_at after (INT64_MIN: all). */
-static enum store_err walk_due(struct sq *q, int64_t now, const char *exclude, int64_t after,
-                               int max, int64_t *seqs, int *n)
-{
-	sqlite3_stmt *sel = q->qst[Q_CLAIM_SELECT];
-	sqlite3_bind_int64(sel, 1, now);
-	bind_text_or_null(sel, 2, exclude);
-	sqlite3_bind_int(sel, 3, max - *n);
-	sqlite3_bind_int64(sel, 4, after);
-	return gather(q, sel, max, seqs, n);
-}
-
-/* Walks the rows committed past the mark's seq that are due by its time. */
-static enum store_err walk_late(struct sq *q, int64_t now, const char *exclude,
-                                const struct sq_claim_mark *m, int max, int64_t *seqs, int *n)
-{
-	sqlite3_stmt *sel = q->qst[Q_CLAIM_LATE];
-	sqlite3_bind_int64(sel, 1, now);
-	bind_text_or_null(sel, 2, exclude);
-	sqlite3_bind_int(sel, 3, max - *n);
-	sqlite3_bind_int64(sel, 4, m->seq);
-	sqlite3_bind_int64(sel, 5, m->due);
-	return gather(q, sel, max, seqs, n);
 }
 
 static enum store_err max_seq(struct sq *q, int64_t *seq)
@@ -363,15 +348,16 @@ static enum store_err claim_candidates(struct sq *q, int64_t now, const char *ex
 	struct sq_claim_mark *m = &q->mark;
 	*n = 0;
 	if (!exclude)
-		return walk_due(q, now, NULL, INT64_MIN, max, seqs, n);
+		return walk(q, Q_CLAIM_SELECT, now, NULL, INT64_MIN, 0, max, seqs, n);
 	int64_t mono = ids_mono_ns(), top = 0;
 	bool from_mark =
 	    m->valid && strcmp(m->exclude, exclude) == 0 && mono - m->since_ns < CLAIM_MARK_NS;
 	enum store_err err = max_seq(q, &top); /* before the walks: later rows are past it */
 	if (err == STORE_OK && from_mark)
-		err = walk_late(q, now, exclude, m, max, seqs, n);
+		err = walk(q, Q_CLAIM_LATE, now, exclude, m->seq, m->due, max, seqs, n);
 	if (err == STORE_OK)
-		err = walk_due(q, now, exclude, from_mark ? m->due : INT64_MIN, max, seqs, n);
+		err = walk(q, Q_CLAIM_SELECT, now, exclude, from_mark ? m->due : INT64_MIN, 0, max,
+		           seqs, n);
 	if (err != STORE_OK || *n == max) {
 		m->valid = m->valid && from_mark && err == STORE_OK; /* a full batch: as it was */
 		return err;
