@@ -359,7 +359,9 @@ static enum store_err claim_candidates(struct sq *q, int64_t now, const char *ex
 		err = walk(q, Q_CLAIM_SELECT, now, exclude, from_mark ? m->due : INT64_MIN, 0, max,
 		           seqs, n);
 	if (err != STORE_OK || *n == max) {
-		m->valid = m->valid && from_mark && err == STORE_OK; /* a full batch: as it was */
+		/* a full batch from the mark keeps it; a full walk that stopped
+		 * at max has not seen enough to begin one; an error drops it */
+		m->valid = from_mark && err == STORE_OK;
 		return err;
 	}
 	if (!from_mark) {

@@ -185,9 +185,9 @@ static void test_claim_order_batch_exclusions(void **state)
  * and sees only its jobs marks how far it looked, and the next claim with
  * the same exclusions walks on from there; what became claimable since is
  * still found: a job committed after the mark but stamped before it (a
- * late group commit), one handed back due after it, and, once the mark has run its
- * second, a row moved behind it by another writer. Other exclusions, or
- * none, see everything behind the mark. */
+ * late group commit), one handed back due after it, and, once the mark
+ * has run its second, a row moved behind it by another writer. Other
+ * exclusions, or none, see everything behind the mark. */
 static void test_claim_mark(void **state)
 {
 	struct fx *f = *state;
