@@ -80,6 +80,11 @@ if [ -s "$T/small.json" ]; then
 	assert_eq "no callback with a wrong result" 0 "$(json_file "$T/small.json" "$cb['wrong_result']")"
 	assert_eq "signatures were checked (storm.sh made a secret)" true "$(json_file "$T/small.json" 'j["settings"]["signatures_checked"]')"
 	assert_eq "no bad signature" 0 "$(json_file "$T/small.json" "$cb['bad_signature']")"
+	# the whole path's span lies within the storm's own run and its wait
+	assert_eq "span: first POST to last callback within duration + wait" true \
+		"$(json_file "$T/small.json" "0 < $cb['span_s'] <= j['async']['duration_s'] + $cb['waited_s'] + 0.01")"
+	assert_eq "span: at least the slowest callback" true \
+		"$(json_file "$T/small.json" "$cb['span_s'] * 1000 >= j['async']['callback_latency_ms']['max'] - 0.01")"
 	assert_eq "callback latency has 40 samples" 40 "$(json_file "$T/small.json" "j['async']['callback_latency_ms']['count']")"
 	assert_eq "ok is true" true "$(json_file "$T/small.json" 'j["ok"]')"
 else

@@ -515,6 +515,7 @@ void recv_summarize(struct recv *rv, uint64_t first, uint64_t n, struct result_c
 	memset(cb, 0, sizeof(*cb));
 	cb->checked_signatures = rv->key != NULL;
 	uint64_t end = first + n > rv->n ? rv->n : first + n;
+	int64_t first_start = INT64_MAX, last_cb = INT64_MIN;
 	pthread_mutex_lock(&rv->mu);
 	for (uint64_t i = first; i < end; i++) {
 		const struct slot *s = &rv->slots[i];
@@ -534,10 +535,16 @@ void recv_summarize(struct recv *rv, uint64_t first, uint64_t n, struct result_c
 		if (s->flags & F_BADSIG)
 			cb->bad_signature++;
 		hist_record(latency, (s->cb_ns - s->start_ns) / 1000);
+		if (s->start_ns < first_start)
+			first_start = s->start_ns;
+		if (s->cb_ns > last_cb)
+			last_cb = s->cb_ns;
 		if (tl)
 			tl_callback(tl, s->cb_ns);
 	}
 	cb->missing = cb->expected - cb->received;
+	if (cb->received)
+		cb->span_s = (double)(last_cb - first_start) / 1e9;
 	uint32_t max_rank = 0;
 	for (uint64_t k = 0; k < rv->n_arrivals; k++) {
 		uint64_t i = rv->arrivals[k];

@@ -36,7 +36,8 @@
  *             async only: callback_latency_ms {same fields} (send to
  *               callback), callbacks {expected, received, missing,
  *               duplicated, out_of_order, wrong_result, bad_signature,
- *               unexpected, waited_s}}
+ *               unexpected, waited_s, span_s (the first accepted
+ *               request's start to the last callback: the whole path)}}
  *   timeline_interval_s (the width of one entry: --interval, doubled for
  *             runs longer than TL_MAX_INTERVALS of them),
  *   timeline: [{t_s (start of the interval from the first request),

@@ -422,15 +422,18 @@ enum report_err report_html(const char *path, const struct report_run *r)
 		    &b,
 		    "<h2>Callbacks</h2>\n<table>\n<tr><th>expected</th><th>received</th>"
 		    "<th>missing</th><th>duplicated</th><th>out of order</th><th>wrong "
-		    "result</th><th>bad signature</th><th>unexpected</th><th>waited</th></tr>\n"
+		    "result</th><th>bad signature</th><th>unexpected</th><th>waited</th><th>first "
+		    "POST to last "
+		    "callback</th></tr>\n"
 		    "<tr><td>%llu</td><td>%llu</td><td>%llu</td><td>%llu</td><td>%llu</td>"
-		    "<td>%llu</td><td>%s%llu</td><td>%llu</td><td>%.1f s</td></tr>\n</table>\n",
+		    "<td>%llu</td><td>%s%llu</td><td>%llu</td><td>%.1f s</td><td>%.2f s</td></tr>\n"
+		    "</table>\n",
 		    (unsigned long long)cb->expected, (unsigned long long)cb->received,
 		    (unsigned long long)cb->missing, (unsigned long long)cb->duplicated,
 		    (unsigned long long)cb->out_of_order, (unsigned long long)cb->wrong_result,
 		    cb->checked_signatures ? "" : "not checked: ",
 		    (unsigned long long)cb->bad_signature, (unsigned long long)cb->unexpected,
-		    cb->waited_s);
+		    cb->waited_s, cb->span_s);
 	}
 
 	char v[64];

@@ -85,6 +85,8 @@ static void json_mode(struct buf *b, const struct result_mode *m)
 		    (unsigned long long)cb->out_of_order, (unsigned long long)cb->wrong_result,
 		    (unsigned long long)cb->bad_signature, (unsigned long long)cb->unexpected);
 		json_num(b, cb->waited_s);
+		buf_puts(b, ",\"span_s\":");
+		json_num(b, cb->span_s);
 		buf_putc(b, '}');
 	}
 	buf_putc(b, '}');

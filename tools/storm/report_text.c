@@ -267,6 +267,9 @@ void report_terminal(FILE *f, const struct report_run *r, bool utf8)
 		if (cb->unexpected)
 			buf_printf(&t, ", %llu unexpected", (unsigned long long)cb->unexpected);
 		buf_printf(&t, "; waited %.1f s", cb->waited_s);
+		if (cb->span_s > 0)
+			buf_printf(&t, "; first POST to last callback %.2f s (%.0f jobs/s)",
+			           cb->span_s, (double)cb->received / cb->span_s);
 		wrap(f, buf_str(&t), "callbacks        ", 17);
 		buf_reset(&t);
 	}

@@ -29,4 +29,5 @@ void result_merge(struct result_mode *dst, const struct result_mode *src)
 	d->bad_signature += s->bad_signature;
 	d->unexpected += s->unexpected;
 	d->waited_s += s->waited_s;
+	d->span_s += s->span_s;
 }

@@ -38,6 +38,7 @@ struct result_callbacks {
 	uint64_t bad_signature; /* --secret given and a signature did not verify */
 	uint64_t unexpected;    /* callbacks for unknown or not-accepted requests */
 	double waited_s;        /* from the last accept to the end of the wait */
+	double span_s;          /* first accepted request's start to the last callback */
 };
 
 struct result_mode {
