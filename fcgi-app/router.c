@@ -134,13 +134,16 @@ static bool admit(struct http_exchange *x, const struct route *r, bool *overload
 static void finish(struct http_exchange *x)
 {
 	bool delivered = http_finish(x);
+	/* milliseconds to the microsecond, as %.3f would print them, in whole
+	 * numbers: every request has this line, and printf's float conversion
+	 * was a third of its cost */
+	long long us = (ids_mono_ns() - x->start_ns + 500) / 1000;
 
 	log_event(delivered ? L_INFO : L_WARN, "request",
-	          "route=%s method=%s status=%d delivered=%s duration_ms=%.3f request_id=%s "
+	          "route=%s method=%s status=%d delivered=%s duration_ms=%lld.%03lld request_id=%s "
 	          "client=%s%s%s",
-	          x->route, log_q(x->method), x->status, delivered ? "true" : "false",
-	          (double)(ids_mono_ns() - x->start_ns) / 1e6,
-	          x->request_id[0] != '\0' ? x->request_id : "-",
+	          x->route, log_q(x->method), x->status, delivered ? "true" : "false", us / 1000,
+	          us % 1000, x->request_id[0] != '\0' ? x->request_id : "-",
 	          x->client[0] != '\0' ? log_q(x->client) : "-", x->addr[0] != '\0' ? " addr=" : "",
 	          x->addr[0] != '\0' ? log_q(x->addr) : "");
 }

@@ -194,6 +194,11 @@ assert_eq "stale deliverer degrades" "degraded stale" \
 
 # every request was logged once with its route and status
 assert_match "request log lines" 'event=request route=sync method="POST" status=200' "$(cat "$T"/stack/fcgi-sync-*.log)"
+# ... with its duration in milliseconds to the microsecond
+req_lines=$(cat "$T"/stack/fcgi-*.log | grep -c 'event=request ' || true)
+ms_lines=$(cat "$T"/stack/fcgi-*.log | grep -cE 'event=request .* duration_ms=[0-9]+\.[0-9]{3} ' || true)
+assert_eq "every request line has duration_ms as N.NNN ($req_lines lines)" "$req_lines" "$ms_lines"
+assert_cmd "request lines were logged" test "$req_lines" -gt 0
 
 # ---- straight FastCGI: what a proxy would never send --------------------------------
 # consuma-fcgi on its own socket (--socket), spoken to by a minimal FastCGI
