@@ -422,9 +422,8 @@ enum report_err report_html(const char *path, const struct report_run *r)
 		    &b,
 		    "<h2>Callbacks</h2>\n<table>\n<tr><th>expected</th><th>received</th>"
 		    "<th>missing</th><th>duplicated</th><th>out of order</th><th>wrong "
-		    "result</th><th>bad signature</th><th>unexpected</th><th>waited</th><th>first "
-		    "POST to last "
-		    "callback</th></tr>\n"
+		    "result</th><th>bad signature</th><th>unexpected</th><th>waited</th>"
+		    "<th>first POST to last callback</th></tr>\n"
 		    "<tr><td>%llu</td><td>%llu</td><td>%llu</td><td>%llu</td><td>%llu</td>"
 		    "<td>%llu</td><td>%s%llu</td><td>%llu</td><td>%.1f s</td><td>%.2f s</td></tr>\n"
 		    "</table>\n",
