@@ -157,29 +157,38 @@ IFS='|' read -r r_fail _ c_fail all_fail _ _ <<<"$(pair "$hello/async" "$failing
 "$stack" down --dir "$D/failing" >/dev/null 2>&1
 
 # The whole async path: consuma-storm receives and checks every callback.
+# whole_storm URL PORT NAME: the storm against URL, its callbacks on PORT,
+# its report in $D/NAME.txt and $D/NAME.json; returns the storm's status.
+whole_storm() {
+	"$build/consuma-storm" --server-url "$1" --mode async --num-requests "$jobs" --concurrency 64 \
+		--iterations 1 --callback-port "$2" --callback-wait 120 --no-progress \
+		--json "$D/$3.json" >"$D/$3.txt" 2>&1
+}
+# The issue's figure: jobs/s from the first POST to the last callback, as
+# consuma-storm measured it (callbacks.span_s); the storm's wall time, which
+# adds its own start, set-up and report, is printed beside it.
+span_rate() { # NAME: callbacks received per second of callbacks.span_s
+	python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["async"]["callbacks"]
+print("%.1f" % (c["received"] / c["span_s"]) if c["span_s"] else 0)' "$D/$1.json" 2>/dev/null || echo 0
+}
+missing_of() { # NAME: the callbacks the storm's report counted missing
+	sed -n 's/.*callbacks *\([0-9]*\) expected, \([0-9]*\) received, \([0-9]*\) missing.*/\3/p' \
+		"$D/$1.txt" | head -n 1
+}
 whole=$(up "$D/whole")
 h_before=$(run "$hello/async" "$async_body")
 cb_port=$(free_port)
 t0=$(date +%s.%N)
 storm_rc=0
-"$build/consuma-storm" --server-url "$whole" --mode async --num-requests "$jobs" --concurrency 64 --iterations 1 \
-	--callback-port "$cb_port" --callback-wait 120 --no-progress --json "$D/whole.json" \
-	>"$D/whole.txt" 2>&1 || storm_rc=$?
+whole_storm "$whole" "$cb_port" whole || storm_rc=$?
 t1=$(date +%s.%N)
 "$stack" down --dir "$D/whole" >/dev/null 2>&1
 h_after=$(run "$hello/async" "$async_body")
 h_whole=$(awk -v a="${h_before%% *}" -v b="${h_after%% *}" 'BEGIN { printf "%.1f", (a + b) / 2 }')
 "$stack" down --dir "$D/hello" >/dev/null 2>&1
-# The issue's figure: jobs/s from the first POST to the last callback, as
-# consuma-storm measured it (callbacks.span_s); the storm's wall time, which
-# adds its own start, set-up and report, is printed beside it.
 wall_rate=$(awk -v n="$jobs" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
-span_rate() { # STORM_JSON: callbacks received per second of callbacks.span_s
-	python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["async"]["callbacks"]
-print("%.1f" % (c["received"] / c["span_s"]) if c["span_s"] else 0)' "$1" 2>/dev/null || echo 0
-}
-whole_rate=$(span_rate "$D/whole.json")
-missing=$(sed -n 's/.*callbacks *\([0-9]*\) expected, \([0-9]*\) received, \([0-9]*\) missing.*/\3/p' "$D/whole.txt" | head -n 1)
+whole_rate=$(span_rate whole)
+missing=$(missing_of whole)
 
 # The same intake and whole path on PostgreSQL (issue 10: >= 0.50x SQLite
 # each, every 202 committed at synchronous_commit=on), each run on a private
@@ -195,13 +204,10 @@ if [ "${BENCH_POSTGRES:-1}" != 0 ] && ldd "$build/consuma-fcgi" 2>/dev/null | gr
 	"$stack" down --dir "$D/pg-intake" >/dev/null 2>&1
 	read -r pg_jpc _ <<<"$(committed "$D/pg-intake")"
 	pg=$(up "$D/pg-whole" --postgres)
-	"$build/consuma-storm" --server-url "$pg" --mode async --num-requests "$jobs" --concurrency 64 \
-		--iterations 1 --callback-port "$(free_port)" --callback-wait 120 --no-progress \
-		--json "$D/pg-whole.json" >"$D/pg-whole.txt" 2>&1 || true
+	whole_storm "$pg" "$(free_port)" pg-whole || true
 	"$stack" down --dir "$D/pg-whole" >/dev/null 2>&1
-	pg_whole=$(span_rate "$D/pg-whole.json")
-	pg_missing=$(sed -n 's/.*callbacks *\([0-9]*\) expected, \([0-9]*\) received, \([0-9]*\) missing.*/\3/p' \
-		"$D/pg-whole.txt" | head -n 1)
+	pg_whole=$(span_rate pg-whole)
+	pg_missing=$(missing_of pg-whole)
 fi
 
 row() { # NAME "rps p50 p99 non2xx errors requests" RATIO TARGET
